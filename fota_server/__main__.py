@@ -1,0 +1,157 @@
+"""``fota-server``: run the server and manage accounts, firmware and keys from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .app import build_services, serve
+from .config import Config, ConfigError, load_config
+from .errors import DomainError
+from .sample_data import ensure_sample_data, quickstart_text
+
+__all__ = ["main"]
+
+log = logging.getLogger("fota_server")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (also FOTA_CONFIG)")
+    parser.add_argument("--db", dest="db_path", help="SQLite database path (default ./fota.db; FOTA_DB_PATH)")
+    parser.add_argument("--data-dir", dest="data_dir", help="firmware blobs and signing key (default <db>-data)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fota-server", description="FOTA server: LwM2M, HTTP(S) and OMA-DM "
+                                     "firmware updates with a ThingSpace SMS compatible API.")
+    parser.add_argument("--version", action="version", version=f"fota-server {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the management API (HTTP) and CoAP")
+    _common(run)
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--http-port", dest="http_port", type=int, help="HTTP port (default 8080; 0 picks one)")
+    run.add_argument("--coap-port", dest="coap_port", type=int, help="CoAP UDP port (default 5683; 0 picks one)")
+    run.add_argument("--no-coap", dest="coap_enabled", action="store_const", const=False, help="no CoAP listener")
+    run.add_argument("--sample", action="store_true", help="create a sample account and load the sample firmware")
+    run.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default INFO)")
+
+    account = sub.add_parser("account", help="manage accounts").add_subparsers(dest="action", required=True)
+    create = account.add_parser("create", help="create an account; prints its API client and user credentials")
+    _common(create)
+    create.add_argument("name")
+    create.add_argument("--licenses", type=int, default=100, help="license count of the account (default 100)")
+    create.add_argument("--json", action="store_true", help="print the credentials as JSON")
+    lst = account.add_parser("list", help="list accounts")
+    _common(lst)
+
+    firmware = sub.add_parser("firmware", help="manage the firmware repository").add_subparsers(
+        dest="action", required=True)
+    add = firmware.add_parser("add", help="store, hash and sign an image")
+    _common(add)
+    add.add_argument("file", type=Path)
+    add.add_argument("--name", required=True)
+    add.add_argument("--make", required=True)
+    add.add_argument("--model", required=True)
+    add.add_argument("--from", dest="version_from", required=True)
+    add.add_argument("--to", dest="version_to", required=True)
+    add.add_argument("--protocol", required=True, type=str.upper, choices=["LWM2M", "HTTP", "OMADM"])
+    add.add_argument("--kind", default="firmware", choices=["firmware", "software", "config"])
+    add.add_argument("--account", help="visible to this account only (default: every account)")
+    fls = firmware.add_parser("list", help="list packages")
+    _common(fls)
+    fls.add_argument("--account", default="", help="as seen by this account")
+    fls.add_argument("--kind", default="firmware", choices=["firmware", "software", "config"])
+
+    keys = sub.add_parser("keys", help="the firmware signing key").add_subparsers(dest="action", required=True)
+    pub = keys.add_parser("public", help="print the public key (PEM) devices verify signatures with")
+    _common(pub)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    flags = {k: getattr(args, k, None) for k in
+             ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "log_level")}
+    return load_config(args.config, flags=flags)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    if args.sample:
+        services = build_services(config)
+        creds = ensure_sample_data(services)
+        services.db.close()
+    else:
+        creds = None
+
+    def ready(ports: dict[str, int]) -> None:
+        print(f"fota-server {__version__} listening on {config.host}: "
+              + ", ".join(f"{name} port {port}" for name, port in ports.items()), flush=True)
+        if creds is not None:
+            print(quickstart_text(creds, config.host, ports["http"]), flush=True)
+
+    asyncio.run(serve(config, on_ready=ready))
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "run":
+        return _run(args, config)
+    services = build_services(config)
+    try:
+        if args.command == "account" and args.action == "create":
+            creds = services.auth.create_account(args.name, args.licenses)
+            if args.json:
+                _print_json(creds.__dict__)
+            else:
+                print(f"account:       {creds.account_name}\nclient id:     {creds.client_id}\n"
+                      f"client secret: {creds.client_secret}\nusername:      {creds.username}\n"
+                      f"password:      {creds.password}\n(secrets are stored hashed; keep these now)")
+        elif args.command == "account":
+            _print_json([{"name": a.name, "licenseCount": a.license_count} for a in services.db.accounts.list_accounts()])
+        elif args.command == "firmware" and args.action == "add":
+            package = services.firmware.add_file(
+                args.file, name=args.name, make=args.make, model=args.model, version_from=args.version_from,
+                version_to=args.version_to, protocol=args.protocol, kind=args.kind, account_name=args.account)
+            _print_json({k: v for k, v in package.__dict__.items() if k != "created_at"})
+        elif args.command == "firmware":
+            _print_json([{"name": p.name, "make": p.make, "model": p.model, "from": p.version_from,
+                          "to": p.version_to, "protocol": p.protocol, "size": p.size, "sha256": p.sha256}
+                         for p in services.db.packages.list_packages(args.account, args.kind)])
+        elif args.command == "keys":
+            print(services.firmware.public_key_pem(), end="")
+    finally:
+        services.db.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"fota-server: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args, config)
+    except DomainError as exc:
+        print(f"fota-server: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"fota-server: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Request body parsing at the boundary: size-limited, JSON whatever the Content-Type says (api §2)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from ..errors import InvalidRequest
+from .errors import PayloadTooLarge
+
+__all__ = ["read_body", "read_json_object", "require_str"]
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {max_bytes}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body is over the limit of {max_bytes} bytes")
+    return bytes(body)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The SDK sends some JSON bodies as ``Content-Type: */*``; parse as JSON regardless."""
+    raw = await read_body(request, max_bytes)
+    if not raw.strip():
+        raise InvalidRequest("the request body is empty; a JSON object is required", "InvalidJson")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", "InvalidJson") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the request body must be a JSON object", "InvalidJson")
+    return value
+
+
+def require_str(body: dict[str, Any], key: str, max_len: int = 256) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{key!r} is required and must be a non-empty string", "MissingField")
+    if len(value) > max_len:
+        raise InvalidRequest(f"{key!r} is longer than {max_len} characters", "InvalidField")
+    return value

@@ -1,0 +1,129 @@
+"""The only wiring: config -> store -> services -> HTTP app and CoAP site -> running servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from datetime import timedelta
+from typing import Callable, Iterator
+
+import aiocoap
+import uvicorn
+from starlette.applications import Starlette
+
+from .adapters.blobs import FileBlobStore
+from .adapters.coap_site import build_site
+from .api import auth_routes, health, management
+from .api.errors import install_error_handlers
+from .auth import AuthService
+from .clock import Clock, SystemClock
+from .config import Config
+from .firmware import FirmwareRepository
+from .services import Services
+from .signing import load_or_create_signer
+from .store.sqlite import SqliteDatabase
+
+__all__ = ["build_services", "build_http_app", "serve", "RunningServer"]
+
+log = logging.getLogger("fota_server")
+
+
+def build_services(config: Config, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    data_dir = config.resolved_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase(config.db_path)
+    auth = AuthService(db.accounts, db.tokens, clock, timedelta(seconds=config.token_ttl_s),
+                       timedelta(seconds=config.session_ttl_s))
+    signer = load_or_create_signer(data_dir / "signing-key.pem")
+    firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
+                                  config.max_firmware_bytes)
+    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware)
+
+
+def build_http_app(services: Services) -> Starlette:
+    app = Starlette(
+        routes=[*health.routes, *auth_routes.routes, *management.routes],
+        exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
+    )
+    app.state.services = services
+    return app
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal capture: ``serve`` owns SIGINT/SIGTERM for every server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class RunningServer:
+    """Both listeners started; ``stop()`` ends them cleanly."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._coap: aiocoap.Context | None = None
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> dict[str, int]:
+        config = self.services.config
+        sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.http_port))
+        self.services.ports["http"] = sock.getsockname()[1]
+        app = build_http_app(self.services)
+        self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        if config.coap_enabled:
+            site = build_site(lambda: health.health_status(self.services))
+            self._coap = await aiocoap.Context.create_server_context(
+                site, bind=(config.host, config.coap_port), transports=["udp6"])
+            self.services.ports["coap"] = _coap_port(self._coap)
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()
+            await asyncio.sleep(0.01)
+        return dict(self.services.ports)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._http_task is not None:
+            await self._http_task
+        if self._coap is not None:
+            await self._coap.shutdown()
+        self.services.db.close()
+        self.stopped.set()
+
+
+def _coap_port(ctx: aiocoap.Context) -> int:
+    for interface in ctx.request_interfaces:
+        message_interface = getattr(getattr(interface, "token_interface", None), "message_interface", None)
+        transport = getattr(message_interface, "transport", None)
+        if transport is not None:
+            return int(transport.get_extra_info("socket").getsockname()[1])
+    raise RuntimeError("the CoAP context has no UDP transport")
+
+
+async def serve(config: Config, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    services = build_services(config)
+    server = RunningServer(services)
+    ports = await server.start()
+    log.info("listening on %s: %s", config.host, ", ".join(f"{k} {v}" for k, v in ports.items()))
+    if on_ready:
+        on_ready(ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped")

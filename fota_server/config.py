@@ -1,0 +1,102 @@
+"""Server configuration: a frozen dataclass built from defaults, a TOML file, the environment and flags.
+
+Precedence, lowest first: defaults < config file < environment (``FOTA_<FIELD>``) < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+ENV_PREFIX = "FOTA_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Config:
+    db_path: str = "./fota.db"
+    data_dir: str = ""  # firmware blobs and the signing key; default: "<db_path>-data"
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    coap_port: int = 5683
+    coap_enabled: bool = True
+    token_ttl_s: int = 3600
+    session_ttl_s: int = 3600
+    max_body_bytes: int = 1_048_576
+    max_firmware_bytes: int = 64 * 1_048_576
+    log_level: str = "INFO"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir)
+        return Path(self.db_path + "-data")
+
+    def with_overrides(self, values: Mapping[str, Any]) -> "Config":
+        return dataclasses.replace(self, **_coerce_all(values))
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    field_types = {f.name: f.type for f in fields(Config)}
+    if name not in field_types:
+        raise ConfigError(f"unknown configuration key {name!r}")
+    kind = field_types[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"configuration key {name!r}: expected {kind}, got {raw!r}") from exc
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _coerce(name, raw) for name, raw in values.items() if raw is not None}
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in names:
+                out[name] = value
+    return out
+
+
+def load_config(
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration; ``FOTA_CONFIG`` names a TOML file when ``config_file`` is None."""
+    env = dict(os.environ if environ is None else environ)
+    config = Config()
+    path = config_file or env.get("FOTA_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        config = config.with_overrides(data.get("server", data))
+    config = config.with_overrides(_from_env(env))
+    return config.with_overrides(flags or {})

@@ -1,0 +1,25 @@
+"""The services a request handler or adapter may use, built once by ``app.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import AuthService
+from .clock import Clock
+from .config import Config
+from .firmware import FirmwareRepository
+from .store.sqlite import SqliteDatabase
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    config: Config
+    clock: Clock
+    db: SqliteDatabase
+    auth: AuthService
+    firmware: FirmwareRepository
+    ports: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)

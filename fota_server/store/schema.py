@@ -1,0 +1,192 @@
+"""The SQLite schema as an ordered list of migrations.
+
+Each migration is applied once, in order, inside a transaction, and recorded in
+``schema_migrations``. Never edit a released migration; append a new one.
+Instants are stored as ISO 8601 UTC text (``2026-01-01T00:00:00+00:00``) so that text order is time order.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+_V1 = """
+CREATE TABLE accounts (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    license_count INTEGER NOT NULL DEFAULT 0,
+    purchase_type TEXT NOT NULL DEFAULT 'TS-HFOTA-EVNT',
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE api_clients (
+    client_id TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE users (
+    username TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tokens (
+    token_hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('access', 'session')),
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    subject TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX tokens_expires ON tokens(expires_at);
+
+CREATE TABLE devices (
+    device_id TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    protocol TEXT NOT NULL,
+    imei TEXT NOT NULL DEFAULT '',
+    mdn TEXT NOT NULL DEFAULT '',
+    make TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware_version TEXT NOT NULL DEFAULT '',
+    software_version TEXT NOT NULL DEFAULT '',
+    serving_cell TEXT NOT NULL DEFAULT '',
+    line_status TEXT NOT NULL DEFAULT 'active',
+    last_seen_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX devices_account ON devices(account_name, device_id);
+
+CREATE TABLE licenses (
+    device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    assigned_at TEXT NOT NULL
+);
+CREATE INDEX licenses_account ON licenses(account_name, device_id);
+CREATE TABLE license_cancel_list (
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    device_id TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (account_name, device_id)
+);
+
+CREATE TABLE packages (
+    package_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('firmware', 'software', 'config')),
+    name TEXT NOT NULL,
+    account_name TEXT REFERENCES accounts(name),
+    make TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    version_from TEXT NOT NULL DEFAULT '',
+    version_to TEXT NOT NULL DEFAULT '',
+    protocol TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    release_note TEXT NOT NULL DEFAULT '',
+    file_name TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX packages_name ON packages(kind, COALESCE(account_name, ''), name);
+
+CREATE TABLE campaigns (
+    campaign_id TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    api_version TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'firmware',
+    name TEXT NOT NULL DEFAULT '',
+    package_id TEXT REFERENCES packages(package_id),
+    protocol TEXT NOT NULL,
+    make TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    firmware_from TEXT NOT NULL DEFAULT '',
+    firmware_to TEXT NOT NULL DEFAULT '',
+    start_date TEXT NOT NULL,
+    end_date TEXT NOT NULL,
+    windows TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    auto_assign_license INTEGER NOT NULL DEFAULT 0,
+    auto_add_devices INTEGER NOT NULL DEFAULT 0,
+    is_pilot INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX campaigns_account ON campaigns(account_name, status);
+
+CREATE TABLE campaign_devices (
+    campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result_reason TEXT NOT NULL DEFAULT '',
+    cell TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    recent_attempt_at TEXT,
+    next_attempt_at TEXT,
+    PRIMARY KEY (campaign_id, device_id)
+);
+CREATE INDEX campaign_devices_due ON campaign_devices(next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE INDEX campaign_devices_device ON campaign_devices(device_id, status);
+
+CREATE TABLE attempts (
+    attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
+    device_id TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    outcome TEXT NOT NULL DEFAULT 'running',
+    result_code TEXT NOT NULL DEFAULT '',
+    result_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX attempts_device ON attempts(device_id, started_at);
+
+CREATE TABLE callbacks (
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    api_version TEXT NOT NULL,
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (account_name, api_version, name)
+);
+CREATE TABLE callback_events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    ordering_key TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX callback_events_due ON callback_events(next_attempt_at) WHERE delivered_at IS NULL;
+
+CREATE TABLE device_logging (
+    device_id TEXT PRIMARY KEY,
+    account_name TEXT NOT NULL REFERENCES accounts(name),
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE device_logs (
+    log_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    account_name TEXT NOT NULL,
+    logged_at TEXT NOT NULL,
+    log_type TEXT NOT NULL DEFAULT 'Event',
+    event_log TEXT NOT NULL DEFAULT '',
+    binary_data TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX device_logs_device ON device_logs(device_id, logged_at);
+CREATE TABLE checkins (
+    checkin_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    account_name TEXT NOT NULL,
+    checked_in_at TEXT NOT NULL,
+    client_version TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX checkins_device ON checkins(device_id, checked_in_at);
+
+"""
+
+MIGRATIONS: list[str] = [_V1]

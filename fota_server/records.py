@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "Account", "ApiClient", "User", "Token", "Device", "Package", "License",
+    "Account", "ApiClient", "Credential", "User", "Token", "Device", "Package", "License",
     "DEFAULT_ACCOUNT_SETTINGS", "PROTOCOLS", "PACKAGE_KINDS",
 ]
 
@@ -106,3 +106,15 @@ class License:
     account_name: str
     device_id: str
     assigned_at: datetime
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A device credential. ``kind`` is ``psk`` (identity + key as hex), ``http_token`` (identity = device id,
+    secret = SHA-256 of the token) or ``omadm`` (identity = server-side user name, secret = the shared secret)."""
+
+    device_id: str
+    kind: str
+    identity: str
+    secret: str
+    created_at: datetime

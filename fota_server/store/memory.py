@@ -9,11 +9,11 @@ import dataclasses
 from datetime import datetime
 from typing import Any, Sequence
 
-from ..records import Account, ApiClient, Device, License, Package, Token, User
+from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 
 __all__ = [
     "MemoryDatabase", "MemoryAccountStore", "MemoryTokenStore", "MemoryDeviceStore",
-    "MemoryPackageStore", "MemoryLicenseStore",
+    "MemoryPackageStore", "MemoryLicenseStore", "MemoryCredentialStore",
 ]
 
 _REPORTABLE = {"make", "model", "firmware_version", "software_version", "serving_cell", "imei", "mdn", "protocol"}
@@ -247,6 +247,30 @@ class MemoryLicenseStore:
         return sorted(self.cancel.get(account_name, {}))[offset:offset + limit]
 
 
+class MemoryCredentialStore:
+    def __init__(self, devices: MemoryDeviceStore) -> None:
+        self.credentials: dict[tuple[str, str], Credential] = {}
+        self._devices = devices
+
+    def set_credential(self, credential: Credential) -> bool:
+        if credential.device_id not in self._devices.devices:
+            return False
+        owner = self.find_by_identity(credential.kind, credential.identity)
+        if owner is not None and owner.device_id != credential.device_id:
+            return False
+        self.credentials[(credential.device_id, credential.kind)] = credential
+        return True
+
+    def get_credential(self, device_id: str, kind: str) -> Credential | None:
+        return self.credentials.get((device_id, kind))
+
+    def find_by_identity(self, kind: str, identity: str) -> Credential | None:
+        return next((c for c in self.credentials.values() if c.kind == kind and c.identity == identity), None)
+
+    def delete_credential(self, device_id: str, kind: str) -> bool:
+        return self.credentials.pop((device_id, kind), None) is not None
+
+
 class MemoryDatabase:
     """The in-memory counterpart of SqliteDatabase: one store per aggregate."""
 
@@ -256,3 +280,4 @@ class MemoryDatabase:
         self.devices = MemoryDeviceStore(self.accounts)
         self.packages = MemoryPackageStore()
         self.licenses = MemoryLicenseStore(self.accounts, self.devices)
+        self.credentials = MemoryCredentialStore(self.devices)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
-from ..records import Account, ApiClient, Device, License, Package, Token, User
+from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 
-__all__ = ["AccountStore", "TokenStore", "DeviceStore", "PackageStore", "LicenseStore"]
+__all__ = ["AccountStore", "TokenStore", "DeviceStore", "PackageStore", "LicenseStore", "CredentialStore"]
 
 
 class AccountStore(Protocol):
@@ -65,3 +65,12 @@ class LicenseStore(Protocol):
     def add_to_cancel_list(self, account_name: str, device_ids: Sequence[str], now: datetime) -> list[str]: ...
     def remove_from_cancel_list(self, account_name: str, device_ids: Sequence[str]) -> list[str]: ...
     def cancel_list(self, account_name: str, offset: int = 0, limit: int = 1000) -> list[str]: ...
+
+
+class CredentialStore(Protocol):
+    """Per-device credentials: DTLS PSK (identity, key hex), HTTP token (hash), OMA-DM (name, password)."""
+
+    def set_credential(self, credential: Credential) -> bool: ...
+    def get_credential(self, device_id: str, kind: str) -> Credential | None: ...
+    def find_by_identity(self, kind: str, identity: str) -> Credential | None: ...
+    def delete_credential(self, device_id: str, kind: str) -> bool: ...

@@ -56,6 +56,16 @@ CREATE TABLE devices (
 );
 CREATE INDEX devices_account ON devices(account_name, device_id);
 
+CREATE TABLE device_credentials (
+    device_id TEXT NOT NULL REFERENCES devices(device_id),
+    kind TEXT NOT NULL CHECK (kind IN ('psk', 'http_token', 'omadm')),
+    identity TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (device_id, kind)
+);
+CREATE UNIQUE INDEX device_credentials_identity ON device_credentials(kind, identity);
+
 CREATE TABLE licenses (
     device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
     account_name TEXT NOT NULL REFERENCES accounts(name),

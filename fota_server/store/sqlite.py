@@ -11,12 +11,12 @@ from contextlib import contextmanager
 
 import sqlite_utils
 
-from ..records import Account, ApiClient, Device, License, Package, Token, User
+from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 from .schema import MIGRATIONS
 
 __all__ = [
     "SqliteDatabase", "SqliteAccountStore", "SqliteTokenStore", "SqliteDeviceStore",
-    "SqlitePackageStore", "SqliteLicenseStore", "ts", "parse_ts",
+    "SqlitePackageStore", "SqliteLicenseStore", "SqliteCredentialStore", "ts", "parse_ts",
 ]
 
 _DEVICE_REPORT_FIELDS = {
@@ -56,6 +56,7 @@ class SqliteDatabase:
         self.devices = SqliteDeviceStore(self)
         self.packages = SqlitePackageStore(self)
         self.licenses = SqliteLicenseStore(self)
+        self.credentials = SqliteCredentialStore(self)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -410,3 +411,42 @@ class SqliteLicenseStore:
             (account_name, limit, offset),
         )
         return [r[0] for r in rows]
+
+
+class SqliteCredentialStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    @staticmethod
+    def _credential(row: sqlite3.Row) -> Credential:
+        return Credential(row["device_id"], row["kind"], row["identity"], row["secret"],
+                          parse_ts(row["created_at"]))  # type: ignore[arg-type]
+
+    def set_credential(self, credential: Credential) -> bool:
+        """Insert or replace the device's credential of this kind; False if the identity belongs to another device."""
+        c = credential
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO device_credentials VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id, kind)"
+                    " DO UPDATE SET identity = excluded.identity, secret = excluded.secret,"
+                    " created_at = excluded.created_at",
+                    (c.device_id, c.kind, c.identity, c.secret, ts(c.created_at)),
+                )
+            return True
+        except sqlite3.IntegrityError:
+            return False
+
+    def get_credential(self, device_id: str, kind: str) -> Credential | None:
+        row = self._db.execute("SELECT * FROM device_credentials WHERE device_id = ? AND kind = ?",
+                               (device_id, kind)).fetchone()
+        return self._credential(row) if row else None
+
+    def find_by_identity(self, kind: str, identity: str) -> Credential | None:
+        row = self._db.execute("SELECT * FROM device_credentials WHERE kind = ? AND identity = ?",
+                               (kind, identity)).fetchone()
+        return self._credential(row) if row else None
+
+    def delete_credential(self, device_id: str, kind: str) -> bool:
+        return _changed(self._db, "DELETE FROM device_credentials WHERE device_id = ? AND kind = ?",
+                        (device_id, kind))

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.serverproc import ServerProcess
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "fota.db"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Start real server processes on OS-assigned ports; all are stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(db: Path | None = None, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(db or tmp_path / "fota.db", list(args), env or {}).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

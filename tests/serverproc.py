@@ -1,0 +1,104 @@
+"""Run the real ``fota-server`` as a child process on OS-assigned ports, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerProcess", "cli", "create_account"]
+
+_READY = re.compile(r"listening on (\S+): (.*)")
+
+
+def cli(*args: str, db: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``fota-server ARGS --db DB`` and return the finished process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fota_server", *args, "--db", str(db)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fota-server {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def create_account(db: Path, name: str, licenses: int = 100) -> dict[str, Any]:
+    creds: dict[str, Any] = json.loads(cli("account", "create", name, "--licenses", str(licenses), "--json", db=db).stdout)
+    return creds
+
+
+@dataclass
+class ServerProcess:
+    db: Path
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout_s: float = 30) -> "ServerProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fota_server", "run", "--db", str(self.db), "--http-port", "0",
+             "--coap-port", "0", *self.extra_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env},
+        )
+        deadline = time.monotonic() + timeout_s
+        lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, args=(lines,), daemon=True)
+        self._reader.start()
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if not line:
+                break
+            match = _READY.search(line)
+            if match and "port" in match.group(2) and "fota-server" in line:
+                self.ports = {m[0]: int(m[1]) for m in re.findall(r"(\w+) port (\d+)", match.group(2))}
+                return self
+        self.kill()
+        raise AssertionError("server did not become ready:\n" + "".join(self.output))
+
+    def _pump(self, lines: "queue.Queue[str]") -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            lines.put(line)
+        lines.put("")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout_s)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        assert self.proc is not None
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(timeout=20)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        if self.proc is not None:
+            self._close()

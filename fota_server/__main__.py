@@ -13,7 +13,9 @@ from typing import Any, Sequence
 from . import __version__
 from .app import build_services, serve
 from .config import Config, ConfigError, load_config
+from .devices import NewDevice
 from .errors import DomainError
+from .services import Services
 from .sample_data import ensure_sample_data, quickstart_text
 
 __all__ = ["main"]
@@ -69,6 +71,36 @@ def _parser() -> argparse.ArgumentParser:
     fls.add_argument("--account", default="", help="as seen by this account")
     fls.add_argument("--kind", default="firmware", choices=["firmware", "software", "config"])
 
+    device = sub.add_parser("device", help="manage devices and their credentials").add_subparsers(
+        dest="action", required=True)
+    dadd = device.add_parser("add", help="add a device to an account")
+    _common(dadd)
+    dadd.add_argument("device_id", help="device id, e.g. an IMEI or an LwM2M endpoint name")
+    dadd.add_argument("--account", required=True)
+    dadd.add_argument("--protocol", required=True, type=str.upper, choices=["LWM2M", "HTTP", "OMADM"])
+    for flag in ("imei", "mdn", "make", "model", "firmware", "cell"):
+        dadd.add_argument(f"--{flag}", default="")
+    dadd.add_argument("--license", action="store_true", help="assign a license to it")
+    dlist = device.add_parser("list", help="list an account's devices")
+    _common(dlist)
+    dlist.add_argument("--account", required=True)
+    psk = device.add_parser("psk", help="set the DTLS-PSK identity and key (hex) of an LwM2M device")
+    _common(psk)
+    psk.add_argument("device_id")
+    psk.add_argument("--account", required=True)
+    psk.add_argument("--identity", required=True)
+    psk.add_argument("--key", required=True, help="the pre-shared key as hex")
+    tok = device.add_parser("token", help="issue a new HTTP check-in token (printed once)")
+    _common(tok)
+    tok.add_argument("device_id")
+    tok.add_argument("--account", required=True)
+    dm = device.add_parser("omadm", help="set the OMA-DM user name and shared secret of a device")
+    _common(dm)
+    dm.add_argument("device_id")
+    dm.add_argument("--account", required=True)
+    dm.add_argument("--user", required=True)
+    dm.add_argument("--secret", required=True)
+
     keys = sub.add_parser("keys", help="the firmware signing key").add_subparsers(dest="action", required=True)
     pub = keys.add_parser("public", help="print the public key (PEM) devices verify signatures with")
     _common(pub)
@@ -103,6 +135,30 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _device_command(args: argparse.Namespace, services: Services) -> None:
+    registry = services.devices
+    if args.action == "add":
+        device = registry.add(args.account, NewDevice(
+            device_id=args.device_id, protocol=args.protocol, imei=args.imei, mdn=args.mdn, make=args.make,
+            model=args.model, firmware_version=args.firmware, serving_cell=args.cell))
+        licensed = bool(args.license and services.db.licenses.assign(args.account, [device.device_id],
+                                                                       services.clock.now()))
+        _print_json({"deviceId": device.device_id, "protocol": device.protocol, "licensed": licensed})
+    elif args.action == "list":
+        _print_json([{"deviceId": d.device_id, "protocol": d.protocol, "make": d.make, "model": d.model,
+                      "firmwareVersion": d.firmware_version, "cell": d.serving_cell, "lineStatus": d.line_status,
+                      "licensed": services.db.licenses.has_license(d.device_id)}
+                     for d in services.db.devices.list_devices(args.account, limit=100_000)])
+    elif args.action == "psk":
+        cred = registry.set_psk(args.account, args.device_id, args.identity, args.key)
+        _print_json({"deviceId": cred.device_id, "identity": cred.identity})
+    elif args.action == "token":
+        _print_json({"deviceId": args.device_id, "token": registry.new_http_token(args.account, args.device_id)})
+    elif args.action == "omadm":
+        cred = registry.set_omadm_secret(args.account, args.device_id, args.user, args.secret)
+        _print_json({"deviceId": cred.device_id, "user": cred.identity})
+
+
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "run":
         return _run(args, config)
@@ -127,6 +183,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             _print_json([{"name": p.name, "make": p.make, "model": p.model, "from": p.version_from,
                           "to": p.version_to, "protocol": p.protocol, "size": p.size, "sha256": p.sha256}
                          for p in services.db.packages.list_packages(args.account, args.kind)])
+        elif args.command == "device":
+            _device_command(args, services)
         elif args.command == "keys":
             print(services.firmware.public_key_pem(), end="")
     finally:

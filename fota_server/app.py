@@ -21,6 +21,7 @@ from .api.errors import install_error_handlers
 from .auth import AuthService
 from .clock import Clock, SystemClock
 from .config import Config
+from .devices import DeviceRegistry
 from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
@@ -41,7 +42,8 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     signer = load_or_create_signer(data_dir / "signing-key.pem")
     firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
                                   config.max_firmware_bytes)
-    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware)
+    devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
+    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices)
 
 
 def build_http_app(services: Services) -> Starlette:

@@ -8,6 +8,7 @@ from typing import Any
 from .auth import AuthService
 from .clock import Clock
 from .config import Config
+from .devices import DeviceRegistry
 from .firmware import FirmwareRepository
 from .store.sqlite import SqliteDatabase
 
@@ -21,5 +22,6 @@ class Services:
     db: SqliteDatabase
     auth: AuthService
     firmware: FirmwareRepository
+    devices: DeviceRegistry
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

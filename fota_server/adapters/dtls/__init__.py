@@ -1,0 +1,59 @@
+"""CoAPS: CoAP over DTLS 1.2 with pre-shared keys, as an in-process aiocoap transport.
+
+``add_coaps_transport`` adds the listener to an existing aiocoap server context, so that one
+context serves CoAP and CoAPS and sends server-initiated requests over either;
+``create_coaps_context`` builds a context with only the CoAPS listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiocoap
+
+from .core import DtlsHookUnavailable, DtlsSettings, PskLookup, check_psk_hook
+from .provision import device_for_identity, provision_psk, psk_lookup_for, revoke_psk
+from .transport import COAPS_PORT, DtlsMessageInterface, DtlsRemote, DtlsSessionClosed
+
+__all__ = [
+    "add_coaps_transport", "create_coaps_context", "check_coaps_support",
+    "DtlsMessageInterface", "DtlsRemote", "DtlsSessionClosed", "DtlsSettings", "DtlsHookUnavailable",
+    "PskLookup", "COAPS_PORT",
+    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity",
+]
+
+
+def check_coaps_support() -> None:
+    """Start-up self-check: raise ``DtlsHookUnavailable`` with a clear message if CoAPS cannot run."""
+    check_psk_hook()
+    if not hasattr(aiocoap.Context, "_append_tokenmanaged_messagemanaged_transport"):
+        raise DtlsHookUnavailable("this aiocoap release has no hook to add a message-layer transport")
+
+
+async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_lookup: PskLookup,
+                              settings: DtlsSettings | None = None) -> DtlsMessageInterface:
+    """Listen for CoAPS on ``bind`` (port 0: any free port; see ``.port``) within ``ctx``.
+
+    Registered the way aiocoap registers its own DTLS server transport: under a token manager and
+    a message manager of ``ctx``, so requests to a ``DtlsRemote`` go out through ``ctx.request``.
+    """
+    check_coaps_support()
+    created: list[DtlsMessageInterface] = []
+    loop = asyncio.get_running_loop()
+
+    async def construct(mman: Any) -> DtlsMessageInterface:
+        interface = await DtlsMessageInterface.create_server(bind, mman, ctx.log, loop, psk_lookup, settings)
+        created.append(interface)
+        return interface
+
+    await ctx._append_tokenmanaged_messagemanaged_transport(construct)
+    return created[0]
+
+
+async def create_coaps_context(site: Any, bind: tuple[str, int], psk_lookup: PskLookup,
+                               settings: DtlsSettings | None = None) -> tuple[aiocoap.Context, DtlsMessageInterface]:
+    """A server context serving ``site`` over CoAPS only."""
+    ctx = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="coaps-server")
+    interface = await add_coaps_transport(ctx, bind, psk_lookup, settings)
+    return ctx, interface

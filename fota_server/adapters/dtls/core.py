@@ -1,0 +1,334 @@
+"""A DTLS 1.2 PSK server core over pyOpenSSL memory BIOs: no sockets, no event loop.
+
+``DtlsServerCore`` holds the one library context shared by all peers (cipher list, cookie secret,
+PSK callback) and performs the stateless cookie exchange (RFC 6347 §4.2.1). ``DtlsSession`` is one
+peer's association: it takes datagrams and the current monotonic time, and hands back plaintext,
+datagrams to send and its next deadline (handshake retransmission, handshake timeout, idle
+eviction).
+
+pyOpenSSL has no PSK API. The PSK server callback is installed through the binding that
+cryptography ships and pyOpenSSL exposes as ``OpenSSL._util``; ``check_psk_hook`` verifies at
+start-up that it is there. The library keeps its own clock for retransmission timers; the times
+passed in here drive only deadlines that this module owns.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from OpenSSL import SSL
+
+from .datagrams import pack_datagrams, split_records
+
+__all__ = [
+    "DtlsSettings", "DtlsServerCore", "DtlsSession", "SessionState", "PskLookup",
+    "DtlsHookUnavailable", "check_psk_hook", "DEFAULT_CIPHERS",
+]
+
+log = logging.getLogger("fota_server.dtls")
+
+PskLookup = Callable[[str], "bytes | None"]
+
+# Preference order for cellular modems (LwM2M 1.1 TS Transport §5.2.7 mandates PSK-AES128-CCM8).
+# OpenSSL 3 puts CCM8 at security level 0, hence the explicit level.
+DEFAULT_CIPHERS = (
+    "PSK-AES128-CCM8:PSK-AES128-CCM:PSK-AES128-GCM-SHA256:PSK-AES128-CBC-SHA256:"
+    "ECDHE-PSK-AES128-CBC-SHA256:@SECLEVEL=0"
+)
+_DTLS1_2_VERSION = 0xFEFD
+_MAX_BIO_READ = 65536
+_MAX_PLAINTEXT = 16384 + 256     # one record's worth (RFC 6347 §4.1, 2^14 plus slack)
+_COOKIE_BYTES = 16
+
+
+class DtlsHookUnavailable(RuntimeError):
+    """The installed pyOpenSSL/cryptography pair does not expose the PSK server callback."""
+
+
+class SessionState(enum.Enum):
+    HANDSHAKING = "handshaking"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class DtlsSettings:
+    """Limits of the DTLS listener. Times are seconds; sizes are bytes."""
+
+    mtu: int = 1232                       # IPv6 minimum MTU less IPv6 and UDP headers
+    handshake_timeout_s: float = 30.0
+    idle_timeout_s: float = 600.0
+    max_sessions: int = 10_000
+    max_handshakes: int = 512
+    max_datagram_bytes: int = 4096
+    max_identity_bytes: int = 128
+    ciphers: str = DEFAULT_CIPHERS
+
+
+def _binding() -> tuple[Any, Any]:
+    try:
+        from OpenSSL._util import ffi, lib
+    except ImportError as exc:
+        raise DtlsHookUnavailable(f"pyOpenSSL has no OpenSSL._util binding: {exc}") from exc
+    return ffi, lib
+
+
+def check_psk_hook() -> None:
+    """Raise ``DtlsHookUnavailable`` with a clear message unless the PSK server hook is usable."""
+    ffi, lib = _binding()
+    if not getattr(lib, "Cryptography_HAS_PSK", False) or not hasattr(lib, "SSL_CTX_set_psk_server_callback"):
+        raise DtlsHookUnavailable(
+            "the cryptography binding lacks SSL_CTX_set_psk_server_callback; "
+            "CoAPS (DTLS-PSK) needs a cryptography release that still exports it"
+        )
+    if not hasattr(SSL.Context(SSL.DTLS_SERVER_METHOD), "_context"):
+        raise DtlsHookUnavailable("pyOpenSSL Context no longer exposes its _context handle")
+    if not all(hasattr(SSL.Connection, name) for name in ("DTLSv1_listen", "DTLSv1_get_timeout", "bio_read")):
+        raise DtlsHookUnavailable("pyOpenSSL lacks the DTLS server API (DTLSv1_listen, timeouts, memory BIOs)")
+    ffi.typeof("unsigned int(*)(SSL *, char *, unsigned char *, unsigned int)")
+
+
+class DtlsServerCore:
+    """The shared server side: one library context, the cookie secret and the PSK lookup."""
+
+    def __init__(self, psk_lookup: PskLookup, settings: DtlsSettings | None = None,
+                 cookie_secret: bytes | None = None) -> None:
+        check_psk_hook()
+        self.settings = settings or DtlsSettings()
+        self._psk_lookup = psk_lookup
+        self._cookie_secret = cookie_secret or secrets.token_bytes(32)
+        self._active: DtlsSession | None = None
+        self._context = self._build_context()
+
+    def _build_context(self) -> SSL.Context:
+        ffi, lib = _binding()
+        context = SSL.Context(SSL.DTLS_SERVER_METHOD)
+        context.set_min_proto_version(_DTLS1_2_VERSION)
+        context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_QUERY_MTU
+                            | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_COMPRESSION)
+        context.set_cipher_list(self.settings.ciphers.encode())
+        context.set_cookie_generate_callback(self._cookie_for)
+        context.set_cookie_verify_callback(self._cookie_matches)
+        self._psk_callback = ffi.callback(
+            "unsigned int(*)(SSL *, char *, unsigned char *, unsigned int)", self._psk_for)
+        lib.SSL_CTX_set_psk_server_callback(context._context, self._psk_callback)
+        return context
+
+    def _cookie_for(self, connection: SSL.Connection) -> bytes:
+        peer = repr(connection.get_app_data()).encode()
+        return hmac.new(self._cookie_secret, peer, hashlib.sha256).digest()[:_COOKIE_BYTES]
+
+    def _cookie_matches(self, connection: SSL.Connection, cookie: bytes) -> bool:
+        return hmac.compare_digest(cookie, self._cookie_for(connection))
+
+    def _psk_for(self, _ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
+        """OpenSSL's PSK server callback (RFC 4279 §2): the key length, or 0 for an unknown identity."""
+        ffi, _lib = _binding()
+        session = self._active
+        try:
+            if session is None or identity == ffi.NULL:
+                return 0
+            raw = ffi.string(identity, self.settings.max_identity_bytes + 1)
+            if len(raw) > self.settings.max_identity_bytes:
+                return 0
+            name = raw.decode("utf-8")
+            key = self._psk_lookup(name)
+            if not key or len(key) > max_psk_len:
+                log.warning("DTLS handshake from %s with unknown PSK identity %r", session.address, name)
+                return 0
+            ffi.memmove(psk_out, key, len(key))
+            session.identity = name
+            return len(key)
+        except Exception:  # a callback must never raise into the library
+            log.exception("PSK lookup failed")
+            return 0
+
+    def accept(self, address: Any, datagram: bytes, now: float) -> tuple["DtlsSession | None", list[bytes]]:
+        """The stateless cookie step for an epoch-0 ClientHello from ``address``.
+
+        Without a valid cookie the reply is a HelloVerifyRequest and no state is kept. With one,
+        a new handshaking session is returned together with the server's first flight.
+        """
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(address)
+        connection.set_ciphertext_mtu(self.settings.mtu)
+        connection.set_accept_state()
+        try:
+            connection.bio_write(datagram)
+            connection.DTLSv1_listen()
+        except SSL.WantReadError:
+            return None, _drain(connection, self.settings.mtu)
+        except SSL.Error:
+            return None, []
+        session = DtlsSession(self, connection, address, now)
+        session.step(now)
+        return session, session.to_send()
+
+    def run_as(self, session: "DtlsSession", action: Callable[[], Any]) -> Any:
+        """Run one library call for ``session`` so that the PSK callback knows whose it is."""
+        self._active = session
+        try:
+            return action()
+        finally:
+            self._active = None
+
+
+def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
+    out = b""
+    while True:
+        try:
+            out += connection.bio_read(_MAX_BIO_READ)
+        except SSL.WantReadError:
+            break
+    return pack_datagrams(split_records(out), mtu)
+
+
+class DtlsSession:
+    """One peer's DTLS association, from the verified ClientHello to close (RFC 6347 §4.2)."""
+
+    def __init__(self, core: DtlsServerCore, connection: SSL.Connection, address: Any, now: float) -> None:
+        self._core = core
+        self._connection = connection
+        self.address = address
+        self.identity: str | None = None
+        self.state = SessionState.HANDSHAKING
+        self.close_reason = ""
+        self.started_at = now
+        self.last_activity_at = now
+        self._retransmit_at = math.inf
+        self._outgoing: list[bytes] = []
+
+    def __repr__(self) -> str:
+        return f"<DtlsSession {self.address} {self.identity!r} {self.state.value}>"
+
+    @property
+    def cipher(self) -> str | None:
+        return self._connection.get_cipher_name()
+
+    def receive(self, datagram: bytes, now: float) -> list[bytes]:
+        """Feed one datagram; return the application data records it carried, one CoAP message each."""
+        if self.state is SessionState.CLOSED:
+            return []
+        try:
+            self._connection.bio_write(datagram)
+        except SSL.Error:
+            return []
+        if self.state is SessionState.HANDSHAKING:
+            self.step(now)
+        return self._read_application_data(now) if self.state is SessionState.ESTABLISHED else []
+
+    def step(self, now: float) -> None:
+        """Advance the handshake with what is buffered; arm the retransmission timer."""
+        try:
+            self._core.run_as(self, self._connection.do_handshake)
+        except SSL.WantReadError:
+            self._arm_retransmission(now)
+        except SSL.Error as exc:
+            self._fail(f"handshake failed: {exc}")
+        else:
+            self.state = SessionState.ESTABLISHED
+            self.last_activity_at = now
+            self._retransmit_at = math.inf
+        self._collect()
+
+    def _read_application_data(self, now: float) -> list[bytes]:
+        plaintexts: list[bytes] = []
+        while True:
+            try:
+                plaintexts.append(self._connection.recv(_MAX_PLAINTEXT))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                self._fail("close_notify received")
+                break
+            except SSL.Error as exc:
+                self._fail(f"record layer error: {exc}")
+                break
+        if plaintexts:
+            self.last_activity_at = now
+        self._collect()
+        return plaintexts
+
+    def send(self, plaintext: bytes) -> bool:
+        """Encrypt one message as one record; False if the session cannot carry data."""
+        if self.state is not SessionState.ESTABLISHED:
+            return False
+        try:
+            self._connection.send(plaintext)
+        except SSL.Error as exc:
+            self._fail(f"send failed: {exc}")
+            return False
+        finally:
+            self._collect()
+        return True
+
+    def close(self, reason: str) -> None:
+        """End the session, sending close_notify if it was established (RFC 5246 §7.2.1)."""
+        if self.state is SessionState.ESTABLISHED:
+            try:
+                self._connection.shutdown()
+            except SSL.Error:
+                pass
+            self._collect()
+        self._fail(reason)
+
+    def to_send(self) -> list[bytes]:
+        """Datagrams produced since the last call, each at most the MTU."""
+        records, self._outgoing = self._outgoing, []
+        return pack_datagrams(records, self._core.settings.mtu)
+
+    def next_deadline(self) -> float:
+        settings = self._core.settings
+        if self.state is SessionState.HANDSHAKING:
+            return min(self._retransmit_at, self.started_at + settings.handshake_timeout_s)
+        if self.state is SessionState.ESTABLISHED:
+            return self.last_activity_at + settings.idle_timeout_s
+        return math.inf
+
+    def on_timer(self, now: float) -> None:
+        """Retransmit the last handshake flight, or end a handshake or session that ran out of time."""
+        settings = self._core.settings
+        if self.state is SessionState.HANDSHAKING:
+            if now >= self.started_at + settings.handshake_timeout_s:
+                self._fail("handshake timed out")
+            elif now >= self._retransmit_at:
+                self._retransmit(now)
+        elif self.state is SessionState.ESTABLISHED and now >= self.last_activity_at + settings.idle_timeout_s:
+            self.close("idle")
+
+    def _retransmit(self, now: float) -> None:
+        try:
+            self._core.run_as(self, self._connection.DTLSv1_handle_timeout)
+        except SSL.Error as exc:
+            self._fail(f"handshake retransmission failed: {exc}")
+            return
+        self._arm_retransmission(now)
+        self._collect()
+
+    def _arm_retransmission(self, now: float) -> None:
+        remaining = self._connection.DTLSv1_get_timeout()
+        self._retransmit_at = math.inf if remaining is None else now + max(remaining, 0.0)
+
+    def _collect(self) -> None:
+        out = b""
+        while True:
+            try:
+                out += self._connection.bio_read(_MAX_BIO_READ)
+            except SSL.WantReadError:
+                break
+            except SSL.Error:
+                break
+        self._outgoing.extend(split_records(out))
+
+    def _fail(self, reason: str) -> None:
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSED
+            self.close_reason = reason
+            self._retransmit_at = math.inf

@@ -1,0 +1,324 @@
+"""CoAP over DTLS-PSK (RFC 7252 §9) as an aiocoap message interface.
+
+``DtlsMessageInterface`` owns one UDP socket, keeps one ``DtlsSession`` per peer address, and
+plugs in under aiocoap's message and token layers exactly like aiocoap's own DTLS server
+transport (a ``GenericMessageInterface`` whose remotes send through their session). Each
+established session gets one ``DtlsRemote``: it carries the authenticated ``psk_identity``, and a
+request sent to it (a server-initiated Read, Write or Execute) travels over that session.
+
+One timer serves all sessions: a heap of deadlines (handshake retransmission, handshake timeout,
+idle eviction), re-armed for the earliest one. A new handshake from another address with the same
+identity (a device behind a re-bound NAT) supersedes the older session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+from collections import OrderedDict
+from typing import Any, Callable
+
+from aiocoap import error, interfaces
+from aiocoap.numbers import constants
+from aiocoap.transports.generic_udp import GenericMessageInterface
+from aiocoap.util import hostportjoin, hostportsplit
+
+from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState
+from .datagrams import is_initial_client_hello
+
+__all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionListener"]
+
+log = logging.getLogger("fota_server.dtls")
+
+COAPS_PORT = 5684
+
+
+class DtlsSessionClosed(error.NetworkError):
+    """The DTLS session to this remote ended (close_notify, eviction, replacement or shutdown)."""
+
+
+class DtlsRemote(interfaces.EndpointAddress):
+    """One authenticated DTLS session as an aiocoap remote. Equal only to itself."""
+
+    is_multicast = False
+    is_multicast_locally = False
+    scheme = "coaps"
+    maximum_block_size_exp = constants.MAX_REGULAR_BLOCK_SIZE_EXP  # settable per instance, as aiocoap expects
+
+    def __init__(self, interface: "DtlsMessageInterface", session: DtlsSession) -> None:
+        self._interface = interface
+        self._session = session
+        self.address: Any = session.address
+        self.psk_identity: str = session.identity or ""
+
+    def __repr__(self) -> str:
+        return f"<DtlsRemote {self.hostinfo} identity={self.psk_identity!r}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self._session.state is SessionState.ESTABLISHED
+
+    @property
+    def authenticated_claims(self) -> tuple[str, ...]:
+        return (self.psk_identity,)
+
+    @property
+    def hostinfo(self) -> str:
+        return str(hostportjoin(self.address[0], self.address[1]))
+
+    @property
+    def hostinfo_local(self) -> str:
+        return self._interface.hostinfo_local
+
+    @property
+    def uri_base(self) -> str:
+        return "coaps://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        return "coaps://" + self.hostinfo_local
+
+    @property
+    def blockwise_key(self) -> tuple[str, Any, str]:
+        return ("coaps", self.address, self.psk_identity)
+
+    def send(self, data: bytes) -> None:
+        self._interface.send_plaintext(self._session, data)
+
+
+SessionListener = Callable[[DtlsRemote], None]
+
+
+class _DatagramSocket(asyncio.DatagramProtocol):
+    """The UDP socket; hands every datagram to the interface. Also aiocoap's ``_pool``."""
+
+    def __init__(self, interface: "DtlsMessageInterface") -> None:
+        self._interface = interface
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self._interface.datagram_received(data, addr)
+        except Exception:  # nothing a peer sends may stop the listener
+            log.exception("dropping a datagram from %s after an internal error", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error on the CoAPS socket: %s", exc)
+
+    async def shutdown(self) -> None:
+        await self._interface.close_all()
+
+    async def connect(self, sockaddr: Any) -> DtlsRemote:
+        raise error.NetworkError("CoAPS requests go only to devices with an open DTLS session")
+
+
+class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
+    """The CoAPS listener: UDP socket, DTLS sessions per peer, aiocoap message interface."""
+
+    def __init__(self, mman: interfaces.MessageManager, log_: logging.Logger, loop: asyncio.AbstractEventLoop,
+                 core: DtlsServerCore) -> None:
+        super().__init__(mman, log_, loop)
+        self._core = core
+        self._settings = core.settings
+        self._sessions: OrderedDict[Any, DtlsSession] = OrderedDict()
+        self._remotes: dict[DtlsSession, DtlsRemote] = {}
+        self._by_identity: dict[str, DtlsSession] = {}
+        self._deadlines: list[tuple[float, int, DtlsSession]] = []
+        self._scheduled: dict[DtlsSession, float] = {}
+        self._sequence = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self.on_established: SessionListener | None = None
+        self.on_closed: SessionListener | None = None
+        self.hostinfo_local = ""
+        self.port = 0
+
+    @classmethod
+    async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
+                            loop: asyncio.AbstractEventLoop, psk_lookup: PskLookup,
+                            settings: DtlsSettings | None = None) -> "DtlsMessageInterface":
+        """Bind ``bind`` exactly (port 0 picks a free one) and start serving."""
+        self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings))
+        pool = _DatagramSocket(self)
+        await loop.create_datagram_endpoint(lambda: pool, local_addr=bind)
+        self._pool = pool
+        assert pool.transport is not None
+        sockname = pool.transport.get_extra_info("sockname")
+        self.port = int(sockname[1])
+        self.hostinfo_local = str(hostportjoin(bind[0], self.port))
+        return self
+
+    # --- what aiocoap asks of a message interface
+
+    async def recognize_remote(self, remote: Any) -> bool:
+        return isinstance(remote, DtlsRemote) and remote._interface is self
+
+    async def determine_remote(self, request: Any) -> DtlsRemote | None:
+        """A coaps:// URI naming a peer with an open session resolves to that session's remote."""
+        if request.requested_scheme != "coaps" or request.unresolved_remote is None:
+            return None
+        host, port = hostportsplit(request.unresolved_remote)
+        for address, session in self._sessions.items():
+            if address[0] == host and address[1] == (port or COAPS_PORT) and session in self._remotes:
+                return self._remotes[session]
+        return None
+
+    # --- lookups for the LwM2M layer
+
+    def remote_for_identity(self, identity: str) -> DtlsRemote | None:
+        """The remote of the newest established session authenticated as ``identity``."""
+        session = self._by_identity.get(identity)
+        return self._remotes.get(session) if session is not None else None
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # --- datagrams in
+
+    def datagram_received(self, data: bytes, address: Any) -> None:
+        if len(data) > self._settings.max_datagram_bytes or self._mman is None:
+            return
+        now = self._loop.time()
+        session = self._sessions.get(address)
+        if is_initial_client_hello(data) and (session is None or session.state is SessionState.ESTABLISHED):
+            session = self._accept(address, data, now)
+            if session is None:
+                return
+            plaintexts: list[bytes] = []
+        elif session is None:
+            return
+        else:
+            was_established = session.state is SessionState.ESTABLISHED
+            plaintexts = session.receive(data, now)
+            if was_established and plaintexts:
+                self._sessions.move_to_end(address)
+        self._settle(session)
+        remote = self._remotes.get(session)
+        for plaintext in plaintexts:
+            if remote is not None:
+                self._received_datagram(remote, plaintext)
+
+    def _accept(self, address: Any, data: bytes, now: float) -> DtlsSession | None:
+        handshaking = len(self._sessions) - len(self._remotes)
+        if handshaking >= self._settings.max_handshakes:
+            return None
+        session, replies = self._core.accept(address, data, now)
+        self._sendto(replies, address)
+        if session is None:
+            return None
+        old = self._sessions.get(address)
+        if old is not None:
+            self._end(old, "superseded by a new handshake from the same address", notify_peer=False)
+        while len(self._sessions) >= self._settings.max_sessions:
+            oldest = next(iter(self._sessions.values()))
+            self._end(oldest, "evicted: session limit reached")
+        self._sessions[address] = session
+        return session
+
+    def _settle(self, session: DtlsSession) -> None:
+        """Send what the session produced, then account for a state change and re-arm its deadline."""
+        self._sendto(session.to_send(), session.address)
+        if session.state is SessionState.ESTABLISHED and session not in self._remotes:
+            self._established(session)
+        if session.state is SessionState.CLOSED:
+            self._end(session, session.close_reason)
+        else:
+            self._watch(session)
+
+    def _established(self, session: DtlsSession) -> None:
+        remote = DtlsRemote(self, session)
+        self._remotes[session] = remote
+        identity = remote.psk_identity
+        previous = self._by_identity.get(identity)
+        self._by_identity[identity] = session
+        if previous is not None and previous is not session:
+            self._end(previous, "superseded by a new handshake with the same identity")
+        log.info("DTLS session with %s as %r (%s)", remote.hostinfo, identity, session.cipher)
+        if self.on_established is not None:
+            self.on_established(remote)
+
+    def _end(self, session: DtlsSession, reason: str, notify_peer: bool = True) -> None:
+        if notify_peer and session.state is not SessionState.CLOSED:
+            session.close(reason)
+            self._sendto(session.to_send(), session.address)
+        elif session.state is not SessionState.CLOSED:
+            session.close(reason)
+        if self._sessions.get(session.address) is session:
+            del self._sessions[session.address]
+        self._scheduled.pop(session, None)
+        remote = self._remotes.pop(session, None)
+        if remote is None:
+            log.info("DTLS handshake with %s (identity %r) ended: %s", session.address, session.identity, reason)
+            return
+        if self._by_identity.get(remote.psk_identity) is session:
+            del self._by_identity[remote.psk_identity]
+        log.info("DTLS session with %s as %r ended: %s", remote.hostinfo, remote.psk_identity, reason)
+        if self._mman is not None:
+            self._received_exception(remote, DtlsSessionClosed(reason))
+        if self.on_closed is not None:
+            self.on_closed(remote)
+
+    # --- datagrams out
+
+    def send_plaintext(self, session: DtlsSession, data: bytes) -> None:
+        if self._sessions.get(session.address) is not session:
+            log.debug("not sending on the ended DTLS session %r", session)
+            return
+        session.send(data)
+        self._settle(session)
+
+    def _sendto(self, datagrams: list[bytes], address: Any) -> None:
+        transport = self._pool.transport
+        if transport is None or transport.is_closing():
+            return
+        for datagram in datagrams:
+            transport.sendto(datagram, address)
+
+    # --- deadlines
+
+    def _watch(self, session: DtlsSession) -> None:
+        deadline = session.next_deadline()
+        if deadline >= self._scheduled.get(session, math.inf):
+            return
+        self._scheduled[session] = deadline
+        heapq.heappush(self._deadlines, (deadline, next(self._sequence), session))
+        if deadline < self._timer_at:
+            self._arm_timer(deadline)
+
+    def _arm_timer(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, session = heapq.heappop(self._deadlines)
+            if self._scheduled.get(session) != deadline:
+                continue
+            del self._scheduled[session]
+            session.on_timer(now)
+            self._settle(session)
+        if self._deadlines:
+            self._arm_timer(self._deadlines[0][0])
+
+    # --- shutdown
+
+    async def close_all(self) -> None:
+        """Close every session (close_notify to established peers), stop the timer, close the socket."""
+        for session in list(self._sessions.values()):
+            self._end(session, "server shutting down")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pool.transport is not None:
+            self._pool.transport.close()

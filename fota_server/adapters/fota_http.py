@@ -1,0 +1,234 @@
+"""HTTP(S) pull FOTA endpoint (Starlette): image download with Range/ETag, device check-in, status reports,
+device logs, and per-device token provisioning. Wire contract: docs/http-fota.md.
+
+    GET|HEAD /fw/{package_id}                            image, resumable (206, 416, If-Range, If-None-Match)
+    GET|HEAD /fw/sha256/{sha256}                          the same image by its hash
+    POST /http/v1/devices/{deviceId}/checkin             Authorization: Bearer <device token>
+    POST /http/v1/devices/{deviceId}/status
+    POST /http/v1/devices/{deviceId}/logs
+    PUT  /api/fota/http/v1/{account}/devices/{deviceId}/token   (management auth) -> a new device token
+
+Handlers decode, call ``HttpDriver`` and encode. A device's bad input is a ``PeerError`` answered with its
+hint as the status and ``{"error", "detail"}``; it is logged once and counted, never raised further.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import string
+from collections import Counter
+from typing import AsyncIterator, Awaitable, BinaryIO, Callable
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..api.bodies import read_body
+from ..api.errors import PayloadTooLarge
+from ..api.management import management
+from ..errors import NotFound
+from ..protocol.errors import PeerError
+from ..protocol.http_fota import manifest
+from ..protocol.http_fota.ranges import RangeNotSatisfiable, etag_for, etag_matches, if_range_allows, parse_range
+from ..records import Credential, Device, Package
+from ..services import Services
+from ..store.http_devices_sqlite import DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
+from .http_driver import HttpDriver, HttpFotaSettings
+
+__all__ = ["routes", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device",
+           "image_response", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
+
+log = logging.getLogger("fota_server.http_fota")
+HTTP_TOKEN_KIND = "http_token"
+PEER_ERRORS: Counter[str] = Counter()
+_CHUNK = 1 << 16
+_TOKEN_ALPHABET = string.ascii_letters + string.digits
+_ERROR_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
+                410: "gone", 413: "too_large", 416: "range_not_satisfiable", 422: "invalid"}
+
+
+def build_http_driver(services: Services, settings: HttpFotaSettings = HttpFotaSettings(),
+                      campaign_lookup: Callable[[str], object] | None = None,
+                      on_outcome: Callable[[], None] | None = None) -> HttpDriver:
+    db = services.db
+    return HttpDriver(db.devices, db.packages, SqliteHttpDeviceStore(db), SqliteOfferStore(db), settings,
+                      campaign_lookup, on_outcome=on_outcome)
+
+
+def http_driver_of(services: Services) -> HttpDriver:
+    """The driver ``app.py`` put in ``services.extra["http_driver"]`` (built with defaults if it did not)."""
+    driver = services.extra.get("http_driver")
+    if driver is None:
+        driver = services.extra["http_driver"] = build_http_driver(services)
+    return driver  # type: ignore[no-any-return]
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_http_token(services: Services, device_id: str, account_name: str | None = None) -> str:
+    """Provision a new 32-character token for the device (replacing any old one); stored as its SHA-256."""
+    device = services.db.devices.find_device(device_id)
+    if device is None or (account_name is not None and device.account_name != account_name):
+        raise NotFound(f"device {device_id!r} not found", "DeviceNotFound")
+    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(32))
+    services.db.credentials.set_credential(
+        Credential(device_id, HTTP_TOKEN_KIND, device_id, _hash(token), services.clock.now()))
+    return token
+
+
+def authenticate_device(services: Services, device_id: str, authorization: str,
+                        schemes: tuple[str, ...] = ("bearer", "targettoken")) -> Device:
+    """The device named in the path, if the header carries its token; PeerError 401 otherwise."""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() not in schemes or not token or len(token) > 256:
+        raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
+    credential = services.db.credentials.get_credential(device_id, HTTP_TOKEN_KIND)
+    if credential is None or not hmac.compare_digest(credential.secret, _hash(token)):
+        raise PeerError("the token is not valid for this device", hint=401)
+    device = services.db.devices.find_device(device_id)
+    if device is None:
+        raise PeerError("the token is not valid for this device", hint=401)
+    return device
+
+
+def peer_error_response(request: Request, exc: PeerError) -> JSONResponse:
+    status = exc.hint if isinstance(exc.hint, int) and 400 <= exc.hint <= 599 else 400
+    code = _ERROR_CODES.get(status, "refused")
+    PEER_ERRORS[code] += 1
+    client = request.client.host if request.client else "?"
+    log.warning("%s %s from %s refused: %s %s", request.method, request.url.path, client, status, exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="fota-device"'} if status == 401 else None
+    return JSONResponse({"error": code, "detail": str(exc)}, status, headers=headers)
+
+
+def _device_endpoint(handler: Callable[[Request, Services, Device], Awaitable[Response]]
+                     ) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        try:
+            device = authenticate_device(services, request.path_params["device_id"],
+                                         request.headers.get("authorization", ""))
+            return await handler(request, services, device)
+        except PeerError as exc:
+            return peer_error_response(request, exc)
+    return endpoint
+
+
+async def _body(request: Request, max_bytes: int) -> bytes:
+    try:
+        return await read_body(request, max_bytes)
+    except PayloadTooLarge as exc:
+        raise PeerError(exc.message, hint=413) from None
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def checkin(request: Request, services: Services, device: Device) -> Response:
+    body = manifest.decode_checkin(await _body(request, manifest.MAX_CHECKIN_BYTES))
+    answer = http_driver_of(services).checkin(device, body, services.clock.now(), _base_url(request))
+    return Response(manifest.encode_answer(answer), media_type="application/json")
+
+
+async def status(request: Request, services: Services, device: Device) -> Response:
+    report = manifest.decode_report(await _body(request, manifest.MAX_REPORT_BYTES))
+    http_driver_of(services).report(device, report, services.clock.now())
+    return JSONResponse({"accepted": True, "updateId": report.update_id, "state": report.state.value,
+                         "resultReason": report.reason})
+
+
+async def device_logs(request: Request, services: Services, device: Device) -> Response:
+    store = http_driver_of(services).http_devices
+    now = services.clock.now()
+    if not store.logging_enabled(device.device_id, now):
+        raise PeerError("logging is not enabled for this device", hint=403)
+    entries = manifest.decode_logs(await _body(request, manifest.MAX_LOG_BYTES))
+    stored = store.add_logs(device.device_id, device.account_name, [
+        DeviceLogRecord(device.device_id, e.logged_at, e.log_type, e.event_log, e.binary_base64) for e in entries])
+    return JSONResponse({"stored": stored})
+
+
+async def _read_range(source: BinaryIO, first: int, length: int) -> AsyncIterator[bytes]:
+    try:
+        await anyio.to_thread.run_sync(source.seek, first)
+        left = length
+        while left > 0:
+            chunk = await anyio.to_thread.run_sync(source.read, min(_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+    finally:
+        source.close()
+
+
+def image_response(request: Request, services: Services, package: Package,
+                   extra_headers: dict[str, str] | None = None) -> Response:
+    """The image with RFC 9110 range semantics: 200, 206, 304 (If-None-Match) or 416."""
+    etag = etag_for(package.sha256)
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "no-transform",
+               "Content-Disposition": f'attachment; filename="{package.file_name or package.package_id}"',
+               **(extra_headers or {})}
+    if etag_matches(request.headers.get("if-none-match"), etag, weak=True):
+        return Response(status_code=304, headers=headers)
+    try:
+        wanted = parse_range(request.headers.get("range"), package.size)
+    except RangeNotSatisfiable as exc:
+        return JSONResponse({"error": "range_not_satisfiable", "detail": str(exc)}, 416,
+                            headers={**headers, "Content-Range": f"bytes */{package.size}"})
+    if wanted is not None and not if_range_allows(request.headers.get("if-range"), etag):
+        wanted = None
+    first, length, code = (0, package.size, 200) if wanted is None else (wanted.first, wanted.length, 206)
+    if wanted is not None:
+        headers["Content-Range"] = wanted.content_range(package.size)
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        return Response(status_code=code, headers=headers, media_type="application/octet-stream")
+    source = services.firmware.open(package)
+    return StreamingResponse(_read_range(source, first, length), code, headers,
+                             media_type="application/octet-stream")
+
+
+def _not_found(what: str) -> JSONResponse:
+    return JSONResponse({"error": "not_found", "detail": f"no image {what}"}, 404)
+
+
+async def image_by_id(request: Request) -> Response:
+    services: Services = request.app.state.services
+    package_id = request.path_params["package_id"]
+    package = services.db.packages.get_package(package_id) if len(package_id) <= 64 else None
+    return image_response(request, services, package) if package else _not_found(f"with id {package_id[:64]!r}")
+
+
+async def image_by_sha256(request: Request) -> Response:
+    services: Services = request.app.state.services
+    sha = request.path_params["sha256"].lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        return _not_found("with that hash; give 64 hex digits")
+    package_id = http_driver_of(services).http_devices.package_id_by_sha256(sha)
+    package = services.db.packages.get_package(package_id) if package_id else None
+    return image_response(request, services, package) if package else _not_found(f"with SHA-256 {sha}")
+
+
+@management
+async def provision_token(request: Request, services: Services, account: str) -> Response:
+    device_id = request.path_params["deviceId"]
+    return JSONResponse({"deviceId": device_id, "token": issue_http_token(services, device_id, account)})
+
+
+routes = [
+    Route("/fw/sha256/{sha256}", image_by_sha256, methods=["GET", "HEAD"]),
+    Route("/fw/{package_id}", image_by_id, methods=["GET", "HEAD"]),
+    Route("/http/v1/devices/{device_id}/checkin", _device_endpoint(checkin), methods=["POST"]),
+    Route("/http/v1/devices/{device_id}/status", _device_endpoint(status), methods=["POST"]),
+    Route("/http/v1/devices/{device_id}/logs", _device_endpoint(device_logs), methods=["POST"]),
+    Route("/api/fota/http/v1/{account}/devices/{deviceId}/token", provision_token, methods=["PUT"]),
+]

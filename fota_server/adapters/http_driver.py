@@ -1,0 +1,259 @@
+"""The HTTP pull driver of the campaign engine, and the device-facing logic of the HTTP FOTA and DDI endpoints.
+
+The engine's ``StartAttempt`` becomes an offer that the device sees at its next check-in (DESIGN.md, data
+flow step 3). The device's status reports move the offer on and queue attempt outcomes in the same
+transaction; ``collect(now)`` hands them to the engine. Success is confirmed by the version the device
+reports at the check-in after its reboot.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timezone, time as dtime
+from typing import Any, Callable
+
+from ..campaign.drivers import (
+    AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DriverCommand, InstallPackage,
+    PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
+)
+from ..protocol.errors import PeerError
+from ..protocol.http_fota.manifest import CheckIn, CheckInAnswer, Offer, ReportState, ResultCode, StatusReport
+from ..protocol.http_fota.windows import Schedule, TimeWindow, next_checkin_s
+from ..records import Device, Package
+from ..store.http_devices_sqlite import OfferRecord, OfferState, SqliteHttpDeviceStore, SqliteOfferStore
+from ..store.ports import DeviceStore, PackageStore
+
+__all__ = ["HttpFotaSettings", "HttpDriver", "OfferView", "engine_code"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UNTIL_STATE = {
+    ReportState.DOWNLOADING: (OfferState.OFFERED, OfferState.DOWNLOADING),
+    ReportState.DOWNLOADED: (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED),
+    ReportState.INSTALLING: (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED,
+                             OfferState.INSTALLING),
+    ReportState.SUCCESS: (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED,
+                          OfferState.INSTALLING, OfferState.REPORTED_SUCCESS),
+    ReportState.FAILURE: (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED,
+                          OfferState.INSTALLING, OfferState.REPORTED_SUCCESS, OfferState.CANCELLING),
+}
+_NEW_STATE = {
+    ReportState.DOWNLOADING: OfferState.DOWNLOADING, ReportState.DOWNLOADED: OfferState.DOWNLOADED,
+    ReportState.INSTALLING: OfferState.INSTALLING, ReportState.SUCCESS: OfferState.REPORTED_SUCCESS,
+    ReportState.FAILURE: OfferState.FAILED,
+}
+# Our result codes as the engine's HTTP codes (campaign/reasons.py HTTP_REASONS); others pass as HttpXxx names.
+_ENGINE_CODES = {
+    ResultCode.CONNECTION_LOST: "download-failed", ResultCode.INVALID_URL: "download-failed",
+    ResultCode.UNSUPPORTED_PROTOCOL: "download-failed", ResultCode.INTEGRITY_FAILED: "hash-mismatch",
+    ResultCode.SIZE_MISMATCH: "hash-mismatch", ResultCode.INSTALL_FAILED: "install-failed",
+    ResultCode.CANCELLED_BY_DEVICE: "canceled",
+}
+
+
+def engine_code(report: StatusReport) -> str:
+    return _ENGINE_CODES.get(report.code, report.reason)
+
+
+@dataclass(frozen=True)
+class HttpFotaSettings:
+    checkin_interval_s: int = 300
+    jitter: float = 0.2
+    busy_interval_s: int = 30  # while an update is under way
+    download_path: str = "/fw"
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """An open offer as a device should see it now."""
+
+    record: OfferRecord
+    package: Package
+    download_open: bool
+    install_open: bool
+    cancelling: bool
+
+
+def _schedule(after: Any, windows: Any) -> Schedule:
+    start = datetime.combine(after, dtime(0), tzinfo=timezone.utc) if after is not None else None
+    return Schedule(start, tuple(TimeWindow(w.start_hour, w.end_hour) for w in windows or ()))
+
+
+class HttpDriver:
+    """``ProtocolDriver`` for protocol ``HTTP`` plus the check-in and report logic the HTTP adapters call."""
+
+    def __init__(self, devices: DeviceStore, packages: PackageStore, http_devices: SqliteHttpDeviceStore,
+                 offers: SqliteOfferStore, settings: HttpFotaSettings = HttpFotaSettings(),
+                 campaign_lookup: Callable[[str], Any] | None = None, rng: random.Random | None = None,
+                 on_outcome: Callable[[], None] | None = None) -> None:
+        self.devices = devices
+        self.packages = packages
+        self.http_devices = http_devices
+        self.offers = offers
+        self.settings = settings
+        self._campaign_lookup = campaign_lookup
+        self._rng = rng or random.Random()
+        self._on_outcome = on_outcome
+
+    # ---- engine side -------------------------------------------------------------------------------
+    def submit(self, command: DriverCommand, now: datetime) -> None:
+        if isinstance(command, StartAttempt):
+            self._start(command, now)
+        elif isinstance(command, InstallPackage):
+            offer = self.offers.by_attempt(command.attempt_id)
+            if offer is not None and offer.open:
+                self.offers.transition(offer.offer_id, offer.state, offer.state, now, install_allowed=True)
+        else:
+            self._cancel(command, now)
+
+    def _schedules(self, campaign_id: str) -> str:
+        campaign = self._campaign_lookup(campaign_id) if self._campaign_lookup else None
+        if campaign is None:
+            return "{}"
+        spec = campaign.spec
+        return json.dumps({"download": _schedule(spec.download_after, spec.download_windows).to_json(),
+                           "install": _schedule(spec.install_after, spec.install_windows).to_json()})
+
+    def _start(self, command: StartAttempt, now: datetime) -> None:
+        known = self.offers.by_attempt(command.attempt_id)
+        if known is not None:
+            if command.install and known.open and not known.install_allowed:
+                self.offers.transition(known.offer_id, known.state, known.state, now, install_allowed=True)
+            return
+        added = self.offers.add_offer(command.attempt_id, command.campaign_id, command.device_id,
+                                      command.package_id, command.firmware_to, command.install,
+                                      self._schedules(command.campaign_id), now)
+        if added is None:
+            self.offers.push_outcome(command.attempt_id, "failed", "install-failed", now)
+            self._wake()
+
+    def _cancel(self, command: CancelAttempt, now: datetime) -> None:
+        offer = self.offers.by_attempt(command.attempt_id)
+        if offer is None or not offer.open:
+            self.offers.push_outcome(command.attempt_id, "cancelled", "", now)
+        elif offer.state == OfferState.OFFERED:
+            self.offers.transition(offer.offer_id, offer.state, OfferState.CANCELLED, now, outcome=("cancelled", ""))
+        else:
+            self.offers.transition(offer.offer_id, offer.state, OfferState.CANCELLING, now)
+        self._wake()
+
+    def next_deadline(self) -> datetime | None:
+        return _EPOCH if self.offers.has_outcomes() else None
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        out: list[AttemptOutcome] = []
+        for attempt_id, kind, value in self.offers.take_outcomes():
+            if kind == "progress":
+                out.append(AttemptProgressed(attempt_id, value))
+            elif kind == "downloaded":
+                out.append(PackageDownloaded(attempt_id))
+            elif kind == "succeeded":
+                out.append(UpdateSucceeded(attempt_id, value))
+            elif kind == "failed":
+                out.append(UpdateFailed(attempt_id, value))
+            else:
+                out.append(AttemptCancelled(attempt_id))
+        return out
+
+    def _wake(self) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome()
+
+    # ---- device side -------------------------------------------------------------------------------
+    def view(self, device_id: str, now: datetime) -> OfferView | None:
+        offer = self.offers.open_offer(device_id)
+        if offer is None:
+            return None
+        package = self.packages.get_package(offer.package_id)
+        if package is None:
+            return None
+        schedules = json.loads(offer.schedules)
+        download = Schedule.from_json(schedules.get("download", {}))
+        install = Schedule.from_json(schedules.get("install", {}))
+        return OfferView(offer, package, download.is_open(now), offer.install_allowed and install.is_open(now),
+                         offer.state == OfferState.CANCELLING)
+
+    def until_open_s(self, view: OfferView, now: datetime) -> float | None:
+        key = "download" if not view.download_open else "install" if not view.install_open else ""
+        if not key:
+            return None
+        opens = Schedule.from_json(json.loads(view.record.schedules).get(key, {})).next_open(now)
+        return None if opens is None else max(0.0, (opens - now).total_seconds())
+
+    def sleep_s(self, view: OfferView | None, now: datetime) -> int:
+        s = self.settings
+        if view is None:
+            return next_checkin_s(s.checkin_interval_s, s.jitter, self._rng.random())
+        if view.download_open and view.record.state != OfferState.DOWNLOADED or view.install_open:
+            return next_checkin_s(min(s.busy_interval_s, s.checkin_interval_s), s.jitter, self._rng.random())
+        return next_checkin_s(s.checkin_interval_s, s.jitter, self._rng.random(), self.until_open_s(view, now))
+
+    def checkin(self, device: Device, checkin: CheckIn, now: datetime, base_url: str) -> CheckInAnswer:
+        """Record the check-in; confirm a reported success by the version; answer with the offer, if any."""
+        reported = {"firmware_version": checkin.firmware_version}
+        for name in ("software_version", "make", "model", "serving_cell"):
+            if getattr(checkin, name):
+                reported[name] = getattr(checkin, name)
+        self.http_devices.record_checkin(device.device_id, device.account_name, now, checkin.firmware_version,
+                                         checkin.state, **reported)
+        view = self.view(device.device_id, now)
+        if view is not None:
+            view = self._confirm(view, checkin, now)
+        logging = self.http_devices.logging_enabled(device.device_id, now)
+        if view is None:
+            return CheckInAnswer(self.sleep_s(None, now), None, logging)
+        if view.cancelling:
+            self.offers.transition(view.record.offer_id, OfferState.CANCELLING, OfferState.CANCELLED, now,
+                                   outcome=("cancelled", ""))
+            self._wake()
+            return CheckInAnswer(self.sleep_s(None, now), None, logging, view.record.offer_id)
+        offer = self.offer_of(view, base_url) if view.download_open else None
+        return CheckInAnswer(self.sleep_s(view, now), offer, logging)
+
+    def offer_of(self, view: OfferView, base_url: str) -> Offer:
+        p = view.package
+        return Offer(view.record.offer_id, p.kind, p.version_to, f"{base_url}{self.settings.download_path}/{p.package_id}",
+                     p.size, p.sha256, p.signature, view.install_open, p.file_name or f"{p.name}.bin")
+
+    def _confirm(self, view: OfferView, checkin: CheckIn, now: datetime) -> OfferView | None:
+        version = {"firmware": checkin.firmware_version, "software": checkin.software_version,
+                   "config": checkin.config_version}.get(view.package.kind, checkin.firmware_version)
+        reported_success = view.record.state == OfferState.REPORTED_SUCCESS
+        if not reported_success and version != view.record.version_to:
+            return view
+        if view.record.state in (OfferState.OFFERED, OfferState.CANCELLING) and not reported_success:
+            return view
+        self.offers.transition(view.record.offer_id, view.record.state, OfferState.SUCCEEDED, now,
+                               outcome=("succeeded", version))
+        self._wake()
+        return None
+
+    def report(self, device: Device, report: StatusReport, now: datetime) -> None:
+        """Apply a status report. PeerError 404 (not this device's update), 410 (already closed), 409 (out of order)."""
+        offer = self.offers.get_offer(report.update_id)
+        if offer is None or offer.device_id != device.device_id:
+            raise PeerError(f"update {report.update_id} is not offered to this device", hint=404)
+        if not offer.open:
+            raise PeerError(f"update {report.update_id} is already {offer.state}", hint=410)
+        if offer.state not in _UNTIL_STATE[report.state]:
+            raise PeerError(f"a {report.state.value} report does not follow {offer.state}", hint=409)
+        new_state = _NEW_STATE[report.state]
+        outcome = self._outcome(offer, report, new_state)
+        if not self.offers.transition(offer.offer_id, offer.state, new_state, now, result_code=str(report.code),
+                                      detail=report.detail, outcome=outcome):
+            raise PeerError(f"update {report.update_id} changed meanwhile; report again", hint=409)
+        if outcome is not None:
+            self._wake()
+
+    @staticmethod
+    def _outcome(offer: OfferRecord, report: StatusReport, new_state: str) -> tuple[str, str] | None:
+        if new_state == offer.state:
+            return None
+        if report.state is ReportState.FAILURE:
+            return ("failed", engine_code(report))
+        if report.state is ReportState.DOWNLOADED and not offer.install_allowed:
+            return ("downloaded", "")
+        if report.state in (ReportState.DOWNLOADING, ReportState.INSTALLING):
+            return ("progress", report.state.value)
+        return None

@@ -1,0 +1,252 @@
+"""SQLite stores of the HTTP pull endpoint: check-ins, device logs and logging switches (tables of
+migration 1), and the updates offered to HTTP devices with their outcome outbox (``HTTP_MIGRATION``).
+
+``HTTP_MIGRATION`` is idempotent (``IF NOT EXISTS``); the stores apply it when opened, and it can be
+appended to ``schema.MIGRATIONS`` as it stands.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from .sqlite import SqliteDatabase, parse_ts, ts
+
+__all__ = [
+    "HTTP_MIGRATION", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
+    "SqliteHttpDeviceStore", "SqliteOfferStore",
+]
+
+HTTP_MIGRATION = """
+CREATE TABLE IF NOT EXISTS http_offers (
+    offer_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL UNIQUE,
+    campaign_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    package_id TEXT NOT NULL,
+    version_to TEXT NOT NULL,
+    state TEXT NOT NULL,
+    install_allowed INTEGER NOT NULL DEFAULT 1,
+    schedules TEXT NOT NULL DEFAULT '{}',
+    result_code TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS http_offers_device ON http_offers(device_id, state);
+CREATE TABLE IF NOT EXISTS http_outcomes (
+    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+)
+"""
+
+
+class OfferState:
+    OFFERED = "offered"
+    DOWNLOADING = "downloading"
+    DOWNLOADED = "downloaded"
+    INSTALLING = "installing"
+    REPORTED_SUCCESS = "reported-success"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+
+OPEN_OFFER_STATES = (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED, OfferState.INSTALLING,
+                     OfferState.REPORTED_SUCCESS, OfferState.CANCELLING)
+
+
+@dataclass(frozen=True)
+class CheckInRecord:
+    device_id: str
+    checked_in_at: datetime
+    client_version: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DeviceLogRecord:
+    device_id: str
+    logged_at: datetime
+    log_type: str
+    event_log: str
+    binary_data: str
+
+
+@dataclass(frozen=True)
+class OfferRecord:
+    offer_id: int
+    attempt_id: str
+    campaign_id: str
+    device_id: str
+    package_id: str
+    version_to: str
+    state: str
+    install_allowed: bool
+    schedules: str
+    result_code: str
+    detail: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_OFFER_STATES
+
+
+def _apply_migration(db: SqliteDatabase) -> None:
+    with db.transaction() as conn:
+        for statement in (s.strip() for s in HTTP_MIGRATION.split(";")):
+            if statement:
+                conn.execute(statement)
+
+
+class SqliteHttpDeviceStore:
+    """Check-in history, device logs and the per-device logging switch."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    def record_checkin(self, device_id: str, account_name: str, at: datetime, client_version: str,
+                       status: str, **reported: str) -> None:
+        """One transaction: the check-in row, and the device's last-seen time and reported fields."""
+        assignments = "".join(f", {name} = ?" for name in reported)
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
+                         " VALUES (?, ?, ?, ?, ?)", (device_id, account_name, ts(at), client_version, status))
+            conn.execute(f"UPDATE devices SET last_seen_at = ?{assignments} WHERE device_id = ?",
+                         (ts(at), *reported.values(), device_id))
+
+    def list_checkins(self, device_id: str, limit: int = 1000) -> list[CheckInRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM checkins WHERE device_id = ? ORDER BY checkin_id DESC LIMIT ?", (device_id, limit))
+        return [CheckInRecord(r["device_id"], parse_ts(r["checked_in_at"]), r["client_version"],  # type: ignore[arg-type]
+                              r["status"]) for r in rows]
+
+    def set_logging(self, device_id: str, account_name: str, expires_at: datetime) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO device_logging VALUES (?, ?, ?) ON CONFLICT (device_id)"
+                         " DO UPDATE SET expires_at = excluded.expires_at", (device_id, account_name, ts(expires_at)))
+
+    def logging_enabled(self, device_id: str, now: datetime) -> bool:
+        row = self._db.execute("SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?",
+                               (device_id, ts(now))).fetchone()
+        return row is not None
+
+    def add_logs(self, device_id: str, account_name: str, entries: list[DeviceLogRecord]) -> int:
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO device_logs (device_id, account_name, logged_at, log_type, event_log, binary_data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(device_id, account_name, ts(e.logged_at), e.log_type, e.event_log, e.binary_data) for e in entries])
+        return len(entries)
+
+    def package_id_by_sha256(self, sha256_hex: str) -> str | None:
+        row = self._db.execute("SELECT package_id FROM packages WHERE sha256 = ? ORDER BY created_at LIMIT 1",
+                               (sha256_hex,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def list_logs(self, device_id: str, limit: int = 1000) -> list[DeviceLogRecord]:
+        rows = self._db.execute("SELECT * FROM device_logs WHERE device_id = ? ORDER BY log_id LIMIT ?",
+                                (device_id, limit))
+        return [DeviceLogRecord(r["device_id"], parse_ts(r["logged_at"]), r["log_type"],  # type: ignore[arg-type]
+                                r["event_log"], r["binary_data"]) for r in rows]
+
+
+class SqliteOfferStore:
+    """Updates offered to HTTP devices (one open offer per device) and the outbox of attempt outcomes."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        _apply_migration(db)
+
+    @staticmethod
+    def _offer(row: sqlite3.Row) -> OfferRecord:
+        values = dict(row)
+        values["install_allowed"] = bool(values["install_allowed"])
+        values["created_at"] = parse_ts(values["created_at"])
+        values["updated_at"] = parse_ts(values["updated_at"])
+        return OfferRecord(**values)
+
+    def add_offer(self, attempt_id: str, campaign_id: str, device_id: str, package_id: str, version_to: str,
+                  install_allowed: bool, schedules: str, now: datetime) -> OfferRecord | None:
+        """Insert an offer; None if the attempt is known or the device already has an open offer."""
+        marks = ",".join("?" * len(OPEN_OFFER_STATES))
+        with self._db.transaction() as conn:
+            busy = conn.execute(f"SELECT 1 FROM http_offers WHERE device_id = ? AND state IN ({marks})",
+                                (device_id, *OPEN_OFFER_STATES)).fetchone()
+            if busy is not None:
+                return None
+            try:
+                cur = conn.execute(
+                    "INSERT INTO http_offers (attempt_id, campaign_id, device_id, package_id, version_to, state,"
+                    " install_allowed, schedules, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (attempt_id, campaign_id, device_id, package_id, version_to, OfferState.OFFERED,
+                     int(install_allowed), schedules, ts(now), ts(now)))
+            except sqlite3.IntegrityError:
+                return None
+            row = conn.execute("SELECT * FROM http_offers WHERE offer_id = ?", (cur.lastrowid,)).fetchone()
+        return self._offer(row)
+
+    def get_offer(self, offer_id: int) -> OfferRecord | None:
+        row = self._db.execute("SELECT * FROM http_offers WHERE offer_id = ?", (offer_id,)).fetchone()
+        return self._offer(row) if row else None
+
+    def by_attempt(self, attempt_id: str) -> OfferRecord | None:
+        row = self._db.execute("SELECT * FROM http_offers WHERE attempt_id = ?", (attempt_id,)).fetchone()
+        return self._offer(row) if row else None
+
+    def open_offer(self, device_id: str) -> OfferRecord | None:
+        marks = ",".join("?" * len(OPEN_OFFER_STATES))
+        row = self._db.execute(
+            f"SELECT * FROM http_offers WHERE device_id = ? AND state IN ({marks}) ORDER BY offer_id DESC LIMIT 1",
+            (device_id, *OPEN_OFFER_STATES)).fetchone()
+        return self._offer(row) if row else None
+
+    def last_finished(self, device_id: str) -> OfferRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM http_offers WHERE device_id = ? AND state = ? ORDER BY offer_id DESC LIMIT 1",
+            (device_id, OfferState.SUCCEEDED)).fetchone()
+        return self._offer(row) if row else None
+
+    def transition(self, offer_id: int, expected_state: str, new_state: str, now: datetime, *,
+                   result_code: str = "", detail: str = "", install_allowed: bool | None = None,
+                   outcome: tuple[str, str] | None = None) -> bool:
+        """Move an offer on if it is still in ``expected_state``; queue ``outcome`` (kind, value) in the
+        same transaction. Returns whether it applied."""
+        with self._db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE http_offers SET state = ?, result_code = ?, detail = ?, updated_at = ?,"
+                " install_allowed = COALESCE(?, install_allowed) WHERE offer_id = ? AND state = ?",
+                (new_state, result_code, detail[:1024], ts(now),
+                 None if install_allowed is None else int(install_allowed), offer_id, expected_state))
+            if cur.rowcount == 0:
+                return False
+            if outcome is not None:
+                attempt = conn.execute("SELECT attempt_id FROM http_offers WHERE offer_id = ?",
+                                       (offer_id,)).fetchone()[0]
+                conn.execute("INSERT INTO http_outcomes (attempt_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
+                             (attempt, outcome[0], outcome[1], ts(now)))
+            return True
+
+    def push_outcome(self, attempt_id: str, kind: str, value: str, now: datetime) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("INSERT INTO http_outcomes (attempt_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
+                         (attempt_id, kind, value, ts(now)))
+
+    def take_outcomes(self, limit: int = 1000) -> list[tuple[str, str, str]]:
+        """Remove and return queued outcomes, oldest first, as (attempt id, kind, value)."""
+        with self._db.transaction() as conn:
+            rows = conn.execute("SELECT outcome_id, attempt_id, kind, value FROM http_outcomes"
+                                " ORDER BY outcome_id LIMIT ?", (limit,)).fetchall()
+            if rows:
+                conn.execute("DELETE FROM http_outcomes WHERE outcome_id <= ?", (rows[-1]["outcome_id"],))
+        return [(r["attempt_id"], r["kind"], r["value"]) for r in rows]
+
+    def has_outcomes(self) -> bool:
+        return self._db.execute("SELECT 1 FROM http_outcomes LIMIT 1").fetchone() is not None

@@ -1,0 +1,164 @@
+"""The OpenAPI 3.1 document of the management API (``GET /api/openapi.json``) and a self-contained
+HTML reference page (``GET /api/docs``), both built from ``sms_surface`` with no external assets."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from .. import __version__
+from .sms_surface import ENDPOINTS, MODELS, QUERY_PARAMS
+
+__all__ = ["build_openapi", "routes", "ENUMS", "EXTRA_ENDPOINTS"]
+
+ENUMS: dict[str, list[str]] = {
+    "CampaignStatusEnum": ["CampaignRequestPending", "CampaignRequestFailed", "CampaignRequestQueued",
+                           "CampaignCancelled", "CampaignAborted", "CampaignFailed", "CampaignScheduled",
+                           "CampaignEnded"],
+    "CampaignMetaInfoProtocol": ["LWM2M", "OMD-DM"],
+    "FirmwareProtocolEnum": ["LWM2M", "OMD-DM", "all"],
+    "DevicesProtocolEnum": ["LWM2M", "OMDADM", "HTTP"],
+    "FirmwareTypeList": ["append", "remove"],
+    "UpgradeStatusEnum": ["RequestPending", "Queued", "RequestFailed", "InProgress", "Finished", "UpgradeFailed"],
+    "CallbackServiceEnum": ["Fota"],
+}
+
+# Endpoints beyond the published SDK list: session logout and password reset, and the seed's PUT /files.
+EXTRA_ENDPOINTS = [
+    ("session", "POST", "/api/m2m/v1/session/logout", "-", "LogOutRequest"),
+    ("session", "PUT", "/api/m2m/v1/session/password/actions/reset", "PasswordResetRequest", "PasswordResetResult"),
+    ("v2", "PUT", "/api/fota/v2/files/{acc}", "multipart: fileName, fileupload, fileVersion, make, model",
+     "UploadConfigurationFilesResponse"),
+]
+_EXTRA_MODELS = {
+    "LogOutRequest": [("sessionToken", "string", False)],
+    "PasswordResetRequest": [("oldPassword", "string", True)],
+    "PasswordResetResult": [("newPassword", "string", False)],
+    "ErrorResult": [("errorCode", "string", True), ("errorMessage", "string", True)],
+}
+_ENUM_PARAMS = {"upgradeStatus": "UpgradeStatusEnum", "service": "CallbackServiceEnum"}
+
+
+def _schema(type_text: str) -> dict[str, Any]:
+    enum = re.match(r"string \(enum (\w+)\)", type_text)
+    if enum:
+        return {"$ref": f"#/components/schemas/{enum.group(1) if enum.group(1) in ENUMS else enum.group(1) + 'Enum'}"}
+    if type_text.startswith("array of "):
+        return {"type": "array", "items": _schema(type_text[len("array of "):])}
+    if type_text.startswith("object "):
+        return {"$ref": f"#/components/schemas/{type_text[len('object '):]}"}
+    simple = {"string": {"type": "string"}, "int": {"type": "integer"}, "bool": {"type": "boolean"},
+              "date": {"type": "string", "format": "date"}, "datetime": {"type": "string", "format": "date-time"}}
+    if type_text in simple:
+        return dict(simple[type_text])
+    if type_text in ENUMS:
+        return {"$ref": f"#/components/schemas/{type_text}"}
+    return {"$ref": f"#/components/schemas/{type_text}"}
+
+
+def _model(fields: list[tuple[str, str, bool]]) -> dict[str, Any]:
+    return {"type": "object", "properties": {k: _schema(t) for k, t, _ in fields},
+            "required": [k for k, _, req in fields if req]}
+
+
+def _body_schema(model: str) -> dict[str, Any] | None:
+    if model in ("-", ""):
+        return None
+    if model.endswith("[]"):
+        return {"type": "array", "items": {"$ref": f"#/components/schemas/{model[:-2]}"}}
+    if model.startswith(("form:", "multipart:")):
+        keys = [k.strip().split(" ")[0] for k in model.split(":", 1)[1].split(",")]
+        return {"type": "object", "properties": {k: {"type": "string"} for k in keys}}
+    return {"$ref": f"#/components/schemas/{model}"}
+
+
+def _operation(version: str, method: str, path: str, request: str, response: str) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": _schema(_ENUM_PARAMS.get(p, "string"))}
+        for p in re.findall(r"{(\w+)}", path)]
+    params += [{"name": n, "in": "query", "required": req, "schema": _schema(t)}
+               for n, t, req in QUERY_PARAMS.get((method, path), ())]
+    error = {"description": "bad request", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResult"}}}}
+    op: dict[str, Any] = {"tags": [version], "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
+                          "parameters": params, "responses": {"400": error, "401": {"description": "unauthorised"}}}
+    ok: dict[str, Any] = {"description": "success"}
+    schema = _body_schema(response)
+    if schema:
+        ok["content"] = {"application/json": {"schema": schema}}
+    op["responses"]["200"] = ok
+    body = _body_schema(request)
+    if body:
+        media = ("application/x-www-form-urlencoded" if request.startswith("form:") else
+                 "multipart/form-data" if request.startswith("multipart:") else "application/json")
+        op["requestBody"] = {"required": True, "content": {media: {"schema": body}}}
+    if version.startswith("v"):
+        op["security"] = [{"bearer": [], "session": []}]
+    elif version == "oauth":
+        op["security"] = [{"basic": []}]
+    else:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def build_openapi() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for version, method, path, request, response in [*ENDPOINTS, *EXTRA_ENDPOINTS]:
+        paths.setdefault(path, {})[method.lower()] = _operation(version, method, path, request, response)
+    schemas: dict[str, Any] = {name: _model(fields) for name, fields in {**MODELS, **_EXTRA_MODELS}.items()}
+    schemas.update({name: {"type": "string", "enum": values} for name, values in ENUMS.items()})
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fota-server management API (ThingSpace SMS compatible)", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "header", "name": "VZ-M2M-Token"}}},
+    }
+
+
+def _docs_html(doc: dict[str, Any]) -> str:
+    rows = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            params = ", ".join(f"{p['name']} ({p['in']}{', required' if p['required'] else ''})" for p in op["parameters"])
+            rows.append(f"<tr><td>{op['tags'][0]}</td><td><b>{method.upper()}</b></td><td><code>{html.escape(path)}</code>"
+                        f"</td><td>{html.escape(params)}</td></tr>")
+    models = []
+    for name, schema in sorted(doc["components"]["schemas"].items()):
+        if "properties" in schema:
+            keys = ", ".join(f"<code>{html.escape(k)}</code>{'*' if k in schema['required'] else ''}"
+                             for k in schema["properties"])
+            models.append(f"<tr><td id='{name}'>{name}</td><td>{keys}</td></tr>")
+        else:
+            models.append(f"<tr><td id='{name}'>{name}</td><td>{html.escape(' | '.join(schema['enum']))}</td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>fota-server API</title><style>"
+            "body{font-family:sans-serif;margin:2em}td{border-bottom:1px solid #ddd;padding:4px;vertical-align:top}"
+            "</style></head><body><h1>fota-server management API</h1>"
+            "<p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a> (OpenAPI 3.1). "
+            "Every <code>/api/fota</code> call needs <code>Authorization: Bearer</code> and <code>VZ-M2M-Token</code>.</p>"
+            "<h2>Endpoints</h2><table>" + "".join(rows) + "</table><h2>Models</h2><p>* required</p><table>"
+            + "".join(models) + "</table></body></html>")
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(request.app.state.api_docs_html)
+
+
+def install(app_state: Any) -> None:
+    """Build both documents once, at start-up."""
+    app_state.openapi = build_openapi()
+    app_state.api_docs_html = _docs_html(app_state.openapi)
+
+
+routes = [Route("/api/openapi.json", openapi_json, methods=["GET"]), Route("/api/docs", docs, methods=["GET"])]

@@ -229,6 +229,24 @@ class HttpDriver:
         self._wake()
         return None
 
+    def answer_cancel(self, offer: OfferRecord, accepted: bool, now: datetime) -> None:
+        """The device's answer to a cancel it was shown (DDI cancelAction feedback)."""
+        if accepted:
+            self.offers.transition(offer.offer_id, OfferState.CANCELLING, OfferState.CANCELLED, now,
+                                   outcome=("cancelled", ""))
+            self._wake()
+        else:
+            self.offers.transition(offer.offer_id, OfferState.CANCELLING, OfferState.DOWNLOADING, now,
+                                   detail="the device rejected the cancel")
+
+    def confirm_version(self, device_id: str, version: str, now: datetime) -> None:
+        """Confirm a reported success by a version learnt another way (DDI has no version in its poll)."""
+        view = self.view(device_id, now)
+        if view is not None and view.record.state == OfferState.REPORTED_SUCCESS:
+            kind_field = {"software": "software_version", "config": "config_version"}.get(view.package.kind,
+                                                                                            "firmware_version")
+            self._confirm(view, CheckIn(**{"firmware_version": "", kind_field: version}), now)
+
     def report(self, device: Device, report: StatusReport, now: datetime) -> None:
         """Apply a status report. PeerError 404 (not this device's update), 410 (already closed), 409 (out of order)."""
         offer = self.offers.get_offer(report.update_id)

@@ -128,6 +128,11 @@ class SqliteHttpDeviceStore:
         return [CheckInRecord(r["device_id"], parse_ts(r["checked_in_at"]), r["client_version"],  # type: ignore[arg-type]
                               r["status"]) for r in rows]
 
+    def has_checkin_status(self, device_id: str, status: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM checkins WHERE device_id = ? AND status = ? LIMIT 1",
+                               (device_id, status)).fetchone()
+        return row is not None
+
     def set_logging(self, device_id: str, account_name: str, expires_at: datetime) -> None:
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO device_logging VALUES (?, ?, ?) ON CONFLICT (device_id)"

@@ -1,0 +1,114 @@
+"""Result reasons: every protocol result code and every engine decision as a documented reason string.
+
+- LwM2M Object 5 Update Result ``/5/0/5`` values 2..11 (OMA-TS-LightweightM2M, Firmware Update object);
+- OMA-DM FUMO result codes in the Generic Alert 1226 (OMA-ERELD-FUMO, 400..412, 500..503, vendor ranges);
+- HTTP status reports (hawkBit DDI feedback: ``closed``+``failure``, ``rejected``, ``canceled``) and our
+  HTTP FOTA endpoint's ``download-failed``/``hash-mismatch``/``install-failed``.
+
+``lookup(protocol, code)`` gives ``(reason, retryable)``. A retryable failure is retried with backoff
+while the campaign's dates allow; a permanent one ends the device as failed at once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["lookup", "EngineReason", "LWM2M_REASONS", "FUMO_REASONS", "HTTP_REASONS"]
+
+
+class EngineReason:
+    SCHEDULED = "Device scheduled for update"
+    ADDED = "Device added Successfully"
+    QUEUED_CELL = "Waiting for a free update slot in the device's cell"
+    QUEUED_GLOBAL = "Waiting for a free update slot in the account"
+    PAUSED = "Campaign paused by its error threshold"
+    WINDOW_CLOSED = "Waiting for the campaign time window to open"
+    ATTEMPT_STARTED = "Update requested from the device"
+    DOWNLOADING = "Device is downloading the package"
+    DOWNLOADED = "Package downloaded; waiting for the install window"
+    INSTALLING = "Device is installing the package"
+    SUCCESS = "Upgrade completed successfully"
+    NOT_REACHABLE = "The network reports the device is not reachable"
+    NOT_REACHABLE_FINAL = "The network reports the device is not reachable; daily retries exhausted"
+    TIMEOUT = "The device started the update and then stopped responding"
+    END_DATE = "The campaign end date passed before the device could be updated"
+    WRONG_VERSION = "Device firmware does not match firmwareFrom"
+    WRONG_VERSION_AFTER = "Device reported a version other than firmwareTo after the update"
+    LICENSE_MISSING = "No license assigned to the device"
+    LICENSE_UNAVAILABLE = "No license available to auto-assign to the device"
+    UNKNOWN_DEVICE = "Device does not exist in the account"
+    WRONG_MAKE_MODEL = "Device make or model does not match the campaign"
+    WRONG_PROTOCOL = "Device protocol does not match the campaign"
+    BUSY = "Device is already in another active campaign"
+    DUPLICATE = "Device is already in this campaign"
+    CANCELLED = "Campaign cancelled"
+    ABORTED = "Campaign aborted"
+    REMOVED = "Device removed from the campaign"
+    REMOVE_BUSY = "Device is updating; it can be removed when the attempt ends"
+    NOT_IN_CAMPAIGN = "Device is not in this campaign"
+    DEVICE_CANCELLED = "The device reports the update was cancelled"
+
+
+LWM2M_REASONS: dict[int, tuple[str, bool]] = {
+    2: ("Not enough flash memory for the new package", False),
+    3: ("Out of RAM during download", True),
+    4: ("Connection lost during download", True),
+    5: ("Integrity check failure for the downloaded package", True),
+    6: ("Unsupported package type", False),
+    7: ("Invalid URI", False),
+    8: ("Firmware update failed", True),
+    9: ("Unsupported protocol", False),
+    10: ("Firmware update cancelled", False),
+    11: ("Firmware update deferred by the device", True),
+}
+
+FUMO_REASONS: dict[int, tuple[str, bool]] = {
+    400: ("Management client error", True),
+    401: ("User cancelled the update", False),
+    402: ("Corrupted firmware update package", True),
+    403: ("Package does not match the device", False),
+    404: ("Failed package validation", False),
+    405: ("Package not acceptable", False),
+    406: ("Alternate download authentication failure", True),
+    407: ("Alternate download request time-out", True),
+    408: ("Not implemented", False),
+    409: ("Undefined error", True),
+    410: ("Firmware update failed", True),
+    411: ("Malformed or bad URL", False),
+    412: ("Alternate download server unavailable", True),
+    500: ("Alternate download server error", True),
+    501: ("Download failed, device out of memory", True),
+    502: ("Update failed, device out of memory", True),
+    503: ("Download failed due to network issues", True),
+}
+
+HTTP_REASONS: dict[str, tuple[str, bool]] = {
+    "failure": ("The device reported the update failed", True),
+    "rejected": ("The device rejected the update", False),
+    "canceled": ("The device cancelled the update", False),
+    "download-failed": ("The device could not download the package", True),
+    "hash-mismatch": ("The downloaded package failed its hash check", True),
+    "install-failed": ("The device could not install the package", True),
+}
+
+
+def _numeric(protocol: str, code: int) -> tuple[str, bool]:
+    if protocol == "LWM2M":
+        return LWM2M_REASONS.get(code, (f"LwM2M Update Result {code}", True))
+    if code in FUMO_REASONS:
+        return FUMO_REASONS[code]
+    if 450 <= code <= 499:
+        return (f"Client error, vendor-specified (FUMO {code})", True)
+    if 550 <= code <= 599:
+        return (f"Alternate download server error, vendor-specified (FUMO {code})", True)
+    return (f"OMA-DM FUMO result {code}", True)
+
+
+def lookup(protocol: str, code: str) -> tuple[str, bool]:
+    """The reason and retryability of a protocol failure code (always some reason; never raises)."""
+    code = code.strip()[:64]
+    if protocol == "HTTP":
+        return HTTP_REASONS.get(code.lower(), (f"HTTP status report {code!r}", True))
+    try:
+        value = int(code)
+    except ValueError:
+        return (f"{protocol} result {code!r}", True)
+    return _numeric(protocol, value)

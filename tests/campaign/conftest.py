@@ -1,0 +1,97 @@
+"""A small world for engine tests: memory stores, a fake clock, the simulated driver, and a loop that
+jumps straight to the next deadline (never sleeps)."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import pytest
+
+from fota_server.campaign import CampaignEngine, CampaignService, CampaignSpec, SimulatedDriver
+from fota_server.campaign.drivers import DriverCommand, SimulatedDevice
+from fota_server.clock import FakeClock
+from fota_server.records import Account, Device, Package
+from fota_server.store.campaigns_memory import MemoryCampaignStores
+from fota_server.store.memory import MemoryDatabase
+
+ACCOUNT = "0000123456-00001"
+T0 = datetime(2026, 3, 10, 9, 30, tzinfo=timezone.utc)
+
+
+class World:
+    def __init__(self, start: datetime = T0, settings: dict[str, Any] | None = None, licenses: int = 2_000_000) -> None:
+        self.clock = FakeClock(start)
+        self.db = MemoryDatabase()
+        self.stores = MemoryCampaignStores()
+        self.db.accounts.create_account(Account(ACCOUNT, start, licenses, "TS-HFOTA-EVNT", settings or {}))
+        self.db.packages.add_package(Package(
+            "pkg-1", "firmware", "fw-2.0", ACCOUNT, "Acme", "Tracker", "1.0", "2.0", "LWM2M", 10, "00" * 32, "sig",
+            start))
+        self.engine = CampaignEngine(self.stores.campaigns, self.stores.rows, self.db.devices, self.db.accounts)
+        self.service = CampaignService(
+            campaigns=self.stores.campaigns, rows=self.stores.rows, callbacks=self.stores.callbacks,
+            devices=self.db.devices, licenses=self.db.licenses, packages=self.db.packages,
+            accounts=self.db.accounts, clock=self.clock, engine=self.engine)
+        self.driver = SimulatedDriver()
+        self.steps = 0
+
+    def add_devices(self, count: int, cells: int = 1, prefix: str = "dev", cell_of: Any = None,
+                    license: bool = True, **fields: Any) -> list[str]:
+        ids = []
+        for i in range(count):
+            device_id = f"{prefix}{i:06d}"
+            cell = cell_of(i) if cell_of else (f"cell-{i % cells}" if cells else "")
+            values = dict(protocol="LWM2M", make="Acme", model="Tracker", firmware_version="1.0", serving_cell=cell)
+            values.update(fields)
+            self.db.devices.add_device(Device(device_id, ACCOUNT, created_at=self.clock.now(), **values))
+            ids.append(device_id)
+        if license:
+            self.db.licenses.assign(ACCOUNT, ids, self.clock.now())
+        return ids
+
+    def spec(self, device_ids: list[str], **overrides: Any) -> CampaignSpec:
+        today = self.clock.now().date()
+        values: dict[str, Any] = dict(
+            api_version="v3", kind="firmware", protocol="LWM2M", package_id="pkg-1", make="", model="",
+            firmware_from="1.0", firmware_to="2.0", start_date=today, end_date=today + timedelta(days=2),
+            device_ids=tuple(device_ids), name="test")
+        values.update(overrides)
+        return CampaignSpec(**values)
+
+    def dispatch(self, commands: list[DriverCommand]) -> None:
+        for command in commands:
+            self.driver.submit(command, self.clock.now())
+
+    def step(self) -> bool:
+        """One jump to the next deadline; False when nothing is left to do."""
+        deadlines = [d for d in (self.engine.next_deadline(), self.driver.next_deadline()) if d is not None]
+        if not deadlines:
+            return False
+        at = max(min(deadlines), self.clock.now())
+        self.clock.set(at)
+        for outcome in self.driver.collect(at):
+            self.dispatch(self.engine.on_outcome(outcome, at))
+        self.dispatch(self.service.take_commands())
+        self.dispatch(self.engine.tick(at))
+        self.steps += 1
+        return True
+
+    def run(self, until: datetime | None = None, max_steps: int = 1_000_000) -> None:
+        for _ in range(max_steps):
+            nxt = [d for d in (self.engine.next_deadline(), self.driver.next_deadline()) if d is not None]
+            if not nxt or (until is not None and min(nxt) > until):
+                if until is not None and until > self.clock.now():
+                    self.clock.set(until)
+                return
+            self.step()
+        raise AssertionError("simulation did not settle")
+
+    def rows(self, campaign_id: str) -> list[Any]:
+        return self.stores.rows.list_rows(campaign_id, limit=10_000_000)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    yield World()

@@ -1,0 +1,338 @@
+"""The server side of a SyncML DM session (OMA-TS-DM_Protocol-V1_2_1 §8; reference §3-6, §10).
+
+One ``DmServerSession`` per (device, SessionID). The adapter decodes a client message, hands it to
+``receive`` with the raw body and ``now`` (monotonic seconds), then sends ``to_send()`` as the HTTP
+response and drains ``next_event()``. The session authenticates (407/401 challenges, then 212 with a
+fresh NextNonce), reads the inventory, runs FUMO jobs (Replace PkgURL, Exec with a Correlator),
+takes Generic Alert 1226 results, splits its package to fit the client's MaxMsgSize and ends when it
+has nothing more to send.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+from ..errors import DecodeError, PeerError
+from . import events as ev
+from .digests import AUTH_MAC, AUTH_MD5, decode_nonce, encode_nonce
+from .fumo import ALERT_TYPE_PREFIX, ALERT_TYPES, FumoTree, result_reason
+from .server_auth import DeviceCredential, check_client
+from .syncml import Chal, Command, Encoding, Item, Message, Meta, SyncHdr, encode_message
+
+__all__ = ["DmServerSession", "ServerSessionConfig", "FumoJob", "SessionState", "DeviceCredential"]
+
+ALERT_SERVER_INITIATED, ALERT_CLIENT_INITIATED = "1200", "1201"
+ALERT_NEXT_MESSAGE, ALERT_ABORT, ALERT_GENERIC = "1222", "1223", "1226"
+
+
+class SessionState(enum.Enum):
+    AWAITING_AUTH = "awaiting_auth"
+    ACTIVE = "active"
+    ENDED = "ended"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ServerSessionConfig:
+    server_uri: str = "/dm"
+    max_msg_size: int = 16_384
+    max_obj_size: int = 65_536
+    idle_timeout_s: float = 300.0
+    max_messages: int = 64
+    max_challenges: int = 2
+    allow_basic: bool = True
+    inventory: tuple[str, ...] = ("./DevDetail/FwV", "./DevDetail/SwV", "./DevDetail/HwV")
+
+
+@dataclass(frozen=True)
+class FumoJob:
+    """One FUMO DownloadAndUpdate to run in this session; the Correlator ties its later 1226 to it."""
+
+    correlator: str
+    pkg_url: str
+    pkg_name: str = ""
+    pkg_version: str = ""
+    root: str = "./FUMO"
+
+
+@dataclass(frozen=True)
+class _Sent:
+    command: Command
+    correlator: str = ""
+
+
+class DmServerSession:
+    def __init__(
+        self, config: ServerSessionConfig, device_id: str, session_id: str, encoding: Encoding,
+        credential: DeviceCredential | None, nonce: bytes, jobs: Sequence[FumoJob] = (), now: float = 0.0,
+        nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16), resp_uri: str = "",
+    ) -> None:
+        self.config, self.device_id, self.session_id, self.encoding = config, device_id, session_id, encoding
+        self.state = SessionState.AWAITING_AUTH
+        self._credential, self._nonce, self._nonce_source = credential, nonce, nonce_source
+        self._jobs, self._resp_uri = list(jobs), resp_uri
+        self._queue: deque[tuple[Command, str]] = deque()
+        self._sent: dict[tuple[int, int], _Sent] = {}
+        self._events: deque[ev.DmEvent] = deque()
+        self._reply: bytes | None = None
+        self._last: tuple[int, bytes, bytes | None] = (0, b"", None)
+        self._out_msg_id = 0
+        self._messages = 0
+        self._challenges = 0
+        self._scheme = ""
+        self._peer_max = config.max_msg_size
+        self._peer_proto = ("1.2", "DM/1.2")
+        self._deadline = now + config.idle_timeout_s
+        self._started = False
+        self._aborted = False
+
+    # --- the machine's surface ---------------------------------------------------------------
+
+    def receive(self, message: Message, body: bytes, now: float, mac_header: str | None = None) -> None:
+        """Take one client message. Raises PeerError (session to ERROR) when the client breaks the protocol."""
+        msg_id = message.header.msg_id
+        if msg_id == self._last[0] and body == self._last[1] and self._last[2] is not None:
+            self._reply = self._last[2]
+            return
+        self._check_acceptable(message, msg_id)
+        self._messages += 1
+        self._deadline = now + self.config.idle_timeout_s
+        meta = message.header.meta
+        if meta is not None and meta.max_msg_size:
+            self._peer_max = max(512, min(meta.max_msg_size, self.config.max_msg_size))
+        self._peer_proto = (message.header.ver_dtd or "1.2", message.header.ver_proto or "DM/1.2")
+        if self.state is SessionState.AWAITING_AUTH or self._scheme == AUTH_MAC:
+            header_status = self._authenticate(message, body, mac_header)
+        else:
+            header_status = self._header_status(message, 200)
+        if header_status.data not in ("200", "212"):
+            refusal = [header_status, *self._refuse_all(message, int(header_status.data))]
+            self._reply = self._compose(refusal, True, keep_open=True)
+        else:
+            self._reply = self._answer(message, header_status)
+        self._last = (msg_id, body, self._reply)
+
+    def to_send(self) -> bytes | None:
+        reply, self._reply = self._reply, None
+        return reply
+
+    def next_event(self) -> ev.DmEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def next_deadline(self) -> float | None:
+        return self._deadline if self.state in (SessionState.AWAITING_AUTH, SessionState.ACTIVE) else None
+
+    def on_timer(self, now: float) -> None:
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._end("expired")
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (SessionState.ENDED, SessionState.ERROR)
+
+    # --- receiving ---------------------------------------------------------------------------
+
+    def _check_acceptable(self, message: Message, msg_id: int) -> None:
+        if self.finished:
+            raise PeerError("the DM session is over", hint=400)
+        if message.header.session_id != self.session_id:
+            self._fail()
+            raise PeerError("SessionID changed within the session", hint=400)
+        if msg_id != self._last[0] + 1:
+            self._fail()
+            raise PeerError(f"MsgID {msg_id} out of sequence (expected {self._last[0] + 1})", hint=400)
+        if self._messages >= self.config.max_messages:
+            self._fail()
+            raise PeerError(f"session longer than {self.config.max_messages} messages", hint=413)
+
+    def _authenticate(self, message: Message, body: bytes, mac_header: str | None) -> Command:
+        h = message.header
+        check = check_client(h.cred, mac_header, body, h.loc_name, self._credential, self._nonce,
+                             self.config.allow_basic)
+        if check.accepted:
+            first = self.state is SessionState.AWAITING_AUTH
+            self._scheme, self.state = check.scheme, SessionState.ACTIVE
+            if first:
+                self._events.append(ev.Authenticated(self.device_id, check.scheme))
+            return self._header_status(message, 212 if first else 200, self._challenge(check.scheme))
+        self._challenges += 1
+        final = self._challenges > self.config.max_challenges
+        self._events.append(ev.AuthenticationFailed(self.device_id, check.status, final))
+        if final:
+            self._end("auth_failed", SessionState.ERROR)
+            return self._header_status(message, 401)
+        return self._header_status(message, check.status, self._challenge(mac_header and AUTH_MAC or AUTH_MD5))
+
+    def _challenge(self, scheme: str) -> Chal:
+        self._nonce = self._nonce_source()
+        self._events.append(ev.NonceIssued(self.device_id, self._nonce))
+        return Chal(Meta(format="b64", type=AUTH_MAC if scheme == AUTH_MAC else AUTH_MD5,
+                         next_nonce=encode_nonce(self._nonce)))
+
+    def _answer(self, message: Message, header_status: Command) -> bytes | None:
+        statuses = [header_status]
+        for command in message.commands:
+            status = self._handle(message, command)
+            if status is not None and not command.no_resp:
+                statuses.append(status)
+        if self._aborted:
+            return self._compose(statuses, True)
+        if not message.final:
+            return self._compose([*statuses, Command("Alert", 0, data=ALERT_NEXT_MESSAGE)], False, keep_open=True)
+        return self._compose(statuses, True)
+
+    def _handle(self, message: Message, command: Command) -> Command | None:
+        handler = _HANDLERS.get(command.name)
+        if handler is None:
+            return self._status(message, command, 406)
+        return handler(self, message, command)
+
+    def _on_status(self, message: Message, command: Command) -> None:
+        if command.cmd_ref == 0 and command.cmd == "SyncHdr":
+            self._take_client_nonce(command)
+            return None
+        sent = self._sent.get((command.msg_ref or 0, command.cmd_ref or 0))
+        if sent is None or not sent.correlator or not command.data.isdigit():
+            return None
+        code = int(command.data)
+        if sent.command.name == "Exec" and code in (200, 202):
+            self._events.append(ev.FumoExecAccepted(self.device_id, sent.correlator))
+        elif code >= 300:
+            self._events.append(ev.FumoExecRefused(self.device_id, sent.correlator, sent.command.name, code))
+        return None
+
+    def _take_client_nonce(self, status: Command) -> None:
+        chal = status.chal
+        if chal is None or not chal.meta.next_nonce or self.state is not SessionState.ACTIVE:
+            return
+        try:
+            nonce = decode_nonce(chal.meta.next_nonce) if chal.meta.format in ("", "b64") else chal.meta.next_nonce.encode()
+        except DecodeError:
+            return
+        self._events.append(ev.ClientNonceReceived(self.device_id, nonce))
+
+    def _on_results(self, message: Message, command: Command) -> Command:
+        detail = {i.source.rsplit("/", 1)[-1]: i.data for i in command.items if i.source.startswith("./DevDetail/")}
+        if detail:
+            self._events.append(ev.DeviceDetailReported(self.device_id, detail))
+        for item in command.items:
+            if item.source.endswith("/State") and item.data.strip().isdigit():
+                self._events.append(ev.FumoStateRead(self.device_id, int(item.data)))
+        return self._status(message, command, 200)
+
+    def _on_replace(self, message: Message, command: Command) -> Command:
+        info = {i.source[len("./DevInfo/"):]: i.data for i in command.items if i.source.startswith("./DevInfo/")}
+        if info:
+            self._events.append(ev.DeviceInfoReported(self.device_id, info))
+        return self._status(message, command, 200)
+
+    def _on_alert(self, message: Message, command: Command) -> Command:
+        code = command.data
+        if code in (ALERT_SERVER_INITIATED, ALERT_CLIENT_INITIATED) and not self._started:
+            self._started = True
+            self._events.append(ev.SessionStarted(self.device_id, self.session_id, code == ALERT_SERVER_INITIATED))
+            self._queue_session_commands()
+        elif code == ALERT_ABORT:
+            self._queue.clear()
+            self._aborted = True
+        elif code == ALERT_GENERIC:
+            return self._status(message, command, self._on_generic_alert(command))
+        return self._status(message, command, 200)
+
+    def _on_generic_alert(self, command: Command) -> int:
+        status = 200
+        for item in command.items:
+            alert_type = item.meta.type if item.meta else ""
+            if not alert_type.startswith(ALERT_TYPE_PREFIX):
+                status = 415
+                continue
+            if alert_type in (ALERT_TYPES["DeviceRequest"], ALERT_TYPES["UserRequest"]):
+                self._events.append(ev.FumoRequested(self.device_id, alert_type))
+                continue
+            if not item.data.strip().isdigit() or len(item.data.strip()) > 4:
+                status = 412
+                continue
+            code = int(item.data)
+            self._events.append(ev.FumoResultReported(self.device_id, command.correlator, code, result_reason(code),
+                                                      alert_type, item.source))
+            root = item.source.rsplit("/", 1)[0] if "/" in item.source else "./FUMO"
+            self._queue.append((_get(FumoTree(root).state, "./DevDetail/FwV"), ""))
+        return status
+
+    def _queue_session_commands(self) -> None:
+        if self.config.inventory:
+            self._queue.append((_get(*self.config.inventory), ""))
+        for job in self._jobs:
+            tree = FumoTree(job.root)
+            items = [Item(target=tree.pkg_name, data=job.pkg_name), Item(target=tree.pkg_version, data=job.pkg_version)]
+            items = [i for i in items if i.data] + [Item(target=tree.pkg_url, data=job.pkg_url, meta=_CHR)]
+            self._queue.append((Command("Replace", 0, items=tuple(items)), job.correlator))
+            self._queue.append((Command("Exec", 0, correlator=job.correlator,
+                                        items=(Item(target=tree.download_and_update),)), job.correlator))
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _compose(self, statuses: list[Command], final: bool, keep_open: bool = False) -> bytes:
+        self._out_msg_id += 1
+        chosen: list[tuple[Command, str]] = []
+        body = self._encode(statuses, chosen, final and not self._queue)
+        if self.state is SessionState.ACTIVE and not keep_open:
+            while self._queue:
+                trial = self._encode(statuses, [*chosen, self._queue[0]], final and len(self._queue) == 1)
+                if len(trial) > self._peer_max and chosen:
+                    break
+                chosen.append(self._queue.popleft())
+                body = trial
+        for number, (command, correlator) in enumerate(chosen, start=len(statuses) + 1):
+            self._sent[(self._out_msg_id, number)] = _Sent(replace(command, cmd_id=number), correlator)
+        if not chosen and not keep_open and self.state is SessionState.ACTIVE:
+            self._end("aborted" if self._aborted else "completed")
+        return body
+
+    def _encode(self, statuses: list[Command], chosen: list[tuple[Command, str]], final: bool) -> bytes:
+        commands = [replace(c, cmd_id=n) for n, c in enumerate([*statuses, *(c for c, _ in chosen)], start=1)]
+        ver_dtd, ver_proto = self._peer_proto
+        header = SyncHdr(session_id=self.session_id, msg_id=self._out_msg_id, target=self.device_id,
+                         source=self.config.server_uri, ver_dtd=ver_dtd, ver_proto=ver_proto, resp_uri=self._resp_uri,
+                         meta=Meta(max_msg_size=self.config.max_msg_size, max_obj_size=self.config.max_obj_size))
+        return encode_message(Message(header, tuple(commands), final), self.encoding)
+
+    def _header_status(self, message: Message, code: int, chal: Chal | None = None) -> Command:
+        h = message.header
+        return Command("Status", 0, msg_ref=h.msg_id, cmd_ref=0, cmd="SyncHdr", target_refs=(h.target,),
+                       source_refs=(h.source,), chal=chal, data=str(code))
+
+    def _status(self, message: Message, command: Command, code: int) -> Command:
+        return Command("Status", 0, msg_ref=message.header.msg_id, cmd_ref=command.cmd_id, cmd=command.name,
+                       data=str(code))
+
+    def _refuse_all(self, message: Message, code: int) -> list[Command]:
+        return [self._status(message, c, code) for c in message.commands if c.name not in ("Status",)]
+
+    def _end(self, reason: str, state: SessionState = SessionState.ENDED) -> None:
+        if not self.finished:
+            self.state = state
+            self._events.append(ev.SessionEnded(self.device_id, self.session_id, reason))
+
+    def _fail(self) -> None:
+        self._end("error", SessionState.ERROR)
+
+
+_CHR = Meta(format="chr", type="text/plain")
+
+
+def _get(*paths: str) -> Command:
+    return Command("Get", 0, items=tuple(Item(target=path) for path in paths))
+
+
+_HANDLERS: dict[str, Callable[[DmServerSession, Message, Command], Command | None]] = {
+    "Status": DmServerSession._on_status,
+    "Results": DmServerSession._on_results,
+    "Replace": DmServerSession._on_replace,
+    "Alert": DmServerSession._on_alert,
+}

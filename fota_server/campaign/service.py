@@ -78,6 +78,7 @@ class CampaignService(CampaignOperations):
         self.engine = engine or CampaignEngine(campaigns, rows, devices, accounts)
         self.listeners = ListenerBook(callbacks, clock)
         self._outbox: list[DriverCommand] = []
+        self._cells: dict[str, str] = {}
         self.on_change: Callable[[], None] = lambda: None
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class CampaignService(CampaignOperations):
         notices = [T.campaign_notice(campaign)] + [T.device_notice(r) for r in rows]
         if not self._campaigns.create_campaign(campaign, rows, notices):
             raise InvalidCampaign("campaign id clash; retry the request")
+        self._cells.clear()
         self.on_change()
         results = [DeviceResult(r.device_id, r.status.value, r.result_reason) for r in rows]
         return self._campaigns.get_campaign(campaign.campaign_id) or campaign, results
@@ -136,9 +138,14 @@ class CampaignService(CampaignOperations):
 
     def _problems(self, account: str, spec: CampaignSpec, device_ids: Sequence[str],
                   campaign_id: str = "") -> dict[str, str | None]:
+        """Each device's reason to stay out (None: eligible); remembers serving cells for the new rows."""
         out: dict[str, str | None] = {}
+        self._cells.clear()
         for device_id in device_ids:
-            problem = device_problem(self._devices.get_device(account, device_id), spec)
+            device = self._devices.get_device(account, device_id)
+            if device is not None:
+                self._cells[device_id] = device.serving_cell
+            problem = device_problem(device, spec)
             if problem is None and any(not r.final and r.campaign_id != campaign_id
                                        for r in self._rows.device_rows(device_id)):
                 problem = R.BUSY
@@ -168,14 +175,14 @@ class CampaignService(CampaignOperations):
                                                          spec.firmware_to)
         return self._pilot_rule(account).check(spec, devices, succeeded, failed)
 
-    @staticmethod
-    def _new_row(campaign: Campaign, device_id: str, problem: str | None, first: datetime,
+    def _new_row(self, campaign: Campaign, device_id: str, problem: str | None, first: datetime,
                  now: datetime) -> CampaignDevice:
+        cell = self._cells.pop(device_id, "")
         if problem is not None:
             return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name,
-                                  DeviceStatus.REQUEST_FAILED, problem, "", now)
+                                  DeviceStatus.REQUEST_FAILED, problem, cell, now)
         return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name, DeviceStatus.PENDING,
-                              R.SCHEDULED, "", now, next_attempt_at=first, wake_at=first)
+                              R.SCHEDULED, cell, now, next_attempt_at=first, wake_at=first)
 
     # -- reading ----------------------------------------------------------------------------------
 

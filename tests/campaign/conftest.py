@@ -25,7 +25,8 @@ class World:
         self.clock = FakeClock(start)
         self.db = MemoryDatabase()
         self.stores = MemoryCampaignStores()
-        self.db.accounts.create_account(Account(ACCOUNT, start, licenses, "TS-HFOTA-EVNT", settings or {}))
+        merged = {"pilot_cap": 10_000_000, **(settings or {})}   # pilots are tested on their own
+        self.db.accounts.create_account(Account(ACCOUNT, start, licenses, "TS-HFOTA-EVNT", merged))
         self.db.packages.add_package(Package(
             "pkg-1", "firmware", "fw-2.0", ACCOUNT, "Acme", "Tracker", "1.0", "2.0", "LWM2M", 10, "00" * 32, "sig",
             start))

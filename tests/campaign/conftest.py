@@ -96,3 +96,51 @@ class World:
 @pytest.fixture
 def world() -> Iterator[World]:
     yield World()
+
+
+def check_invariants(world: World, campaign_id: str, cap: int) -> None:
+    """The engine's promises, checked from what it recorded (attempts, notices) and what it sent."""
+    from fota_server.campaign.drivers import StartAttempt
+    from fota_server.campaign.policy import in_windows
+    from fota_server.campaign.transitions import attempt_windows
+
+    campaign = world.stores.campaigns.get_campaign(campaign_id)
+    assert campaign is not None
+    windows = attempt_windows(campaign)
+    starts = [(t, c) for t, c in world.driver.submitted if isinstance(c, StartAttempt) and not c.resumed]
+    for at, _ in starts:   # never outside dates and windows
+        assert campaign.start_at <= at < campaign.end_at and in_windows(windows, at), at
+    attempts = world.stores.rows.attempts(campaign_id=campaign_id, limit=10_000_000)
+    changes: list[tuple[datetime, int, str]] = []
+    per_device: dict[str, list[Any]] = {}
+    for a in attempts:
+        assert a.ended_at is not None, "every attempt ended"
+        cell = world.db.devices.find_device(a.device_id).serving_cell
+        changes += [(a.started_at, 1, cell), (a.ended_at, -1, cell)]
+        per_device.setdefault(a.device_id, []).append(a)
+    running: dict[str, int] = {}
+    for _, delta, cell in sorted(changes, key=lambda c: (c[0], c[1])):   # ends before starts at one instant
+        running[cell] = running.get(cell, 0) + delta
+        assert running[cell] <= cap, f"cell {cell} over its cap"
+    for device_attempts in per_device.values():   # never two attempts on one device at once
+        for first, second in zip(device_attempts, device_attempts[1:]):
+            assert first.ended_at <= second.started_at
+    rows = world.rows(campaign_id)
+    assert all(r.final for r in rows), "every device ends in a final state"
+    assert all(r.updated_at <= campaign.end_at + timedelta(hours=1, seconds=1) for r in rows)
+    _check_next_attempt_times(world, campaign_id)
+
+
+def _check_next_attempt_times(world: World, campaign_id: str) -> None:
+    """A device shown PENDING with nextAttemptTime T changes next exactly at T (it starts, queues or ends)."""
+    shown: dict[str, str] = {}
+    for event in sorted(world.stores.callbacks.events.values(), key=lambda e: e.event_id):
+        p = event.payload
+        if p.get("type") != "DeviceStatus" or p["campaignId"] != campaign_id:
+            continue
+        promised = shown.pop(p["deviceId"], None)
+        if promised is not None:
+            assert p["updatedTime"] == promised, (p, promised)
+        if p["status"] == "UpgradePending":
+            shown[p["deviceId"]] = p["nextAttemptTime"]
+    assert not shown, "a promised attempt never happened"

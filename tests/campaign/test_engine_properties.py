@@ -1,0 +1,60 @@
+"""Properties over random campaigns: never outside windows, never over a cell cap, every device final by
+the end date, nextAttemptTime never lies, no device with two attempts at once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fota_server.campaign import CampaignStatus, TimeWindow
+from fota_server.campaign.drivers import SimulatedDevice
+from fota_server.campaign.policy import parse_windows
+
+from conftest import ACCOUNT, World, check_invariants
+
+OUTCOMES = ["success", "success", "success", "fail:8", "fail:2", "unreachable", "silent", "wrong-version"]
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> tuple[TimeWindow, ...]:
+    pair = st.integers(0, 23).flatmap(lambda start: st.tuples(st.just(start), st.integers(start + 1, 24)))
+    pairs = draw(st.lists(pair, max_size=3))
+    return parse_windows(pairs)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    devices=st.integers(1, 40),
+    cells=st.integers(0, 5),
+    cap=st.integers(1, 4),
+    global_cap=st.integers(1, 50),
+    days=st.integers(0, 4),
+    start_in=st.integers(0, 2),
+    hour=st.integers(0, 23),
+    campaign_windows=windows(),
+    outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=40),
+    delay_min=st.integers(1, 300),
+    fail_times=st.integers(0, 3),
+)
+def test_engine_promises_hold(devices: int, cells: int, cap: int, global_cap: int, days: int, start_in: int,
+                              hour: int, campaign_windows: tuple[TimeWindow, ...], outcomes: list[str],
+                              delay_min: int, fail_times: int) -> None:
+    start = datetime(2026, 1, 30, hour, 17, tzinfo=timezone.utc)   # near a month end
+    world = World(start, settings={"cell_cap": cap, "global_cap": global_cap, "attempt_timeout_s": 1800})
+    world.service.register_listener(ACCOUNT, "v3", "https://listener.example/")
+    ids = world.add_devices(devices, cells=cells)
+    for index, device_id in enumerate(ids):
+        world.driver.devices[device_id] = SimulatedDevice(
+            delay=timedelta(minutes=delay_min), outcome=outcomes[index % len(outcomes)], fail_times=fail_times)
+    today = world.clock.now().date()
+    spec = world.spec(ids, start_date=today + timedelta(days=start_in),
+                      end_date=today + timedelta(days=start_in + days), windows=campaign_windows)
+    try:
+        campaign, _ = world.service.schedule_campaign(ACCOUNT, spec)
+    except Exception as exc:   # only a window that never opens may refuse the request
+        assert type(exc).__name__ == "InvalidDates"
+        return
+    world.run()
+    assert world.service.get_campaign(ACCOUNT, campaign.campaign_id).status == CampaignStatus.ENDED
+    check_invariants(world, campaign.campaign_id, cap=min(cap, global_cap))

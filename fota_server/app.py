@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from .adapters.blobs import FileBlobStore
 from .adapters.coap_site import build_site
-from .api import auth_routes, health, management, openapi
+from .api import auth_routes, devices, firmware_sync, health, licenses, management, openapi, packages
 from .api.errors import install_error_handlers
 from .auth import AuthService
 from .clock import Clock, SystemClock
@@ -48,7 +48,8 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
 
 def build_http_app(services: Services) -> Starlette:
     app = Starlette(
-        routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes],
+        routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
+                *devices.routes, *packages.routes, *firmware_sync.routes],
         exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
     )
     app.state.services = services

@@ -1,0 +1,241 @@
+"""License endpoints of the SMS API v1, v2 and v3 (api reference §4.1-4.3, models §5, paging §4.4).
+
+Assign and remove answer per device. The outcome of each device is one of:
+``assigned``/``removed`` (done), ``already`` (assign: the device already holds a license),
+``not_licensed`` (remove: it holds none), ``unknown`` (no such device in this account; another
+account's device answers the same) and ``no_license`` (assign: the account has no free license).
+Each version spells these as its published examples do (§8).
+
+The cancellation list holds devices whose licenses go when the subscription shrinks. A POST without
+``type`` replaces the list; ``type: "append"`` adds to it. Only devices of the account may be listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import InvalidRequest, NotFound
+from ..services import Services
+from .bodies import read_json_object
+from .management import management
+from .models import PAGE_SIZE, device_list, licenses_after, optional_query, page_after, start_index
+from .wire import go_time, rfc3339
+
+__all__ = ["routes"]
+
+Outcome = tuple[str, str]  # (device id, outcome)
+
+V1_STATUS = {
+    "assigned": ("LicenseAssignSuccess", "Success"),
+    "already": ("LicenseAssignFailed", "License already attached to device"),
+    "no_license": ("LicenseAssignFailed", "No license available"),
+    "unknown_assign": ("LicenseAssignFailed", "Device does not exist."),
+    "removed": ("LicenseRemoveSuccess", "Success"),
+    "not_licensed": ("LicenseRemoveFailed", "No license attached to device"),
+    "unknown_remove": ("LicenseRemoveFailed", "Device does not exist."),
+}
+V2_STATUS = {key: ("Success" if status.endswith("Success") else "Failure", reason)
+             for key, (status, reason) in V1_STATUS.items()}
+
+
+def _outcome_key(outcome: str, assigning: bool) -> str:
+    return outcome + ("_assign" if assigning else "_remove") if outcome == "unknown" else outcome
+
+
+def _assign(services: Services, account: str, ids: list[str]) -> list[Outcome]:
+    devices, licenses = services.db.devices, services.db.licenses
+    known = {i for i in ids if devices.get_device(account, i) is not None}
+    held = {i for i in known if licenses.has_license(i)}
+    assigned = set(licenses.assign(account, [i for i in ids if i in known and i not in held], services.clock.now()))
+    return [(i, "unknown" if i not in known else "already" if i in held else
+             "assigned" if i in assigned else "no_license") for i in ids]
+
+
+def _remove(services: Services, account: str, ids: list[str]) -> list[Outcome]:
+    known = {i for i in ids if services.db.devices.get_device(account, i) is not None}
+    removed = set(services.db.licenses.release(account, [i for i in ids if i in known]))
+    return [(i, "unknown" if i not in known else "removed" if i in removed else "not_licensed") for i in ids]
+
+
+def _counts(services: Services, account: str) -> tuple[int, int]:
+    record = services.db.accounts.get_account(account)
+    if record is None:
+        raise NotFound(f"account {account!r} not found", "AccountNotFound")
+    return record.license_count, services.db.licenses.count(account)
+
+
+async def _request_ids(request: Request, services: Services, account: str) -> list[str]:
+    body = await read_json_object(request, services.config.max_body_bytes)
+    named = body.get("accountName")
+    if named not in (None, "", account):
+        raise NotFound(f"account {named!r} not found", "AccountNotFound")
+    return device_list(body)
+
+
+def _change(assigning: bool) -> Callable[[Services, str, list[str]], list[Outcome]]:
+    return _assign if assigning else _remove
+
+
+def _v1_change(assigning: bool) -> Callable[[Request], Any]:
+    @management
+    async def handler(request: Request, services: Services, account: str) -> Response:
+        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
+        total, used = _counts(services, account)
+        entries = [dict(zip(("status", "Reason"), V1_STATUS[_outcome_key(o, assigning)]), deviceId=i)
+                   for i, o in outcomes]
+        return JSONResponse({"accountName": account, "licCount": total, "licUsedCount": used, "deviceList": entries})
+    return handler
+
+
+def _v2_change(assigning: bool) -> Callable[[Request], Any]:
+    @management
+    async def handler(request: Request, services: Services, account: str) -> Response:
+        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
+        total, used = _counts(services, account)
+        entries = [dict(zip(("status", "resultReason"), V2_STATUS[_outcome_key(o, assigning)]), deviceId=i)
+                   for i, o in outcomes]
+        return JSONResponse({"accountName": account, "licTotalCount": total, "licUsedCount": used,
+                             "deviceList": entries})
+    return handler
+
+
+def _v3_change(assigning: bool) -> Callable[[Request], Any]:
+    @management
+    async def handler(request: Request, services: Services, account: str) -> Response:
+        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
+        total, used = _counts(services, account)
+        changed_at = rfc3339(services.clock.now())
+        entries = []
+        for device_id, outcome in outcomes:
+            status, reason = V1_STATUS[_outcome_key(outcome, assigning)]
+            entry = {"deviceId": device_id, "status": status, "resultReason": reason}
+            if outcome in ("assigned", "removed"):
+                entry["updatedTime"] = changed_at
+            entries.append(entry)
+        return JSONResponse({"accountName": account, "licCount": total, "licUsedCount": used, "deviceList": entries})
+    return handler
+
+
+@management
+async def license_index_v1(request: Request, services: Services, account: str) -> Response:
+    offset = start_index(request.path_params["startIndex"])
+    total, used = _counts(services, account)
+    page = page_after(services.db.licenses.list_licenses(account, offset=offset, limit=PAGE_SIZE + 1))
+    return JSONResponse({
+        "accountName": account, "totalLicenses": total, "assignedLicenses": used, "hasMoreData": page.has_more,
+        "lastSeenDeviceId": offset + PAGE_SIZE if page.has_more else 0,
+        "deviceList": [{"deviceId": lic.device_id, "assignmentTime": rfc3339(lic.assigned_at)} for lic in page.items],
+    })
+
+
+def _summary(total_key: str) -> Callable[[Request], Any]:
+    @management
+    async def handler(request: Request, services: Services, account: str) -> Response:
+        after = optional_query(request, "lastSeenDeviceId") or ""
+        total, used = _counts(services, account)
+        page = page_after(licenses_after(services.db.licenses, account, after, PAGE_SIZE + 1))
+        body: dict[str, Any] = {
+            "accountName": account, "assignedLicenses": used, "hasMoreData": page.has_more,
+            "maxPageSize": PAGE_SIZE, total_key: total,
+            "deviceList": [{"deviceId": lic.device_id, "assignmentTime": go_time(lic.assigned_at)}
+                           for lic in page.items],
+        }
+        if page.has_more:
+            body["lastSeenDeviceId"] = page.items[-1].device_id
+        return JSONResponse(body)
+    return handler
+
+
+# --- cancellation list ---------------------------------------------------------------------------
+
+def _whole_cancel_list(services: Services, account: str) -> list[str]:
+    found: list[str] = []
+    while chunk := services.db.licenses.cancel_list(account, offset=len(found), limit=PAGE_SIZE):
+        found.extend(chunk)
+        if len(chunk) < PAGE_SIZE:
+            break
+    return found
+
+
+def _list_type(body: dict[str, Any]) -> bool:
+    """True to append, False to replace the list."""
+    kind = body.get("type")
+    if kind in (None, "", "replace"):
+        return False
+    if kind == "append":
+        return True
+    raise InvalidRequest(f"'type' must be \"append\" or left out (replace the list); got {str(kind)[:40]!r}",
+                         "InvalidField")
+
+
+async def _set_cancel_list(request: Request, services: Services, account: str) -> list[str]:
+    body = await read_json_object(request, services.config.max_body_bytes)
+    ids, append = device_list(body), _list_type(body)
+    if "count" in body and (not isinstance(body["count"], int) or isinstance(body["count"], bool)):
+        raise InvalidRequest("'count' must be an integer", "InvalidField")
+    unknown = [i for i in ids if services.db.devices.get_device(account, i) is None]
+    if unknown:
+        raise NotFound(f"device(s) not found in this account: {', '.join(unknown[:5])}", "DeviceNotFound")
+    store = services.db.licenses
+    if not append:
+        wanted = set(ids)
+        store.remove_from_cancel_list(account, [i for i in _whole_cancel_list(services, account) if i not in wanted])
+    store.add_to_cancel_list(account, ids, services.clock.now())
+    return ids
+
+
+@management
+async def cancel_set(request: Request, services: Services, account: str) -> Response:
+    ids = await _set_cancel_list(request, services, account)
+    return JSONResponse({"count": len(ids), "deviceList": ids})
+
+
+@management
+async def cancel_clear(request: Request, services: Services, account: str) -> Response:
+    services.db.licenses.remove_from_cancel_list(account, _whole_cancel_list(services, account))
+    return JSONResponse({"success": True})
+
+
+def _cancel_page(services: Services, account: str, offset: int) -> dict[str, Any]:
+    listed = _whole_cancel_list(services, account)
+    return {"count": len(listed), "hasMoreData": len(listed) > offset + PAGE_SIZE,
+            "deviceList": listed[offset:offset + PAGE_SIZE]}
+
+
+@management
+async def cancel_index_v1(request: Request, services: Services, account: str) -> Response:
+    body = _cancel_page(services, account, start_index(request.path_params["startIndex"]))
+    return JSONResponse({**body, "updateTime": rfc3339(services.clock.now())})
+
+
+@management
+async def cancel_index_v2(request: Request, services: Services, account: str) -> Response:
+    body = _cancel_page(services, account, start_index(optional_query(request, "startIndex")))
+    return JSONResponse({**body, "updateTime": go_time(services.clock.now())})
+
+
+V1 = "/api/fota/v1/licenses/{account}"
+V2 = "/api/fota/v2/licenses/{account}"
+V3 = "/api/fota/v3/licenses/{acc}"
+
+routes = [
+    Route(f"{V1}/assign", _v1_change(True), methods=["POST"]),
+    Route(f"{V1}/remove", _v1_change(False), methods=["POST"]),
+    Route(f"{V1}/cancel", cancel_set, methods=["POST"]),
+    Route(f"{V1}/cancel", cancel_clear, methods=["DELETE"]),
+    Route(f"{V1}/cancel/index/{{startIndex}}", cancel_index_v1, methods=["GET"]),
+    Route(f"{V1}/index/{{startIndex}}", license_index_v1, methods=["GET"]),
+    Route(V2, _summary("totalLicense"), methods=["GET"]),
+    Route(f"{V2}/assign", _v2_change(True), methods=["POST"]),
+    Route(f"{V2}/remove", _v2_change(False), methods=["POST"]),
+    Route(f"{V2}/cancel", cancel_index_v2, methods=["GET"]),
+    Route(f"{V2}/cancel", cancel_set, methods=["POST"]),
+    Route(f"{V2}/cancel", cancel_clear, methods=["DELETE"]),
+    Route(V3, _summary("totalLicenses"), methods=["GET"]),
+    Route(f"{V3}/assign", _v3_change(True), methods=["POST"]),
+    Route(f"{V3}/remove", _v3_change(False), methods=["POST"]),
+]

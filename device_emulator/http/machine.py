@@ -31,7 +31,7 @@ __all__ = [
     "SendCheckIn", "FetchImage", "SendStatus", "Command",
     "CheckInAnswered", "ImageBytes", "ImageEnded", "StatusAnswered", "RequestFailed", "Input",
     "UpdateOffered", "DownloadCut", "ImageVerified", "VerificationFailed", "Installed", "RebootedInto",
-    "UpdateDropped", "Event",
+    "UpdateDropped", "CheckInRefused", "Event",
 ]
 
 
@@ -160,12 +160,17 @@ class RebootedInto:
 
 
 @dataclass(frozen=True)
+class CheckInRefused:
+    status: int
+
+
+@dataclass(frozen=True)
 class UpdateDropped:
     update_id: int
     why: str
 
 
-Event = Union[UpdateOffered, DownloadCut, ImageVerified, VerificationFailed, Installed, RebootedInto, UpdateDropped]
+Event = Union[CheckInRefused, UpdateOffered, DownloadCut, ImageVerified, VerificationFailed, Installed, RebootedInto, UpdateDropped]
 
 
 @dataclass
@@ -309,6 +314,7 @@ class HttpDeviceMachine:
     # ---- answers -----------------------------------------------------------------------------------
     def _answered(self, event: CheckInAnswered, now: float) -> None:
         if event.status != 200:
+            self._events.append(CheckInRefused(event.status))
             self._wait(self._jittered(self._interval_s), ("checkin", None), now)
             return
         try:

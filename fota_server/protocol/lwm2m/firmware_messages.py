@@ -1,0 +1,129 @@
+"""Commands, replies and events of the server-side firmware-update machine (see ``firmware.py``)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Union
+
+from .paths import LwM2MPath
+from .values import Values
+
+__all__ = [
+    "Method", "FirmwareJob", "FirmwareTimeouts",
+    "ReadResource", "WriteResource", "WritePackage", "ExecuteResource", "ObserveResource", "Command",
+    "Reply", "DeliveryChosen", "StateReported", "PackageDownloaded", "UpdateExecuted", "UpdateSucceeded",
+    "UpdateFailed", "UpdateCancelled", "FirmwareEvent", "TIMEOUT_CODE",
+]
+
+TIMEOUT_CODE = "timeout"
+
+
+class Method(enum.Enum):
+    PULL = "pull"
+    PUSH = "push"
+
+
+@dataclass(frozen=True)
+class FirmwareJob:
+    target_version: str
+    package_size: int
+    pull_uris: tuple[str, ...] = ()   # offered in order of preference; each scheme must be in /5/0/8
+    prefer: Method = Method.PULL
+    allow_push: bool = True
+
+
+@dataclass(frozen=True)
+class FirmwareTimeouts:
+    command_s: float = 300.0          # a reply to one request (queue mode holds requests: keep it long)
+    poll_interval_s: float = 30.0     # Read /5/0 while waiting, since notifications are best-effort
+    download_s: float = 3600.0        # Write -> Downloaded (pitfall 7: devices that ignore the URI)
+    update_s: float = 900.0           # Execute -> re-registration
+    push_min_bytes_per_s: float = 256.0  # a push may take size / this rate on top of command_s
+
+
+@dataclass(frozen=True)
+class ReadResource:
+    command_id: int
+    path: LwM2MPath
+
+
+@dataclass(frozen=True)
+class WriteResource:
+    command_id: int
+    path: LwM2MPath
+    payload: bytes
+    content_format: int
+
+
+@dataclass(frozen=True)
+class WritePackage:
+    """Push the whole image to /5/0/0 with Block1 (the adapter streams it; RFC 7959)."""
+
+    command_id: int
+    path: LwM2MPath
+    size: int
+
+
+@dataclass(frozen=True)
+class ExecuteResource:
+    command_id: int
+    path: LwM2MPath
+
+
+@dataclass(frozen=True)
+class ObserveResource:
+    command_id: int
+    path: LwM2MPath
+
+
+Command = Union[ReadResource, WriteResource, WritePackage, ExecuteResource, ObserveResource]
+
+
+@dataclass(frozen=True)
+class Reply:
+    command_id: int
+    code: str                      # "2.05", "4.04", ... or TIMEOUT_CODE
+    values: Values = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeliveryChosen:
+    method: Method
+    uri: str
+
+
+@dataclass(frozen=True)
+class StateReported:
+    state: int | None
+    result: int | None
+
+
+@dataclass(frozen=True)
+class PackageDownloaded:
+    pass
+
+
+@dataclass(frozen=True)
+class UpdateExecuted:
+    pass
+
+
+@dataclass(frozen=True)
+class UpdateSucceeded:
+    version: str
+
+
+@dataclass(frozen=True)
+class UpdateFailed:
+    reason: str
+    update_result: int | None = None
+
+
+@dataclass(frozen=True)
+class UpdateCancelled:
+    reason: str
+
+
+FirmwareEvent = Union[DeliveryChosen, StateReported, PackageDownloaded, UpdateExecuted, UpdateSucceeded,
+                      UpdateFailed, UpdateCancelled]

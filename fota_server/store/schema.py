@@ -200,3 +200,23 @@ CREATE INDEX checkins_device ON checkins(device_id, checked_in_at);
 """
 
 MIGRATIONS: list[str] = [_V1]
+
+# LwM2M registrations (``store/registrations_sqlite.py``).
+MIGRATIONS.append("""
+CREATE TABLE lwm2m_registrations (
+    reg_id TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL UNIQUE,
+    lifetime_s INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    binding TEXT NOT NULL,
+    queue_mode INTEGER NOT NULL DEFAULT 0,
+    sms TEXT NOT NULL DEFAULT '',
+    objects TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT '',
+    identity TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL DEFAULT '[]',
+    registered_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX lwm2m_registrations_updated ON lwm2m_registrations(updated_at);
+""")

@@ -10,7 +10,6 @@ import bisect
 import dataclasses
 import heapq
 import itertools
-from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Sequence
 
@@ -82,7 +81,7 @@ class MemoryCallbackStore:
         return True
 
     def purge_expired(self, now: datetime) -> int:
-        gone = [i for i, e in self.events.items() if e.delivered_at is None and e.expires_at <= now]
+        gone = [i for i, e in self.events.items() if e.expires_at <= now]
         for event_id in gone:
             del self.events[event_id]
         return len(gone)
@@ -186,7 +185,7 @@ class MemoryCampaignDeviceStore:
         self._by_device: dict[str, set[str]] = {}
         self._wakes: list[tuple[datetime, int, _Key]] = []
         self._seq = itertools.count()
-        self._queues: dict[tuple[str, str, str | None], OrderedDict[_Key, None]] = {}
+        self._queues: dict[tuple[str, str, str | None], list[tuple[datetime, int, _Key]]] = {}
         self._updating: dict[tuple[str, str | None], int] = {}
         self._running: dict[str, str] = {}
         self._attempts_by_device: dict[str, list[str]] = {}
@@ -201,13 +200,9 @@ class MemoryCampaignDeviceStore:
             status_set.add(row.device_id)
         else:
             status_set.discard(row.device_id)
-        if row.status == DeviceStatus.QUEUED:
-            queue_key = (row.account_name, row.queue, row.cell if row.queue == "cell" else None)
-            queue = self._queues.setdefault(queue_key, OrderedDict())
-            if add:
-                queue[key] = None
-            else:
-                queue.pop(key, None)
+        if row.status == DeviceStatus.QUEUED and add and row.queued_at is not None:
+            queue = self._queues.setdefault(self._queue_key(row), [])
+            heapq.heappush(queue, (row.queued_at, next(self._seq), key))
         if row.status == DeviceStatus.IN_PROGRESS:
             for slot in ((row.account_name, row.cell), (row.account_name, None)):
                 self._updating[slot] = self._updating.get(slot, 0) + (1 if add else -1)
@@ -296,9 +291,28 @@ class MemoryCampaignDeviceStore:
         self._clean_wakes()
         return self._wakes[0][0] if self._wakes else None
 
+    @staticmethod
+    def _queue_key(row: CampaignDevice) -> tuple[str, str, str | None]:
+        return (row.account_name, row.queue, row.cell if row.queue == "cell" else None)
+
     def queued_rows(self, account_name: str, queue: str, cell: str | None, limit: int) -> list[CampaignDevice]:
-        keys = self._queues.get((account_name, queue, cell if queue == "cell" else None), OrderedDict())
-        return [self.rows[k] for k in itertools.islice(keys, max(limit, 0))]
+        """Oldest first; stale heap entries (rows no longer queued here) are dropped on the way."""
+        wanted = (account_name, queue, cell if queue == "cell" else None)
+        heap = self._queues.get(wanted, [])
+        out: list[CampaignDevice] = []
+        kept: list[tuple[datetime, int, _Key]] = []
+        taken: set[_Key] = set()
+        while heap and len(out) < limit:
+            entry = heapq.heappop(heap)
+            row = self.rows.get(entry[2])
+            if (row is not None and row.status == DeviceStatus.QUEUED and row.queued_at == entry[0]
+                    and self._queue_key(row) == wanted and entry[2] not in taken):
+                out.append(row)
+                kept.append(entry)
+                taken.add(entry[2])
+        for entry in kept:
+            heapq.heappush(heap, entry)
+        return out
 
     def count_updating(self, account_name: str, cell: str | None = None) -> int:
         return self._updating.get((account_name, cell), 0)

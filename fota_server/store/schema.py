@@ -105,6 +105,7 @@ CREATE TABLE campaigns (
     kind TEXT NOT NULL DEFAULT 'firmware',
     name TEXT NOT NULL DEFAULT '',
     package_id TEXT REFERENCES packages(package_id),
+    package_name TEXT NOT NULL DEFAULT '',
     protocol TEXT NOT NULL,
     make TEXT NOT NULL DEFAULT '',
     model TEXT NOT NULL DEFAULT '',
@@ -114,31 +115,51 @@ CREATE TABLE campaigns (
     end_date TEXT NOT NULL,
     windows TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
     auto_assign_license INTEGER NOT NULL DEFAULT 0,
     auto_add_devices INTEGER NOT NULL DEFAULT 0,
     is_pilot INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    start_at TEXT NOT NULL,
+    end_at TEXT NOT NULL,
+    wake_at TEXT,
+    attempts_finished INTEGER NOT NULL DEFAULT 0,
+    attempts_failed INTEGER NOT NULL DEFAULT 0,
+    open_devices INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX campaigns_account ON campaigns(account_name, status);
+CREATE INDEX campaigns_account ON campaigns(account_name, status, campaign_id);
+CREATE INDEX campaigns_wake ON campaigns(wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX campaigns_pilot ON campaigns(account_name, make, model, firmware_from, firmware_to) WHERE is_pilot = 1;
 
 CREATE TABLE campaign_devices (
     campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
     device_id TEXT NOT NULL,
+    account_name TEXT NOT NULL,
     status TEXT NOT NULL,
     result_reason TEXT NOT NULL DEFAULT '',
     cell TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
     recent_attempt_at TEXT,
     next_attempt_at TEXT,
+    wake_at TEXT,
+    attempt_id TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    unreachable_count INTEGER NOT NULL DEFAULT 0,
+    queued_at TEXT,
+    queue TEXT NOT NULL DEFAULT '',
+    queue_key TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (campaign_id, device_id)
 );
-CREATE INDEX campaign_devices_due ON campaign_devices(next_attempt_at) WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX campaign_devices_device ON campaign_devices(device_id, status);
+CREATE INDEX campaign_devices_wake ON campaign_devices(wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX campaign_devices_status ON campaign_devices(campaign_id, status, device_id);
+CREATE INDEX campaign_devices_device ON campaign_devices(device_id);
+CREATE INDEX campaign_devices_queue ON campaign_devices(account_name, queue_key, queued_at)
+    WHERE status = 'UpgradeQueued';
+CREATE INDEX campaign_devices_updating ON campaign_devices(account_name, cell) WHERE status = 'UpgradeInProgress';
 
 CREATE TABLE attempts (
-    attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT PRIMARY KEY,
     campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
     device_id TEXT NOT NULL,
     protocol TEXT NOT NULL,
@@ -148,7 +169,9 @@ CREATE TABLE attempts (
     result_code TEXT NOT NULL DEFAULT '',
     result_reason TEXT NOT NULL DEFAULT ''
 );
+CREATE UNIQUE INDEX attempts_one_running ON attempts(device_id) WHERE outcome = 'running';
 CREATE INDEX attempts_device ON attempts(device_id, started_at);
+CREATE INDEX attempts_campaign ON attempts(campaign_id, started_at);
 
 CREATE TABLE callbacks (
     account_name TEXT NOT NULL REFERENCES accounts(name),
@@ -171,6 +194,8 @@ CREATE TABLE callback_events (
     delivered_at TEXT
 );
 CREATE INDEX callback_events_due ON callback_events(next_attempt_at) WHERE delivered_at IS NULL;
+CREATE INDEX callback_events_order ON callback_events(url, ordering_key, event_id) WHERE delivered_at IS NULL;
+CREATE INDEX callback_events_account ON callback_events(account_name, event_id) WHERE delivered_at IS NULL;
 
 CREATE TABLE device_logging (
     device_id TEXT PRIMARY KEY,

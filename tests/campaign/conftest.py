@@ -14,17 +14,20 @@ from fota_server.campaign.drivers import DriverCommand, SimulatedDevice
 from fota_server.clock import FakeClock
 from fota_server.records import Account, Device, Package
 from fota_server.store.campaigns_memory import MemoryCampaignStores
+from fota_server.store.campaigns_sqlite import SqliteCampaignStores
 from fota_server.store.memory import MemoryDatabase
+from fota_server.store.sqlite import SqliteDatabase
 
 ACCOUNT = "0000123456-00001"
 T0 = datetime(2026, 3, 10, 9, 30, tzinfo=timezone.utc)
 
 
 class World:
-    def __init__(self, start: datetime = T0, settings: dict[str, Any] | None = None, licenses: int = 2_000_000) -> None:
+    def __init__(self, start: datetime = T0, settings: dict[str, Any] | None = None, licenses: int = 2_000_000,
+                 sqlite_path: str | None = None) -> None:
         self.clock = FakeClock(start)
-        self.db = MemoryDatabase()
-        self.stores = MemoryCampaignStores()
+        self.db: Any = MemoryDatabase() if sqlite_path is None else SqliteDatabase(sqlite_path)
+        self.stores: Any = MemoryCampaignStores() if sqlite_path is None else SqliteCampaignStores(self.db)
         merged = {"pilot_cap": 10_000_000, **(settings or {})}   # pilots are tested on their own
         self.db.accounts.create_account(Account(ACCOUNT, start, licenses, "TS-HFOTA-EVNT", merged))
         self.db.packages.add_package(Package(
@@ -93,9 +96,13 @@ class World:
         return self.stores.rows.list_rows(campaign_id, limit=10_000_000)
 
 
-@pytest.fixture
-def world() -> Iterator[World]:
-    yield World()
+@pytest.fixture(params=["memory", "sqlite"])
+def world(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[World]:
+    """The same scenarios against both stores (the contract)."""
+    made = World(sqlite_path=None if request.param == "memory" else str(tmp_path / "fota.db"))
+    yield made
+    if request.param == "sqlite":
+        made.db.close()
 
 
 def check_invariants(world: World, campaign_id: str, cap: int) -> None:
@@ -144,3 +151,18 @@ def _check_next_attempt_times(world: World, campaign_id: str) -> None:
         if p["status"] == "UpgradePending":
             shown[p["deviceId"]] = p["nextAttemptTime"]
     assert not shown, "a promised attempt never happened"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_world(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """A factory of worlds on one store kind; the engine scenarios run on both."""
+    made: list[World] = []
+
+    def build(**kwargs: Any) -> World:
+        path = None if request.param == "memory" else str(tmp_path / f"fota-{len(made)}.db")
+        made.append(World(sqlite_path=path, **kwargs))
+        return made[-1]
+    yield build
+    for each in made:
+        if request.param == "sqlite":
+            each.db.close()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ def starts(world: World) -> list[tuple[datetime, StartAttempt]]:
     return [(t, c) for t, c in world.driver.submitted if isinstance(c, StartAttempt)]
 
 
-def test_cell_cap_limits_devices_updating_at_once_per_cell() -> None:
-    world = World(settings={"cell_cap": 3})
+def test_cell_cap_limits_devices_updating_at_once_per_cell(make_world: Any) -> None:
+    world = make_world(settings={"cell_cap": 3})
     ids = world.add_devices(10, cells=1)
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
     world.step()
@@ -33,8 +34,8 @@ def test_cell_cap_limits_devices_updating_at_once_per_cell() -> None:
     assert {r.status for r in world.rows(campaign.campaign_id)} == {DeviceStatus.SUCCESS}
 
 
-def test_global_cap_and_fairness_across_cells() -> None:
-    world = World(settings={"cell_cap": 5, "global_cap": 4})
+def test_global_cap_and_fairness_across_cells(make_world: Any) -> None:
+    world = make_world(settings={"cell_cap": 5, "global_cap": 4})
     big = world.add_devices(20, cell_of=lambda i: "big")
     small = world.add_devices(2, prefix="sml", cell_of=lambda i: "small")
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(big + small))
@@ -44,16 +45,16 @@ def test_global_cap_and_fairness_across_cells() -> None:
     assert {r.cell for r in running} == {"big", "small"}   # the small cell is not starved by the big one
 
 
-def test_devices_without_cell_form_one_group() -> None:
-    world = World(settings={"cell_cap": 2})
+def test_devices_without_cell_form_one_group(make_world: Any) -> None:
+    world = make_world(settings={"cell_cap": 2})
     ids = world.add_devices(6, cells=0)
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
     world.step()
     assert sum(r.status == DeviceStatus.IN_PROGRESS for r in world.rows(campaign.campaign_id)) == 2
 
 
-def test_window_defers_first_attempt_and_next_attempt_time_is_true() -> None:
-    world = World()   # 09:30 UTC
+def test_window_defers_first_attempt_and_next_attempt_time_is_true(make_world: Any) -> None:
+    world = make_world()   # 09:30 UTC
     ids = world.add_devices(3)
     spec = world.spec(ids, windows=(TimeWindow(22, 24), TimeWindow(0, 6)))
     campaign, _ = world.service.schedule_campaign(ACCOUNT, spec)
@@ -63,8 +64,8 @@ def test_window_defers_first_attempt_and_next_attempt_time_is_true() -> None:
     assert [t for t, _ in starts(world)] == [tonight] * 3
 
 
-def test_future_campaign_starts_at_midnight_utc() -> None:
-    world = World()
+def test_future_campaign_starts_at_midnight_utc(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(2)
     spec = world.spec(ids, start_date=world.clock.now().date() + timedelta(days=1),
                       end_date=world.clock.now().date() + timedelta(days=3))
@@ -77,8 +78,8 @@ def test_future_campaign_starts_at_midnight_utc() -> None:
     assert [t for t, _ in starts(world)] == [midnight] * 2
 
 
-def test_failures_retry_with_backoff_and_reason() -> None:
-    world = World()
+def test_failures_retry_with_backoff_and_reason(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(1)
     world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(minutes=1), fail_times=2)
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
@@ -94,8 +95,8 @@ def test_failures_retry_with_backoff_and_reason() -> None:
     assert [a.result_code for a in attempts[:2]] == ["8", "8"]
 
 
-def test_permanent_failure_ends_the_device_at_once() -> None:
-    world = World()
+def test_permanent_failure_ends_the_device_at_once(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(1)
     world.driver.devices[ids[0]] = SimulatedDevice(outcome="fail:2")
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
@@ -104,8 +105,8 @@ def test_permanent_failure_ends_the_device_at_once() -> None:
     assert (row.status, row.result_reason) == (DeviceStatus.FAILED, "Not enough flash memory for the new package")
 
 
-def test_lwm2m_unreachable_retried_daily_at_four_for_three_days() -> None:
-    world = World()
+def test_lwm2m_unreachable_retried_daily_at_four_for_three_days(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(1)
     world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(minutes=2), outcome="unreachable")
     spec = world.spec(ids, end_date=world.clock.now().date() + timedelta(days=10))
@@ -117,8 +118,8 @@ def test_lwm2m_unreachable_retried_daily_at_four_for_three_days() -> None:
     assert (row.status, row.result_reason) == (DeviceStatus.FAILED, R.NOT_REACHABLE_FINAL)
 
 
-def test_silent_device_times_out_and_is_retried() -> None:
-    world = World(settings={"attempt_timeout_s": 600})
+def test_silent_device_times_out_and_is_retried(make_world: Any) -> None:
+    world = make_world(settings={"attempt_timeout_s": 600})
     ids = world.add_devices(1)
     world.driver.devices[ids[0]] = SimulatedDevice(outcome="silent")
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids, end_date=world.clock.now().date()))
@@ -131,8 +132,8 @@ def test_silent_device_times_out_and_is_retried() -> None:
     assert world.service.get_campaign(ACCOUNT, campaign.campaign_id).status == CampaignStatus.ENDED
 
 
-def test_success_needs_the_reported_version() -> None:
-    world = World()
+def test_success_needs_the_reported_version(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(1)
     world.driver.devices[ids[0]] = SimulatedDevice(outcome="wrong-version")
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids, end_date=world.clock.now().date()))
@@ -183,8 +184,8 @@ def test_pilot_cap_until_pilots_succeed() -> None:
     assert not full.is_pilot
 
 
-def test_cancel_before_start_and_abort_after_start() -> None:
-    world = World()
+def test_cancel_before_start_and_abort_after_start(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(4)
     later = world.spec(ids[:2], start_date=world.clock.now().date() + timedelta(days=1),
                        end_date=world.clock.now().date() + timedelta(days=2))
@@ -192,7 +193,7 @@ def test_cancel_before_start_and_abort_after_start() -> None:
     cancelled = world.service.cancel(ACCOUNT, queued.campaign_id)
     assert cancelled.status == CampaignStatus.CANCELLED
     assert {r.status for r in world.rows(queued.campaign_id)} == {DeviceStatus.CANCELLED}
-    world2 = World(settings={"cell_cap": 1})
+    world2 = make_world(settings={"cell_cap": 1})
     ids2 = world2.add_devices(3)
     running, _ = world2.service.schedule_campaign(ACCOUNT, world2.spec(ids2))
     world2.step()
@@ -206,8 +207,8 @@ def test_cancel_before_start_and_abort_after_start() -> None:
         world2.service.cancel(ACCOUNT, running.campaign_id)
 
 
-def test_change_dates_rules() -> None:
-    world = World()
+def test_change_dates_rules(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(2)
     today = world.clock.now().date()
     future, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids[:1], start_date=today + timedelta(days=2),
@@ -242,8 +243,8 @@ def test_add_and_remove_devices(world: World) -> None:
     assert final == {ids[0]: DeviceStatus.SUCCESS, ids[1]: DeviceStatus.CANCELLED, ids[2]: DeviceStatus.SUCCESS}
 
 
-def test_error_threshold_pauses_and_resume_continues() -> None:
-    world = World(settings={"cell_cap": 2})
+def test_error_threshold_pauses_and_resume_continues(make_world: Any) -> None:
+    world = make_world(settings={"cell_cap": 2})
     ids = world.add_devices(10)
     for device_id in ids:
         world.driver.devices[device_id] = SimulatedDevice(outcome="fail:8")
@@ -263,8 +264,8 @@ def test_error_threshold_pauses_and_resume_continues() -> None:
     assert all(r.final for r in world.rows(campaign.campaign_id))
 
 
-def test_v2_install_window_waits_after_download() -> None:
-    world = World()
+def test_v2_install_window_waits_after_download(make_world: Any) -> None:
+    world = make_world()
     ids = world.add_devices(1)
     spec = world.spec(ids, api_version="v2", download_windows=(TimeWindow(9, 12),),
                       install_windows=(TimeWindow(2, 3),))

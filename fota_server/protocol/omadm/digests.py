@@ -22,7 +22,7 @@ from ..errors import DecodeError
 __all__ = [
     "AUTH_BASIC", "AUTH_MD5", "AUTH_MAC", "MAC_HEADER", "basic_credential", "parse_basic_credential",
     "md5_credential", "mac_value", "mac_header", "parse_mac_header", "MacHeader", "credentials_match",
-    "decode_nonce", "encode_nonce", "b64_md5",
+    "decode_nonce", "encode_nonce", "b64_md5", "server_password",
 ]
 
 AUTH_BASIC = "syncml:auth-basic"
@@ -109,3 +109,13 @@ def decode_nonce(next_nonce: str) -> bytes:
 
 def encode_nonce(nonce: bytes) -> str:
     return base64.b64encode(nonce).decode()
+
+
+def server_password(client_secret: str) -> str:
+    """The server credential (SRVCRED) a device and this server derive from the device's one shared secret.
+
+    Our provisioning stores one secret per device; the server password differs per device as the
+    reference requires: ``B64(HMAC-SHA256(secret, "omadm-srvcred"))``.
+    """
+    digest = hmac.new(client_secret.encode(), b"omadm-srvcred", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()

@@ -1,0 +1,219 @@
+"""The OMA-DM campaign driver: the engine's ``StartAttempt`` becomes a FUMO DownloadAndUpdate job that the
+device's next DM session runs, announced by a Package 0 (DESIGN.md data flow step 3; reference §3, §9-10).
+
+The HTTP adapter asks ``jobs_for(device_id, base_url)`` when a session starts and feeds every session
+event to ``observe``. The Exec's Correlator is the attempt id, so a Generic Alert 1226 is matched to its
+attempt whatever session it arrives in. Success is confirmed by ``./DevDetail/FwV`` read after the 1226,
+never by the 1226 alone. ``collect(now)`` hands the outcomes to the engine; ``take_triggers()`` hands the
+Package 0 requests to the dispatcher in ``omadm_notify``.
+
+Jobs live in memory: after a restart the engine's ``StartAttempt(resumed=True)`` re-creates them under
+the same attempt id, and a 1226 that arrives for it is still matched by its Correlator.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from ..campaign.drivers import (
+    AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
+    InstallPackage, StartAttempt, UpdateFailed, UpdateSucceeded,
+)
+from ..protocol.omadm import events as ev
+from ..protocol.omadm.fumo import is_success
+from ..protocol.omadm.session import FumoJob
+from ..store.ports import PackageStore
+
+__all__ = ["OmadmDriver", "OmadmDriverSettings", "TriggerRequest", "JobState", "OmadmJob"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class JobState(enum.Enum):
+    WAITING_SESSION = "waiting_session"  # Package 0 sent; the job goes into the device's next session
+    EXEC_SENT = "exec_sent"              # in a session now; waiting for the Exec's status
+    ACCEPTED = "accepted"                # Exec answered 202: the device downloads and updates
+    AWAITING_VERSION = "awaiting_version"  # 1226 said success; waiting for ./DevDetail/FwV
+
+
+@dataclass(frozen=True)
+class OmadmDriverSettings:
+    fumo_root: str = "./FUMO"
+    download_path: str = "/fw"
+    download_base_url: str = ""   # empty: the base URL of the device's own DM request
+    trigger_interval: timedelta = timedelta(minutes=2)
+    max_triggers: int = 3
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    device_id: str
+    session_id: int
+    attempt_id: str
+
+
+@dataclass
+class OmadmJob:
+    attempt_id: str
+    device_id: str
+    package_id: str
+    firmware_to: str
+    state: JobState = JobState.WAITING_SESSION
+    triggers_sent: int = 0
+    next_trigger_at: datetime | None = None
+    session_ids: list[int] = field(default_factory=list)
+
+
+class OmadmDriver:
+    """``ProtocolDriver`` for protocol ``OMADM``."""
+
+    def __init__(self, packages: PackageStore, settings: OmadmDriverSettings = OmadmDriverSettings(),
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._packages = packages
+        self._rng = rng or random.Random()
+        self._jobs: dict[str, OmadmJob] = {}          # by attempt id
+        self._by_device: dict[str, str] = {}          # device id -> attempt id
+        self._outcomes: list[AttemptOutcome] = []
+        self._triggers: list[TriggerRequest] = []
+        self.on_trigger: Callable[[], None] | None = None  # wakes the Package 0 dispatcher
+
+    # --- engine side -------------------------------------------------------------------------------
+
+    def submit(self, command: DriverCommand, now: datetime) -> None:
+        if isinstance(command, StartAttempt):
+            self._start(command, now)
+        elif isinstance(command, CancelAttempt):
+            self._cancel(command)
+        elif isinstance(command, InstallPackage):
+            pass  # DownloadAndUpdate installs as soon as the download ends; nothing to do
+
+    def _start(self, command: StartAttempt, now: datetime) -> None:
+        if command.attempt_id in self._jobs:
+            return
+        previous = self._by_device.get(command.device_id)
+        if previous is not None:
+            self._jobs.pop(previous, None)
+        job = OmadmJob(command.attempt_id, command.device_id, command.package_id, command.firmware_to)
+        self._jobs[job.attempt_id] = job
+        self._by_device[job.device_id] = job.attempt_id
+        self._trigger(job, now)
+
+    def _cancel(self, command: CancelAttempt) -> None:
+        job = self._jobs.get(command.attempt_id)
+        if job is None or job.state is JobState.WAITING_SESSION:
+            self._drop(command.attempt_id)
+            self._outcomes.append(AttemptCancelled(command.attempt_id))
+        # A FUMO job the device has accepted cannot be called back; its 1226 will end it.
+
+    def next_deadline(self) -> datetime | None:
+        if self._outcomes:
+            return _EPOCH
+        due = [j.next_trigger_at for j in self._jobs.values() if j.next_trigger_at is not None]
+        return min(due) if due else None
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        for job in list(self._jobs.values()):
+            if job.next_trigger_at is not None and job.next_trigger_at <= now:
+                if job.triggers_sent >= self.settings.max_triggers:
+                    self._drop(job.attempt_id)
+                    self._outcomes.append(DeviceUnreachable(job.attempt_id))
+                else:
+                    self._trigger(job, now)
+        out, self._outcomes = self._outcomes, []
+        return out
+
+    def take_triggers(self) -> list[TriggerRequest]:
+        out, self._triggers = self._triggers, []
+        return out
+
+    def _trigger(self, job: OmadmJob, now: datetime) -> None:
+        session_id = self._rng.randrange(1, 0x10000)
+        job.session_ids.append(session_id)
+        job.triggers_sent += 1
+        job.next_trigger_at = now + self.settings.trigger_interval
+        self._triggers.append(TriggerRequest(job.device_id, session_id, job.attempt_id))
+        if self.on_trigger is not None:
+            self.on_trigger()
+
+    def _drop(self, attempt_id: str) -> None:
+        job = self._jobs.pop(attempt_id, None)
+        if job is not None and self._by_device.get(job.device_id) == attempt_id:
+            del self._by_device[job.device_id]
+
+    # --- session side ------------------------------------------------------------------------------
+
+    def job_of(self, device_id: str) -> OmadmJob | None:
+        attempt_id = self._by_device.get(device_id)
+        return None if attempt_id is None else self._jobs.get(attempt_id)
+
+    def jobs_for(self, device_id: str, base_url: str) -> list[FumoJob]:
+        """The FUMO job a new session of this device should run (at most one), marked as sent."""
+        job = self.job_of(device_id)
+        if job is None:
+            return []
+        job.next_trigger_at = None
+        if job.state is not JobState.WAITING_SESSION:
+            return []
+        package = self._packages.get_package(job.package_id)
+        if package is None:
+            self._drop(job.attempt_id)
+            self._outcomes.append(UpdateFailed(job.attempt_id, "package-missing"))
+            return []
+        job.state = JobState.EXEC_SENT
+        base = (self.settings.download_base_url or base_url).rstrip("/")
+        return [FumoJob(job.attempt_id, f"{base}{self.settings.download_path}/{package.package_id}",
+                        package.name, package.version_to, self.settings.fumo_root)]
+
+    def observe(self, event: ev.DmEvent, now: datetime) -> None:
+        """Turn a DM session event into attempt outcomes."""
+        handler = _OBSERVERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _exec_accepted(self, event: ev.FumoExecAccepted) -> None:
+        job = self._jobs.get(event.correlator)
+        if job is not None and job.state is JobState.EXEC_SENT:
+            job.state = JobState.ACCEPTED
+            self._outcomes.append(AttemptProgressed(job.attempt_id, "downloading"))
+
+    def _exec_refused(self, event: ev.FumoExecRefused) -> None:
+        if event.correlator in self._jobs:
+            self._drop(event.correlator)
+            self._outcomes.append(UpdateFailed(event.correlator, f"{event.command} status {event.status}"))
+
+    def _result(self, event: ev.FumoResultReported) -> None:
+        job = self._jobs.get(event.correlator)
+        if job is None or job.state is JobState.AWAITING_VERSION:
+            return
+        if is_success(event.result_code):
+            job.state = JobState.AWAITING_VERSION
+            self._outcomes.append(AttemptProgressed(job.attempt_id, "installed"))
+        else:
+            self._drop(job.attempt_id)
+            self._outcomes.append(UpdateFailed(job.attempt_id, str(event.result_code)))
+
+    def _detail(self, event: ev.DeviceDetailReported) -> None:
+        job = self.job_of(event.device_id)
+        version = event.values.get("FwV")
+        if job is not None and job.state is JobState.AWAITING_VERSION and version is not None:
+            self._drop(job.attempt_id)
+            self._outcomes.append(UpdateSucceeded(job.attempt_id, version))
+
+    def _ended(self, event: ev.SessionEnded) -> None:
+        job = self.job_of(event.device_id)
+        if job is not None and job.state is JobState.EXEC_SENT:
+            job.state = JobState.WAITING_SESSION
+
+
+_OBSERVERS = {
+    ev.FumoExecAccepted: OmadmDriver._exec_accepted,
+    ev.FumoExecRefused: OmadmDriver._exec_refused,
+    ev.FumoResultReported: OmadmDriver._result,
+    ev.DeviceDetailReported: OmadmDriver._detail,
+    ev.SessionEnded: OmadmDriver._ended,
+}

@@ -1,0 +1,250 @@
+"""The OMA-DM endpoint: SyncML DM 1.2 over HTTP(S) at ``/dm`` (reference §1, §3, §6).
+
+The handler reads the body (capped at our MaxMsgSize), decodes it, routes it to the DM session of
+(DevId, SessionID), stores what the session learnt (nonces, DevInfo, DevDetail) and answers in the
+client's encoding with the client's Content-Type spelling. A device's bad input gets a clear status
+and one WARNING; nothing it sends can break the handler.
+
+Wiring: ``build_omadm(services, ...)`` puts an ``OmadmServer`` in ``services.extra["omadm"]``; ``routes``
+serve ``POST /dm``. Firmware for PkgURL is served by ``fota_http`` at ``/fw/{package_id}`` (Range, ETag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..protocol.errors import DecodeError, PeerError
+from ..protocol.omadm import events as ev
+from ..protocol.omadm.session import DeviceCredential, DmServerSession, ServerSessionConfig
+from ..protocol.omadm.syncml import Encoding, Message, decode_message, encoding_of_content_type
+from ..protocol.omadm.tree import Limits
+from ..records import Credential, Device
+from ..services import Services
+from .omadm_driver import OmadmDriver, OmadmDriverSettings
+from .omadm_notify import Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
+
+__all__ = ["routes", "build_omadm", "omadm_of", "OmadmServer", "OmadmSettings", "PEER_ERRORS", "CREDENTIAL_KIND"]
+
+log = logging.getLogger("fota_server.omadm")
+PEER_ERRORS: Counter[str] = Counter()
+CREDENTIAL_KIND = "omadm"
+_ID_PREFIXES = ("IMEI:", "MEID:", "ESN:", "IMSI:")
+_STATUS_FOR_HINT = {"413": 413, "415": 415, 413: 413, 415: 415}
+
+
+@dataclass(frozen=True)
+class OmadmSettings:
+    session: ServerSessionConfig = field(default_factory=ServerSessionConfig)
+    driver: OmadmDriverSettings = field(default_factory=OmadmDriverSettings)
+    server_id: str = "fota-server"
+    max_sessions: int = 10_000
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    encoding: Encoding | None = None
+
+
+class OmadmServer:
+    """Sessions by (DevId, SessionID), the nonce book and the driver; ``handle`` does one HTTP exchange."""
+
+    def __init__(self, services: Services, driver: OmadmDriver, settings: OmadmSettings,
+                 notifiers: list[Package0Notifier], monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.services, self.driver, self.settings = services, driver, settings
+        self._monotonic = monotonic
+        self.sessions: dict[tuple[str, str], DmServerSession] = {}
+        self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
+        self.client_nonces: dict[str, bytes] = {}  # client -> server nonce (Package 0 digest), per device
+        self.trigger_addresses: dict[str, tuple[str, int]] = {}
+        self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
+                                            lambda d: self.client_nonces.get(d, b""), notifiers, settings.server_id)
+        self._wake = asyncio.Event()
+        driver.on_trigger = self._wake.set
+
+    # --- one exchange --------------------------------------------------------------------------
+
+    def handle(self, body: bytes, mac_header: str | None, base_url: str) -> _Reply:
+        now = self._monotonic()
+        self.expire(now)
+        limits = Limits(max_bytes=self.settings.session.max_msg_size)
+        try:
+            message, encoding = decode_message(body, limits)
+            session = self._session_for(message, encoding, base_url, now)
+            session.receive(message, body, now, mac_header)
+        except PeerError as exc:
+            PEER_ERRORS[type(exc).__name__] += 1
+            log.warning("OMA-DM peer error: %s", exc)
+            return _Reply(_STATUS_FOR_HINT.get(exc.hint, 400) if exc.hint is not None else 400,  # type: ignore[arg-type]
+                          str(exc).encode())
+        finally:
+            self._drain_all()
+        reply = session.to_send()
+        return _Reply(200, reply or b"", encoding)
+
+    def _session_for(self, message: Message, encoding: Encoding, base_url: str, now: float) -> DmServerSession:
+        h = message.header
+        key = (h.source, h.session_id)
+        session = self.sessions.get(key)
+        if session is not None:
+            return session
+        if not h.source or not h.session_id or len(h.source) > 128 or len(h.session_id) > 32:
+            raise DecodeError("SyncHdr needs a Source LocURI and a SessionID", hint=400)
+        if len(self.sessions) >= self.settings.max_sessions:
+            raise PeerError("too many open DM sessions", hint=503)
+        credential = self._credential(h.source, h.loc_name)
+        device_id = credential.device_id if credential else h.source
+        jobs = self.driver.jobs_for(device_id, base_url) if credential else []
+        secret = None if credential is None else DeviceCredential(credential.identity, credential.secret)
+        session = DmServerSession(self.settings.session, device_id, h.session_id, encoding, secret,
+                                  self.nonces.get(device_id, b""), jobs, now)
+        self.sessions[key] = session
+        return session
+
+    def _credential(self, dev_id: str, loc_name: str) -> Credential | None:
+        store = self.services.db.credentials
+        if loc_name:
+            credential = store.find_by_identity(CREDENTIAL_KIND, loc_name)
+            return credential if credential is not None and _same_device(credential.device_id, dev_id) else None
+        for candidate in _candidate_ids(dev_id):
+            credential = store.get_credential(candidate, CREDENTIAL_KIND)
+            if credential is not None:
+                return credential
+        return None
+
+    def _secret(self, device_id: str) -> str | None:
+        credential = self.services.db.credentials.get_credential(device_id, CREDENTIAL_KIND)
+        return None if credential is None else credential.secret
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def _drain_all(self) -> None:
+        for key, session in list(self.sessions.items()):
+            while (event := session.next_event()) is not None:
+                self._on_event(event)
+            if session.finished:
+                del self.sessions[key]
+
+    def _on_event(self, event: ev.DmEvent) -> None:
+        now = self.services.clock.now()
+        if isinstance(event, ev.NonceIssued):
+            self.nonces[event.device_id] = event.nonce
+        elif isinstance(event, ev.ClientNonceReceived):
+            self.client_nonces[event.device_id] = event.nonce
+        elif isinstance(event, ev.DeviceInfoReported):
+            self._record_info(event)
+        elif isinstance(event, ev.DeviceDetailReported):
+            reported = {"firmware_version": event.values.get("FwV"), "software_version": event.values.get("SwV")}
+            self.services.db.devices.record_report(event.device_id, now,
+                                                   **{k: v[:128] for k, v in reported.items() if v})
+        elif isinstance(event, ev.AuthenticationFailed):
+            log.warning("OMA-DM authentication failed for %s (status %s)", event.device_id[:128], event.status)
+        self.driver.observe(event, now)
+
+    def _record_info(self, event: ev.DeviceInfoReported) -> None:
+        values = event.values
+        reported = {"make": values.get("Man", ""), "model": values.get("Mod", "")}
+        self.services.db.devices.record_report(event.device_id, self.services.clock.now(),
+                                               **{k: v[:128] for k, v in reported.items() if v})
+        address = parse_host_port(values.get("Ext/TriggerAddr", ""))
+        if address is not None:
+            self.trigger_addresses[event.device_id] = address
+
+    # --- timers and Package 0 ----------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """End the sessions idle past their deadline (the runner may call this too)."""
+        for session in self.sessions.values():
+            session.on_timer(now)
+        self._drain_all()
+
+    def trigger_address(self, device: Device) -> tuple[str, int] | None:
+        return self.trigger_addresses.get(device.device_id)
+
+    async def run_dispatcher(self, poll_s: float = 1.0) -> None:
+        """Send Package 0s as the driver asks for them; runs until cancelled."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+            self._wake.clear()
+            await self.dispatcher.dispatch()
+
+
+def _candidate_ids(dev_id: str) -> list[str]:
+    ids = [dev_id]
+    for prefix in _ID_PREFIXES:
+        if dev_id.upper().startswith(prefix):
+            ids.append(dev_id[len(prefix):])
+    return ids
+
+
+def _same_device(device_id: str, dev_id: str) -> bool:
+    return device_id in _candidate_ids(dev_id)
+
+
+def build_omadm(services: Services, settings: OmadmSettings | None = None, driver: OmadmDriver | None = None,
+                notifiers: list[Package0Notifier] | None = None) -> OmadmServer:
+    """Build the OMA-DM part (UDP Package 0 to the device's announced address unless notifiers are given)."""
+    settings = settings or OmadmSettings()
+    driver = driver or OmadmDriver(services.db.packages, settings.driver)
+    holder: list[OmadmServer] = []
+    default = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
+    server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default)
+    holder.append(server)
+    services.extra["omadm"] = server
+    return server
+
+
+def omadm_of(services: Services) -> OmadmServer:
+    server = services.extra.get("omadm")
+    return server if isinstance(server, OmadmServer) else build_omadm(services)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reply_type(request_type: str, encoding: Encoding) -> str:
+    base = request_type.split(";", 1)[0].strip().lower()
+    family = "application/vnd.syncml.dm+" if ".dm+" in base else "application/vnd.syncml+"
+    return family + encoding.value
+
+
+async def dm_endpoint(request: Request) -> Response:
+    server = omadm_of(request.app.state.services)
+    content_type = request.headers.get("content-type", "")
+    if encoding_of_content_type(content_type) is None:
+        return PlainTextResponse("Content-Type must be application/vnd.syncml.dm+xml or +wbxml", 415)
+    try:
+        body = await _read_body(request, server.settings.session.max_msg_size)
+    except ClientDisconnect:
+        return Response(status_code=400)
+    if body is None:
+        return PlainTextResponse("message larger than our MaxMsgSize", 413)
+    reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url))
+    if reply.encoding is None:
+        return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status)
+    return Response(reply.body, reply.status, media_type=_reply_type(content_type, reply.encoding))
+
+
+routes = [Route("/dm", dm_endpoint, methods=["POST"])]

@@ -1,0 +1,215 @@
+"""The engine's asyncio loop: the only code that sleeps until the engine's next deadline.
+
+``start_engine(services, drivers)`` builds (or reuses) the ``CampaignService`` over the SQLite stores,
+re-issues the attempts that were running when the process stopped (``engine.recover``), then loops:
+collect driver outcomes and feed them to the engine, run ``engine.tick(now)``, hand the commands to the
+driver of their protocol, start callback deliveries, and sleep until the earliest deadline of the
+engine, the drivers and the callbacks (or until woken by ``EngineHandle.report``/``wake``).
+
+Run alone with simulated devices (used by the crash test)::
+
+    python -m fota_server.adapters.runner --db fota.db --simulate delay=0.2,jitter=0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any, Mapping, Sequence
+
+from ..campaign.drivers import AttemptOutcome, DriverCommand, ProtocolDriver, SimulatedDevice, SimulatedDriver
+from ..campaign.engine import CampaignEngine
+from ..campaign.service import CampaignService
+from ..clock import Clock
+from ..store.campaigns_sqlite import SqliteCampaignStores
+from .callbacks import CallbackDispatcher
+
+__all__ = ["EngineHandle", "start_engine", "build_campaign_service", "main"]
+
+log = logging.getLogger("fota_server.engine")
+
+_MAX_IDLE_S = 30.0
+_ERROR_PAUSE_S = 1.0
+
+
+def build_campaign_service(services: Any) -> CampaignService:
+    """The campaign service over the services' SQLite database (kept in ``services.extra["campaigns"]``)."""
+    existing = getattr(services, "campaigns", None) or services.extra.get("campaigns")
+    if existing is not None:
+        return existing  # type: ignore[no-any-return]
+    db = services.db
+    stores = SqliteCampaignStores(db)
+    engine = CampaignEngine(stores.campaigns, stores.rows, db.devices, db.accounts)
+    service = CampaignService(campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks,
+                              devices=db.devices, licenses=db.licenses, packages=db.packages, accounts=db.accounts,
+                              clock=services.clock, engine=engine)
+    services.extra["campaigns"] = service
+    services.extra["campaign_stores"] = stores
+    return service
+
+
+class EngineHandle:
+    """The running loop. ``report`` takes outcomes pushed by IO drivers; ``stop`` ends the loop cleanly."""
+
+    def __init__(self, service: CampaignService, drivers: Mapping[str, ProtocolDriver], clock: Clock,
+                 callbacks: CallbackDispatcher | None) -> None:
+        self.service = service
+        self.drivers = dict(drivers)
+        self._clock = clock
+        self._callbacks = callbacks
+        self._outcomes: deque[AttemptOutcome] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._missing: set[str] = set()
+        self._error_until: datetime | None = None
+        self.ticks = 0
+
+    def report(self, outcome: AttemptOutcome) -> None:
+        self._outcomes.append(outcome)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="campaign engine")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._callbacks is not None:
+            await self._callbacks.close()
+
+    async def _run(self) -> None:
+        self._dispatch(self._guarded(lambda now: self.service.engine.recover(now)))
+        while not self._stopping:
+            self._wake.clear()
+            commands = self._guarded(self._step)
+            self._dispatch(commands)
+            delay = self._sleep_s()
+            if delay <= 0:
+                await asyncio.sleep(0)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def _guarded(self, action: Any) -> list[DriverCommand]:
+        try:
+            result: list[DriverCommand] = action(self._clock.now())
+            return result
+        except Exception:   # a store error must not end the loop; try again shortly
+            log.exception("campaign engine step failed")
+            self._error_until = self._clock.now() + timedelta(seconds=_ERROR_PAUSE_S)
+            return []
+
+    def _step(self, now: datetime) -> list[DriverCommand]:
+        engine = self.service.engine
+        commands: list[DriverCommand] = list(self.service.take_commands())
+        while self._outcomes:
+            commands += engine.on_outcome(self._outcomes.popleft(), now)
+        for driver in self._unique_drivers():
+            for outcome in driver.collect(now):
+                commands += engine.on_outcome(outcome, now)
+        commands += engine.tick(now)
+        if self._callbacks is not None:
+            self._callbacks.poll(now)
+        self.ticks += 1
+        return commands
+
+    def _unique_drivers(self) -> list[ProtocolDriver]:
+        seen: dict[int, ProtocolDriver] = {}
+        for driver in self.drivers.values():
+            seen.setdefault(id(driver), driver)
+        return list(seen.values())
+
+    def _dispatch(self, commands: Sequence[DriverCommand]) -> None:
+        now = self._clock.now()
+        for command in commands:
+            driver = self.drivers.get(command.protocol)
+            if driver is None:
+                if command.protocol not in self._missing:
+                    log.warning("no driver for protocol %s; its attempts will time out", command.protocol)
+                    self._missing.add(command.protocol)
+                continue
+            try:
+                driver.submit(command, now)
+            except Exception:
+                log.exception("driver %s refused %s", command.protocol, type(command).__name__)
+
+    def _sleep_s(self) -> float:
+        now = self._clock.now()
+        if self._error_until is not None and self._error_until > now:
+            return (self._error_until - now).total_seconds()
+        if self._outcomes:
+            return 0.0
+        deadlines = [self.service.engine.next_deadline()]
+        deadlines += [d.next_deadline() for d in self._unique_drivers()]
+        if self._callbacks is not None:
+            deadlines.append(self._callbacks.next_due(now))
+        known = [d for d in deadlines if d is not None]
+        if not known:
+            return _MAX_IDLE_S
+        return max(0.0, min((min(known) - now).total_seconds(), _MAX_IDLE_S))
+
+
+async def start_engine(services: Any, drivers: Mapping[str, ProtocolDriver], *,
+                       callback_verify: ssl.SSLContext | bool | str = True) -> EngineHandle:
+    """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers."""
+    service = build_campaign_service(services)
+    stores = services.extra.get("campaign_stores") or SqliteCampaignStores(services.db)
+    callbacks = CallbackDispatcher(stores.callbacks, services.clock, verify=callback_verify)
+    handle = EngineHandle(service, drivers, services.clock, callbacks)
+    callbacks.on_idle = handle.wake
+    service.on_change = handle.wake
+    handle.start()
+    return handle
+
+
+def _simulated(spec: str) -> SimulatedDriver:
+    """``delay=0.2,jitter=0.5,outcome=success`` (seconds; outcomes as ``SimulatedDevice``)."""
+    values = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+    delay = timedelta(seconds=float(values.get("delay", "0.2")))
+    outcome = values.get("outcome", "success")
+    return SimulatedDriver(default=lambda _d: SimulatedDevice(delay=delay, outcome=outcome),
+                           jitter=float(values.get("jitter", "0")), keep_log=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fota_server.adapters.runner",
+                                     description="run the campaign engine alone (simulated devices)")
+    parser.add_argument("--db", required=True, help="SQLite database path")
+    parser.add_argument("--simulate", default="delay=0.2", help="simulated devices: delay=S,jitter=F,outcome=O")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve(args.db, args.simulate))
+
+
+async def _serve(db_path: str, simulate: str) -> None:
+    from ..app import build_services
+    from ..config import load_config
+
+    services = build_services(load_config(environ={}, flags={"db_path": db_path}))
+    driver = _simulated(simulate)
+    handle = await start_engine(services, {"LWM2M": driver, "HTTP": driver, "OMADM": driver})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("engine running", flush=True)
+    await stop.wait()
+    await handle.stop()
+    services.db.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -16,15 +16,20 @@ from starlette.applications import Starlette
 
 from .adapters.blobs import FileBlobStore
 from .adapters.coap_site import build_site
-from .api import auth_routes, devices, firmware_sync, health, licenses, management, openapi, packages
+from .api import (
+    auth_routes, callbacks, campaigns, devices, firmware_sync, health, licenses, management, openapi, packages,
+    reports,
+)
 from .api.errors import install_error_handlers
 from .auth import AuthService
+from .campaign.service import CampaignService
 from .clock import Clock, SystemClock
 from .config import Config
 from .devices import DeviceRegistry
 from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
+from .store.campaigns_sqlite import SqliteCampaignStores
 from .store.sqlite import SqliteDatabase
 
 __all__ = ["build_services", "build_http_app", "serve", "RunningServer"]
@@ -43,13 +48,19 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
                                   config.max_firmware_bytes)
     devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
-    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices)
+    stores = SqliteCampaignStores(db, timedelta(days=config.callback_ttl_days))
+    campaigns = CampaignService(
+        campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks, devices=db.devices,
+        licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
+    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
+                    campaigns=campaigns)
 
 
 def build_http_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
-                *devices.routes, *packages.routes, *firmware_sync.routes],
+                *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
+                *callbacks.routes],
         exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
     )
     app.state.services = services

@@ -34,6 +34,7 @@ class Config:
     max_body_bytes: int = 1_048_576
     max_firmware_bytes: int = 64 * 1_048_576
     log_level: str = "INFO"
+    callback_ttl_days: int = 7
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import AuthService
+from .campaign.service import CampaignService
 from .clock import Clock
 from .config import Config
 from .devices import DeviceRegistry
@@ -23,5 +24,6 @@ class Services:
     auth: AuthService
     firmware: FirmwareRepository
     devices: DeviceRegistry
+    campaigns: CampaignService
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -26,3 +26,4 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
     yield start
     for server in started:
         server.kill()
+        print(f"--- server output ({server.db}) ---\n" + "".join(server.output))  # shown when a test fails

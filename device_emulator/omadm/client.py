@@ -57,7 +57,8 @@ class DmClientSession:
     """One DM session. ``nonce`` is the server's last NextNonce (empty on first contact)."""
 
     def __init__(self, config: ClientConfig, device: OmadmDevice, session_id: str, nonce: bytes,
-                 server_initiated: bool = False, nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16)) -> None:
+                 server_initiated: bool = False,
+                 nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16)) -> None:
         self.config, self.device, self.session_id = config, device, session_id
         self.nonce = nonce
         self.server_nonce: bytes | None = None  # the nonce we issued the server (SRVCRED AAuthData)
@@ -227,7 +228,8 @@ class DmClientSession:
         if self.config.auth == AUTH_MAC or not self._send_cred:
             return None
         if self.config.auth == AUTH_BASIC:
-            return Cred(Meta(format="b64", type=AUTH_BASIC), basic_credential(self.config.username, self.config.password))
+            basic = basic_credential(self.config.username, self.config.password)
+            return Cred(Meta(format="b64", type=AUTH_BASIC), basic)
         return Cred(Meta(format="b64", type=AUTH_MD5), md5_credential(self.config.username, self.config.password,
                                                                       self.nonce))
 

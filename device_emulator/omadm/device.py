@@ -143,7 +143,7 @@ class OmadmDevice:
         if self.job is None:
             return None
         if self.fault in DOWNLOAD_STAGE_FAULTS and self.fault is not Fault.NETWORK_FAILURE:
-            return self.fault.value
+            return int(self.fault.value)
         parts = urlsplit(self.job.pkg_url)
         if parts.scheme not in ("http", "https") or parts.hostname not in self.profile.allowed_hosts:
             return Fault.BAD_URL.value
@@ -177,7 +177,7 @@ class OmadmDevice:
             return Fault.PACKAGE_MISMATCH.value
         if self.fault in (Fault.VALIDATION_FAILED, Fault.NOT_ACCEPTABLE, Fault.UNDEFINED_ERROR, Fault.UPDATE_FAILED,
                           Fault.UPDATE_OUT_OF_MEMORY):
-            return self.fault.value
+            return int(self.fault.value)
         self.staged_version = header.version
         return 200
 

@@ -171,9 +171,16 @@ class OmadmDriver:
 
     def observe(self, event: ev.DmEvent, now: datetime) -> None:
         """Turn a DM session event into attempt outcomes."""
-        handler = _OBSERVERS.get(type(event))
-        if handler is not None:
-            handler(self, event)
+        if isinstance(event, ev.FumoExecAccepted):
+            self._exec_accepted(event)
+        elif isinstance(event, ev.FumoExecRefused):
+            self._exec_refused(event)
+        elif isinstance(event, ev.FumoResultReported):
+            self._result(event)
+        elif isinstance(event, ev.DeviceDetailReported):
+            self._detail(event)
+        elif isinstance(event, ev.SessionEnded):
+            self._ended(event)
 
     def _exec_accepted(self, event: ev.FumoExecAccepted) -> None:
         job = self._jobs.get(event.correlator)
@@ -209,11 +216,3 @@ class OmadmDriver:
         if job is not None and job.state is JobState.EXEC_SENT:
             job.state = JobState.WAITING_SESSION
 
-
-_OBSERVERS = {
-    ev.FumoExecAccepted: OmadmDriver._exec_accepted,
-    ev.FumoExecRefused: OmadmDriver._exec_refused,
-    ev.FumoResultReported: OmadmDriver._result,
-    ev.DeviceDetailReported: OmadmDriver._detail,
-    ev.SessionEnded: OmadmDriver._ended,
-}

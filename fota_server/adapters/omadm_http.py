@@ -39,7 +39,7 @@ log = logging.getLogger("fota_server.omadm")
 PEER_ERRORS: Counter[str] = Counter()
 CREDENTIAL_KIND = "omadm"
 _ID_PREFIXES = ("IMEI:", "MEID:", "ESN:", "IMSI:")
-_STATUS_FOR_HINT = {"413": 413, "415": 415, 413: 413, 415: 415}
+_STATUS_FOR_HINT: dict[str | int, int] = {"413": 413, "415": 415, 413: 413, 415: 415, 503: 503}
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ class OmadmServer:
         except PeerError as exc:
             PEER_ERRORS[type(exc).__name__] += 1
             log.warning("OMA-DM peer error: %s", exc)
-            return _Reply(_STATUS_FOR_HINT.get(exc.hint, 400) if exc.hint is not None else 400,  # type: ignore[arg-type]
-                          str(exc).encode())
+            return _Reply(_STATUS_FOR_HINT.get(exc.hint or 400, 400), str(exc).encode())
         finally:
             self._drain_all()
         reply = session.to_send()
@@ -199,7 +198,7 @@ def build_omadm(services: Services, settings: OmadmSettings | None = None, drive
     settings = settings or OmadmSettings()
     driver = driver or OmadmDriver(services.db.packages, settings.driver)
     holder: list[OmadmServer] = []
-    default = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
+    default: list[Package0Notifier] = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
     server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default)
     holder.append(server)
     services.extra["omadm"] = server

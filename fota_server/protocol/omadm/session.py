@@ -211,7 +211,8 @@ class DmServerSession:
         if chal is None or not chal.meta.next_nonce or self.state is not SessionState.ACTIVE:
             return
         try:
-            nonce = decode_nonce(chal.meta.next_nonce) if chal.meta.format in ("", "b64") else chal.meta.next_nonce.encode()
+            text = chal.meta.next_nonce
+            nonce = decode_nonce(text) if chal.meta.format in ("", "b64") else text.encode()
         except DecodeError:
             return
         self._events.append(ev.ClientNonceReceived(self.device_id, nonce))

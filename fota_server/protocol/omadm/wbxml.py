@@ -36,7 +36,9 @@ _TAGS: dict[int, dict[int, str]] = {
     0: {0x05 + i: name for i, name in enumerate(_PAGE0) if name != "-"},
     1: {0x05 + i: name for i, name in enumerate(_PAGE1)},
 }
-_CODES: dict[str, tuple[int, int]] = {name: (page, code) for page, table in _TAGS.items() for code, name in table.items()}
+_CODES: dict[str, tuple[int, int]] = {
+    name: (page, code) for page, table in _TAGS.items() for code, name in table.items()
+}
 
 
 def encode_mb_u_int32(value: int) -> bytes:

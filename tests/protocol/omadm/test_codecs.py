@@ -155,8 +155,9 @@ def test_entities_are_refused(body: bytes) -> None:
 
 
 def test_doctype_without_entities_is_accepted() -> None:
-    body = PKG1_XML.replace(b"<SyncML", b'<!DOCTYPE SyncML PUBLIC "-//SYNCML//DTD SyncML 1.2//EN"'
-                            b' "http://www.openmobilealliance.org/tech/DTD/OMA-TS-SyncML_RepPro_DTD-V1_2.dtd">\n<SyncML', 1)
+    doctype = (b'<!DOCTYPE SyncML PUBLIC "-//SYNCML//DTD SyncML 1.2//EN"'
+               b' "http://www.openmobilealliance.org/tech/DTD/OMA-TS-SyncML_RepPro_DTD-V1_2.dtd">\n')
+    body = PKG1_XML.replace(b"<SyncML", doctype + b"<SyncML", 1)
     assert decode_message(body)[0].header.msg_id == 1
 
 

@@ -16,7 +16,7 @@ from fota_server.campaign.model import CallbackListener, Notice
 from fota_server.clock import FakeClock
 from fota_server.store.campaigns_memory import MemoryCampaignStores
 
-from conftest import ACCOUNT, T0
+from tests.campaign.simulation import ACCOUNT, T0
 
 pytestmark = pytest.mark.integration
 

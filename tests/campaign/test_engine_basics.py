@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-from datetime import timedelta
 
 from fota_server.campaign import CampaignStatus, DeviceStatus
-from fota_server.campaign.drivers import SimulatedDevice, StartAttempt
-from fota_server.campaign.reasons import EngineReason
 
-from conftest import World
+from tests.campaign.simulation import World
 
 
 def test_campaign_dated_today_updates_every_device(world: World) -> None:

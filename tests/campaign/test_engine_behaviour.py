@@ -7,14 +7,14 @@ import pytest
 
 from fota_server.campaign import CampaignStatus, DeviceStatus, ErrorThreshold, TimeWindow
 from fota_server.campaign.drivers import (
-    AttemptProgressed, CancelAttempt, DeviceUnreachable, InstallPackage, PackageDownloaded, SimulatedDevice,
+    AttemptProgressed, DeviceUnreachable, InstallPackage, PackageDownloaded, SimulatedDevice,
     StartAttempt, UpdateFailed, UpdateSucceeded,
 )
 from fota_server.campaign.errors import InvalidTransition, PilotRequired
 from fota_server.campaign.model import AttemptOutcomeKind
 from fota_server.campaign.reasons import EngineReason as R
 
-from conftest import ACCOUNT, World
+from tests.campaign.simulation import ACCOUNT, World
 
 
 def starts(world: World) -> list[tuple[datetime, StartAttempt]]:

@@ -11,7 +11,7 @@ from fota_server.campaign import CampaignStatus, TimeWindow
 from fota_server.campaign.drivers import SimulatedDevice
 from fota_server.campaign.policy import parse_windows
 
-from conftest import ACCOUNT, World, check_invariants
+from tests.campaign.simulation import ACCOUNT, World, check_invariants
 
 OUTCOMES = ["success", "success", "success", "fail:8", "fail:2", "unreachable", "silent", "wrong-version"]
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from fota_server.campaign import CampaignStatus, DeviceStatus, TimeWindow
 from fota_server.campaign.drivers import SimulatedDevice
 
-from conftest import ACCOUNT, World, check_invariants
+from tests.campaign.simulation import ACCOUNT, World, check_invariants
 
 
 def test_thirty_day_campaign_of_ten_thousand_devices() -> None:

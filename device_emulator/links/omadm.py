@@ -52,7 +52,8 @@ class OmadmLink:
         self._transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.triggers_refused = 0
-        self.trigger_seen = asyncio.Event()
+        self.triggers_seen = 0
+        self._trigger_changed = asyncio.Event()
 
     async def aclose(self) -> None:
         if self._transport is not None:
@@ -169,15 +170,21 @@ class OmadmLink:
         self.device.tree["./DevInfo/Ext/TriggerAddr"] = f"{shown}:{address[1]}"
         return address
 
-    async def settle(self, timeout_s: float = 30.0) -> None:
-        """Wait for a Package 0, then until the sessions Package 0s started have ended."""
-        await asyncio.wait_for(self.trigger_seen.wait(), timeout_s)
+    async def settle(self, triggers: int = 1, timeout_s: float = 30.0) -> None:
+        """Wait until ``triggers`` Package 0s have arrived in all, then until the sessions they started end."""
+        async def arrived() -> None:
+            while self.triggers_seen < triggers:
+                self._trigger_changed.clear()
+                await self._trigger_changed.wait()
+
+        await asyncio.wait_for(arrived(), timeout_s)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def on_trigger(self, data: bytes) -> None:
         notification = self.verify_trigger(data)
-        self.trigger_seen.set()
+        self.triggers_seen += 1
+        self._trigger_changed.set()
         if notification is None:
             self.triggers_refused += 1
             log.warning("%s: Package 0 refused (digest does not verify)", self.device.profile.dev_id)

@@ -65,9 +65,9 @@ async def _run(args: argparse.Namespace) -> int:
         _print("SessionsDone", sessions=link.sessions_run, firmwareVersion=device.firmware_version, result=code)
         if args.listen and args.wait_s > 0:
             try:
-                await link.settle(args.wait_s)
+                await link.settle(1_000_000, args.wait_s)
             except asyncio.TimeoutError:
-                pass
+                await link.settle(link.triggers_seen)  # let the sessions under way finish
             _print("TriggersDone", sessions=link.sessions_run, firmwareVersion=device.firmware_version,
                    results=link.results, refused=link.triggers_refused)
     except SessionFailed as exc:

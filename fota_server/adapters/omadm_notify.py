@@ -115,9 +115,9 @@ class TriggerDispatcher:
         notification = Notification(self.server_id, request.session_id, self.ui_mode)
         return build_notification(notification, server_password(secret), self.client_nonce_of(request.device_id))
 
-    async def dispatch(self) -> int:
-        """Send every pending trigger through the first notifier that takes it; returns how many went out."""
-        sent = 0
+    async def dispatch(self) -> list[str]:
+        """Send every pending trigger through the first notifier that takes it; returns the devices reached."""
+        sent: list[str] = []
         for request in self.driver.take_triggers():
             device = self.find_device(request.device_id)
             message = self.build(request)
@@ -130,6 +130,6 @@ class TriggerDispatcher:
                 except (NotifyError, OSError) as exc:
                     log.warning("Package 0 for %s via %s: %s", device.device_id, type(notifier).__name__, exc)
                     continue
-                sent += 1
+                sent.append(device.device_id)
                 break
         return sent

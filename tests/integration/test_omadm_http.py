@@ -54,7 +54,7 @@ def test_package0_fumo_success_over_udp_and_http(tmp_path: Path, encoding: Encod
                 await link.listen()
                 await link.session()  # announces the trigger address and hands the server its SRVCRED nonce
                 lab.omadm.driver.submit(start(lab), lab.clock.now())
-                assert await lab.omadm.dispatcher.dispatch() == 1
+                assert await lab.omadm.dispatcher.dispatch() == [IMEI]
                 await link.settle()
             finally:
                 await link.aclose()

@@ -1,0 +1,98 @@
+"""A v1 campaign to 30 emulated OMA-DM devices over real HTTP on loopback: the campaign engine drives the
+OMA-DM driver; Package 0 goes out over UDP; the devices run FUMO against /dm and download from /fw."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from device_emulator.omadm import Fault
+from fota_server.campaign import CampaignEngine, CampaignService, CampaignSpec
+from fota_server.campaign.drivers import DriverCommand
+from fota_server.campaign.model import DeviceStatus
+from fota_server.campaign.reasons import FUMO_REASONS, EngineReason
+from fota_server.store.campaigns_sqlite import SqliteCampaignStores
+
+from .test_omadm_fixtures import IMEI, Lab, app_of, make_lab, serving
+
+pytestmark = pytest.mark.integration
+
+DEVICES = 30
+# Permanent FUMO failures (not retried), so that every device ends within the test.
+FAULTS = {3: Fault.USER_CANCELLED, 8: Fault.PACKAGE_MISMATCH, 13: Fault.VALIDATION_FAILED,
+          21: Fault.NOT_ACCEPTABLE, 27: Fault.BAD_URL}
+
+
+class CampaignRig:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        db = lab.services.db
+        self.stores = SqliteCampaignStores(db)
+        self.engine = CampaignEngine(self.stores.campaigns, self.stores.rows, db.devices, db.accounts)
+        self.service = CampaignService(
+            campaigns=self.stores.campaigns, rows=self.stores.rows, callbacks=self.stores.callbacks,
+            devices=db.devices, licenses=db.licenses, packages=db.packages, accounts=db.accounts,
+            clock=lab.clock, engine=self.engine)
+
+    def submit(self, commands: list[DriverCommand]) -> None:
+        for command in commands:
+            self.lab.omadm.driver.submit(command, self.lab.clock.now())
+
+    def spec(self) -> CampaignSpec:
+        today = self.lab.clock.now().date()
+        return CampaignSpec(
+            api_version="v1", kind="firmware", protocol="OMA-DM", package_id=self.lab.package_id, make="Acme",
+            model="Tracker-1", firmware_from="1.0.0", firmware_to="2.0.0", start_date=today,
+            end_date=today + timedelta(days=2), device_ids=tuple(str(int(IMEI) + n) for n in range(DEVICES)),
+            name="omadm-v1", auto_assign_license=True)
+
+
+def test_v1_campaign_to_30_omadm_devices(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, devices=DEVICES)
+    rig = CampaignRig(lab)
+
+    async def scenario(url: str) -> str:
+        links = [lab.link(url, lab.device(n, FAULTS.get(n, Fault.NONE)), n) for n in range(DEVICES)]
+        expected = [0] * DEVICES
+        try:
+            for link in links:
+                await link.listen()
+            await asyncio.gather(*(link.session() for link in links))  # each device checks in once
+            campaign, results = rig.service.schedule_campaign("acme", rig.spec())
+            assert all(r.status == DeviceStatus.PENDING.value for r in results), results
+            for _ in range(40):
+                rig.submit(rig.service.take_commands() + rig.engine.tick(lab.clock.now()))
+                for device_id in await lab.omadm.dispatcher.dispatch():
+                    expected[int(device_id) - int(IMEI)] += 1
+                await asyncio.gather(*(link.settle(count) for link, count in zip(links, expected) if count))
+                for outcome in lab.omadm.driver.collect(lab.clock.now()):
+                    rig.submit(rig.engine.on_outcome(outcome, lab.clock.now()))
+                rows = rig.stores.rows.list_rows(campaign.campaign_id, limit=1000)
+                if all(r.final for r in rows):
+                    break
+                lab.clock.advance(timedelta(minutes=1))
+            return campaign.campaign_id
+        finally:
+            await asyncio.gather(*(link.aclose() for link in links))
+
+    async def run() -> str:
+        async with serving(app_of(lab)) as url:
+            return await scenario(url)
+
+    campaign_id = asyncio.run(run())
+    rows = {r.device_id: r for r in rig.stores.rows.list_rows(campaign_id, limit=1000)}
+    assert len(rows) == DEVICES
+    for n in range(DEVICES):
+        row = rows[str(int(IMEI) + n)]
+        if n in FAULTS:
+            assert row.status == DeviceStatus.FAILED, (n, row)
+            assert row.result_reason == FUMO_REASONS[FAULTS[n].value][0]
+        else:
+            assert (row.status, row.result_reason) == (DeviceStatus.SUCCESS, EngineReason.SUCCESS), (n, row)
+            stored = lab.services.db.devices.find_device(str(int(IMEI) + n))
+            assert stored is not None and stored.firmware_version == "2.0.0"
+    attempts = rig.stores.rows.attempts(campaign_id=campaign_id, limit=1000)
+    assert len(attempts) == DEVICES and all(a.ended_at is not None for a in attempts)

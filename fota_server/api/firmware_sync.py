@@ -80,7 +80,7 @@ def _version_entry(device_id: str, device: Device | None) -> dict[str, Any]:
     if not device.firmware_version:
         return {"deviceId": device_id, "firmwareVersion": "", "status": "FirmwareVersionUpdateFailed",
                 "reason": "The device has not reported a firmware version yet."}
-    entry = {"deviceId": device_id, "firmwareVersion": device.firmware_version,
+    entry: dict[str, Any] = {"deviceId": device_id, "firmwareVersion": device.firmware_version,
              "status": "FirmwareVersionUpdateSuccess", "reason": "Success"}
     if device.last_seen_at is not None:
         entry["firmwareVersionUpdateTime"] = rfc3339(device.last_seen_at)

@@ -4,7 +4,9 @@ Assign and remove answer per device. The outcome of each device is one of:
 ``assigned``/``removed`` (done), ``already`` (assign: the device already holds a license),
 ``not_licensed`` (remove: it holds none), ``unknown`` (no such device in this account; another
 account's device answers the same) and ``no_license`` (assign: the account has no free license).
-Each version spells these as its published examples do (§8).
+v1 answers ``status`` LicenseAssignSuccess/LicenseAssignFailed/LicenseRemoveSuccess/LicenseRemoveFailed
+with ``Reason`` (§8 examples); v2 answers Success/Failure with ``resultReason``; v3 answers V3DeviceStatus
+objects with the v1 status names, ``resultReason`` and, for a device that changed, ``updatedTime``.
 
 The cancellation list holds devices whose licenses go when the subscription shrinks. A POST without
 ``type`` replaces the list; ``type: "append"`` adds to it. Only devices of the account may be listed.
@@ -112,7 +114,7 @@ def _v3_change(assigning: bool) -> Callable[[Request], Any]:
         entries = []
         for device_id, outcome in outcomes:
             status, reason = V1_STATUS[_outcome_key(outcome, assigning)]
-            entry = {"deviceId": device_id, "status": status, "resultReason": reason}
+            entry: dict[str, Any] = {"deviceId": device_id, "status": status, "resultReason": reason}
             if outcome in ("assigned", "removed"):
                 entry["updatedTime"] = changed_at
             entries.append(entry)

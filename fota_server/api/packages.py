@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from pathlib import PurePosixPath
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -155,9 +156,10 @@ def _require(fields: dict[str, str], *names: str) -> None:
 
 
 def _assigned_name(fields: dict[str, str], upload: UploadFile) -> str:
+    """``<make>_<model>_<fileVersion>_<8 hex>`` plus the uploaded file's extension, if it has one."""
     parts = [_UNSAFE.sub("-", fields[k]).strip("-.") or "x" for k in ("make", "model", "fileVersion")]
-    suffix = "".join(c for c in (upload.filename or "").rpartition(".")[2][:10] if c.isalnum())
-    return "_".join([*parts, uuid.uuid4().hex[:8]]) + (f".{suffix}" if suffix and "." in (upload.filename or "") else "")
+    extension = "".join(c for c in PurePosixPath(upload.filename or "").suffix[1:11] if c.isalnum())
+    return "_".join([*parts, uuid.uuid4().hex[:8]]) + (f".{extension}" if extension else "")
 
 
 async def _store_file(services: Services, account: str, file_name: str, fields: dict[str, str],

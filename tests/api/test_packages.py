@@ -92,7 +92,7 @@ def test_config_files_upload_list_and_update(testbed: ApiSetup) -> None:
                    files={"fileupload": ("u.cfg", b"x")})
     assert error_of(same) == "FileVersionExists"
     # another account can neither see nor update these files
-    other_files = f"/api/fota/v2/files/0000999999-00001"
+    other_files = "/api/fota/v2/files/0000999999-00001"
     assert ok(testbed.other.get(other_files, params={"distributionType": "HTTP"})) == {"AvailableFilesResponse": []}
     foreign = testbed.other.put(other_files, data={"fileName": first["fileName"], "fileVersion": "9"},
                                 files={"fileupload": ("u.cfg", b"x")})

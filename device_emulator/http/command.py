@@ -59,9 +59,9 @@ async def _run(args: argparse.Namespace) -> int:
 
     def until(m: HttpDeviceMachine) -> bool:
         if args.until_version:
-            return m.update is None and m.phase is not Phase.BUSY and args.until_version in (
+            return m.settled and args.until_version in (
                 m.state.firmware_version, m.state.software_version, m.state.config_version) and bool(reached)
-        return m.checkins >= args.max_checkins and m.phase is not Phase.BUSY
+        return m.checkins >= args.max_checkins and m.phase is Phase.WAITING
 
     def on_event(event: Event) -> None:
         if isinstance(event, RebootedInto):

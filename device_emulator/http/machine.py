@@ -206,6 +206,11 @@ class HttpDeviceMachine:
         self._timer_step: tuple[str, object] | None = ("checkin", None)
 
     # ---- the machine's surface -------------------------------------------------------------------
+    @property
+    def settled(self) -> bool:
+        """Nothing under way: no update, nothing queued, only the timer of the next check-in running."""
+        return self.update is None and not self._steps and not self._outbox and self.phase is Phase.WAITING
+
     def to_send(self) -> list[Command]:
         out, self._outbox = self._outbox, []
         return out

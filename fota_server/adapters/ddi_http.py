@@ -122,7 +122,7 @@ async def poll(request: Request, services: Services, device: Device, driver: Htt
     driver.http_devices.record_checkin(device.device_id, device.account_name, now, device.firmware_version, "ddi-poll")
     view = driver.view(device.device_id, now)
     finished = driver.offers.last_finished(device.device_id)
-    deployment = (view.record.offer_id, _c(view)) if view and view.download_open and not view.cancelling else None
+    deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
     body = ddi.base_poll(_base(request), driver.sleep_s(view, now), deployment=deployment,
                          cancel_id=view.record.offer_id if view and view.cancelling else None,
                          installed_id=finished.offer_id if finished else None,

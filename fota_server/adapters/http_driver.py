@@ -74,6 +74,15 @@ class OfferView:
     install_open: bool
     cancelling: bool
 
+    @property
+    def needs_download(self) -> bool:
+        return self.record.state in (OfferState.OFFERED, OfferState.DOWNLOADING)
+
+    @property
+    def visible(self) -> bool:
+        """Shown to the device: inside the download window, or already downloaded (waiting to install)."""
+        return not self.cancelling and (self.download_open or not self.needs_download)
+
 
 def _schedule(after: Any, windows: Any) -> Schedule:
     start = datetime.combine(after, dtime(0), tzinfo=timezone.utc) if after is not None else None
@@ -175,7 +184,8 @@ class HttpDriver:
                          offer.state == OfferState.CANCELLING)
 
     def until_open_s(self, view: OfferView, now: datetime) -> float | None:
-        key = "download" if not view.download_open else "install" if not view.install_open else ""
+        key = "download" if view.needs_download and not view.download_open else (
+            "install" if not view.install_open else "")
         if not key:
             return None
         opens = Schedule.from_json(json.loads(view.record.schedules).get(key, {})).next_open(now)
@@ -185,7 +195,7 @@ class HttpDriver:
         s = self.settings
         if view is None:
             return next_checkin_s(s.checkin_interval_s, s.jitter, self._rng.random())
-        if view.download_open and view.record.state != OfferState.DOWNLOADED or view.install_open:
+        if view.visible and (view.needs_download or view.install_open):
             return next_checkin_s(min(s.busy_interval_s, s.checkin_interval_s), s.jitter, self._rng.random())
         return next_checkin_s(s.checkin_interval_s, s.jitter, self._rng.random(), self.until_open_s(view, now))
 
@@ -208,7 +218,7 @@ class HttpDriver:
                                    outcome=("cancelled", ""))
             self._wake()
             return CheckInAnswer(self.sleep_s(None, now), None, logging, view.record.offer_id)
-        offer = self.offer_of(view, base_url) if view.download_open else None
+        offer = self.offer_of(view, base_url) if view.visible else None
         return CheckInAnswer(self.sleep_s(view, now), offer, logging)
 
     def offer_of(self, view: OfferView, base_url: str) -> Offer:

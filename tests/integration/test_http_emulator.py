@@ -36,8 +36,7 @@ async def _drive(lab: Lab, token: str, machine: HttpDeviceMachine, verify: ssl.S
     events: list[Event] = []
     link = HttpLink(lab.url, "d1", token, verify=verify, speed=200)
     try:
-        await asyncio.wait_for(link.run(machine, lambda m: m.state.firmware_version == "1.1.0" and m.update is None
-                                        and m.checkins >= 2 and m.phase.value == "waiting", events.append), 60)
+        await asyncio.wait_for(link.run(machine, lambda m: m.state.firmware_version == "1.1.0" and m.settled, events.append), 60)
     finally:
         await link.aclose()
     return events

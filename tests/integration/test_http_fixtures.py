@@ -107,11 +107,14 @@ class Lab:
 
 
 def make_lab(tmp_path: Path, extra_routes: list[BaseRoute] | None = None, ssl: dict[str, Any] | None = None,
-             settings: HttpFotaSettings = HttpFotaSettings(), campaign_lookup: Any = None) -> Lab:
-    clock = FakeClock(START)
+             settings: HttpFotaSettings = HttpFotaSettings(), campaign_lookup_of: Any = None,
+             start: datetime = START) -> Lab:
+    """``campaign_lookup_of(services)`` gives the driver its campaign lookup (None: no windows on offers)."""
+    clock = FakeClock(start)
     services = build_services(Config(db_path=str(tmp_path / "fota.db"), coap_enabled=False), clock=clock)
     services.auth.create_account("acme")
-    driver = fota_http.build_http_driver(services, settings, campaign_lookup)
+    lookup = campaign_lookup_of(services) if campaign_lookup_of else None
+    driver = fota_http.build_http_driver(services, settings, lookup)
     services.extra["http_driver"] = driver
     server = ThreadServer(build_app(services, [*fota_http.routes, *(extra_routes or [])]), ssl).start()
     return Lab(services, clock, driver, server)

@@ -180,3 +180,29 @@ def test_curl_gets_a_token_and_a_session(server: Any) -> None:
          json.dumps({"username": creds["username"], "password": creds["password"]}),
          f"{proc.base_url}/api/m2m/v1/session/login"], capture_output=True, text=True, timeout=30, check=True)
     assert len(json.loads(login_out.stdout)["sessionToken"]) > 20
+
+
+def test_accepted_connections_get_tcp_nodelay() -> None:
+    """Small responses must not wait for a delayed ACK between header and body writes."""
+    import socket
+
+    from fota_server.app import listening_socket
+
+    async def accept_one() -> int:
+        server_sock = listening_socket("127.0.0.1", 0)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_client, sock=server_sock)
+        _, writer = await asyncio.open_connection("127.0.0.1", server_sock.getsockname()[1])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(accept_one()) != 0

@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..api.bodies import read_json_object, require_str
+from ..api.management import management
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
 from ..protocol.omadm.session import DeviceCredential, DmServerSession, ServerSessionConfig
@@ -33,7 +36,10 @@ from ..services import Services
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
 from .omadm_notify import Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
-__all__ = ["routes", "build_omadm", "omadm_of", "OmadmServer", "OmadmSettings", "PEER_ERRORS", "CREDENTIAL_KIND"]
+__all__ = [
+    "routes", "build_omadm", "omadm_of", "OmadmServer", "OmadmSettings", "PEER_ERRORS", "CREDENTIAL_KIND",
+    "provision_credentials",
+]
 
 log = logging.getLogger("fota_server.omadm")
 PEER_ERRORS: Counter[str] = Counter()
@@ -246,4 +252,23 @@ async def dm_endpoint(request: Request) -> Response:
     return Response(reply.body, reply.status, media_type=_reply_type(content_type, reply.encoding))
 
 
-routes = [Route("/dm", dm_endpoint, methods=["POST"])]
+@management
+async def provision_credentials(request: Request, services: Services, account: str) -> Response:
+    """``PUT .../omadm/v1/{account}/devices/{deviceId}/credentials`` with ``{"username", "secret"?}``.
+
+    Without a secret the server makes a 128-bit one; the secret is shown in this answer only.
+    """
+    body = await read_json_object(request, 4096)
+    username = require_str(body, "username", 128)
+    secret = body.get("secret") or secrets.token_urlsafe(16)
+    if not isinstance(secret, str):
+        secret = ""  # set_omadm_secret refuses it with InvalidRequest
+    device_id = request.path_params["deviceId"]
+    services.devices.set_omadm_secret(account, device_id, username, secret)
+    return JSONResponse({"deviceId": device_id, "username": username, "secret": secret})
+
+
+routes = [
+    Route("/dm", dm_endpoint, methods=["POST"]),
+    Route("/api/fota/omadm/v1/{account}/devices/{deviceId}/credentials", provision_credentials, methods=["PUT"]),
+]

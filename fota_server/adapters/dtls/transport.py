@@ -21,7 +21,7 @@ import math
 from collections import OrderedDict
 from typing import Any, Callable
 
-from aiocoap import error, interfaces
+from aiocoap import Message, error, interfaces
 from aiocoap.numbers import constants
 from aiocoap.transports.generic_udp import GenericMessageInterface
 from aiocoap.util import hostportjoin, hostportsplit
@@ -34,6 +34,7 @@ __all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionLi
 log = logging.getLogger("fota_server.dtls")
 
 COAPS_PORT = 5684
+_MIN_TIMER_STEP_S = 0.01     # a deadline that does not move cannot make the timer spin
 
 
 class DtlsSessionClosed(error.NetworkError):
@@ -169,6 +170,20 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
                 return self._remotes[session]
         return None
 
+    def _received_datagram(self, address: Any, datagram: bytes) -> None:
+        """Decode one plaintext record as a CoAP message and dispatch it; drop what does not decode."""
+        try:
+            message = Message.decode(datagram, remote=address)
+        except (error.UnparsableMessage, ValueError):   # aiocoap also raises UnicodeDecodeError
+            log.warning("dropping an unparsable CoAP message from %r", address)
+            return
+        if self._mman is None:
+            return
+        try:
+            self._mman.dispatch_message(message)
+        except Exception:
+            log.exception("dropping a CoAP message from %r after an internal error", address)
+
     # --- lookups for the LwM2M layer
 
     def remote_for_identity(self, identity: str) -> DtlsRemote | None:
@@ -284,7 +299,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     # --- deadlines
 
     def _watch(self, session: DtlsSession) -> None:
-        deadline = session.next_deadline()
+        deadline = max(session.next_deadline(), self._loop.time() + _MIN_TIMER_STEP_S)
         if deadline >= self._scheduled.get(session, math.inf):
             return
         self._scheduled[session] = deadline
@@ -301,11 +316,13 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, math.inf
         now = self._loop.time()
+        due: list[DtlsSession] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, session = heapq.heappop(self._deadlines)
-            if self._scheduled.get(session) != deadline:
-                continue
-            del self._scheduled[session]
+            if self._scheduled.get(session) == deadline:
+                del self._scheduled[session]
+                due.append(session)
+        for session in due:
             session.on_timer(now)
             self._settle(session)
         if self._deadlines:

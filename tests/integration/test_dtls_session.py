@@ -1,0 +1,205 @@
+"""CoAPS sessions end to end on loopback: a device peer in the test process keeps its DTLS session,
+registers, and answers server-initiated requests; re-binding, eviction, loss and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any, Awaitable, Callable
+
+import aiocoap
+import pytest
+from aiocoap import error
+from aiocoap.numbers.codes import Code
+
+from fota_server.adapters.dtls import DtlsRemote, DtlsSettings
+from fota_server.adapters.dtls.client import DtlsPskClient
+from tests.integration.test_dtls_fixtures import DEVICES, HOST, CoapsLab, DtlsPeer, coaps_lab
+
+pytestmark = pytest.mark.integration
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 60), debug=True)
+
+
+def peer_for(lab: CoapsLab, device_id: str = "dev-1", **options: Any) -> DtlsPeer:
+    identity, key = DEVICES[device_id]
+    peer = DtlsPeer(identity, key.encode(), lab.port, **options)
+    lab.peers.append(peer)
+    return peer
+
+
+async def registered_peer(lab: CoapsLab, device_id: str = "dev-1", **options: Any) -> DtlsPeer:
+    peer = await peer_for(lab, device_id, **options).open()
+    await peer.handshake()
+    assert peer.client.established
+    response = await peer.request(Code.POST, ("rd",), (f"ep={device_id}", "lt=300"), b"</3/0>,</5/0>")
+    assert response.code == Code.CREATED
+    return peer
+
+
+async def device_info(request: aiocoap.Message) -> aiocoap.Message:
+    return aiocoap.Message(code=Code.CONTENT, payload=b"model=" + "/".join(request.opt.uri_path).encode())
+
+
+async def server_read(lab: CoapsLab, remote: DtlsRemote, path: tuple[str, ...]) -> aiocoap.Message:
+    request = aiocoap.Message(code=Code.GET, uri_path=path)
+    request.remote = remote
+    return await lab.ctx.request(request).response
+
+
+def test_register_then_server_initiated_read_over_the_same_session() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            remote = lab.rd.registered["dev-1"]
+            assert remote.psk_identity == "dev-1-id" and remote.authenticated_claims == ("dev-1-id",)
+            assert remote.address[1] == peer.local_port and remote.uri_base.startswith("coaps://")
+            assert lab.interface.remote_for_identity("dev-1-id") is remote
+            read = asyncio.create_task(server_read(lab, remote, ("3", "0")))
+            asked = await peer.answer_next(device_info)
+            response = await read
+            assert asked.code == Code.GET and asked.opt.uri_path == ("3", "0")
+            assert (response.code, response.payload) == (Code.CONTENT, b"model=3/0")
+            assert response.remote is remote
+            peer.close()
+    run(scenario)
+
+
+def test_register_as_another_endpoint_is_forbidden() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await peer_for(lab, "dev-1").open()
+            await peer.handshake()
+            response = await peer.request(Code.POST, ("rd",), ("ep=dev-2",))
+            assert response.code == Code.FORBIDDEN and lab.rd.registered == {}
+            peer.close()
+    run(scenario)
+
+
+def test_new_handshake_from_a_new_address_moves_the_session() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            old_peer = await registered_peer(lab)
+            old_remote = lab.rd.registered["dev-1"]
+            pending = asyncio.create_task(server_read(lab, old_remote, ("5", "0", "3")))   # never answered
+            new_peer = await registered_peer(lab)                                          # NAT re-binding
+            await lab.until(lambda: old_remote in lab.closed)
+            with pytest.raises(error.NetworkError):
+                await asyncio.wait_for(pending, 5)                # fails fast, no 93 s CoAP timeout
+            new_remote = lab.interface.remote_for_identity("dev-1-id")
+            assert new_remote is lab.rd.registered["dev-1"] and new_remote is not old_remote
+            assert not old_remote.is_open and new_remote.is_open
+            assert new_remote.address[1] == new_peer.local_port != old_peer.local_port
+            read = asyncio.create_task(server_read(lab, new_remote, ("3", "0", "3")))
+            await new_peer.answer_next(device_info)
+            assert (await read).payload == b"model=3/0/3"
+            assert lab.interface.session_count == 1
+            old_peer.close(notify=False)
+            new_peer.close()
+    run(scenario)
+
+
+def test_new_handshake_from_the_same_address_replaces_the_session() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            first = lab.rd.registered["dev-1"]
+            identity, key = DEVICES["dev-1"]
+            peer.client = DtlsPskClient(identity, key.encode())      # device rebooted, same source port
+            await peer.handshake()
+            assert peer.client.established
+            await lab.until(lambda: first in lab.closed)
+            response = await peer.request(Code.POST, ("rd",), ("ep=dev-1",))
+            assert response.code == Code.CREATED and lab.rd.registered["dev-1"] is not first
+            assert lab.interface.session_count == 1
+            peer.close()
+    run(scenario)
+
+
+def test_idle_session_is_evicted_with_close_notify() -> None:
+    async def scenario() -> None:
+        async with coaps_lab(DtlsSettings(idle_timeout_s=0.5)) as lab:
+            peer = await registered_peer(lab)
+            remote = lab.rd.registered["dev-1"]
+            await lab.until(lambda: remote in lab.closed)
+            assert lab.interface.session_count == 0 and lab.interface.remote_for_identity("dev-1-id") is None
+            await peer.until_closed()
+            assert peer.client.closed                               # the close_notify reached the device
+            peer.close(notify=False)
+    run(scenario)
+
+
+def test_close_notify_from_the_device_ends_the_session() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            remote = lab.rd.registered["dev-1"]
+            peer.close()
+            await lab.until(lambda: remote in lab.closed)
+            assert lab.interface.session_count == 0
+    run(scenario)
+
+
+def test_server_retransmits_a_lost_handshake_flight() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            # datagram 0 is the HelloVerifyRequest, 1 the server's first flight: lose it, and never
+            # retransmit on the device side, so only the server's retransmission can finish the handshake
+            peer = await peer_for(lab, drop_incoming=lambda index, data: index == 1, retransmits=False).open()
+            await peer.handshake(timeout_s=10.0)
+            assert peer.client.established and peer.dropped == 1
+            await lab.until(lambda: len(lab.established) == 1)
+            assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+            peer.close()
+    run(scenario)
+
+
+def test_session_limit_evicts_the_least_recently_active() -> None:
+    async def scenario() -> None:
+        async with coaps_lab(DtlsSettings(max_sessions=2)) as lab:
+            first = await registered_peer(lab, "dev-1")
+            await registered_peer(lab, "dev-2")
+            second_remote = lab.rd.registered["dev-2"]
+            assert (await first.request(Code.GET, ("who",))).code == Code.CONTENT   # dev-1 active again
+            third = await peer_for(lab, "dev-3").open()
+            await third.handshake()
+            await lab.until(lambda: second_remote in lab.closed)
+            assert lab.interface.session_count == 2
+            assert {r.psk_identity for r in lab.closed} == {"dev-2-id"}
+            assert (await first.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+    run(scenario)
+
+
+def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                target = (HOST, lab.port)
+                raw.sendto(os.urandom(64), target)
+                raw.sendto(b"\x16\xfe\xfd\x00\x00" + os.urandom(8), target)              # truncated hello
+                raw.sendto(b"\x16\xfe\xfd" + bytes(8) + b"\x00\x30\x01" + os.urandom(47), target)
+                raw.sendto(b"\x17\xfe\xfd\x00\x01" + os.urandom(300), target)            # data, no session
+                raw.sendto(b"\x16\xfe\xfd" + bytes(10) + os.urandom(5000), target)       # oversized
+                peer = await peer_for(lab).open()
+                await peer.handshake()
+                assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+                for plaintext in (b"\x40", b"\x40\x01\x12\x34\xb1\xff", b"\xff" * 40):   # bad CoAP inside
+                    peer.client.send(plaintext)
+                assert (await peer.request(Code.POST, ("who",), payload=b"hi")).payload == b"echo:hi"
+                assert lab.interface.session_count == 1
+                peer.close()
+    run(scenario)
+
+
+def test_shutdown_sends_close_notify_to_devices() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            assert lab.interface.session_count == 1
+        await peer.until_closed()
+        assert peer.client.closed
+        peer.close(notify=False)
+    run(scenario)

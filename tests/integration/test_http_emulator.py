@@ -121,3 +121,29 @@ def test_the_one_device_command(tmp_path: Path) -> None:
     finally:
         lab.server.stop()
         lab.services.db.close()
+
+
+@pytest.mark.parametrize("kind", ["software", "config"])
+def test_software_and_configuration_packages_reach_http_devices_like_firmware(tmp_path: Path, kind: str) -> None:
+    lab = make_lab(tmp_path, settings=FAST)
+    try:
+        token = lab.add_device("d1")
+        package, _ = lab.add_image(version_from="", version_to="2.0.0", kind=kind)
+        lab.offer("d1", package)
+        machine = HttpDeviceMachine(HttpDeviceState("1.0.0", software_version="1.0.0", config_version="c1"),
+                                    lab.services.firmware.public_key_pem().encode(), interval_s=60, install_s=2,
+                                    reboot_s=2, seed=5)
+
+        async def drive() -> None:
+            link = HttpLink(lab.url, "d1", token, speed=200)
+            try:
+                await asyncio.wait_for(link.run(machine, lambda m: m.state.version_of(kind) == "2.0.0" and m.settled), 60)
+            finally:
+                await link.aclose()
+
+        asyncio.run(drive())
+        assert machine.state.firmware_version == "1.0.0"
+        assert UpdateSucceeded("a-d1", "2.0.0") in lab.driver.collect(lab.clock.now())
+    finally:
+        lab.server.stop()
+        lab.services.db.close()

@@ -1,4 +1,4 @@
-"""The HTTP pull FOTA client of an emulated device, sans-IO (docs/http-fota.md).
+"""The HTTP pull FOTA client of an emulated device, sans-IO (protocol/http_fota/README.md).
 
 It checks in on the interval the server gives (its own jittered interval when the server cannot be
 reached), downloads an offered package with resume after a cut connection, verifies size, SHA-256 and

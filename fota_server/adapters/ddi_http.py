@@ -4,7 +4,7 @@ The DDI action is our HTTP offer (its id is the offer id); the software module i
 authenticate with ``Authorization: TargetToken <device token>`` (the HTTP FOTA token) or
 ``GatewayToken <account gateway token>``; a gateway token registers an unknown controller on first poll.
 The tenant is the account name; ``DEFAULT`` is accepted for target tokens. Compatibility rules:
-docs/hawkbit-ddi.md.
+protocol/http_fota/README.md.
 """
 
 from __future__ import annotations

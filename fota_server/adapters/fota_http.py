@@ -1,5 +1,5 @@
 """HTTP(S) pull FOTA endpoint (Starlette): image download with Range/ETag, device check-in, status reports,
-device logs, and per-device token provisioning. Wire contract: docs/http-fota.md.
+device logs, and per-device token provisioning. Wire contract: protocol/http_fota/README.md.
 
     GET|HEAD /fw/{package_id}                            image, resumable (206, 416, If-Range, If-None-Match)
     GET|HEAD /fw/sha256/{sha256}                          the same image by its hash

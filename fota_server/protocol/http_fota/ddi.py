@@ -1,5 +1,5 @@
 """hawkBit Direct Device Integration (DDI) v1 JSON shapes (hawkBit DDI API; compatibility notes in
-docs/hawkbit-ddi.md). Pure functions from our update model to hawkBit's bodies and back.
+protocol/http_fota/README.md). Pure functions from our update model to hawkBit's bodies and back.
 
 Rules the clients depend on: ``sleep`` is ``HH:MM:SS`` below 24 h; every deploymentBase link carries
 ``?c=<int>``; ids are emitted as strings; each artifact has sha1, md5 and sha256 plus ``download`` and

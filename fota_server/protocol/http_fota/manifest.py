@@ -1,7 +1,7 @@
 """The check-in protocol of HTTP pull devices: check-in, the answer with the offered update, status reports
 and device logs. JSON over HTTP; every body and field has a size limit.
 
-Wire contract (documented in docs/http-fota.md)::
+Wire contract (documented in protocol/http_fota/README.md)::
 
     POST /http/v1/devices/{deviceId}/checkin   CheckIn      -> CheckInAnswer
     POST /http/v1/devices/{deviceId}/status    StatusReport -> {"accepted": true}
@@ -226,7 +226,7 @@ _REASONS: dict[int, str] = {
 
 
 def result_reason(state: "ReportState", code: int) -> str:
-    """The documented result reason of a final report (docs/http-fota.md, "Result codes")."""
+    """The documented result reason of a final report (protocol/http_fota/README.md, "Result codes")."""
     if state is ReportState.SUCCESS:
         return "Success"
     return _REASONS.get(code, f"HttpFailureCode{code}") if code else "HttpFailureUnspecified"

@@ -101,7 +101,7 @@ class DmClientSession:
         if not commands and not self._out and not self._resend_needed:
             self.state = ClientState.ENDED
             return
-        self._pending = self._compose(replies, ask_more=not message.final and not commands_have_1222(commands))
+        self._pending = self._compose(replies, ask_more=not message.final and not _has_1222(commands))
 
     @property
     def finished(self) -> bool:
@@ -237,7 +237,7 @@ class DmClientSession:
         self.state, self.failure = ClientState.FAILED, why
 
 
-def commands_have_1222(commands: list[Command]) -> bool:
+def _has_1222(commands: list[Command]) -> bool:
     return any(c.name == "Alert" and c.data == "1222" for c in commands)
 
 

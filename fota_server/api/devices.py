@@ -10,17 +10,22 @@
 
 A device is ``fotaEligible`` while its line is active. ``appFotaEligible`` (v2) is true for active HTTP
 devices, which take software packages. ``softwareList`` holds the firmware and software versions the
-device last reported, named after the package that produces that version when one is known.
+device last reported, each named after the campaign package that brought it (with that upgrade's time) or
+else a package that produces that version. ``upgradeTime`` is when a campaign last upgraded the device
+(v1: ``01/01/1900 0:0:0`` when never).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..campaign.model import DeviceStatus
 from ..records import Device
 from ..services import Services
 from .bodies import read_json_object
@@ -36,63 +41,94 @@ __all__ = ["routes", "NEVER_UPGRADED"]
 NEVER_UPGRADED = "01/01/1900 0:0:0"  # v1 upgradeTime of a device never upgraded (api §5 DeviceListQueryItem)
 
 
-class _VersionNames:
-    """Package names by (kind, make, model, version produced), looked up once per request."""
+@dataclass(frozen=True)
+class _Upgrade:
+    package_name: str
+    kind: str
+    version: str
+    done_at: datetime
+
+
+class _DeviceHistory:
+    """Per request: the upgrades campaigns completed on each device (newest first), and package names by
+    the version they produce, each looked up once."""
 
     def __init__(self, services: Services, account: str) -> None:
         self._services, self._account = services, account
-        self._cache: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._names: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._upgrades: dict[str, list[_Upgrade]] = {}
 
-    def name(self, kind: str, device: Device, version: str) -> str:
+    def upgrades(self, device_id: str) -> list[_Upgrade]:
+        if device_id not in self._upgrades:
+            history = self._services.campaigns.device_history(self._account, device_id)
+            done = [_Upgrade(c.spec.package_name, c.spec.kind, c.spec.firmware_to, row.updated_at)
+                    for c, row in history if row.status == DeviceStatus.SUCCESS]
+            self._upgrades[device_id] = sorted(done, key=lambda u: u.done_at, reverse=True)
+        return self._upgrades[device_id]
+
+    def last_upgrade_at(self, device: Device) -> datetime | None:
+        done = self.upgrades(device.device_id)
+        return done[0].done_at if done else None
+
+    def _package_name(self, kind: str, device: Device, version: str) -> str:
         key = (kind, device.make, device.model)
-        if key not in self._cache:
+        if key not in self._names:
             packages = self._services.db.packages.list_packages(self._account, kind, make=device.make,
                                                                  model=device.model)
-            self._cache[key] = {p.version_to: p.name for p in packages}
-        return self._cache[key].get(version, kind)
+            self._names[key] = {p.version_to: p.name for p in packages}
+        return self._names[key].get(version, kind)
 
     def software_list(self, device: Device) -> list[dict[str, str]]:
-        versions = (("firmware", device.firmware_version), ("software", device.software_version))
-        return [{"name": self.name(kind, device, version), "version": version, "upgradeTime": ""}
-                for kind, version in versions if version]
+        entries = []
+        for kind, version in (("firmware", device.firmware_version), ("software", device.software_version)):
+            if not version:
+                continue
+            done = next((u for u in self.upgrades(device.device_id) if (u.kind, u.version) == (kind, version)), None)
+            if done is None:
+                entries.append({"name": self._package_name(kind, device, version), "version": version,
+                                "upgradeTime": ""})
+            else:
+                entries.append({"name": done.package_name or self._package_name(kind, device, version),
+                                "version": version, "upgradeTime": go_time(done.done_at) or ""})
+        return entries
 
 
 def _line_status(device: Device) -> str:
     return device.line_status.capitalize()
 
 
-def _v1_item(device: Device, licensed: bool) -> dict[str, Any]:
+def _v1_item(device: Device, licensed: bool, history: _DeviceHistory) -> dict[str, Any]:
     return {
         "deviceId": device.device_id, "mdn": device.mdn, "model": device.model, "make": device.make,
         "firmware": device.firmware_version, "fotaEligible": device.line_status == "active",
-        "licenseAssigned": licensed, "upgradeTime": NEVER_UPGRADED,
+        "licenseAssigned": licensed, "upgradeTime": rfc3339(history.last_upgrade_at(device)) or NEVER_UPGRADED,
         "clientType": CLIENT_TYPE.get(device.protocol, device.protocol), "status": device.line_status,
     }
 
 
-def _times(device: Device) -> dict[str, str]:
-    stamps = {"createTime": go_time(device.created_at), "updateTime": go_time(device.last_seen_at),
-              "refreshTime": go_time(device.last_seen_at)}
+def _times(device: Device, history: _DeviceHistory) -> dict[str, str]:
+    stamps = {"createTime": go_time(device.created_at), "upgradeTime": go_time(history.last_upgrade_at(device)),
+              "updateTime": go_time(device.last_seen_at), "refreshTime": go_time(device.last_seen_at)}
     return {key: value for key, value in stamps.items() if value is not None}
 
 
-def _v2_item(device: Device, licensed: bool, names: _VersionNames) -> dict[str, Any]:
+def _v2_item(device: Device, licensed: bool, history: _DeviceHistory) -> dict[str, Any]:
     active = device.line_status == "active"
     return {
         "deviceId": device.device_id, "mdn": device.mdn, "model": device.model, "make": device.make,
         "fotaEligible": active, "appFotaEligible": active and device.protocol == "HTTP",
         "licenseAssigned": licensed, "distributionType": DISTRIBUTION_TYPE.get(device.protocol, device.protocol),
-        "softwareList": names.software_list(device), **_times(device),
+        "softwareList": history.software_list(device), **_times(device, history),
     }
 
 
-def _v3_item(device: Device, licensed: bool, names: _VersionNames) -> dict[str, Any]:
+def _v3_item(device: Device, licensed: bool, history: _DeviceHistory) -> dict[str, Any]:
     return {
         "deviceId": device.device_id, "mdn": device.mdn, "model": device.model, "make": device.make,
         "firmware": device.firmware_version, "fotaEligible": device.line_status == "active",
         "status": _line_status(device), "licenseAssigned": licensed,
-        "protocol": DEVICE_PROTOCOL.get(device.protocol, "NONE"), "softwareList": names.software_list(device),
-        **_times(device),
+        "protocol": DEVICE_PROTOCOL.get(device.protocol, "NONE"), "softwareList": history.software_list(device),
+        **_times(device, history),
     }
 
 
@@ -105,11 +141,11 @@ async def list_v1(request: Request, services: Services, account: str) -> Respons
              if (imei := numeric_imei(d)) is not None and imei > cursor]
     keyed.sort(key=lambda pair: pair[0])
     page = page_after(keyed)
-    licensed = services.db.licenses.has_license
+    history, licensed = _DeviceHistory(services, account), services.db.licenses.has_license
     return JSONResponse({
         "accountName": account, "hasMoreData": page.has_more,
         "lastSeenDeviceId": page.items[-1][0] if page.has_more else 0,
-        "deviceList": [_v1_item(d, licensed(d.device_id)) for _, d in page.items],
+        "deviceList": [_v1_item(d, licensed(d.device_id), history) for _, d in page.items],
     })
 
 
@@ -128,21 +164,21 @@ def _listing(request: Request, services: Services, account: str, filter_name: st
 @management
 async def list_v2(request: Request, services: Services, account: str) -> Response:
     body, devices = _listing(request, services, account, "distributionType")
-    names, licensed = _VersionNames(services, account), services.db.licenses.has_license
-    return JSONResponse({**body, "deviceList": [_v2_item(d, licensed(d.device_id), names) for d in devices]})
+    history, licensed = _DeviceHistory(services, account), services.db.licenses.has_license
+    return JSONResponse({**body, "deviceList": [_v2_item(d, licensed(d.device_id), history) for d in devices]})
 
 
 @management
 async def list_v3(request: Request, services: Services, account: str) -> Response:
     body, devices = _listing(request, services, account, "protocol")
-    names, licensed = _VersionNames(services, account), services.db.licenses.has_license
-    return JSONResponse({**body, "deviceList": [_v3_item(d, licensed(d.device_id), names) for d in devices]})
+    history, licensed = _DeviceHistory(services, account), services.db.licenses.has_license
+    return JSONResponse({**body, "deviceList": [_v3_item(d, licensed(d.device_id), history) for d in devices]})
 
 
 @management
 async def lookup_v3(request: Request, services: Services, account: str) -> Response:
     ids = device_list(await read_json_object(request, services.config.max_body_bytes))
-    names, licensed = _VersionNames(services, account), services.db.licenses.has_license
+    history, licensed = _DeviceHistory(services, account), services.db.licenses.has_license
     entries: list[dict[str, Any]] = []
     for device_id in ids:
         device = services.db.devices.get_device(account, device_id)
@@ -150,7 +186,7 @@ async def lookup_v3(request: Request, services: Services, account: str) -> Respo
             entries.append({"deviceId": device_id, "requestStatus": "Failure",
                             "resultReason": "Device does not exist."})
             continue
-        entry = {**_v3_item(device, licensed(device_id), names), "requestStatus": "Success", "resultReason": "Success"}
+        entry = {**_v3_item(device, licensed(device_id), history), "requestStatus": "Success", "resultReason": "Success"}
         if device.last_seen_at is not None:
             entry["lastConnectionTime"] = rfc3339(device.last_seen_at)
         entries.append(entry)

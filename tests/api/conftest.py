@@ -13,7 +13,9 @@ import pytest
 
 from fota_server.app import build_services
 from fota_server.config import load_config
+from fota_server.campaign.model import Campaign, CampaignDevice, CampaignSpec, CampaignStatus, DeviceStatus
 from fota_server.records import Device
+from fota_server.store.campaigns_sqlite import SqliteCampaignStores
 from fota_server.store.sqlite import SqliteDatabase
 from firmware_samples import SAMPLES_DIR, load_manifest
 from tests.serverproc import ServerProcess, create_account
@@ -56,6 +58,22 @@ def seed_devices(db: Path, devices: list[Device]) -> None:
     try:
         for device in devices:
             assert store.devices.add_device(device), device.device_id
+    finally:
+        store.close()
+
+
+def seed_successful_upgrade(db: Path, device_id: str, package_name: str, version_from: str, version_to: str,
+                            done_at: datetime) -> None:
+    """A finished campaign in which ``device_id`` upgraded to ``version_to`` at ``done_at``."""
+    spec = CampaignSpec("v3", "firmware", "LWM2M", "", "Acme", "Sensor-1", version_from, version_to,
+                        done_at.date(), done_at.date(), (device_id,), package_name=package_name)
+    campaign = Campaign(f"done-{device_id}", ACC, spec, CampaignStatus.ENDED, False, done_at, done_at, done_at,
+                        done_at, None)
+    row = CampaignDevice(campaign.campaign_id, device_id, ACC, DeviceStatus.SUCCESS, "Upgrade completed successfully",
+                         "", done_at)
+    store = SqliteDatabase(str(db))
+    try:
+        assert SqliteCampaignStores(store).campaigns.create_campaign(campaign, [row], [])
     finally:
         store.close()
 
@@ -136,12 +154,16 @@ def ok(response: httpx.Response) -> Any:
 
 @pytest.fixture
 def make_testbed(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> Iterator[Callable[..., ApiSetup]]:
-    def make(licenses: int = 100, extra_devices: list[Device] | None = None) -> ApiSetup:
+    def make(licenses: int = 100, extra_devices: list[Device] | None = None,
+             seed: Callable[[Path], None] | None = None) -> ApiSetup:
+        """Accounts, devices and packages; then ``seed(db)`` for more rows; then the server."""
         db = tmp_path / "fota.db"
         acc_creds = create_account(db, ACC, licenses=licenses)
         other_creds = create_account(db, OTHER, licenses=10)
         seed_devices(db, standard_devices() + (extra_devices or []))
         seed_packages(db)
+        if seed is not None:
+            seed(db)
         server = server_factory(db, "--no-coap")
         return ApiSetup(server, Client(server.base_url, ACC, acc_creds).login(),
                        Client(server.base_url, OTHER, other_creds).login(), db)

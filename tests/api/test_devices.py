@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import pytest
 
 from tests.api.conftest import (
     ACC, HTTP_DEV, LWM2M_DEV, NAMED_DEV, NO_SUCH_DEV, OMADM_DEV, OTHER_DEV, UNKNOWN_ACC, ApiSetup, error_of,
-    many_devices, ok,
+    many_devices, ok, seed_successful_upgrade,
 )
 
 pytestmark = pytest.mark.integration
@@ -113,3 +114,18 @@ def test_device_paths_of_another_account_answer_as_unknown(testbed: ApiSetup) ->
         assert error_of(acc.get(path.format(a="0000999999-00001"))) == error_of(
             acc.get(path.format(a=UNKNOWN_ACC))) == "AccountNotFound"
     assert _ids(ok(testbed.other.get("/api/fota/v3/devices/0000999999-00001"))) == [OTHER_DEV]
+
+
+def test_listings_show_the_upgrades_campaigns_completed(make_testbed: Callable[..., ApiSetup]) -> None:
+    done_at = datetime(2026, 2, 14, 8, 0, 0, 125000, tzinfo=timezone.utc)
+    acc = make_testbed(seed=lambda db: seed_successful_upgrade(
+        db, LWM2M_DEV, "Night-Rollout-Sensor", "1.0.0", "1.1.0", done_at)).acc
+    v1 = {d["deviceId"]: d for d in ok(acc.get(f"{V1}/0"))["deviceList"]}
+    assert v1[LWM2M_DEV]["upgradeTime"] == "2026-02-14T08:00:00.125Z"
+    assert v1[OMADM_DEV]["upgradeTime"] == "01/01/1900 0:0:0"
+    v3 = {d["deviceId"]: d for d in ok(acc.get(V3))["deviceList"]}
+    assert v3[LWM2M_DEV]["upgradeTime"] == "2026-02-14 08:00:00.125 +0000 UTC" and "upgradeTime" not in v3[OMADM_DEV]
+    assert v3[LWM2M_DEV]["softwareList"] == [
+        {"name": "Night-Rollout-Sensor", "version": "1.1.0", "upgradeTime": "2026-02-14 08:00:00.125 +0000 UTC"}]
+    v2 = {d["deviceId"]: d for d in ok(acc.get(V2))["deviceList"]}
+    assert v2[LWM2M_DEV]["upgradeTime"] == v3[LWM2M_DEV]["upgradeTime"]

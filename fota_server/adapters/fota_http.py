@@ -62,9 +62,9 @@ def build_http_driver(services: Services, settings: HttpFotaSettings = HttpFotaS
 def http_driver_of(services: Services) -> HttpDriver:
     """The driver ``app.py`` put in ``services.extra["http_driver"]`` (built with defaults if it did not)."""
     driver = services.extra.get("http_driver")
-    if driver is None:
+    if not isinstance(driver, HttpDriver):
         driver = services.extra["http_driver"] = build_http_driver(services)
-    return driver  # type: ignore[no-any-return]
+    return driver
 
 
 def _hash(token: str) -> str:

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pytest
 import uvicorn
@@ -69,7 +69,7 @@ class ThreadServer:
         self._sock.close()
 
 
-def build_app(services: Services, routes: list[BaseRoute]) -> Starlette:
+def build_app(services: Services, routes: Sequence[BaseRoute]) -> Starlette:
     app = Starlette(routes=[*health.routes, *auth_routes.routes, *management.routes, *routes],
                     exception_handlers=install_error_handlers())  # type: ignore[arg-type]
     app.state.services = services
@@ -106,7 +106,7 @@ class Lab:
                                         package.package_id, package.version_to, install), self.clock.now())
 
 
-def make_lab(tmp_path: Path, extra_routes: list[BaseRoute] | None = None, ssl: dict[str, Any] | None = None,
+def make_lab(tmp_path: Path, extra_routes: Sequence[BaseRoute] | None = None, ssl: dict[str, Any] | None = None,
              settings: HttpFotaSettings = HttpFotaSettings(), campaign_lookup_of: Any = None,
              start: datetime = START) -> Lab:
     """``campaign_lookup_of(services)`` gives the driver its campaign lookup (None: no windows on offers)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 __all__ = ["TimeWindow", "Schedule", "next_checkin_s"]
 
@@ -57,11 +58,11 @@ class Schedule:
                 "windows": [[w.start_hour, w.end_hour] for w in self.windows]}
 
     @classmethod
-    def from_json(cls, value: dict[str, object]) -> "Schedule":
+    def from_json(cls, value: dict[str, Any]) -> "Schedule":
         after = value.get("after")
-        windows = value.get("windows") or []
+        windows: list[list[int]] = value.get("windows") or []
         return cls(datetime.fromisoformat(after) if isinstance(after, str) else None,
-                   tuple(TimeWindow(int(a), int(b)) for a, b in windows))  # type: ignore[union-attr]
+                   tuple(TimeWindow(int(a), int(b)) for a, b in windows))
 
 
 def next_checkin_s(interval_s: int, jitter: float, unit_random: float, until_open_s: float | None = None,

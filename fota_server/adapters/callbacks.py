@@ -5,7 +5,9 @@
 - Per device (``ordering_key``) in order: the store only offers the oldest undelivered event of a key.
 - Isolation: one delivery task per listener URL, each request with its own timeout; a slow or dead
   listener holds only its own task, never the engine or other listeners.
-- Retries with backoff (10 s, 30 s, 2 min, 10 min, 30 min, then hourly) until the event expires.
+- Retries with backoff (10 s, 30 s, 2 min, 10 min, 30 min, then hourly) until the event expires; a failed
+  delivery defers the whole listener (all its events) to the retry time, so a dead listener costs one
+  request per backoff step, not one per event.
 - HTTPS listeners are verified against the system trust store (or the ``verify`` given, e.g. a test CA).
 
 The dispatcher never sleeps: the runner calls ``poll(now)`` and sleeps until ``next_due(now)``.
@@ -95,6 +97,7 @@ class CallbackDispatcher:
             self.failed += 1
             retry_at = self._clock.now() + backoff_after(event.attempts + 1)
             self._store.mark_failed(event.event_id, retry_at)
+            self._store.defer_listener(event.url, retry_at)
             log.warning("callback to %s failed (%s); retry at %s", event.url, problem, retry_at.isoformat())
         return ok
 

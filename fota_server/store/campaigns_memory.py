@@ -29,15 +29,17 @@ class MemoryCallbackStore:
         self.listeners: dict[tuple[str, str, str], CallbackListener] = {}
         self.events: dict[int, CallbackEvent] = {}
         self._ids = itertools.count(1)
+        self._url_due: dict[str, datetime] = {}   # the latest retry time given to each listener
         self.ttl_s = 3 * 86400
 
     def fan_out(self, notices: Sequence[Notice], now: datetime) -> None:
         for notice in notices:
             for listener in self.get_listeners(notice.account_name):
                 event_id = next(self._ids)
+                due = max(now, self._url_due.get(listener.url, now))
                 self.events[event_id] = CallbackEvent(
                     event_id, notice.account_name, listener.url, notice.ordering_key, notice.payload, now,
-                    now + timedelta(seconds=self.ttl_s), 0, now)
+                    now + timedelta(seconds=self.ttl_s), 0, due)
 
     def set_listener(self, listener: CallbackListener) -> bool:
         self.listeners[(listener.account_name, listener.api_version, listener.name)] = listener
@@ -78,7 +80,16 @@ class MemoryCallbackStore:
             return False
         self.events[event_id] = dataclasses.replace(event, attempts=event.attempts + 1,
                                                     next_attempt_at=next_attempt_at)
+        self._url_due[event.url] = max(next_attempt_at, self._url_due.get(event.url, next_attempt_at))
         return True
+
+    def defer_listener(self, url: str, until: datetime) -> int:
+        deferred = [e for e in self.events.values()
+                    if e.url == url and e.delivered_at is None and e.next_attempt_at < until]
+        for event in deferred:
+            self.events[event.event_id] = dataclasses.replace(event, next_attempt_at=until)
+        self._url_due[url] = max(until, self._url_due.get(url, until))
+        return len(deferred)
 
     def purge_expired(self, now: datetime) -> int:
         gone = [i for i, e in self.events.items() if e.expires_at <= now]

@@ -102,8 +102,9 @@ def _fan_out(conn: sqlite3.Connection, notices: Sequence[Notice], now: datetime,
     for notice in notices:
         conn.execute(
             "INSERT INTO callback_events (account_name, url, ordering_key, payload, created_at, expires_at,"
-            " attempts, next_attempt_at) SELECT account_name, url, ?, ?, ?, ?, 0, ? FROM callbacks"
-            " WHERE account_name = ? ORDER BY api_version, name",
+            " attempts, next_attempt_at) SELECT c.account_name, c.url, ?, ?, ?, ?, 0, MAX(?, COALESCE((SELECT"
+            " MAX(e.next_attempt_at) FROM callback_events e WHERE e.url = c.url AND e.delivered_at IS NULL), ''))"
+            " FROM callbacks c WHERE c.account_name = ? ORDER BY c.api_version, c.name",
             (notice.ordering_key, json.dumps(notice.payload), ts(now), ts(now + ttl), ts(now), notice.account_name))
 
 
@@ -367,6 +368,11 @@ class SqliteCallbackStore:
             return conn.execute("UPDATE callback_events SET next_attempt_at = ?, attempts = attempts + 1"
                                 " WHERE event_id = ? AND delivered_at IS NULL",
                                 (ts(next_attempt_at), event_id)).rowcount > 0
+
+    def defer_listener(self, url: str, until: datetime) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute("UPDATE callback_events SET next_attempt_at = ? WHERE url = ? AND delivered_at IS NULL"
+                                " AND next_attempt_at < ?", (ts(until), url, ts(until))).rowcount
 
     def purge_expired(self, now: datetime) -> int:
         with self._db.transaction() as conn:

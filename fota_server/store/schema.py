@@ -196,6 +196,7 @@ CREATE TABLE callback_events (
 CREATE INDEX callback_events_due ON callback_events(next_attempt_at) WHERE delivered_at IS NULL;
 CREATE INDEX callback_events_order ON callback_events(url, ordering_key, event_id) WHERE delivered_at IS NULL;
 CREATE INDEX callback_events_account ON callback_events(account_name, event_id) WHERE delivered_at IS NULL;
+CREATE INDEX callback_events_url_due ON callback_events(url, next_attempt_at) WHERE delivered_at IS NULL;
 
 CREATE TABLE device_logging (
     device_id TEXT PRIMARY KEY,

@@ -135,3 +135,16 @@ def test_pilot_record_counts_pilot_campaign_results(stores: Any) -> None:
     stores.campaigns.create_campaign(campaign("n1"), [row("d4", "n1", status=DeviceStatus.SUCCESS)], [])
     assert stores.campaigns.pilot_record(ACCOUNT, "Acme", "T1", "1.0", "2.0") == (1, 1)
     assert stores.campaigns.pilot_record(ACCOUNT, "Acme", "T2", "1.0", "2.0") == (0, 0)
+
+
+def test_deferred_listener_holds_back_new_events(stores: Any) -> None:
+    stores.callbacks.set_listener(CallbackListener(ACCOUNT, "v3", "Fota", "https://dead.example/", NOW))
+    stores.campaigns.create_campaign(campaign(), [row("d1")], [Notice(ACCOUNT, "device:d1", {"n": 1})])
+    (head,) = stores.callbacks.due_events(NOW, 10)
+    later = NOW + timedelta(minutes=5)
+    stores.callbacks.mark_failed(head.event_id, later)
+    assert stores.callbacks.defer_listener("https://dead.example/", later) == 0
+    stores.rows.add_rows([row("d2")], [Notice(ACCOUNT, "device:d2", {"n": 2})])
+    assert stores.callbacks.due_events(NOW + timedelta(minutes=1), 10) == []
+    assert stores.callbacks.next_event_due(NOW) == later
+    assert sorted(e.payload["n"] for e in stores.callbacks.due_events(later, 10)) == [1, 2]

@@ -30,7 +30,7 @@ DEVICES = {"dev-1": ("dev-1-id", "secretPSK1"), "dev-2": ("dev-2-id", "otherPSK2
            "dev-3": ("dev-3-id", "thirdPSK333")}
 
 
-class WhoResource(resource.Resource):
+class WhoResource(resource.Resource):  # type: ignore[misc]
     """GET: the PSK identity the request came with. POST: echoes the payload with 2.01."""
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -40,7 +40,7 @@ class WhoResource(resource.Resource):
         return aiocoap.Message(code=Code.CREATED, payload=b"echo:" + request.payload)
 
 
-class RegisterResource(resource.Resource):
+class RegisterResource(resource.Resource):  # type: ignore[misc]
     """A stand-in for ``/rd``: a Register is accepted only for the endpoint the identity belongs to."""
 
     def __init__(self, db: MemoryDatabase) -> None:

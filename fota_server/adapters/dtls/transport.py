@@ -37,11 +37,11 @@ COAPS_PORT = 5684
 _MIN_TIMER_STEP_S = 0.01     # a deadline that does not move cannot make the timer spin
 
 
-class DtlsSessionClosed(error.NetworkError):
+class DtlsSessionClosed(error.NetworkError):  # type: ignore[misc]
     """The DTLS session to this remote ended (close_notify, eviction, replacement or shutdown)."""
 
 
-class DtlsRemote(interfaces.EndpointAddress):
+class DtlsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
     """One authenticated DTLS session as an aiocoap remote. Equal only to itself."""
 
     is_multicast = False

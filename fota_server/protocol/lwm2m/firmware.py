@@ -50,6 +50,7 @@ class Phase(enum.Enum):
     DELIVERING = "delivering"
     WAITING_DOWNLOAD = "waiting_download"
     CONFIRMING_FAILURE = "confirming_failure"
+    HOLDING = "holding"
     EXECUTING = "executing"
     AWAITING_UPDATE = "awaiting_update"
     VERIFYING = "verifying"
@@ -57,7 +58,8 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
-_CANCELLABLE = {Phase.CHECKING, Phase.RESETTING, Phase.OBSERVING, Phase.DELIVERING, Phase.WAITING_DOWNLOAD}
+_CANCELLABLE = {Phase.CHECKING, Phase.RESETTING, Phase.OBSERVING, Phase.DELIVERING, Phase.WAITING_DOWNLOAD,
+                Phase.HOLDING}
 
 
 class FirmwareUpdate:
@@ -153,6 +155,15 @@ class FirmwareUpdate:
             self._inflight = None
             self._verify(now)
             self._pump(now)
+
+    def install(self, now: float) -> bool:
+        """Execute a package held at Downloaded (``job.install`` False); False if none is held."""
+        if self.phase is not Phase.HOLDING:
+            return False
+        self.phase = Phase.EXECUTING
+        if self._inflight is None:
+            self._send(ExecuteResource(0, UPDATE), now)
+        return True
 
     def cancel(self, now: float) -> bool:
         """Execute /5/0/10 if the update has not been executed yet; False when it is too late."""
@@ -298,10 +309,10 @@ class FirmwareUpdate:
                 return
             if self.state == FirmwareState.DOWNLOADED and self.result == UpdateResult.INITIAL:
                 self._events.append(PackageDownloaded())
-                self.phase = Phase.EXECUTING
                 self._phase_deadline = None
                 self._next_poll = None
-                if self._inflight is None:
+                self.phase = Phase.EXECUTING if self.job.install else Phase.HOLDING
+                if self.job.install and self._inflight is None:
                     self._send(ExecuteResource(0, UPDATE), now)
         elif self.phase is Phase.AWAITING_UPDATE:
             if self.result in FAILURE_RESULTS and self.result != UpdateResult.DEFERRED:
@@ -346,8 +357,8 @@ class FirmwareUpdate:
         elif version == self.job.target_version:
             self._finish(UpdateSucceeded(version))
         else:
-            self._fail(f"LwM2M: the device reports firmware {version[:64]!r} after the update, "
-                       f"not {self.job.target_version!r}", self.result)
+            self._finish(UpdateFailed(f"LwM2M: the device reports firmware {version[:64]!r} after the update, "
+                                      f"not {self.job.target_version!r}", self.result, version[:64]))
 
     def _on_cancel(self, command: Command, reply: Reply, now: float) -> None:
         if reply.code.startswith("2."):

@@ -31,6 +31,7 @@ class FirmwareJob:
     pull_uris: tuple[str, ...] = ()   # offered in order of preference; each scheme must be in /5/0/8
     prefer: Method = Method.PULL
     allow_push: bool = True
+    install: bool = True              # False: stop at Downloaded until ``install()`` (v2 install windows)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class UpdateSucceeded:
 class UpdateFailed:
     reason: str
     update_result: int | None = None
+    reported_version: str | None = None   # set when the device runs another version after the update
 
 
 @dataclass(frozen=True)

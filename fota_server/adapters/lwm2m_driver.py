@@ -1,0 +1,324 @@
+"""The LwM2M protocol driver of the campaign engine: each ``StartAttempt`` becomes a firmware-update
+machine (``protocol/lwm2m/firmware.py``) run against the device's registration through the downlink.
+
+Outcomes: ``UpdateSucceeded`` with the /3/0/3 the device reports after re-registering (the engine checks
+it against firmwareTo), ``UpdateFailed`` with the Update Result 2..11 as the code (or a short description
+when the device gave none), ``DeviceUnreachable`` when it never registered or stopped answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mmap
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..campaign.drivers import (
+    AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
+    InstallPackage, PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
+)
+from ..protocol.errors import PeerError
+from ..protocol.lwm2m import firmware_messages as fm
+from ..protocol.lwm2m.content import ContentFormat, decode_values
+from ..protocol.lwm2m.firmware import FirmwareUpdate
+from ..protocol.lwm2m.registration import Registered, RegistrationEvent
+from ..records import Package
+from ..store.ports import PackageStore
+from .blobs import FileBlobStore
+from .lwm2m_downlink import DownlinkReply
+from .lwm2m_site import Lwm2mServer
+
+__all__ = ["Lwm2mDriverSettings", "UpdateSession", "Lwm2mDriver"]
+
+log = logging.getLogger("fota_server.lwm2m")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Lwm2mDriverSettings:
+    coap_base: str = ""                 # "coap://192.0.2.10:5683": pull from our /fw/<sha256> Block2 resource
+    http_base: str = ""                 # "http://192.0.2.10:8080": pull from the HTTP endpoint /fw/sha256/<sha256>
+    prefer: fm.Method = fm.Method.PULL
+    allow_push: bool = True
+    push_szx: int = 6                   # 1024-byte blocks; the device may ask for less
+    push_block_timeout_s: float = 120.0
+    register_wait_s: float = 3600.0     # how long an attempt waits for an unregistered device
+    timeouts: fm.FirmwareTimeouts = field(default_factory=fm.FirmwareTimeouts)
+
+    def pull_uris(self, package: Package) -> tuple[str, ...]:
+        uris = []
+        if self.coap_base:
+            uris.append(f"{self.coap_base.rstrip('/')}/fw/{package.sha256}")
+        if self.http_base:
+            uris.append(f"{self.http_base.rstrip('/')}/fw/sha256/{package.sha256}")
+        return tuple(uris)
+
+
+class UpdateSession:
+    """Runs one machine for one endpoint: performs its commands, feeds it replies, notifications and
+    re-registrations, and sleeps until its next deadline."""
+
+    def __init__(self, server: Lwm2mServer, endpoint: str, machine: FirmwareUpdate, image: Callable[[], Any],
+                 push_szx: int = 6, push_block_timeout_s: float = 120.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.server = server
+        self.endpoint = endpoint
+        self.machine = machine
+        self._image = image
+        self._push_szx = push_szx
+        self._push_block_timeout_s = push_block_timeout_s
+        self._monotonic = monotonic
+        self._inputs: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.pushed_bytes = 0
+
+    def registered(self) -> None:
+        self._inputs.put_nowait(("registered", None))
+
+    def cancel(self) -> None:
+        self._inputs.put_nowait(("cancel", None))
+
+    def install(self) -> None:
+        self._inputs.put_nowait(("install", None))
+
+    async def run(self, on_event: Callable[[fm.FirmwareEvent], None]) -> None:
+        machine = self.machine
+        machine.start(self._monotonic())
+        try:
+            while True:
+                self._perform_all()
+                while (event := machine.next_event()) is not None:
+                    on_event(event)
+                if machine.finished:
+                    return
+                await self._next_input()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for path in (fm.LwM2MPath(5, 0, 3), fm.LwM2MPath(5, 0, 5)):
+                self.server.downlink.cancel_observation(self.endpoint, path)
+
+    async def _next_input(self) -> None:
+        machine, now = self.machine, self._monotonic()
+        deadline = machine.next_deadline()
+        try:
+            kind, value = await asyncio.wait_for(self._inputs.get(), None if deadline is None else
+                                                 max(0.0, deadline - now))
+        except TimeoutError:
+            machine.on_timer(self._monotonic())
+            return
+        now = self._monotonic()
+        if kind == "reply":
+            machine.receive(value, now)
+        elif kind == "notify":
+            machine.notify(value, now)
+        elif kind == "registered":
+            machine.device_registered(now)
+        elif kind == "cancel" and not machine.cancel(now):
+            log.info("cancel of %s came too late: the update was already executed", self.endpoint)
+        elif kind == "install":
+            machine.install(now)
+
+    def _perform_all(self) -> None:
+        for command in self.machine.to_send():
+            task = asyncio.get_running_loop().create_task(self._perform(command))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _perform(self, command: fm.Command) -> None:
+        downlink, timeout_s = self.server.downlink, self.machine.timeouts.command_s
+        path = command.path
+        if isinstance(command, fm.ReadResource):
+            accept = ContentFormat.TLV if path.depth < 3 else None
+            reply = await downlink.request(self.endpoint, "GET", path, accept=accept, timeout_s=timeout_s)
+        elif isinstance(command, fm.WriteResource):
+            reply = await downlink.request(self.endpoint, "PUT", path, command.payload, command.content_format,
+                                           timeout_s=timeout_s)
+        elif isinstance(command, fm.ExecuteResource):
+            reply = await downlink.request(self.endpoint, "POST", path, timeout_s=timeout_s)
+        elif isinstance(command, fm.ObserveResource):
+            reply = await downlink.observe(self.endpoint, path, None, self._notified(path), timeout_s)
+        else:
+            reply = await self._push(command)
+        self._inputs.put_nowait(("reply", fm.Reply(command.command_id, reply.code, self._values(reply, path))))
+
+    async def _push(self, command: fm.WritePackage) -> DownlinkReply:
+        image = self._image()
+        deadline_s = self.machine.timeouts.command_s + command.size / self.machine.timeouts.push_min_bytes_per_s
+
+        def progress(offset: int, total: int) -> None:
+            self.pushed_bytes = offset
+
+        return await self.server.downlink.push(self.endpoint, command.path, image, self._push_szx,
+                                               self._push_block_timeout_s, deadline_s, progress)
+
+    def _notified(self, path: fm.LwM2MPath) -> Callable[[DownlinkReply], None]:
+        def on_notify(reply: DownlinkReply) -> None:
+            values = self._values(reply, path)
+            if values:
+                self._inputs.put_nowait(("notify", values))
+        return on_notify
+
+    def _values(self, reply: DownlinkReply, path: fm.LwM2MPath) -> fm.Values:
+        if reply.code != "2.05" or not reply.payload:
+            return {}
+        try:
+            return decode_values(reply.content_format, reply.payload, path)
+        except PeerError as exc:
+            self.server._count_refusal(self.endpoint, "read answer", exc)
+            return {}
+
+
+@dataclass
+class _Attempt:
+    command: StartAttempt
+    session: UpdateSession | None = None
+    task: asyncio.Task[Any] | None = None
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Lwm2mDriver:
+    """``ProtocolDriver`` for LWM2M: ``submit`` never blocks; outcomes come out of ``collect``."""
+
+    def __init__(self, server: Lwm2mServer, packages: PackageStore, blobs: FileBlobStore,
+                 settings: Lwm2mDriverSettings = Lwm2mDriverSettings(),
+                 on_outcome: Callable[[], None] | None = None) -> None:
+        self.server = server
+        self.packages = packages
+        self.blobs = blobs
+        self.settings = settings
+        self._on_outcome = on_outcome
+        self._attempts: dict[str, _Attempt] = {}
+        self._outcomes: list[AttemptOutcome] = []
+        server.listeners.append(self._on_registration)
+
+    # ---------------------------------------------------------------- ProtocolDriver
+
+    def submit(self, command: DriverCommand, now: datetime) -> None:
+        if isinstance(command, StartAttempt):
+            if command.attempt_id in self._attempts:
+                return  # already running (a resumed attempt we still drive)
+            attempt = _Attempt(command)
+            self._attempts[command.attempt_id] = attempt
+            attempt.task = asyncio.get_running_loop().create_task(self._run(attempt))
+            return
+        attempt = self._attempts.get(command.attempt_id)
+        if attempt is None:
+            if isinstance(command, CancelAttempt):
+                self._report(AttemptCancelled(command.attempt_id))
+            return
+        if isinstance(command, InstallPackage) and attempt.session is not None:
+            attempt.session.install()
+        elif isinstance(command, CancelAttempt):
+            if attempt.session is not None:
+                attempt.session.cancel()
+            elif attempt.task is not None:
+                attempt.task.cancel()
+                self._report(AttemptCancelled(command.attempt_id))
+
+    def next_deadline(self) -> datetime | None:
+        return _EPOCH if self._outcomes else None
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        out, self._outcomes = self._outcomes, []
+        return out
+
+    async def stop(self) -> None:
+        tasks = [a.task for a in self._attempts.values() if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---------------------------------------------------------------- attempts
+
+    def _report(self, outcome: AttemptOutcome) -> None:
+        self._outcomes.append(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome()
+
+    def _on_registration(self, event: RegistrationEvent) -> None:
+        if not isinstance(event, Registered):
+            return
+        for attempt in self._attempts.values():
+            if self._endpoint_matches(attempt.command.device_id, event.registration.endpoint):
+                attempt.waiting.set()
+                if attempt.session is not None:
+                    attempt.session.registered()
+
+    def _endpoint_matches(self, device_id: str, endpoint: str) -> bool:
+        return self.server.endpoint_for_device(device_id) == endpoint
+
+    async def _run(self, attempt: _Attempt) -> None:
+        command = attempt.command
+        try:
+            endpoint = await self._endpoint(attempt)
+            package = self.packages.get_package(command.package_id)
+            if endpoint is None:
+                self._report(DeviceUnreachable(command.attempt_id))
+            elif package is None:
+                self._report(UpdateFailed(command.attempt_id, "package not found"))
+            else:
+                await self._update(attempt, endpoint, package)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not take the runner down; the attempt is reported as failed
+            log.exception("LwM2M attempt %s failed unexpectedly", command.attempt_id)
+            self._report(UpdateFailed(command.attempt_id, "internal error in the LwM2M driver"))
+        finally:
+            self._attempts.pop(command.attempt_id, None)
+
+    async def _endpoint(self, attempt: _Attempt) -> str | None:
+        endpoint = self.server.endpoint_for_device(attempt.command.device_id)
+        if endpoint is not None:
+            return endpoint
+        try:
+            await asyncio.wait_for(attempt.waiting.wait(), self.settings.register_wait_s)
+        except TimeoutError:
+            return None
+        return self.server.endpoint_for_device(attempt.command.device_id)
+
+    async def _update(self, attempt: _Attempt, endpoint: str, package: Package) -> None:
+        command, settings = attempt.command, self.settings
+        job = fm.FirmwareJob(command.firmware_to, package.size, settings.pull_uris(package), settings.prefer,
+                             settings.allow_push, command.install)
+        machine = FirmwareUpdate(job, settings.timeouts)
+        opened: list[Any] = []
+
+        def image() -> Any:
+            with self.blobs.open(package.sha256) as fh:
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            opened.append(mapped)
+            return memoryview(mapped)
+
+        session = UpdateSession(self.server, endpoint, machine, image, settings.push_szx,
+                                settings.push_block_timeout_s)
+        attempt.session = session
+        try:
+            await session.run(lambda event: self._outcome(command.attempt_id, event))
+        finally:
+            for mapped in opened:
+                mapped.close()
+
+    def _outcome(self, attempt_id: str, event: fm.FirmwareEvent) -> None:
+        if isinstance(event, fm.UpdateSucceeded):
+            self._report(UpdateSucceeded(attempt_id, event.version))
+        elif isinstance(event, fm.UpdateFailed):
+            if event.reported_version is not None:  # the engine judges the version (WRONG_VERSION_AFTER)
+                self._report(UpdateSucceeded(attempt_id, event.reported_version))
+            elif event.update_result is not None:
+                self._report(UpdateFailed(attempt_id, str(event.update_result)))
+            elif "not reachable" in event.reason:
+                self._report(DeviceUnreachable(attempt_id))
+            else:
+                self._report(UpdateFailed(attempt_id, event.reason.removeprefix("LwM2M: ")[:64]))
+        elif isinstance(event, fm.UpdateCancelled):
+            self._report(AttemptCancelled(attempt_id))
+        elif isinstance(event, fm.PackageDownloaded):
+            self._report(PackageDownloaded(attempt_id))
+        elif isinstance(event, fm.DeliveryChosen):
+            self._report(AttemptProgressed(attempt_id, f"LwM2M {event.method.value} {event.uri}".strip()))
+        elif isinstance(event, fm.UpdateExecuted):
+            self._report(AttemptProgressed(attempt_id, "LwM2M Execute /5/0/2 accepted; device updating"))

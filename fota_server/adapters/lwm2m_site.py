@@ -1,0 +1,332 @@
+"""The LwM2M server's CoAP resources (aiocoap): the registration interface ``/rd`` and ``/rd/<id>``, and the
+firmware file server ``/fw/<sha256>`` (Block2 with ETag and Size2 on every block, stateless, resumable).
+
+Handlers decode, call the registration book (sans-IO) and encode. A device's bad request is answered with
+the hint of its ``PeerError``, logged once at WARNING with endpoint and address, and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import mmap
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import aiocoap
+import aiocoap.resource as resource
+from aiocoap.optiontypes import BlockOption as AiocoapBlock
+
+from ..clock import Clock
+from ..protocol.errors import PeerError
+from ..protocol.lwm2m.blockwise import block2_slice
+from ..protocol.lwm2m.content import ContentFormat, decode_values
+from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
+from ..protocol.lwm2m.registration import (
+    Registered, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
+)
+from ..protocol.lwm2m.values import Values
+from ..store.ports import DeviceStore
+from ..store.registrations_sqlite import SqliteRegistrationStore
+from .blobs import FileBlobStore
+from .lwm2m_downlink import Downlink, code_of
+
+__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "FirmwareBlockResource",
+           "add_lwm2m_resources", "image_etag"]
+
+log = logging.getLogger("fota_server.lwm2m")
+
+
+@dataclass(frozen=True)
+class Lwm2mSettings:
+    grace_s: float = 15.0                 # on top of the lifetime before a registration expires
+    queue_awake_s: float = 93.0           # MAX_TRANSMIT_WAIT: how long a queue-mode device listens
+    device_read_interval_s: float = 300.0  # re-read /3/0 and /4/0 on Update at most this often
+    read_device_data: bool = True
+    max_registrations: int = 1_000_000
+
+
+RegistrationListener = Callable[[RegistrationEvent], None]
+
+
+class Lwm2mServer:
+    """The runtime of the LwM2M server: live registrations (kept in SQLite), the downlink, device data."""
+
+    def __init__(self, clock: Clock, settings: Lwm2mSettings = Lwm2mSettings(),
+                 store: SqliteRegistrationStore | None = None, devices: DeviceStore | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.settings = settings
+        self.book = RegistrationBook(timedelta(seconds=settings.grace_s), settings.max_registrations)
+        self.store = store
+        self.devices = devices
+        self.downlink = Downlink(settings.queue_awake_s, monotonic)
+        self.listeners: list[RegistrationListener] = []
+        self.reports: dict[str, DeviceReport] = {}
+        self.refused: Counter[str] = Counter()
+        self._monotonic = monotonic
+        self._last_read: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._changed = asyncio.Event()
+        if store is not None:
+            for registration in store.load_all():
+                self.book.restore(registration)
+                self.downlink.heard_from(registration.endpoint, None, registration.address,
+                                         registration.queue_mode)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def attach(self, context: aiocoap.Context) -> None:
+        """Give the server the context to send requests through, and start the expiry timer."""
+        self.downlink.attach(context)
+        self._spawn(self._expire_forever())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire_forever(self) -> None:
+        while True:
+            deadline = self.book.next_deadline()
+            self._changed.clear()
+            wait_s = 3600.0 if deadline is None else (deadline - self.clock.now()).total_seconds()
+            if wait_s > 0:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(wait_s, 3600.0))
+                except TimeoutError:
+                    pass
+            self.expire(self.clock.now())
+
+    def expire(self, now: datetime) -> None:
+        self.book.on_timer(now)
+        self._dispatch()
+
+    # ------------------------------------------------------------------ registration interface
+
+    def endpoint_for_device(self, device_id: str) -> str | None:
+        for registration in self.book.registrations():
+            if registration.endpoint == device_id or device_id_for_endpoint(registration.endpoint)[1] == device_id:
+                return registration.endpoint
+        return None
+
+    def register(self, request: aiocoap.Message) -> aiocoap.Message:
+        params = parse_register(request.opt.uri_query, request.payload, request.opt.content_format,
+                                request.mtype == aiocoap.CON)
+        reply = self.book.register(params, _address(request), self.clock.now(), _identity(request))
+        self._dispatch(request.remote)
+        return aiocoap.Message(code=code_of(reply.code), location_path=reply.location)
+
+    def update(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
+        params = parse_update(request.opt.uri_query, request.payload, request.opt.content_format)
+        reply = self.book.update(reg_id, params, _address(request), self.clock.now(), _identity(request))
+        self._dispatch(request.remote)
+        return aiocoap.Message(code=code_of(reply.code))
+
+    def deregister(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
+        reply = self.book.deregister(reg_id, _identity(request))
+        self._dispatch(request.remote)
+        return aiocoap.Message(code=code_of(reply.code))
+
+    def _dispatch(self, remote: Any = None) -> None:
+        while (event := self.book.next_event()) is not None:
+            registration = event.registration
+            if isinstance(event, (Registered, Updated)):
+                if self.store is not None:
+                    self.store.save(registration)
+                self.downlink.heard_from(registration.endpoint, remote, registration.address,
+                                         registration.queue_mode)
+                self._changed.set()
+                if self._wants_device_data(event):
+                    self._spawn(self.read_device_data(registration.endpoint))
+            else:
+                if self.store is not None:
+                    self.store.delete(registration.reg_id)
+                self.downlink.forget(registration.endpoint)
+            for listener in list(self.listeners):
+                listener(event)
+
+    def _wants_device_data(self, event: Registered | Updated) -> bool:
+        if not self.settings.read_device_data:
+            return False
+        endpoint = event.registration.endpoint
+        last = self._last_read.get(endpoint)
+        if isinstance(event, Registered) or last is None or event.objects_changed:
+            return True
+        return self._monotonic() - last >= self.settings.device_read_interval_s
+
+    async def read_device_data(self, endpoint: str) -> DeviceReport | None:
+        """Read /3/0 and /4/0 (TLV) and record make, model, versions and serving cell on the device."""
+        self._last_read[endpoint] = self._monotonic()
+        values: Values = {}
+        for path in DEVICE_READS:
+            reply = await self.downlink.request(endpoint, "GET", path, accept=ContentFormat.TLV, timeout_s=120)
+            if reply.code == "2.05":
+                try:
+                    values.update(decode_values(reply.content_format, reply.payload, path))
+                except PeerError as exc:
+                    self._count_refusal(endpoint, "read", exc)
+        if not values:
+            return None
+        report = device_report(values)
+        self.reports[endpoint] = report
+        if self.devices is not None:
+            device_id = device_id_for_endpoint(endpoint)[1]
+            for candidate in (device_id, endpoint):
+                if self.devices.find_device(candidate) is not None:
+                    self.devices.record_report(candidate, self.clock.now(), **report.fields())
+                    break
+        return report
+
+    def _count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:
+        self.refused[what] += 1
+        log.warning("LwM2M %s from %s refused: %s (%s)", what, endpoint, exc, exc.hint)
+
+
+def _address(request: aiocoap.Message) -> str:
+    try:
+        return str(request.remote.hostinfo)
+    except (AttributeError, ValueError):
+        return ""
+
+
+def _identity(request: aiocoap.Message) -> str | None:
+    """The endpoint the security layer vouches for (DTLS-PSK), when the transport says so."""
+    endpoint = getattr(request.remote, "lwm2m_endpoint", None)
+    return endpoint if isinstance(endpoint, str) else None
+
+
+def _answer_peer_error(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
+    server._count_refusal(f"{_address(request)}", what, exc)
+    hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
+    return aiocoap.Message(code=code_of(hint))
+
+
+class RdResource(resource.Resource):
+    """``POST /rd?ep=…`` Register (LwM2M Core 1.1 §6.2.1)."""
+
+    def __init__(self, server: Lwm2mServer) -> None:
+        super().__init__()
+        self._server = server
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            return self._server.register(request)
+        except PeerError as exc:
+            return _answer_peer_error(self._server, "Register", request, exc)
+
+
+class RdEntryResource(resource.Resource, resource.PathCapable):
+    """``POST /rd/<id>`` Update and ``DELETE /rd/<id>`` De-register (§6.2.2, §6.2.3)."""
+
+    def __init__(self, server: Lwm2mServer) -> None:
+        super().__init__()
+        self._server = server
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False
+
+    def _reg_id(self, request: aiocoap.Message) -> str | None:
+        path = request.opt.uri_path
+        return path[0] if len(path) == 1 and 0 < len(path[0]) <= 32 else None
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        reg_id = self._reg_id(request)
+        if reg_id is None:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND)
+        try:
+            return self._server.update(reg_id, request)
+        except PeerError as exc:
+            return _answer_peer_error(self._server, "Update", request, exc)
+
+    async def render_delete(self, request: aiocoap.Message) -> aiocoap.Message:
+        reg_id = self._reg_id(request)
+        if reg_id is None:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND)
+        return self._server.deregister(reg_id, request)
+
+
+class FirmwareBlockResource(resource.Resource, resource.PathCapable):
+    """``GET /fw/<sha256>``: the image in exactly the block asked for, with a stable ETag (the first 8 bytes of
+    the SHA-256) and Size2 on every block (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2 and 8)."""
+
+    MAX_OPEN = 16
+
+    def __init__(self, blobs: FileBlobStore) -> None:
+        super().__init__()
+        self._blobs = blobs
+        self._open: OrderedDict[str, tuple[mmap.mmap | bytes, bytes]] = OrderedDict()
+        self.blocks_served = 0
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False
+
+    def _image(self, sha: str) -> tuple[mmap.mmap | bytes, bytes] | None:
+        if sha in self._open:
+            self._open.move_to_end(sha)
+            return self._open[sha]
+        try:
+            path = self._blobs.path_of(sha)
+        except ValueError:
+            return None
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            data: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
+        entry = (data, bytes.fromhex(sha)[:8])
+        self._open[sha] = entry
+        while len(self._open) > self.MAX_OPEN:
+            old, _ = self._open.popitem(last=False)
+            del old
+        return entry
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = request.opt.uri_path
+        image = self._image(path[0].lower()) if len(path) == 1 else None
+        if image is None:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND)
+        data, etag = image
+        wanted = request.opt.block2
+        num, szx = (wanted.block_number, min(wanted.size_exponent, 6)) if wanted is not None else (0, 6)
+        try:
+            start, end, more = block2_slice(len(data), num, szx)
+        except PeerError:
+            return aiocoap.Message(code=aiocoap.BAD_OPTION)
+        response = aiocoap.Message(code=aiocoap.CONTENT, payload=data[start:end], content_format=42)
+        response.opt.etag = etag
+        response.opt.size2 = len(data)
+        if wanted is not None or more:
+            response.opt.block2 = AiocoapBlock.BlockwiseTuple(num, int(more), szx)
+        self.blocks_served += 1
+        return response
+
+
+def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),
+                        server: Lwm2mServer | None = None) -> Lwm2mServer:
+    """Mount ``/rd``, ``/rd/<id>`` and ``/fw/<sha256>`` on the CoAP site; returns the server to ``attach``."""
+    if server is None:
+        db = services.db
+        server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices)
+    site.add_resource(["rd"], RdResource(server))
+    site.add_resource(["rd"], RdEntryResource(server))
+    blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
+    site.add_resource(["fw"], FirmwareBlockResource(blobs))
+    return server
+
+
+def image_etag(image: bytes) -> bytes:
+    """The ETag the firmware resource sends for an image: the first 8 bytes of its SHA-256."""
+    return hashlib.sha256(image).digest()[:8]

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from device_emulator.http import command as http_command
+from device_emulator.lwm2m import command as lwm2m_command
 from device_emulator.omadm import command as omadm_command
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.image import verify_image
@@ -53,11 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("--public-key", type=Path, help="PEM file from 'fota-server keys public'")
     http_command.add_parser(sub)
     omadm_command.add_parser(sub)
+    lwm2m_command.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "http":
         return http_command.run(args)
     if args.command == "omadm":
         return omadm_command.run(args)
+    if args.command == "lwm2m":
+        return lwm2m_command.run(args)
     key = args.public_key.read_bytes() if args.public_key else None
     try:
         version = check_image(args.file.read_bytes(), args.sha256, args.signature, key)

@@ -1,0 +1,98 @@
+"""``device-emulator lwm2m``: one emulated LwM2M device against a running server, progress as JSON lines.
+
+It registers with Objects 1, 3, 4 and 5, keeps its registration up to date, answers reads, writes,
+executes and observations, accepts push (Block1 to /5/0/0) and pull (CoAP or HTTP Package URI), checks
+the image, flashes it, reboots into it from a new source port and registers again. ``--fault`` makes the
+update end with that Update Result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from .client import ClientConfig, LwM2MClient
+from .faults import Fault
+from .firmware import DeviceFirmware
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    cmd = sub.add_parser("lwm2m", help="one LwM2M device: registration, Objects 3/4/5, push and pull updates")
+    cmd.add_argument("--server", required=True, help="LwM2M server, e.g. coap://127.0.0.1:5683")
+    cmd.add_argument("--endpoint", required=True, help="endpoint client name, e.g. urn:imei:490154203237518")
+    cmd.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds")
+    cmd.add_argument("--lwm2m-version", choices=["1.0", "1.1", "1.2"], default="1.1")
+    cmd.add_argument("--queue", action="store_true", help="queue mode (b=UQ in 1.0, Q in 1.1)")
+    cmd.add_argument("--fault", action="append", default=[], choices=[f.value for f in Fault],
+                     help="make updates fail this way (repeatable)")
+    cmd.add_argument("--firmware-version", default="1.0.0")
+    cmd.add_argument("--make", default="FOTA Emulator")
+    cmd.add_argument("--model", default="EMU-LWM2M")
+    cmd.add_argument("--cell", default="310-410-1-1", help="serving cell MCC-MNC-LAC-CellID")
+    cmd.add_argument("--flash-kib", type=int, default=8192, help="flash available for a package")
+    cmd.add_argument("--bind", default="127.0.0.1", help="local address to bind (a new port per boot)")
+    cmd.add_argument("--run-s", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    cmd.add_argument("--until-version", help="stop once running this firmware version")
+
+
+def _print(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def _cell(text: str) -> tuple[int, int, int, int]:
+    parts = text.split("-")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise SystemExit(f"--cell wants MCC-MNC-LAC-CellID, not {text!r}")
+    mcc, mnc, lac, cell_id = (int(p) for p in parts)
+    return mcc, mnc, lac, cell_id
+
+
+def build_client(args: argparse.Namespace) -> LwM2MClient:
+    config = ClientConfig(args.endpoint, lifetime_s=args.lifetime, version=args.lwm2m_version,
+                          queue_mode=args.queue, manufacturer=args.make, model=args.model,
+                          firmware_version=args.firmware_version, cell=_cell(args.cell))
+    firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault))
+    return LwM2MClient(config, firmware)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from device_emulator.links.coap import CoapLink
+
+    client = build_client(args)
+    link = CoapLink(client, args.server, bind_host=args.bind)
+    await link.start()
+    seen: tuple[object, ...] = ()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + args.run_s if args.run_s > 0 else None
+    try:
+        while end is None or loop.time() < end:
+            link.changed.clear()
+            now_seen = (client.phase.value, client.location, client.firmware_version,
+                        int(client.firmware.state), int(client.firmware.result), len(link.answered))
+            if now_seen != seen:
+                seen = now_seen
+                _print("status", phase=now_seen[0], location="/".join(client.location), port=link.port,
+                       firmware_version=now_seen[2], state=now_seen[3], result=now_seen[4],
+                       last_request=" ".join(link.answered[-1]) if link.answered else "")
+            if args.until_version and client.firmware_version == args.until_version:
+                break
+            timeout = None if end is None else max(0.0, end - loop.time())
+            try:
+                await asyncio.wait_for(link.changed.wait(), timeout)
+            except TimeoutError:
+                break
+    finally:
+        await link.stop()
+    _print("stopped", firmware_version=client.firmware_version, reboots=client.reboots)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130

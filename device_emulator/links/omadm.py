@@ -68,7 +68,7 @@ class OmadmLink:
     async def session(self, server_initiated: bool = False, session_id: str = "") -> DmClientSession:
         self.sessions_run += 1
         session = DmClientSession(self.config, self.device, session_id or f"{self.sessions_run:X}", self.nonce,
-                                  server_initiated)
+                                  server_initiated, server_nonce=self.server_nonce or b"")
         content_type = f"{self.spelling}+{'wbxml' if self.config.encoding is Encoding.WBXML else 'xml'}"
         for _ in range(self.config.max_messages):
             outgoing = session.to_send()
@@ -90,7 +90,7 @@ class OmadmLink:
             self.nonce = session.nonce
             if session.finished:
                 break
-        if session.server_nonce is not None and session.state is ClientState.ENDED:
+        if session.server_nonce is not None:
             self.server_nonce = session.server_nonce
         if session.state is not ClientState.ENDED:
             raise SessionFailed(session.failure or "session did not end")

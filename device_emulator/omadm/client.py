@@ -17,7 +17,8 @@ from typing import Callable
 
 from fota_server.protocol.errors import DecodeError, PeerError
 from fota_server.protocol.omadm.digests import (
-    AUTH_BASIC, AUTH_MAC, AUTH_MD5, basic_credential, decode_nonce, encode_nonce, mac_header, md5_credential,
+    AUTH_BASIC, AUTH_MAC, AUTH_MD5, basic_credential, credentials_match, decode_nonce, encode_nonce, mac_header,
+    md5_credential, server_password,
 )
 from fota_server.protocol.omadm.syncml import (
     Chal, Command, Cred, Encoding, Item, Message, Meta, SyncHdr, decode_message, encode_message,
@@ -45,6 +46,8 @@ class ClientConfig:
     max_msg_size: int = 16_384
     max_challenges: int = 3
     max_messages: int = 64
+    server_id: str = "fota-server"
+    require_server_auth: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class ClientMessage:
 
 
 class DmClientSession:
-    """One DM session. ``nonce`` is the server's last NextNonce (empty on first contact)."""
+    """One DM session. ``nonce`` is the server's last NextNonce (empty on first contact); ``server_nonce`` the
+    last one we gave the server, which its Cred must use (SRVCRED; the same nonce signs Package 0)."""
 
     def __init__(self, config: ClientConfig, device: OmadmDevice, session_id: str, nonce: bytes,
                  server_initiated: bool = False,
-                 nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16)) -> None:
+                 nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16),
+                 server_nonce: bytes = b"") -> None:
         self.config, self.device, self.session_id = config, device, session_id
         self.nonce = nonce
         self.server_nonce: bytes | None = None  # the nonce we issued the server (SRVCRED AAuthData)
@@ -69,6 +74,9 @@ class DmClientSession:
         self._msg_id = 0
         self._server_max = config.max_msg_size
         self._challenges = 0
+        self._expected_server_nonce = server_nonce
+        self._server_trusted = False
+        self._server_challenges = 0
         self._pkg1 = self._package1("1200" if server_initiated else "1201")
         self._out: deque[Command] = deque(self._pkg1)
         self._send_cred = True
@@ -111,15 +119,33 @@ class DmClientSession:
 
     def _react(self, message: Message) -> list[Command]:
         self._resend_needed = False
+        server_status = self._check_server(message)
         replies: list[Command] = []
         for command in message.commands:
             if command.name == "Status":
                 self._on_status(command)
+            elif server_status in (401, 407):
+                replies.append(_status(message, command, server_status))  # not executed
             else:
                 replies.extend(self._execute(message, command))
         if self.state is ClientState.WAITING:
-            replies.insert(0, self._header_status(message))
+            replies.insert(0, self._header_status(message, server_status))
         return replies
+
+    def _check_server(self, message: Message) -> int:
+        """Our status for the server's SyncHdr: its Cred must be MD5 over our latest nonce (reference §6)."""
+        if not self.config.require_server_auth:
+            return 200
+        cred = message.header.cred
+        expected = md5_credential(self.config.server_id, server_password(self.config.password),
+                                  self._expected_server_nonce)
+        if cred is not None and cred.meta.type == AUTH_MD5 and credentials_match(expected, cred.data):
+            first, self._server_trusted = not self._server_trusted, True
+            return 212 if first else 200
+        self._server_challenges += 1
+        if self._server_challenges > self.config.max_challenges:
+            self._fail("the server did not authenticate")
+        return 407 if cred is None else 401
 
     def _on_status(self, status: Command) -> None:
         if status.cmd == "SyncHdr" and status.cmd_ref == 0:
@@ -173,14 +199,14 @@ class DmClientSession:
         results = [Command("Results", 0, msg_ref=message.header.msg_id, cmd_ref=command.cmd_id, items=items)]
         return [_status(message, command, code), *(results if items else [])]
 
-    def _header_status(self, message: Message) -> Command:
+    def _header_status(self, message: Message, code: int) -> Command:
         chal = None
-        if self.server_nonce is None:
-            self.server_nonce = self._nonce_source()
+        if self.server_nonce is None or code in (401, 407):
+            self.server_nonce = self._expected_server_nonce = self._nonce_source()
             chal = Chal(Meta(format="b64", type=AUTH_MD5, next_nonce=encode_nonce(self.server_nonce)))
         h = message.header
         return Command("Status", 0, msg_ref=h.msg_id, cmd_ref=0, cmd="SyncHdr", target_refs=(h.target,),
-                       source_refs=(h.source,), chal=chal, data="200")
+                       source_refs=(h.source,), chal=chal, data=str(code))
 
     # --- composing -----------------------------------------------------------------------------
 

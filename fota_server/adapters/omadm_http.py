@@ -28,6 +28,7 @@ from ..api.bodies import read_json_object, require_str
 from ..api.management import management
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
+from ..protocol.omadm.digests import server_password
 from ..protocol.omadm.session import DeviceCredential, DmServerSession, ServerSessionConfig
 from ..protocol.omadm.syncml import Encoding, Message, decode_message, encoding_of_content_type
 from ..protocol.omadm.tree import Limits
@@ -52,7 +53,6 @@ _STATUS_FOR_HINT: dict[str | int, int] = {"413": 413, "415": 415, 413: 413, 415:
 class OmadmSettings:
     session: ServerSessionConfig = field(default_factory=ServerSessionConfig)
     driver: OmadmDriverSettings = field(default_factory=OmadmDriverSettings)
-    server_id: str = "fota-server"
     max_sessions: int = 10_000
 
 
@@ -75,7 +75,8 @@ class OmadmServer:
         self.client_nonces: dict[str, bytes] = {}  # client -> server nonce (Package 0 digest), per device
         self.trigger_addresses: dict[str, tuple[str, int]] = {}
         self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
-                                            lambda d: self.client_nonces.get(d, b""), notifiers, settings.server_id)
+                                            lambda d: self.client_nonces.get(d, b""), notifiers,
+                                            settings.session.server_id)
         self._wake = asyncio.Event()
         driver.on_trigger = self._wake.set
 
@@ -112,8 +113,10 @@ class OmadmServer:
         device_id = credential.device_id if credential else h.source
         jobs = self.driver.jobs_for(device_id, base_url) if credential else []
         secret = None if credential is None else DeviceCredential(credential.identity, credential.secret)
-        session = DmServerSession(self.settings.session, device_id, h.session_id, encoding, secret,
-                                  self.nonces.get(device_id, b""), jobs, now)
+        session = DmServerSession(
+            self.settings.session, device_id, h.session_id, encoding, secret, self.nonces.get(device_id, b""), jobs,
+            now, server_password=None if credential is None else server_password(credential.secret),
+            client_nonce=self.client_nonces.get(device_id, b""))
         self.sessions[key] = session
         return session
 

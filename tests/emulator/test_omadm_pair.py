@@ -12,7 +12,7 @@ from device_emulator.omadm.client import ClientState
 from fota_server.protocol.errors import PeerError
 from fota_server.protocol.image import build_image
 from fota_server.protocol.omadm import events as ev
-from fota_server.protocol.omadm.digests import AUTH_BASIC, AUTH_MAC
+from fota_server.protocol.omadm.digests import AUTH_BASIC, AUTH_MAC, server_password
 from fota_server.protocol.omadm.fumo import result_reason
 from fota_server.protocol.omadm.session import (
     DeviceCredential, DmServerSession, FumoJob, ServerSessionConfig, SessionState,
@@ -28,8 +28,10 @@ class Server:
     """What the HTTP adapter does around the machine: route by SessionID, keep nonces, collect events."""
 
     credential: DeviceCredential | None = DeviceCredential("dev1", "s3cret-pass")
+    srvcred: str | None = None  # the server password, if not the one derived from the device secret
     jobs: list[FumoJob] = field(default_factory=list)
     nonce: bytes = b""
+    client_nonce: bytes = b""
     config: ServerSessionConfig = field(default_factory=ServerSessionConfig)
     events: list[object] = field(default_factory=list)
     sessions: dict[str, DmServerSession] = field(default_factory=dict)
@@ -39,15 +41,20 @@ class Server:
         message, encoding = decode_message(body)
         session = self.sessions.get(message.header.session_id)
         if session is None or session.finished:
+            password = None if self.credential is None else server_password(self.credential.password)
+            password = self.srvcred or password
             session = DmServerSession(self.config, message.header.source, message.header.session_id, encoding,
                                       self.credential, self.nonce, self.jobs, now,
-                                      nonce_source=lambda: next(self.counter).to_bytes(16, "big"))
+                                      nonce_source=lambda: next(self.counter).to_bytes(16, "big"),
+                                      server_password=password, client_nonce=self.client_nonce)
             self.sessions[message.header.session_id] = session
         session.receive(message, body, now, mac)
         while (event := session.next_event()) is not None:
             self.events.append(event)
             if isinstance(event, ev.NonceIssued):
                 self.nonce = event.nonce
+            elif isinstance(event, ev.ClientNonceReceived):
+                self.client_nonce = event.nonce
         reply = session.to_send()
         assert reply is not None
         return reply
@@ -241,3 +248,33 @@ def test_unknown_generic_alert_type_gets_415() -> None:
     client = DmClientSession(config(), dev, "1", b"")
     run_session(server, client)
     assert not server.of(ev.FumoResultReported) and dev.pending_alerts
+
+
+def test_server_credential_with_kept_nonces_is_accepted_at_once() -> None:
+    server, dev = Server(), device()
+    first = DmClientSession(config(), dev, "1", b"")
+    run_session(server, first)
+    assert first.server_nonce is not None and server.client_nonce == first.server_nonce
+    second = DmClientSession(config(), dev, "2", server.nonce, server_nonce=first.server_nonce)
+    sent = run_session(server, second)
+    assert sent == 2 and second.state is ClientState.ENDED  # Pkg 1, then Pkg 3 with the inventory results
+
+
+def test_server_credential_on_a_stale_nonce_is_challenged_and_commands_are_sent_again() -> None:
+    server, dev = Server(client_nonce=b"lost-after-restart"), device()
+    server.jobs = [FumoJob("job-1", URL)]
+    client = DmClientSession(config(), dev, "1", b"", server_nonce=b"what-the-device-expects")
+    sent = run_session(server, client)
+    assert client.state is ClientState.ENDED and sent == 3
+    assert server.of(ev.FumoExecAccepted) == [ev.FumoExecAccepted("IMEI:356938035643809", "job-1")]
+    assert server.client_nonce == client.server_nonce
+
+
+def test_client_refuses_a_server_with_the_wrong_password() -> None:
+    server, dev = Server(srvcred="not-the-derived-password"), device()
+    server.jobs = [FumoJob("job-1", URL)]
+    client = DmClientSession(config(), dev, "1", b"")
+    run_session(server, client)
+    assert client.state is ClientState.FAILED and dev.job is None
+    assert not server.of(ev.FumoExecAccepted)
+    assert server.of(ev.SessionEnded)[-1].reason == "server_auth_failed"

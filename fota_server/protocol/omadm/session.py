@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 
 from ..errors import DecodeError, PeerError
 from . import events as ev
-from .digests import AUTH_MAC, AUTH_MD5, decode_nonce, encode_nonce
+from .digests import AUTH_MAC, AUTH_MD5, decode_nonce, encode_nonce, md5_credential
 from .fumo import ALERT_TYPE_PREFIX, ALERT_TYPES, FumoTree, result_reason
 from .server_auth import DeviceCredential, check_client
-from .syncml import Chal, Command, Encoding, Item, Message, Meta, SyncHdr, encode_message
+from .syncml import Chal, Command, Cred, Encoding, Item, Message, Meta, SyncHdr, encode_message
 
 __all__ = ["DmServerSession", "ServerSessionConfig", "FumoJob", "SessionState", "DeviceCredential"]
 
@@ -46,6 +46,7 @@ class ServerSessionConfig:
     max_challenges: int = 2
     allow_basic: bool = True
     inventory: tuple[str, ...] = ("./DevDetail/FwV", "./DevDetail/SwV", "./DevDetail/HwV")
+    server_id: str = "fota-server"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ class DmServerSession:
         self, config: ServerSessionConfig, device_id: str, session_id: str, encoding: Encoding,
         credential: DeviceCredential | None, nonce: bytes, jobs: Sequence[FumoJob] = (), now: float = 0.0,
         nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16), resp_uri: str = "",
+        server_password: str | None = None, client_nonce: bytes = b"",
     ) -> None:
+        """``nonce`` is the last NextNonce we gave this client; ``client_nonce`` the last one it gave us, which our
+        Cred (``server_password``, the SRVCRED secret) must use (reference §6, §12: newest nonce, empty at first)."""
         self.config, self.device_id, self.session_id, self.encoding = config, device_id, session_id, encoding
         self.state = SessionState.AWAITING_AUTH
         self._credential, self._nonce, self._nonce_source = credential, nonce, nonce_source
@@ -89,6 +93,9 @@ class DmServerSession:
         self._deadline = now + config.idle_timeout_s
         self._started = False
         self._aborted = False
+        self._server_password, self._client_nonce = server_password, client_nonce
+        self._requeue: list[tuple[Command, str]] = []
+        self._refusals = 0
 
     # --- the machine's surface ---------------------------------------------------------------
 
@@ -180,6 +187,10 @@ class DmServerSession:
             status = self._handle(message, command)
             if status is not None and not command.no_resp:
                 statuses.append(status)
+        if self.finished:
+            return self._compose(statuses, True, keep_open=True)
+        self._queue.extendleft(reversed(self._requeue))
+        self._requeue.clear()
         if self._aborted:
             return self._compose(statuses, True)
         if not message.final:
@@ -197,9 +208,14 @@ class DmServerSession:
             self._take_client_nonce(command)
             return None
         sent = self._sent.get((command.msg_ref or 0, command.cmd_ref or 0))
-        if sent is None or not sent.correlator or not command.data.isdigit():
+        if sent is None or not command.data.isdigit():
             return None
         code = int(command.data)
+        if code in (401, 407):  # the client did not accept our Cred: send the command again
+            self._requeue.append((sent.command, sent.correlator))
+            return None
+        if not sent.correlator:
+            return None
         if sent.command.name == "Exec" and code in (200, 202):
             self._events.append(ev.FumoExecAccepted(self.device_id, sent.correlator))
         elif code >= 300:
@@ -207,6 +223,11 @@ class DmServerSession:
         return None
 
     def _take_client_nonce(self, status: Command) -> None:
+        if status.data in ("401", "407"):
+            self._refusals += 1
+            if self._refusals > self.config.max_challenges:
+                self._queue.clear()
+                self._end("server_auth_failed", SessionState.ERROR)
         chal = status.chal
         if chal is None or not chal.meta.next_nonce or self.state is not SessionState.ACTIVE:
             return
@@ -215,6 +236,7 @@ class DmServerSession:
             nonce = decode_nonce(text) if chal.meta.format in ("", "b64") else text.encode()
         except DecodeError:
             return
+        self._client_nonce = nonce
         self._events.append(ev.ClientNonceReceived(self.device_id, nonce))
 
     def _on_results(self, message: Message, command: Command) -> Command:
@@ -300,8 +322,16 @@ class DmServerSession:
         ver_dtd, ver_proto = self._peer_proto
         header = SyncHdr(session_id=self.session_id, msg_id=self._out_msg_id, target=self.device_id,
                          source=self.config.server_uri, ver_dtd=ver_dtd, ver_proto=ver_proto, resp_uri=self._resp_uri,
-                         meta=Meta(max_msg_size=self.config.max_msg_size, max_obj_size=self.config.max_obj_size))
+                         meta=Meta(max_msg_size=self.config.max_msg_size, max_obj_size=self.config.max_obj_size),
+                         loc_name=self.config.server_id if self._server_password is not None else "",
+                         cred=self._server_cred())
         return encode_message(Message(header, tuple(commands), final), self.encoding)
+
+    def _server_cred(self) -> Cred | None:
+        if self._server_password is None:
+            return None
+        digest = md5_credential(self.config.server_id, self._server_password, self._client_nonce)
+        return Cred(Meta(format="b64", type=AUTH_MD5), digest)
 
     def _header_status(self, message: Message, code: int, chal: Chal | None = None) -> Command:
         h = message.header

@@ -67,13 +67,16 @@ class CallbackDispatcher:
         for url, events in by_url.items():
             task = asyncio.get_running_loop().create_task(self._deliver(url, events), name=f"callbacks {url}")
             self._workers[url] = task
-            task.add_done_callback(lambda _t, url=url: self._finished(url))
+            task.add_done_callback(self._done_callback(url))
 
     def next_due(self, now: datetime) -> datetime | None:
         due = self._store.next_event_due(now)
         if due is not None and due <= now and self._workers:
             return None   # a running task will wake the runner when it finishes
         return due
+
+    def _done_callback(self, url: str) -> Callable[["asyncio.Task[None]"], None]:
+        return lambda _task: self._finished(url)
 
     def _finished(self, url: str) -> None:
         self._workers.pop(url, None)

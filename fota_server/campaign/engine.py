@@ -28,7 +28,7 @@ from .model import (
     AttemptOutcomeKind as Kind, Campaign, CampaignDevice, CampaignStatus, DeviceStatus,
 )
 from .policy import LWM2M_RETRY_DAYS, next_daily_retry, next_open, retry_delay, day_start
-from .ports import CampaignDeviceStore, CampaignStore
+from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
 from .reasons import EngineReason as R, lookup
 from .tick import TickContext, interleave_by_cell
 from . import transitions as T
@@ -189,7 +189,7 @@ class CampaignEngine:
 
     @staticmethod
     def _blocked(row: CampaignDevice, campaign: Campaign,
-                 ctx: TickContext) -> tuple[bool, T.DeviceTransition | None]:
+                 ctx: TickContext) -> tuple[bool, DeviceTransition | None]:
         """Whether the campaign's state forbids a new attempt, and the row's transition if it changes."""
         now = ctx.now
         if campaign.status == CampaignStatus.ABORTED:
@@ -256,7 +256,7 @@ class CampaignEngine:
         protocol = campaign.spec.protocol
         if isinstance(outcome, AttemptProgressed):
             if row.status == DeviceStatus.IN_PROGRESS and row.result_reason != R.DOWNLOADING:
-                ctx.add(T.DeviceTransition(*_same(row, ctx.now, R.DOWNLOADING)))
+                ctx.add(DeviceTransition(*_same(row, ctx.now, R.DOWNLOADING)))
         elif isinstance(outcome, PackageDownloaded):
             self._downloaded(row, campaign, ctx)
         elif isinstance(outcome, UpdateSucceeded):

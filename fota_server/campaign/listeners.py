@@ -41,7 +41,7 @@ class ListenerBook:
         self._store.set_listener(listener)
         return listener
 
-    def list(self, account: str, api_version: str | None = None) -> list[CallbackListener]:
+    def listeners(self, account: str, api_version: str | None = None) -> list[CallbackListener]:
         return self._store.get_listeners(account, api_version)
 
     def delete(self, account: str, api_version: str, name: str = "Fota") -> None:

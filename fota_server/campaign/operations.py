@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Sequence
+from typing import Callable, Sequence
 
-from .errors import InvalidDates, InvalidTransition
+from ..clock import Clock
+from ..records import Account
+from ..store.ports import AccountStore, DeviceStore, LicenseStore
+from .drivers import DriverCommand
+from .engine import CampaignEngine
+from .errors import CampaignNotFound, InvalidDates, InvalidTransition
 from .model import (
-    FINAL_CAMPAIGN_STATUSES, AttemptOutcomeKind, Campaign, CampaignDevice, CampaignStatus,
+    FINAL_CAMPAIGN_STATUSES, AttemptOutcomeKind, Campaign, CampaignDevice, CampaignSpec, CampaignStatus,
     DeviceResult, DeviceStatus, TimeWindow,
 )
+from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
+from .scheduling import PilotRule
+from .tick import ENGINE_DEFAULTS
 from .drivers import CancelAttempt
 from .policy import check_dates, end_instant, start_instant
 from .reasons import EngineReason as R
 from .scheduling import MAX_DEVICE_ID_LEN, device_problem
 from . import transitions as T
-
-if TYPE_CHECKING:
-    from .service import CampaignService
 
 __all__ = ["CampaignOperations", "ADD_OK", "ADD_FAILED", "REMOVE_OK", "REMOVE_FAILED"]
 
@@ -30,13 +35,80 @@ _PAGE = 1000
 
 
 class CampaignOperations:
-    def _open_campaign(self: "CampaignService", account: str, campaign_id: str) -> Campaign:
+    """What ``CampaignService`` does after scheduling, and the device checks it shares with scheduling."""
+
+    _campaigns: CampaignStore
+    _rows: CampaignDeviceStore
+    _devices: DeviceStore
+    _licenses: LicenseStore
+    _accounts: AccountStore
+    _clock: Clock
+    _outbox: list[DriverCommand]
+    _cells: dict[str, str]
+    engine: CampaignEngine
+    on_change: Callable[[], None]
+
+    def get_campaign(self, account: str, campaign_id: str) -> Campaign:
+        campaign = self._campaigns.get_campaign(campaign_id[:64])
+        if campaign is None or campaign.account_name != account:
+            raise CampaignNotFound(f"campaign {campaign_id[:64]!r} does not exist in account {account!r}")
+        return campaign
+
+    def _problems(self, account: str, spec: CampaignSpec, device_ids: Sequence[str],
+                  campaign_id: str = "") -> dict[str, str | None]:
+        """Each device's reason to stay out (None: eligible); remembers serving cells for the new rows."""
+        out: dict[str, str | None] = {}
+        self._cells.clear()
+        for device_id in device_ids:
+            device = self._devices.get_device(account, device_id)
+            if device is not None:
+                self._cells[device_id] = device.serving_cell
+            problem = device_problem(device, spec)
+            if problem is None and any(not r.final and r.campaign_id != campaign_id
+                                       for r in self._rows.device_rows(device_id)):
+                problem = R.BUSY
+            out[device_id] = problem
+        return out
+
+    def _licensing(self, account: str, spec: CampaignSpec, eligible: list[str], now: datetime) -> dict[str, str]:
+        missing = [d for d in eligible if not self._licenses.has_license(d)]
+        if not missing:
+            return {}
+        if not spec.auto_assign_license:
+            return {d: R.LICENSE_MISSING for d in missing}
+        assigned = set(self._licenses.assign(account, missing, now))
+        return {d: R.LICENSE_UNAVAILABLE for d in missing if d not in assigned}
+
+    def _pilot_rule(self, account: str) -> PilotRule:
+        found = self._account(account)
+
+        def value(key: str) -> float:
+            raw = found.settings.get(key)
+            return float(ENGINE_DEFAULTS[key] if raw is None else raw)
+        return PilotRule(int(value("pilot_cap")), int(value("pilot_min_devices")), value("pilot_min_success"))
+
+    def _new_row(self, campaign: Campaign, device_id: str, problem: str | None, first: datetime,
+                 now: datetime) -> CampaignDevice:
+        cell = self._cells.pop(device_id, "")
+        if problem is not None:
+            return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name,
+                                  DeviceStatus.REQUEST_FAILED, problem, cell, now)
+        return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name, DeviceStatus.PENDING,
+                              R.SCHEDULED, cell, now, next_attempt_at=first, wake_at=first)
+
+    def _account(self, account: str) -> Account:
+        found = self._accounts.get_account(account)
+        if found is None:
+            raise CampaignNotFound(f"account {account!r} does not exist")
+        return found
+
+    def _open_campaign(self, account: str, campaign_id: str) -> Campaign:
         campaign = self.get_campaign(account, campaign_id)
         if campaign.status in FINAL_CAMPAIGN_STATUSES:
             raise InvalidTransition(f"campaign {campaign.campaign_id} is {campaign.status.value}")
         return campaign
 
-    def add_devices(self: "CampaignService", account: str, campaign_id: str,
+    def add_devices(self, account: str, campaign_id: str,
                     device_ids: Sequence[str]) -> list[DeviceResult]:
         now = self._clock.now()
         campaign = self._open_campaign(account, campaign_id)
@@ -65,7 +137,7 @@ class CampaignOperations:
                                                                                              reasons[d] or "")
                 for d in ids]
 
-    def _join(self: "CampaignService", campaign: Campaign, joining: list[str],
+    def _join(self, campaign: Campaign, joining: list[str],
               existing: dict[str, CampaignDevice | None], first: datetime | None, now: datetime) -> None:
         if first is None:
             return
@@ -75,7 +147,7 @@ class CampaignOperations:
                     if (row := existing.get(d)) is not None]
         self._rows.apply(reopened)
 
-    def remove_devices(self: "CampaignService", account: str, campaign_id: str,
+    def remove_devices(self, account: str, campaign_id: str,
                        device_ids: Sequence[str]) -> list[DeviceResult]:
         now = self._clock.now()
         campaign = self._open_campaign(account, campaign_id)
@@ -95,14 +167,14 @@ class CampaignOperations:
         self.on_change()
         return results
 
-    def _removal(self: "CampaignService", row: CampaignDevice, campaign: Campaign, now: datetime) -> T.DeviceTransition:
+    def _removal(self, row: CampaignDevice, campaign: Campaign, now: datetime) -> DeviceTransition:
         ended = None
         if row.status == DeviceStatus.DOWNLOADED:
             ended = T.end_attempt(row, campaign, now, AttemptOutcomeKind.CANCELLED, "", R.REMOVED)
             self._outbox.append(CancelAttempt(row.attempt_id, row.device_id, campaign.spec.protocol))
         return T.to_final(row, DeviceStatus.CANCELLED, now, R.REMOVED, ended)
 
-    def change_dates(self: "CampaignService", account: str, campaign_id: str, start_date: date, end_date: date,
+    def change_dates(self, account: str, campaign_id: str, start_date: date, end_date: date,
                      windows: Sequence[TimeWindow] = (), download_windows: Sequence[TimeWindow] = (),
                      install_windows: Sequence[TimeWindow] = (), download_after: date | None = None,
                      install_after: date | None = None) -> Campaign:
@@ -129,11 +201,11 @@ class CampaignOperations:
         self.on_change()
         return self.get_campaign(account, campaign_id)
 
-    def _extend(self: "CampaignService", campaign: Campaign, spec: object, now: datetime) -> Campaign:
+    def _extend(self, campaign: Campaign, spec: CampaignSpec, now: datetime) -> Campaign:
         old = campaign.spec
-        if dataclasses.replace(old, end_date=spec.end_date) != spec:  # type: ignore[attr-defined]
+        if dataclasses.replace(old, end_date=spec.end_date) != spec:
             raise InvalidTransition("the campaign has started: only endDate may change")
-        end_at = end_instant(spec.end_date)  # type: ignore[attr-defined]
+        end_at = end_instant(spec.end_date)
         if end_at < now + _MIN_END_NOTICE:
             raise InvalidTransition("after start the new end date must be at least 24 hours ahead")
         new = dataclasses.replace(campaign, spec=spec, end_at=end_at, wake_at=end_at, updated_at=now)
@@ -144,17 +216,17 @@ class CampaignOperations:
         self.on_change()
         return self.get_campaign(campaign.account_name, campaign.campaign_id)
 
-    def _replan(self: "CampaignService", campaign: Campaign, change: object) -> None:
+    def _replan(self, campaign: Campaign, change: Callable[[CampaignDevice], DeviceTransition | None]) -> None:
         after = ""
         while True:
             page = self._rows.list_rows(campaign.campaign_id, after, _PAGE, statuses=(DeviceStatus.PENDING,))
-            batch = [t for row in page if (t := change(row)) is not None]  # type: ignore[operator]
+            batch = [t for row in page if (t := change(row)) is not None]
             self._rows.apply(batch)
             if len(page) < _PAGE:
                 return
             after = page[-1].device_id
 
-    def cancel(self: "CampaignService", account: str, campaign_id: str) -> Campaign:
+    def cancel(self, account: str, campaign_id: str) -> Campaign:
         """Before start: CampaignCancelled. After start: CampaignAborted; running attempts finish."""
         now = self._clock.now()
         campaign = self._open_campaign(account, campaign_id)
@@ -166,7 +238,7 @@ class CampaignOperations:
         self.on_change()
         return self.get_campaign(account, campaign_id)
 
-    def resume(self: "CampaignService", account: str, campaign_id: str) -> Campaign:
+    def resume(self, account: str, campaign_id: str) -> Campaign:
         now = self._clock.now()
         campaign = self.get_campaign(account, campaign_id)
         if campaign.status != CampaignStatus.FAILED:
@@ -186,7 +258,7 @@ class CampaignOperations:
         self.on_change()
         return self.get_campaign(account, campaign_id)
 
-    def offer_device(self: "CampaignService", device_id: str) -> list[str]:
+    def offer_device(self, device_id: str) -> list[str]:
         """Join the device to a running campaign with autoAddDevicesFlag that it matches; returns its id."""
         device = self._devices.find_device(device_id[:MAX_DEVICE_ID_LEN])
         if device is None or any(not r.final for r in self._rows.device_rows(device.device_id)):

@@ -29,24 +29,22 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..clock import Clock
 from ..store.ports import AccountStore, DeviceStore, LicenseStore, PackageStore
 from .drivers import DriverCommand
 from .engine import CampaignEngine
-from .errors import CampaignNotFound, InvalidCampaign, InvalidDates
+from .errors import InvalidCampaign, InvalidDates
 from .listeners import ListenerBook
 from .operations import CampaignOperations
 from .model import (
     Attempt, CallbackEvent, CallbackListener, Campaign, CampaignDevice, CampaignSpec, CampaignStatus,
-    DeviceResult, DeviceStatus,
+    DeviceResult,
 )
 from .policy import check_dates, end_instant, start_instant
 from .ports import CallbackStore, CampaignDeviceStore, CampaignStore
-from .reasons import EngineReason as R
-from .scheduling import MAX_DEVICE_ID_LEN, PilotRule, device_problem, normalise_protocol, validate_spec
-from .tick import ENGINE_DEFAULTS
+from .scheduling import MAX_DEVICE_ID_LEN, normalise_protocol, validate_spec
 from . import transitions as T
 
 __all__ = ["CampaignService", "DevicePage", "PAGE_SIZE"]
@@ -94,7 +92,7 @@ class CampaignService(CampaignOperations):
         first = T.plan_first_attempt(draft, now)
         if first is None:
             raise InvalidDates("no time window opens between startDate and endDate")
-        problems = self._problems(account, spec, dict.fromkeys(spec.device_ids))
+        problems = self._problems(account, spec, list(dict.fromkeys(spec.device_ids)))
         eligible = [d for d, p in problems.items() if p is None]
         is_pilot = self._pilot_check(account, spec, len(eligible))
         problems.update(self._licensing(account, spec, eligible, now))
@@ -136,38 +134,6 @@ class CampaignService(CampaignOperations):
         validate_spec(spec)
         return spec
 
-    def _problems(self, account: str, spec: CampaignSpec, device_ids: Sequence[str],
-                  campaign_id: str = "") -> dict[str, str | None]:
-        """Each device's reason to stay out (None: eligible); remembers serving cells for the new rows."""
-        out: dict[str, str | None] = {}
-        self._cells.clear()
-        for device_id in device_ids:
-            device = self._devices.get_device(account, device_id)
-            if device is not None:
-                self._cells[device_id] = device.serving_cell
-            problem = device_problem(device, spec)
-            if problem is None and any(not r.final and r.campaign_id != campaign_id
-                                       for r in self._rows.device_rows(device_id)):
-                problem = R.BUSY
-            out[device_id] = problem
-        return out
-
-    def _licensing(self, account: str, spec: CampaignSpec, eligible: list[str], now: datetime) -> dict[str, str]:
-        missing = [d for d in eligible if not self._licenses.has_license(d)]
-        if not missing:
-            return {}
-        if not spec.auto_assign_license:
-            return {d: R.LICENSE_MISSING for d in missing}
-        assigned = set(self._licenses.assign(account, missing, now))
-        return {d: R.LICENSE_UNAVAILABLE for d in missing if d not in assigned}
-
-    def _pilot_rule(self, account: str) -> PilotRule:
-        found = self._account(account)
-        def value(key: str) -> float:
-            raw = found.settings.get(key)
-            return float(ENGINE_DEFAULTS[key] if raw is None else raw)
-        return PilotRule(int(value("pilot_cap")), int(value("pilot_min_devices")), value("pilot_min_success"))
-
     def _pilot_check(self, account: str, spec: CampaignSpec, devices: int) -> bool:
         if spec.api_version not in _PILOT_VERSIONS:
             return False
@@ -175,28 +141,7 @@ class CampaignService(CampaignOperations):
                                                          spec.firmware_to)
         return self._pilot_rule(account).check(spec, devices, succeeded, failed)
 
-    def _new_row(self, campaign: Campaign, device_id: str, problem: str | None, first: datetime,
-                 now: datetime) -> CampaignDevice:
-        cell = self._cells.pop(device_id, "")
-        if problem is not None:
-            return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name,
-                                  DeviceStatus.REQUEST_FAILED, problem, cell, now)
-        return CampaignDevice(campaign.campaign_id, device_id, campaign.account_name, DeviceStatus.PENDING,
-                              R.SCHEDULED, cell, now, next_attempt_at=first, wake_at=first)
-
     # -- reading ----------------------------------------------------------------------------------
-
-    def _account(self, account: str) -> object:
-        found = self._accounts.get_account(account)
-        if found is None:
-            raise CampaignNotFound(f"account {account!r} does not exist")
-        return found
-
-    def get_campaign(self, account: str, campaign_id: str) -> Campaign:
-        campaign = self._campaigns.get_campaign(campaign_id[:64])
-        if campaign is None or campaign.account_name != account:
-            raise CampaignNotFound(f"campaign {campaign_id[:64]!r} does not exist in account {account!r}")
-        return campaign
 
     def list_campaigns(self, account: str, status: CampaignStatus | None = None, after: str = "",
                        limit: int = PAGE_SIZE) -> tuple[list[Campaign], bool]:
@@ -235,7 +180,7 @@ class CampaignService(CampaignOperations):
         return self.listeners.register(account, api_version, url, name)
 
     def list_listeners(self, account: str, api_version: str | None = None) -> list[CallbackListener]:
-        return self.listeners.list(account, api_version)
+        return self.listeners.listeners(account, api_version)
 
     def delete_listener(self, account: str, api_version: str, name: str = "Fota") -> None:
         self.listeners.delete(account, api_version, name)

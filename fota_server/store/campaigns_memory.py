@@ -159,7 +159,7 @@ class MemoryCampaignStore:
         self._clean_wakes()
         due = {cid for at, cid in self._wakes if at <= now}
         found = [c for cid in sorted(due) if (c := self.campaigns[cid]).wake_at is not None and c.wake_at <= now]
-        return sorted(found, key=lambda c: (c.wake_at, c.campaign_id))[:limit]  # type: ignore[return-value]
+        return sorted(found, key=lambda c: (c.wake_at or now, c.campaign_id))[:limit]
 
     def next_campaign_wake(self) -> datetime | None:
         self._clean_wakes()

@@ -54,6 +54,7 @@ class OmadmSettings:
     session: ServerSessionConfig = field(default_factory=ServerSessionConfig)
     driver: OmadmDriverSettings = field(default_factory=OmadmDriverSettings)
     max_sessions: int = 10_000
+    trigger_addr_any_host: bool = False  # else ./DevInfo/Ext/TriggerAddr must name the device's own IP
 
 
 @dataclass
@@ -74,6 +75,7 @@ class OmadmServer:
         self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
         self.client_nonces: dict[str, bytes] = {}  # client -> server nonce (Package 0 digest), per device
         self.trigger_addresses: dict[str, tuple[str, int]] = {}
+        self._peer_host = ""
         self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
                                             lambda d: self.client_nonces.get(d, b""), notifiers,
                                             settings.session.server_id)
@@ -82,8 +84,9 @@ class OmadmServer:
 
     # --- one exchange --------------------------------------------------------------------------
 
-    def handle(self, body: bytes, mac_header: str | None, base_url: str) -> _Reply:
+    def handle(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str = "") -> _Reply:
         now = self._monotonic()
+        self._peer_host = peer_host
         self.expire(now)
         limits = Limits(max_bytes=self.settings.session.max_msg_size)
         try:
@@ -166,7 +169,7 @@ class OmadmServer:
         self.services.db.devices.record_report(event.device_id, self.services.clock.now(),
                                                **{k: v[:128] for k, v in reported.items() if v})
         address = parse_host_port(values.get("Ext/TriggerAddr", ""))
-        if address is not None:
+        if address is not None and (self.settings.trigger_addr_any_host or address[0] == self._peer_host):
             self.trigger_addresses[event.device_id] = address
 
     # --- timers and Package 0 ----------------------------------------------------------------------
@@ -249,7 +252,8 @@ async def dm_endpoint(request: Request) -> Response:
         return Response(status_code=400)
     if body is None:
         return PlainTextResponse("message larger than our MaxMsgSize", 413)
-    reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url))
+    peer = request.client.host if request.client is not None else ""
+    reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
     if reply.encoding is None:
         return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status)
     return Response(reply.body, reply.status, media_type=_reply_type(content_type, reply.encoding))

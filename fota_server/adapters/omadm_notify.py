@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import httpx
@@ -80,6 +80,7 @@ class HttpHookNotifier:
     url: str
     client: httpx.AsyncClient
     timeout_s: float = 10.0
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the gateway's Authorization
 
     async def notify(self, device: Device, notification: bytes) -> None:
         body = {
@@ -89,7 +90,7 @@ class HttpHookNotifier:
             "wapPushPdu": base64.b64encode(wap_push_pdu(notification)).decode(),
         }
         try:
-            response = await self.client.post(self.url, json=body, timeout=self.timeout_s)
+            response = await self.client.post(self.url, json=body, headers=self.headers, timeout=self.timeout_s)
         except httpx.HTTPError as exc:
             raise NotifyError(f"SMS gateway hook failed: {exc}") from None
         if response.status_code >= 300:

@@ -136,3 +136,19 @@ def test_credentials_provisioned_through_the_api(tmp_path: Path) -> None:
     assert credential is not None and credential.identity == "new-user"
     stored = lab.services.db.devices.find_device(IMEI)
     assert stored is not None and stored.last_seen_at is not None
+
+
+def test_trigger_address_must_be_the_devices_own_ip(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path)
+
+    async def scenario() -> None:
+        async with serving(app_of(lab)) as url:
+            link = lab.link(url, lab.device())
+            link.device.tree["./DevInfo/Ext/TriggerAddr"] = "192.0.2.7:2948"  # somebody else's host
+            try:
+                await link.session()
+            finally:
+                await link.aclose()
+
+    asyncio.run(scenario())
+    assert IMEI not in lab.omadm.trigger_addresses

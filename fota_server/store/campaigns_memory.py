@@ -262,11 +262,11 @@ class MemoryCampaignDeviceStore:
                 by_campaign.setdefault(row.campaign_id, []).append(row)
         added: list[str] = []
         for campaign_id, mine in by_campaign.items():
-            new = self.insert(campaign_id, mine)
-            opened = sum(1 for r in mine if r.device_id in set(new) and r.status not in FINAL_DEVICE_STATUSES)
+            new = set(self.insert(campaign_id, mine))
+            opened = sum(1 for r in mine if r.device_id in new and r.status not in FINAL_DEVICE_STATUSES)
             campaign = self.campaigns[campaign_id]
             self.campaigns[campaign_id] = dataclasses.replace(campaign, open_devices=campaign.open_devices + opened)
-            added.extend(new)
+            added.extend(r.device_id for r in mine if r.device_id in new)
         if rows:
             self._callbacks.fan_out(notices, rows[0].updated_at)
         return added

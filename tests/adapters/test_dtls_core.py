@@ -93,6 +93,20 @@ def test_a_cookie_is_bound_to_the_peer_address() -> None:
     assert session is None and len(replies) == 1          # a fresh HelloVerifyRequest instead
 
 
+def test_a_cookie_outlives_one_rotation_but_not_two() -> None:
+    core = _core(cookie_rotation_s=300.0)
+
+    def hello_with_cookie_at(issued_at: float) -> bytes:
+        client = DtlsPskClient("dev-1", KEYS["dev-1"])
+        client.start(issued_at)
+        _, replies = core.accept(ADDRESS, client.to_send()[0], issued_at)
+        client.receive(replies[0], issued_at)
+        return client.to_send()[0]
+
+    assert core.accept(ADDRESS, hello_with_cookie_at(299.0), 301.0)[0] is not None
+    assert core.accept(ADDRESS, hello_with_cookie_at(299.0), 601.0)[0] is None
+
+
 def test_unknown_identity_is_refused_with_an_alert() -> None:
     client = DtlsPskClient("nobody", b"whatever")
     session = _connect(_core(), client)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.adapters.dtls.datagrams import (
-    RECORD_HEADER_BYTES, is_initial_client_hello, pack_datagrams, split_records,
+    RECORD_HEADER_BYTES, client_hello_random, is_initial_client_hello, pack_datagrams, split_records,
 )
 
 
@@ -50,6 +51,15 @@ def test_other_records_are_not_a_new_handshake() -> None:
     assert not is_initial_client_hello(_record(23, 0, b"\x01"))
     assert not is_initial_client_hello(_record(22, 0, b"\x01", version=b"\x03\x03"))  # TLS, not DTLS
     assert not is_initial_client_hello(b"\x16\xfe\xfd")
+
+
+def test_client_hello_random_is_the_one_the_client_chose() -> None:
+    client = DtlsPskClient("dev-1", b"key")
+    client.start(0.0)
+    hello = client.to_send()[0]
+    assert client_hello_random(hello) == client._connection.client_random()
+    assert client_hello_random(_record(23, 1, b"x" * 60)) is None
+    assert client_hello_random(hello[:40]) is None
 
 
 @given(st.binary(max_size=600))

@@ -137,7 +137,7 @@ class DtlsPeer:
                  drop_incoming: Callable[[int, bytes], bool] | None = None, retransmits: bool = True) -> None:
         self.client = DtlsPskClient(identity, key)
         self._port = port
-        self._drop = drop_incoming or (lambda index, data: False)
+        self.drop_incoming = drop_incoming or (lambda index, data: False)
         self._retransmits = retransmits
         self._received_count = 0
         self.dropped = 0
@@ -146,6 +146,7 @@ class DtlsPeer:
         self._mids = itertools.count(0x1000)
         self._tokens = itertools.count(1)
         self.received: list[bytes] = []
+        self.sent: list[bytes] = []
         self.incoming: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
 
     async def open(self) -> "DtlsPeer":
@@ -162,7 +163,13 @@ class DtlsPeer:
     def _flush(self) -> None:
         assert self._transport is not None
         for datagram in self.client.to_send():
+            self.sent.append(datagram)
             self._transport.sendto(datagram)
+
+    def resend(self, datagram: bytes) -> None:
+        """Send a datagram again as it was (a duplicate delayed in the network)."""
+        assert self._transport is not None
+        self._transport.sendto(datagram)
 
     async def _pump(self, wait_s: float) -> None:
         """Receive for up to ``wait_s`` (or until the peer's own retransmission timer)."""
@@ -176,7 +183,7 @@ class DtlsPeer:
                 self._flush()
             return
         index, self._received_count = self._received_count, self._received_count + 1
-        if self._drop(index, data):
+        if self.drop_incoming(index, data):
             self.dropped += 1
             return
         self.received.append(data)

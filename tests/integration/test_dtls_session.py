@@ -13,7 +13,7 @@ import pytest
 from aiocoap import error
 from aiocoap.numbers.codes import Code
 
-from fota_server.adapters.dtls import DtlsRemote, DtlsSettings
+from fota_server.adapters.dtls import DtlsRemote, DtlsSessionClosed, DtlsSettings
 from fota_server.adapters.dtls.client import DtlsPskClient
 from tests.integration.test_dtls_fixtures import DEVICES, HOST, CoapsLab, DtlsPeer, coaps_lab
 
@@ -89,6 +89,8 @@ def test_new_handshake_from_a_new_address_moves_the_session() -> None:
             await lab.until(lambda: old_remote in lab.closed)
             with pytest.raises(error.NetworkError):
                 await asyncio.wait_for(pending, 5)                # fails fast, no 93 s CoAP timeout
+            with pytest.raises(DtlsSessionClosed):
+                await asyncio.wait_for(server_read(lab, old_remote, ("3", "0")), 5)
             new_remote = lab.interface.remote_for_identity("dev-1-id")
             assert new_remote is lab.rd.registered["dev-1"] and new_remote is not old_remote
             assert not old_remote.is_open and new_remote.is_open
@@ -116,6 +118,35 @@ def test_new_handshake_from_the_same_address_replaces_the_session() -> None:
             assert response.code == Code.CREATED and lab.rd.registered["dev-1"] is not first
             assert lab.interface.session_count == 1
             peer.close()
+    run(scenario)
+
+
+def test_a_delayed_duplicate_client_hello_does_not_replace_the_session() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            hello_with_cookie = peer.sent[1]                  # sent[0] had no cookie
+            peer.resend(hello_with_cookie)
+            peer.resend(peer.sent[0])
+            assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+            assert lab.closed == [] and lab.interface.session_count == 1
+    run(scenario)
+
+
+def test_a_handshake_restarted_from_the_same_port_does_not_wait_for_the_old_one() -> None:
+    async def scenario() -> None:
+        async with coaps_lab(DtlsSettings(handshake_timeout_s=30.0)) as lab:
+            # the device gets its HelloVerifyRequest, then loses everything and reboots
+            peer = await peer_for(lab, drop_incoming=lambda index, data: index > 0, retransmits=False).open()
+            await peer.handshake(timeout_s=0.3)
+            assert not peer.client.established and lab.interface.session_count == 1
+            identity, key = DEVICES["dev-1"]
+            peer.client = DtlsPskClient(identity, key.encode())
+            peer.drop_incoming = lambda index, data: False
+            await peer.handshake(timeout_s=5.0)               # far less than the old handshake's 30 s
+            assert peer.client.established
+            assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+            assert lab.interface.session_count == 1
     run(scenario)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from OpenSSL import SSL
 
-from .datagrams import pack_datagrams, split_records
+from .datagrams import client_hello_random, pack_datagrams, split_records
 
 __all__ = [
     "DtlsSettings", "DtlsServerCore", "DtlsSession", "SessionState", "PskLookup",
@@ -69,6 +69,7 @@ class DtlsSettings:
     max_handshakes: int = 512
     max_datagram_bytes: int = 4096
     max_identity_bytes: int = 128
+    cookie_rotation_s: float = 300.0      # a cookie stays valid for one to two of these
     ciphers: str = DEFAULT_CIPHERS
 
 
@@ -104,6 +105,7 @@ class DtlsServerCore:
         self.settings = settings or DtlsSettings()
         self._psk_lookup = psk_lookup
         self._cookie_secret = cookie_secret or secrets.token_bytes(32)
+        self._cookie_window = 0
         self._active: DtlsSession | None = None
         self._context = self._build_context()
 
@@ -121,12 +123,17 @@ class DtlsServerCore:
         lib.SSL_CTX_set_psk_server_callback(context._context, self._psk_callback)
         return context
 
-    def _cookie_for(self, connection: SSL.Connection) -> bytes:
-        peer = repr(connection.get_app_data()).encode()
+    def _cookie(self, connection: SSL.Connection, window: int) -> bytes:
+        """RFC 6347 §4.2.1: HMAC(secret, client address), with the secret changing every window."""
+        peer = repr(connection.get_app_data()).encode() + b"|" + str(window).encode()
         return hmac.new(self._cookie_secret, peer, hashlib.sha256).digest()[:_COOKIE_BYTES]
 
+    def _cookie_for(self, connection: SSL.Connection) -> bytes:
+        return self._cookie(connection, self._cookie_window)
+
     def _cookie_matches(self, connection: SSL.Connection, cookie: bytes) -> bool:
-        return hmac.compare_digest(cookie, self._cookie_for(connection))
+        return any(hmac.compare_digest(cookie, self._cookie(connection, window))
+                   for window in (self._cookie_window, self._cookie_window - 1))
 
     def _psk_for(self, _ssl: Any, identity: Any, psk_out: Any, max_psk_len: int) -> int:
         """OpenSSL's PSK server callback (RFC 4279 §2): the key length, or 0 for an unknown identity."""
@@ -156,6 +163,7 @@ class DtlsServerCore:
         Without a valid cookie the reply is a HelloVerifyRequest and no state is kept. With one,
         a new handshaking session is returned together with the server's first flight.
         """
+        self._cookie_window = int(now // self.settings.cookie_rotation_s)
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(address)
         connection.set_ciphertext_mtu(self.settings.mtu)
@@ -167,7 +175,7 @@ class DtlsServerCore:
             return None, _drain(connection, self.settings.mtu)
         except SSL.Error:
             return None, []
-        session = DtlsSession(self, connection, address, now)
+        session = DtlsSession(self, connection, address, now, client_hello_random(datagram))
         session.step(now)
         return session, session.to_send()
 
@@ -193,8 +201,10 @@ def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
 class DtlsSession:
     """One peer's DTLS association, from the verified ClientHello to close (RFC 6347 §4.2)."""
 
-    def __init__(self, core: DtlsServerCore, connection: SSL.Connection, address: Any, now: float) -> None:
+    def __init__(self, core: DtlsServerCore, connection: SSL.Connection, address: Any, now: float,
+                 hello_random: bytes | None = None) -> None:
         self._core = core
+        self.hello_random = hello_random      # of the ClientHello that opened it; a repeat is not a new handshake
         self._connection = connection
         self.address = address
         self.identity: str | None = None

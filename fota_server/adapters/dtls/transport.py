@@ -27,7 +27,7 @@ from aiocoap.transports.generic_udp import GenericMessageInterface
 from aiocoap.util import hostportjoin, hostportsplit
 
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState
-from .datagrams import is_initial_client_hello
+from .datagrams import client_hello_random, is_initial_client_hello
 
 __all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionListener"]
 
@@ -158,7 +158,12 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     # --- what aiocoap asks of a message interface
 
     async def recognize_remote(self, remote: Any) -> bool:
-        return isinstance(remote, DtlsRemote) and remote._interface is self
+        """Ours if it is one of our remotes; a request to a session that has ended fails at once."""
+        if not isinstance(remote, DtlsRemote) or remote._interface is not self:
+            return False
+        if not remote.is_open:
+            raise DtlsSessionClosed(f"the DTLS session with {remote.hostinfo} has ended")
+        return True
 
     async def determine_remote(self, request: Any) -> DtlsRemote | None:
         """A coaps:// URI naming a peer with an open session resolves to that session's remote."""
@@ -202,7 +207,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
             return
         now = self._loop.time()
         session = self._sessions.get(address)
-        if is_initial_client_hello(data) and (session is None or session.state is SessionState.ESTABLISHED):
+        if self._starts_new_handshake(session, data):
             session = self._accept(address, data, now)
             if session is None:
                 return
@@ -219,6 +224,17 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         for plaintext in plaintexts:
             if remote is not None:
                 self._received_datagram(remote, plaintext)
+
+    @staticmethod
+    def _starts_new_handshake(session: DtlsSession | None, data: bytes) -> bool:
+        """An epoch-0 ClientHello that is not a repeat of the one that opened the current session.
+
+        RFC 6347 §4.2.8: the current session is replaced only once the new ClientHello has a valid
+        cookie (see ``_accept``); a repeat goes to the session as a retransmission.
+        """
+        if not is_initial_client_hello(data):
+            return False
+        return session is None or client_hello_random(data) != session.hello_random
 
     def _accept(self, address: Any, data: bytes, now: float) -> DtlsSession | None:
         handshaking = len(self._sessions) - len(self._remotes)
@@ -256,8 +272,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         if previous is not None and previous is not session:
             self._end(previous, "superseded by a new handshake with the same identity")
         log.info("DTLS session with %s as %r (%s)", remote.hostinfo, identity, session.cipher)
-        if self.on_established is not None:
-            self.on_established(remote)
+        self._notify(self.on_established, remote)
 
     def _end(self, session: DtlsSession, reason: str, notify_peer: bool = True) -> None:
         if notify_peer and session.state is not SessionState.CLOSED:
@@ -277,8 +292,16 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         log.info("DTLS session with %s as %r ended: %s", remote.hostinfo, remote.psk_identity, reason)
         if self._mman is not None:
             self._received_exception(remote, DtlsSessionClosed(reason))
-        if self.on_closed is not None:
-            self.on_closed(remote)
+        self._notify(self.on_closed, remote)
+
+    @staticmethod
+    def _notify(listener: SessionListener | None, remote: DtlsRemote) -> None:
+        if listener is None:
+            return
+        try:
+            listener(remote)
+        except Exception:
+            log.exception("DTLS session listener failed for %r", remote)
 
     # --- datagrams out
 
@@ -323,8 +346,12 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
                 del self._scheduled[session]
                 due.append(session)
         for session in due:
-            session.on_timer(now)
-            self._settle(session)
+            try:
+                session.on_timer(now)
+                self._settle(session)
+            except Exception:
+                log.exception("DTLS timer failed for %r; ending it", session)
+                self._end(session, "internal error", notify_peer=False)
         if self._deadlines:
             self._arm_timer(self._deadlines[0][0])
 

@@ -2,7 +2,8 @@
 DeviceFirmwareVersionUpdateResult).
 
 - ``PUT /firmware/{acc}/devices`` (body FirmwareIMEI, at most 100 devices) answers at once with the
-  firmware version the server last heard from each device and when (``firmwareVersionUpdateTime``).
+  firmware version the server last heard from each device; ``firmwareVersionUpdateTime`` is the device's
+  last report (every report refreshes the version), absent when it never reported.
 - ``PUT /firmware/{acc}/async/{deviceId}`` records a request to ask the device for its version and
   answers with its ``requestId``. A protocol driver takes pending requests (``FirmwareVersionRequests``)
   and reads the version at the device's next contact (LwM2M /3/0/3, HTTP check-in, OMA-DM

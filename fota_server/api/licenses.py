@@ -14,6 +14,7 @@ The cancellation list holds devices whose licenses go when the subscription shri
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from starlette.requests import Request
@@ -28,6 +29,8 @@ from .models import PAGE_SIZE, device_list, licenses_after, optional_query, page
 from .wire import go_time, rfc3339
 
 __all__ = ["routes"]
+
+log = logging.getLogger("fota_server.api.licenses")
 
 Outcome = tuple[str, str]  # (device id, outcome)
 
@@ -53,6 +56,7 @@ def _assign(services: Services, account: str, ids: list[str]) -> list[Outcome]:
     known = {i for i in ids if devices.get_device(account, i) is not None}
     held = {i for i in known if licenses.has_license(i)}
     assigned = set(licenses.assign(account, [i for i in ids if i in known and i not in held], services.clock.now()))
+    log.info("account %s: licenses assigned to %d of %d devices", account, len(assigned), len(ids))
     return [(i, "unknown" if i not in known else "already" if i in held else
              "assigned" if i in assigned else "no_license") for i in ids]
 
@@ -60,6 +64,7 @@ def _assign(services: Services, account: str, ids: list[str]) -> list[Outcome]:
 def _remove(services: Services, account: str, ids: list[str]) -> list[Outcome]:
     known = {i for i in ids if services.db.devices.get_device(account, i) is not None}
     removed = set(services.db.licenses.release(account, [i for i in ids if i in known]))
+    log.info("account %s: licenses removed from %d of %d devices", account, len(removed), len(ids))
     return [(i, "unknown" if i not in known else "removed" if i in removed else "not_licensed") for i in ids]
 
 

@@ -25,6 +25,7 @@ has no starting version).
 from __future__ import annotations
 
 import io
+import logging
 import re
 import uuid
 from pathlib import PurePosixPath
@@ -45,6 +46,8 @@ from .models import CLIENT_TYPE, DISTRIBUTION_TYPE, PACKAGE_PROTOCOL, optional_q
 from .wire import iso_date, rfc3339
 
 __all__ = ["routes", "config_package_name", "DEVICE_PLATFORM_ID"]
+
+log = logging.getLogger("fota_server.api.packages")
 
 DEVICE_PLATFORM_ID = "IoT"
 MAX_FIELD = 128
@@ -166,11 +169,15 @@ async def _store_file(services: Services, account: str, file_name: str, fields: 
                       upload: UploadFile) -> Package:
     content = await upload.read()
     await upload.close()
-    return services.firmware.add(
-        io.BytesIO(content), kind="config", account_name=account, name=config_package_name(file_name, fields["fileVersion"]),
-        file_name=file_name, make=fields["make"], model=fields["model"], version_from=fields.get("localTargetPath", ""),
-        version_to=fields["fileVersion"], protocol=parse_protocol(fields.get("distributionType") or "HTTP", "distributionType"),
+    protocol = parse_protocol(fields.get("distributionType") or "HTTP", "distributionType")
+    package = services.firmware.add(
+        io.BytesIO(content), kind="config", account_name=account, file_name=file_name,
+        name=config_package_name(file_name, fields["fileVersion"]), make=fields["make"], model=fields["model"],
+        version_from=fields.get("localTargetPath", ""), version_to=fields["fileVersion"], protocol=protocol,
         release_note=fields.get("releaseNote", ""))
+    log.info("account %s: configuration file %s version %s stored (%d bytes)", account, file_name,
+             package.version_to, package.size)
+    return package
 
 
 def _upload_answer(p: Package) -> dict[str, Any]:

@@ -317,3 +317,31 @@ def test_callback_notices_are_kept_per_listener(world: World) -> None:
     assert device_events == ["UpgradePending", "UpgradeInProgress", "UpgradeSuccess"]
     assert events[-1].payload == {**events[-1].payload, "campaignStatus": "CampaignEnded"}
     assert {e.url for e in events} == {"https://listener.example/fota"}
+
+
+def test_auto_add_devices_join_a_running_campaign(world: World) -> None:
+    ids = world.add_devices(2)
+    campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids[:1], auto_add_devices=True))
+    assert world.service.offer_device(ids[1]) == [campaign.campaign_id]
+    assert world.service.offer_device(ids[1]) == []   # already in it
+    late = world.add_devices(1, prefix="new", license=False)
+    assert world.service.offer_device(late[0]) == []    # no license and no auto-assign
+    world.run()
+    assert {r.device_id: r.status for r in world.rows(campaign.campaign_id)} == {
+        ids[0]: DeviceStatus.SUCCESS, ids[1]: DeviceStatus.SUCCESS}
+
+
+def test_device_report_pages_and_history(world: World) -> None:
+    ids = world.add_devices(5)
+    campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
+    page = world.service.campaign_devices(ACCOUNT, campaign.campaign_id, limit=2)
+    assert [r.device_id for r in page.rows] == ids[:2] and page.has_more and page.last_seen == ids[1]
+    last = world.service.campaign_devices(ACCOUNT, campaign.campaign_id, after_device_id=ids[3], limit=2)
+    assert [r.device_id for r in last.rows] == ids[4:] and not last.has_more
+    world.run()
+    (entry,) = world.service.device_history(ACCOUNT, ids[0])
+    assert entry[0].campaign_id == campaign.campaign_id and entry[1].status == DeviceStatus.SUCCESS
+    assert [a.outcome for a in world.service.device_attempts(ACCOUNT, ids[0])] == [AttemptOutcomeKind.SUCCESS]
+    assert world.service.device_history("someone-else", ids[0]) == []
+    listed, more = world.service.list_campaigns(ACCOUNT, CampaignStatus.ENDED)
+    assert [c.campaign_id for c in listed] == [campaign.campaign_id] and not more

@@ -1,0 +1,88 @@
+"""The asyncio runner in-process over SQLite and the real clock: drivers, push outcomes, callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fota_server.adapters.runner import build_campaign_service, start_engine
+from fota_server.app import build_services
+from fota_server.campaign import CampaignSpec, CampaignStatus, DeviceStatus
+from fota_server.campaign.drivers import (
+    AttemptOutcome, DriverCommand, SimulatedDevice, SimulatedDriver, StartAttempt, UpdateSucceeded,
+)
+from fota_server.config import load_config
+from fota_server.records import Device, Package
+
+from tests.campaign.test_callbacks import Listener
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "runner-account"
+
+
+class PushDriver:
+    """A driver that answers by pushing outcomes to the runner (as IO drivers do), not through collect()."""
+
+    def __init__(self) -> None:
+        self.report: Any = None
+
+    def submit(self, command: DriverCommand, now: datetime) -> None:
+        if isinstance(command, StartAttempt):
+            asyncio.get_running_loop().call_soon(self.report, UpdateSucceeded(command.attempt_id, command.firmware_to))
+
+    def next_deadline(self) -> datetime | None:
+        return None
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        return []
+
+
+def seed(services: Any, protocol_of: Any, count: int) -> list[str]:
+    db, now = services.db, services.clock.now()
+    services.auth.create_account(ACCOUNT, license_count=count)
+    db.packages.add_package(Package("pkg-r", "firmware", "fw-r", ACCOUNT, "Acme", "T1", "1.0", "2.0", "LWM2M", 1,
+                                    "00" * 32, "sig", now))
+    ids = [f"run{i:03d}" for i in range(count)]
+    for i, device_id in enumerate(ids):
+        db.devices.add_device(Device(device_id, ACCOUNT, protocol_of(i), make="Acme", model="T1",
+                                     firmware_version="1.0", serving_cell=f"c{i % 2}", created_at=now))
+    db.licenses.assign(ACCOUNT, ids, now)
+    return ids
+
+
+def test_runner_drives_campaigns_and_delivers_callbacks(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        listener = await Listener().start()
+        services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "r.db")}))
+        ids = seed(services, lambda i: "LWM2M" if i % 2 else "HTTP", 10)
+        service = build_campaign_service(services)
+        service.register_listener(ACCOUNT, "v3", f"http://127.0.0.1:{listener.port}/events")
+        simulated = SimulatedDriver(default=lambda _d: SimulatedDevice(delay=timedelta(milliseconds=30)))
+        push = PushDriver()
+        handle = await start_engine(services, {"LWM2M": simulated, "HTTP": push})
+        push.report = handle.report
+        today = services.clock.now().date()
+        campaigns = []
+        for protocol in ("LWM2M", "HTTP"):
+            devices = tuple(d for i, d in enumerate(ids) if (protocol == "LWM2M") == bool(i % 2))
+            spec = CampaignSpec("v3", "firmware", protocol, "pkg-r", "", "", "1.0", "2.0", today,
+                                today + timedelta(days=1), devices)
+            campaigns.append(service.schedule_campaign(ACCOUNT, spec)[0].campaign_id)
+        for _ in range(500):   # bounded wait for the real-time loop
+            done = [service.get_campaign(ACCOUNT, c).status for c in campaigns]
+            if done == [CampaignStatus.ENDED] * 2 and not service.pending_callback_events(ACCOUNT):
+                break
+            await asyncio.sleep(0.02)
+        await handle.stop()
+        rows = [r for c in campaigns for r in service.campaign_devices(ACCOUNT, c).rows]
+        services.db.close()
+        await listener.close()
+        assert {r.status for r in rows} == {DeviceStatus.SUCCESS} and len(rows) == 10
+        statuses = [b["status"] for b in listener.bodies if b.get("deviceId") == ids[1]]
+        assert statuses == ["UpgradePending", "UpgradeInProgress", "UpgradeSuccess"]
+        assert sum(b.get("campaignStatus") == "CampaignEnded" for b in listener.bodies) == 2
+    asyncio.run(scenario(), debug=True)

@@ -40,6 +40,16 @@ class WhoResource(resource.Resource):  # type: ignore[misc]
         return aiocoap.Message(code=Code.CREATED, payload=b"echo:" + request.payload)
 
 
+BLOB = bytes(range(256)) * 80        # 20 KiB: twenty 1024-byte blocks
+
+
+class BlobResource(resource.Resource):  # type: ignore[misc]
+    """GET: a 20 KiB body, which aiocoap serves block-wise (RFC 7959 Block2)."""
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(payload=BLOB, content_format=42)
+
+
 class RegisterResource(resource.Resource):  # type: ignore[misc]
     """A stand-in for ``/rd``: a Register is accepted only for the endpoint the identity belongs to."""
 
@@ -100,13 +110,14 @@ def provisioned_db() -> MemoryDatabase:
 
 
 @contextlib.asynccontextmanager
-async def coaps_lab(settings: DtlsSettings | None = None) -> AsyncIterator[CoapsLab]:
+async def coaps_lab(settings: DtlsSettings | None = None, host: str = HOST) -> AsyncIterator[CoapsLab]:
     db = provisioned_db()
     rd = RegisterResource(db)
     site = resource.Site()
     site.add_resource(["who"], WhoResource())
+    site.add_resource(["blob"], BlobResource())
     site.add_resource(["rd"], rd)
-    ctx, interface = await create_coaps_context(site, (HOST, 0), psk_lookup_for(db.credentials), settings)
+    ctx, interface = await create_coaps_context(site, (host, 0), psk_lookup_for(db.credentials), settings)
     lab = CoapsLab(ctx, interface, rd, db)
     interface.on_established = lab.session_opened
     interface.on_closed = lab.session_closed
@@ -133,10 +144,11 @@ class DtlsPeer:
     repeats its own handshake flights, as some device stacks do not.
     """
 
-    def __init__(self, identity: str, key: bytes, port: int, *,
+    def __init__(self, identity: str, key: bytes, port: int, *, host: str = HOST,
                  drop_incoming: Callable[[int, bytes], bool] | None = None, retransmits: bool = True) -> None:
         self.client = DtlsPskClient(identity, key)
         self._port = port
+        self._host = host
         self.drop_incoming = drop_incoming or (lambda index, data: False)
         self._retransmits = retransmits
         self._received_count = 0
@@ -151,7 +163,7 @@ class DtlsPeer:
 
     async def open(self) -> "DtlsPeer":
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self._protocol, remote_addr=(HOST, self._port))
+        transport, _ = await loop.create_datagram_endpoint(lambda: self._protocol, remote_addr=(self._host, self._port))
         self._transport = transport
         return self
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
 
 from fota_server.adapters.dtls import DtlsSettings
-from tests.integration.test_dtls_fixtures import DEVICES, HOST, CoapsLab, coaps_lab
+from tests.integration.test_dtls_fixtures import BLOB, DEVICES, CoapsLab, coaps_lab
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +44,12 @@ async def coap_client(binary: str, identity: str, key: str, *args: str) -> Clien
 
 
 def uri(lab: CoapsLab, path: str) -> str:
-    return f"coaps://{HOST}:{lab.port}/{path}"
+    return f"coaps://{lab.interface.hostinfo_local}/{path}"
 
 
-def run_with_lab(scenario_body: object, settings: DtlsSettings | None = None) -> None:
+def run_with_lab(scenario_body: object, settings: DtlsSettings | None = None, host: str = "127.0.0.1") -> None:
     async def scenario() -> None:
-        async with coaps_lab(settings) as lab:
+        async with coaps_lab(settings, host) as lab:
             await scenario_body(lab)  # type: ignore[operator]
     asyncio.run(asyncio.wait_for(scenario(), 60), debug=True)
 
@@ -121,3 +122,18 @@ def test_another_devices_key_does_not_open_this_identity(binary: str) -> None:
         assert "identity=" not in refused.stdout and lab.established == []
 
     run_with_lab(body, DtlsSettings(handshake_timeout_s=2.0))
+
+
+@pytest.mark.parametrize("binary", CLIENTS)
+def test_blockwise_download_over_ipv6(binary: str, tmp_path: Path) -> None:
+    identity, key = DEVICES["dev-1"]
+    target = tmp_path / "blob.bin"
+
+    async def body(lab: CoapsLab) -> None:
+        assert lab.interface.hostinfo_local.startswith("[::1]:")
+        await coap_client(binary, identity, key, "-m", "get", "-b", "1024", "-o", str(target), uri(lab, "blob"))
+        assert target.read_bytes() == BLOB
+        assert [r.address[0] for r in lab.established] == ["::1"]
+        assert lab.established[0].uri_base == f"coaps://[::1]:{lab.established[0].address[1]}"
+
+    run_with_lab(body, host="::1")

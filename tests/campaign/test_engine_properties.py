@@ -58,3 +58,44 @@ def test_engine_promises_hold(devices: int, cells: int, cap: int, global_cap: in
     world.run()
     assert world.service.get_campaign(ACCOUNT, campaign.campaign_id).status == CampaignStatus.ENDED
     check_invariants(world, campaign.campaign_id, cap=min(cap, global_cap))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    devices=st.integers(1, 30),
+    cap=st.integers(1, 3),
+    abort_after_min=st.integers(0, 600),
+    campaign_windows=windows(),
+    outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=10),
+    v2=st.booleans(),
+)
+def test_abort_stops_new_attempts_and_every_device_ends(devices: int, cap: int, abort_after_min: int,
+                                                        campaign_windows: tuple[TimeWindow, ...], outcomes: list[str],
+                                                        v2: bool) -> None:
+    from fota_server.campaign.drivers import StartAttempt
+    world = World(settings={"cell_cap": cap, "attempt_timeout_s": 1200})
+    ids = world.add_devices(devices, cells=2)
+    for index, device_id in enumerate(ids):
+        world.driver.devices[device_id] = SimulatedDevice(delay=timedelta(minutes=7),
+                                                          outcome=outcomes[index % len(outcomes)])
+    today = world.clock.now().date()
+    extra = ({"download_windows": campaign_windows, "install_windows": (TimeWindow(3, 5),), "api_version": "v2"}
+             if v2 else {"windows": campaign_windows})
+    try:
+        campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids, end_date=today + timedelta(days=3),
+                                                                          **extra))
+    except Exception as exc:
+        assert type(exc).__name__ == "InvalidDates"
+        return
+    world.run(until=world.clock.now() + timedelta(minutes=abort_after_min))
+    aborted_at = world.clock.now()
+    status = world.service.get_campaign(ACCOUNT, campaign.campaign_id).status
+    if status == CampaignStatus.ENDED:
+        return
+    world.service.cancel(ACCOUNT, campaign.campaign_id)
+    world.run()
+    late = [t for t, c in world.driver.submitted if isinstance(c, StartAttempt) and not c.resumed and t > aborted_at]
+    assert late == []
+    assert all(r.final for r in world.rows(campaign.campaign_id))
+    assert world.service.get_campaign(ACCOUNT, campaign.campaign_id).status == CampaignStatus.ABORTED
+    assert all(a.ended_at is not None for a in world.stores.rows.attempts(campaign_id=campaign.campaign_id))

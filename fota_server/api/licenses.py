@@ -15,7 +15,9 @@ The cancellation list holds devices whose licenses go when the subscription shri
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,22 +35,7 @@ __all__ = ["routes"]
 log = logging.getLogger("fota_server.api.licenses")
 
 Outcome = tuple[str, str]  # (device id, outcome)
-
-V1_STATUS = {
-    "assigned": ("LicenseAssignSuccess", "Success"),
-    "already": ("LicenseAssignFailed", "License already attached to device"),
-    "no_license": ("LicenseAssignFailed", "No license available"),
-    "unknown_assign": ("LicenseAssignFailed", "Device does not exist."),
-    "removed": ("LicenseRemoveSuccess", "Success"),
-    "not_licensed": ("LicenseRemoveFailed", "No license attached to device"),
-    "unknown_remove": ("LicenseRemoveFailed", "Device does not exist."),
-}
-V2_STATUS = {key: ("Success" if status.endswith("Success") else "Failure", reason)
-             for key, (status, reason) in V1_STATUS.items()}
-
-
-def _outcome_key(outcome: str, assigning: bool) -> str:
-    return outcome + ("_assign" if assigning else "_remove") if outcome == "unknown" else outcome
+Reasons = dict[str, tuple[str, str]]  # outcome -> (v1 status, reason)
 
 
 def _assign(services: Services, account: str, ids: list[str]) -> list[Outcome]:
@@ -58,14 +45,55 @@ def _assign(services: Services, account: str, ids: list[str]) -> list[Outcome]:
     assigned = set(licenses.assign(account, [i for i in ids if i in known and i not in held], services.clock.now()))
     log.info("account %s: licenses assigned to %d of %d devices", account, len(assigned), len(ids))
     return [(i, "unknown" if i not in known else "already" if i in held else
-             "assigned" if i in assigned else "no_license") for i in ids]
+             "done" if i in assigned else "no_license") for i in ids]
 
 
 def _remove(services: Services, account: str, ids: list[str]) -> list[Outcome]:
     known = {i for i in ids if services.db.devices.get_device(account, i) is not None}
     removed = set(services.db.licenses.release(account, [i for i in ids if i in known]))
     log.info("account %s: licenses removed from %d of %d devices", account, len(removed), len(ids))
-    return [(i, "unknown" if i not in known else "removed" if i in removed else "not_licensed") for i in ids]
+    return [(i, "unknown" if i not in known else "done" if i in removed else "not_licensed") for i in ids]
+
+
+@dataclass(frozen=True)
+class _Change:
+    apply: Callable[[Services, str, list[str]], list[Outcome]]
+    reasons: Reasons
+
+
+ASSIGN = _Change(_assign, {
+    "done": ("LicenseAssignSuccess", "Success"),
+    "already": ("LicenseAssignFailed", "License already attached to device"),
+    "no_license": ("LicenseAssignFailed", "No license available"),
+    "unknown": ("LicenseAssignFailed", "Device does not exist."),
+})
+REMOVE = _Change(_remove, {
+    "done": ("LicenseRemoveSuccess", "Success"),
+    "not_licensed": ("LicenseRemoveFailed", "No license attached to device"),
+    "unknown": ("LicenseRemoveFailed", "Device does not exist."),
+})
+
+
+def _v1_entry(device_id: str, outcome: str, reasons: Reasons, now: datetime) -> dict[str, Any]:
+    status, reason = reasons[outcome]
+    return {"deviceId": device_id, "status": status, "Reason": reason}
+
+
+def _v2_entry(device_id: str, outcome: str, reasons: Reasons, now: datetime) -> dict[str, Any]:
+    return {"deviceId": device_id, "status": "Success" if outcome == "done" else "Failure",
+            "resultReason": reasons[outcome][1]}
+
+
+def _v3_entry(device_id: str, outcome: str, reasons: Reasons, now: datetime) -> dict[str, Any]:
+    status, reason = reasons[outcome]
+    entry: dict[str, Any] = {"deviceId": device_id, "status": status, "resultReason": reason}
+    if outcome == "done":
+        entry["updatedTime"] = rfc3339(now)
+    return entry
+
+
+_ENTRY = {"v1": _v1_entry, "v2": _v2_entry, "v3": _v3_entry}
+_TOTAL_KEY = {"v1": "licCount", "v2": "licTotalCount", "v3": "licCount"}
 
 
 def _counts(services: Services, account: str) -> tuple[int, int]:
@@ -83,47 +111,16 @@ async def _request_ids(request: Request, services: Services, account: str) -> li
     return device_list(body)
 
 
-def _change(assigning: bool) -> Callable[[Services, str, list[str]], list[Outcome]]:
-    return _assign if assigning else _remove
+def _change_endpoint(change: _Change, version: str) -> Callable[[Request], Awaitable[Response]]:
+    entry, total_key = _ENTRY[version], _TOTAL_KEY[version]
 
-
-def _v1_change(assigning: bool) -> Callable[[Request], Any]:
     @management
     async def handler(request: Request, services: Services, account: str) -> Response:
-        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
+        outcomes = change.apply(services, account, await _request_ids(request, services, account))
         total, used = _counts(services, account)
-        entries = [dict(zip(("status", "Reason"), V1_STATUS[_outcome_key(o, assigning)]), deviceId=i)
-                   for i, o in outcomes]
-        return JSONResponse({"accountName": account, "licCount": total, "licUsedCount": used, "deviceList": entries})
-    return handler
-
-
-def _v2_change(assigning: bool) -> Callable[[Request], Any]:
-    @management
-    async def handler(request: Request, services: Services, account: str) -> Response:
-        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
-        total, used = _counts(services, account)
-        entries = [dict(zip(("status", "resultReason"), V2_STATUS[_outcome_key(o, assigning)]), deviceId=i)
-                   for i, o in outcomes]
-        return JSONResponse({"accountName": account, "licTotalCount": total, "licUsedCount": used,
-                             "deviceList": entries})
-    return handler
-
-
-def _v3_change(assigning: bool) -> Callable[[Request], Any]:
-    @management
-    async def handler(request: Request, services: Services, account: str) -> Response:
-        outcomes = _change(assigning)(services, account, await _request_ids(request, services, account))
-        total, used = _counts(services, account)
-        changed_at = rfc3339(services.clock.now())
-        entries = []
-        for device_id, outcome in outcomes:
-            status, reason = V1_STATUS[_outcome_key(outcome, assigning)]
-            entry: dict[str, Any] = {"deviceId": device_id, "status": status, "resultReason": reason}
-            if outcome in ("assigned", "removed"):
-                entry["updatedTime"] = changed_at
-            entries.append(entry)
-        return JSONResponse({"accountName": account, "licCount": total, "licUsedCount": used, "deviceList": entries})
+        now = services.clock.now()
+        return JSONResponse({"accountName": account, total_key: total, "licUsedCount": used,
+                             "deviceList": [entry(i, o, change.reasons, now) for i, o in outcomes]})
     return handler
 
 
@@ -139,7 +136,7 @@ async def license_index_v1(request: Request, services: Services, account: str) -
     })
 
 
-def _summary(total_key: str) -> Callable[[Request], Any]:
+def _summary(total_key: str) -> Callable[[Request], Awaitable[Response]]:
     @management
     async def handler(request: Request, services: Services, account: str) -> Response:
         after = optional_query(request, "lastSeenDeviceId") or ""
@@ -230,19 +227,19 @@ V2 = "/api/fota/v2/licenses/{account}"
 V3 = "/api/fota/v3/licenses/{acc}"
 
 routes = [
-    Route(f"{V1}/assign", _v1_change(True), methods=["POST"]),
-    Route(f"{V1}/remove", _v1_change(False), methods=["POST"]),
+    Route(f"{V1}/assign", _change_endpoint(ASSIGN, "v1"), methods=["POST"]),
+    Route(f"{V1}/remove", _change_endpoint(REMOVE, "v1"), methods=["POST"]),
     Route(f"{V1}/cancel", cancel_set, methods=["POST"]),
     Route(f"{V1}/cancel", cancel_clear, methods=["DELETE"]),
     Route(f"{V1}/cancel/index/{{startIndex}}", cancel_index_v1, methods=["GET"]),
     Route(f"{V1}/index/{{startIndex}}", license_index_v1, methods=["GET"]),
     Route(V2, _summary("totalLicense"), methods=["GET"]),
-    Route(f"{V2}/assign", _v2_change(True), methods=["POST"]),
-    Route(f"{V2}/remove", _v2_change(False), methods=["POST"]),
+    Route(f"{V2}/assign", _change_endpoint(ASSIGN, "v2"), methods=["POST"]),
+    Route(f"{V2}/remove", _change_endpoint(REMOVE, "v2"), methods=["POST"]),
     Route(f"{V2}/cancel", cancel_index_v2, methods=["GET"]),
     Route(f"{V2}/cancel", cancel_set, methods=["POST"]),
     Route(f"{V2}/cancel", cancel_clear, methods=["DELETE"]),
     Route(V3, _summary("totalLicenses"), methods=["GET"]),
-    Route(f"{V3}/assign", _v3_change(True), methods=["POST"]),
-    Route(f"{V3}/remove", _v3_change(False), methods=["POST"]),
+    Route(f"{V3}/assign", _change_endpoint(ASSIGN, "v3"), methods=["POST"]),
+    Route(f"{V3}/remove", _change_endpoint(REMOVE, "v3"), methods=["POST"]),
 ]

@@ -81,6 +81,7 @@ class OmadmDriver:
         self._outcomes: list[AttemptOutcome] = []
         self._triggers: list[TriggerRequest] = []
         self.on_trigger: Callable[[], None] | None = None  # wakes the Package 0 dispatcher
+        self.on_outcome: Callable[[], None] | None = None  # wakes the engine runner (EngineHandle.wake)
 
     # --- engine side -------------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ class OmadmDriver:
         job = self._jobs.get(command.attempt_id)
         if job is None or job.state is JobState.WAITING_SESSION:
             self._drop(command.attempt_id)
-            self._outcomes.append(AttemptCancelled(command.attempt_id))
+            self._emit(AttemptCancelled(command.attempt_id))
         # A FUMO job the device has accepted cannot be called back; its 1226 will end it.
 
     def next_deadline(self) -> datetime | None:
@@ -121,11 +122,16 @@ class OmadmDriver:
             if job.next_trigger_at is not None and job.next_trigger_at <= now:
                 if job.triggers_sent >= self.settings.max_triggers:
                     self._drop(job.attempt_id)
-                    self._outcomes.append(DeviceUnreachable(job.attempt_id))
+                    self._emit(DeviceUnreachable(job.attempt_id))
                 else:
                     self._trigger(job, now)
         out, self._outcomes = self._outcomes, []
         return out
+
+    def _emit(self, outcome: AttemptOutcome) -> None:
+        self._outcomes.append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     def take_triggers(self) -> list[TriggerRequest]:
         out, self._triggers = self._triggers, []
@@ -162,7 +168,7 @@ class OmadmDriver:
         package = self._packages.get_package(job.package_id)
         if package is None:
             self._drop(job.attempt_id)
-            self._outcomes.append(UpdateFailed(job.attempt_id, "package-missing"))
+            self._emit(UpdateFailed(job.attempt_id, "package-missing"))
             return []
         job.state = JobState.EXEC_SENT
         base = (self.settings.download_base_url or base_url).rstrip("/")
@@ -186,12 +192,12 @@ class OmadmDriver:
         job = self._jobs.get(event.correlator)
         if job is not None and job.state is JobState.EXEC_SENT:
             job.state = JobState.ACCEPTED
-            self._outcomes.append(AttemptProgressed(job.attempt_id, "downloading"))
+            self._emit(AttemptProgressed(job.attempt_id, "downloading"))
 
     def _exec_refused(self, event: ev.FumoExecRefused) -> None:
         if event.correlator in self._jobs:
             self._drop(event.correlator)
-            self._outcomes.append(UpdateFailed(event.correlator, f"{event.command} status {event.status}"))
+            self._emit(UpdateFailed(event.correlator, f"{event.command} status {event.status}"))
 
     def _result(self, event: ev.FumoResultReported) -> None:
         job = self._jobs.get(event.correlator)
@@ -199,17 +205,17 @@ class OmadmDriver:
             return
         if is_success(event.result_code):
             job.state = JobState.AWAITING_VERSION
-            self._outcomes.append(AttemptProgressed(job.attempt_id, "installed"))
+            self._emit(AttemptProgressed(job.attempt_id, "installed"))
         else:
             self._drop(job.attempt_id)
-            self._outcomes.append(UpdateFailed(job.attempt_id, str(event.result_code)))
+            self._emit(UpdateFailed(job.attempt_id, str(event.result_code)))
 
     def _detail(self, event: ev.DeviceDetailReported) -> None:
         job = self.job_of(event.device_id)
         version = event.values.get("FwV")
         if job is not None and job.state is JobState.AWAITING_VERSION and version is not None:
             self._drop(job.attempt_id)
-            self._outcomes.append(UpdateSucceeded(job.attempt_id, version))
+            self._emit(UpdateSucceeded(job.attempt_id, version))
 
     def _ended(self, event: ev.SessionEnded) -> None:
         job = self.job_of(event.device_id)

@@ -4,17 +4,22 @@ OMA-DM driver; Package 0 goes out over UDP; the devices run FUMO against /dm and
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from device_emulator.omadm import Fault
+from fota_server.adapters.omadm_driver import OmadmDriver
+from fota_server.adapters.runner import build_campaign_service, start_engine
 from fota_server.campaign import CampaignEngine, CampaignService, CampaignSpec
-from fota_server.campaign.drivers import DriverCommand
+from fota_server.campaign.drivers import AttemptOutcome, DriverCommand, UpdateSucceeded
+from fota_server.clock import FakeClock, SystemClock
 from fota_server.campaign.model import DeviceStatus
 from fota_server.campaign.reasons import FUMO_REASONS, EngineReason
 from fota_server.store.campaigns_sqlite import SqliteCampaignStores
+
+from fota_server.adapters.omadm_http import build_omadm
 
 from .test_omadm_fixtures import IMEI, Lab, app_of, make_lab, serving
 
@@ -42,12 +47,16 @@ class CampaignRig:
             self.lab.omadm.driver.submit(command, self.lab.clock.now())
 
     def spec(self) -> CampaignSpec:
-        today = self.lab.clock.now().date()
-        return CampaignSpec(
-            api_version="v1", kind="firmware", protocol="OMA-DM", package_id=self.lab.package_id, make="Acme",
-            model="Tracker-1", firmware_from="1.0.0", firmware_to="2.0.0", start_date=today,
-            end_date=today + timedelta(days=2), device_ids=tuple(str(int(IMEI) + n) for n in range(DEVICES)),
-            name="omadm-v1", auto_assign_license=True)
+        return campaign_spec(self.lab)
+
+
+def campaign_spec(lab: Lab) -> CampaignSpec:
+    today = lab.clock.now().date()
+    return CampaignSpec(
+        api_version="v1", kind="firmware", protocol="OMA-DM", package_id=lab.package_id, make="Acme",
+        model="Tracker-1", firmware_from="1.0.0", firmware_to="2.0.0", start_date=today,
+        end_date=today + timedelta(days=2), device_ids=tuple(str(int(IMEI) + n) for n in range(DEVICES)),
+        name="omadm-v1", auto_assign_license=True)
 
 
 def test_v1_campaign_to_30_omadm_devices(tmp_path: Path) -> None:
@@ -73,6 +82,7 @@ def test_v1_campaign_to_30_omadm_devices(tmp_path: Path) -> None:
                 rows = rig.stores.rows.list_rows(campaign.campaign_id, limit=1000)
                 if all(r.final for r in rows):
                     break
+                assert isinstance(lab.clock, FakeClock)
                 lab.clock.advance(timedelta(minutes=1))
             return campaign.campaign_id
         finally:
@@ -96,3 +106,56 @@ def test_v1_campaign_to_30_omadm_devices(tmp_path: Path) -> None:
             assert stored is not None and stored.firmware_version == "2.0.0"
     attempts = rig.stores.rows.attempts(campaign_id=campaign_id, limit=1000)
     assert len(attempts) == DEVICES and all(a.ended_at is not None for a in attempts)
+
+
+class WatchedDriver(OmadmDriver):
+    """The OMA-DM driver, noting what the engine runner collects (the runner feeds it to the engine at once)."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab.services.db.packages)
+        self.collected: list[AttemptOutcome] = []
+        self.changed = asyncio.Event()
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        out = super().collect(now)
+        if out:
+            self.collected += out
+            self.changed.set()
+        return out
+
+
+def test_v1_campaign_through_the_engine_runner(tmp_path: Path) -> None:
+    """The real runner loop on the system clock: outcomes wake it, Package 0s go out as the driver asks."""
+    lab = make_lab(tmp_path, devices=DEVICES, clock=SystemClock())
+    driver = WatchedDriver(lab)
+    lab.omadm = build_omadm(lab.services, driver=driver)
+
+    async def scenario(url: str) -> str:
+        handle = await start_engine(lab.services, {"OMADM": driver})
+        driver.on_outcome = handle.wake
+        dispatcher = asyncio.create_task(lab.omadm.run_dispatcher(poll_s=0.5))
+        links = [lab.link(url, lab.device(n), n) for n in range(DEVICES)]
+        try:
+            for link in links:
+                await link.listen()
+            await asyncio.gather(*(link.session() for link in links))
+            campaign, _ = build_campaign_service(lab.services).schedule_campaign("acme", campaign_spec(lab))
+            await asyncio.gather(*(link.settle(1) for link in links))
+            while sum(isinstance(o, UpdateSucceeded) for o in driver.collected) < DEVICES:
+                driver.changed.clear()
+                await asyncio.wait_for(driver.changed.wait(), 30)
+            return campaign.campaign_id
+        finally:
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+            await handle.stop()
+            await asyncio.gather(*(link.aclose() for link in links))
+
+    async def run() -> str:
+        async with serving(app_of(lab)) as url:
+            return await scenario(url)
+
+    campaign_id = asyncio.run(run())
+    rows = build_campaign_service(lab.services).campaign_devices("acme", campaign_id, limit=1000).rows
+    assert len(rows) == DEVICES
+    assert all((r.status, r.result_reason) == (DeviceStatus.SUCCESS, EngineReason.SUCCESS) for r in rows)

@@ -25,7 +25,7 @@ from fota_server.api.errors import install_error_handlers
 from fota_server.app import build_services
 from fota_server.auth import AccountCredentials
 from fota_server.campaign.drivers import StartAttempt
-from fota_server.clock import FakeClock
+from fota_server.clock import Clock, FakeClock
 from fota_server.config import Config
 from fota_server.devices import NewDevice
 from fota_server.protocol.image import build_image
@@ -68,7 +68,7 @@ class Lab:
     services: Services
     omadm: OmadmServer
     package_id: str
-    clock: FakeClock
+    clock: Clock
     account: AccountCredentials
 
     def api_headers(self) -> dict[str, str]:
@@ -88,8 +88,8 @@ class Lab:
         return OmadmLink(device, client, url + "/dm", verify=verify)
 
 
-def make_lab(tmp_path: Path, devices: int = 1) -> Lab:
-    clock = FakeClock(START)
+def make_lab(tmp_path: Path, devices: int = 1, clock: Clock | None = None) -> Lab:
+    clock = clock or FakeClock(START)
     services = build_services(Config(db_path=str(tmp_path / "fota.db"), coap_enabled=False), clock)
     account = services.auth.create_account("acme", license_count=100)
     for n in range(devices):

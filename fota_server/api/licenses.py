@@ -1,7 +1,7 @@
 """License endpoints of the SMS API v1, v2 and v3 (api reference §4.1-4.3, models §5, paging §4.4).
 
 Assign and remove answer per device. The outcome of each device is one of:
-``assigned``/``removed`` (done), ``already`` (assign: the device already holds a license),
+``done`` (assigned or removed), ``already`` (assign: the device already holds a license),
 ``not_licensed`` (remove: it holds none), ``unknown`` (no such device in this account; another
 account's device answers the same) and ``no_license`` (assign: the account has no free license).
 v1 answers ``status`` LicenseAssignSuccess/LicenseAssignFailed/LicenseRemoveSuccess/LicenseRemoveFailed

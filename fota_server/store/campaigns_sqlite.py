@@ -99,7 +99,12 @@ def _attempt(row: sqlite3.Row) -> Attempt:
 
 
 def _fan_out(conn: sqlite3.Connection, notices: Sequence[Notice], now: datetime, ttl: timedelta) -> None:
+    accounts = {n.account_name for n in notices}
+    listening = {a for a in accounts
+                 if conn.execute("SELECT 1 FROM callbacks WHERE account_name = ? LIMIT 1", (a,)).fetchone()}
     for notice in notices:
+        if notice.account_name not in listening:
+            continue
         conn.execute(
             "INSERT INTO callback_events (account_name, url, ordering_key, payload, created_at, expires_at,"
             " attempts, next_attempt_at) SELECT c.account_name, c.url, ?, ?, ?, ?, 0, MAX(?, COALESCE((SELECT"

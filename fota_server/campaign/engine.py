@@ -134,12 +134,12 @@ class CampaignEngine:
         elif campaign.status == CampaignStatus.CANCELLED:
             status, reason = DeviceStatus.CANCELLED, R.CANCELLED
         for row in page:
-            ended = None
+            ended, cancel = None, None
             if row.status == DeviceStatus.DOWNLOADED:
                 ended = T.end_attempt(row, campaign, ctx.now, Kind.CANCELLED, "", reason)
                 cancel = CancelAttempt(row.attempt_id, row.device_id, campaign.spec.protocol)
             keep = reason if status == DeviceStatus.CANCELLED else _end_reason(row)
-            ctx.add(T.to_final(row, status, ctx.now, keep, ended), cancel if ended else None)
+            ctx.add(T.to_final(row, status, ctx.now, keep, ended), cancel)
         more = len(page) >= self._batch
         ctx.flush()
         ctx.touch(campaign.campaign_id)
@@ -229,13 +229,13 @@ class CampaignEngine:
                             spec.firmware_to, install=not spec.install_windows, resumed=resumed)
 
     def _install_due(self, row: CampaignDevice, campaign: Campaign, ctx: TickContext) -> None:
-        if campaign.status in (CampaignStatus.ABORTED, CampaignStatus.CANCELLED) or ctx.now >= campaign.end_at:
-            self._sweep_page(campaign, ctx)
-            return
-        at = self._install_at(campaign, ctx.now)
+        """The package is on the device: install now, wait for the install window, or give up."""
+        stopped = campaign.status in (CampaignStatus.ABORTED, CampaignStatus.CANCELLED)
+        at = None if stopped else self._install_at(campaign, ctx.now)
         if at is None:
-            ended = T.end_attempt(row, campaign, ctx.now, Kind.CANCELLED, "", R.END_DATE)
-            ctx.add(T.to_final(row, DeviceStatus.FAILED, ctx.now, R.END_DATE, ended, failed=True),
+            status, reason = (DeviceStatus.CANCELLED, R.ABORTED) if stopped else (DeviceStatus.FAILED, R.END_DATE)
+            ended = T.end_attempt(row, campaign, ctx.now, Kind.CANCELLED, "", reason)
+            ctx.add(T.to_final(row, status, ctx.now, reason, ended, failed=not stopped),
                     CancelAttempt(row.attempt_id, row.device_id, campaign.spec.protocol))
         elif at > ctx.now:
             ctx.add(T.to_downloaded(row, at, ctx.now))

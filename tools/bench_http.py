@@ -58,7 +58,7 @@ def _serve(kind: str, data_dir: str, port_file: str) -> None:
         services.extra["http_driver"] = fota_http.build_http_driver(services)
         app = Starlette(routes=[*fota_http.routes, *ddi_http.routes])
         app.state.services = services
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     info["port"] = sock.getsockname()[1]

@@ -28,7 +28,10 @@ from ..protocol.http_fota.manifest import ReportState, decode_json_object
 from ..protocol.http_fota.ranges import etag_matches
 from ..records import Device, Package
 from ..services import Services
-from .fota_http import _body, authenticate_device, http_driver_of, image_response, peer_error_response
+from ..store.http_devices_sqlite import CheckInEntry
+from .fota_http import (
+    _body, authenticate_device, checkin_recorder, http_driver_of, image_response, peer_error_response,
+)
 from .http_driver import HttpDriver, OfferView
 
 __all__ = ["routes", "issue_gateway_token", "GATEWAY_SETTING"]
@@ -110,31 +113,26 @@ def _c(view: OfferView) -> int:
     return ddi.content_hash(view.record.offer_id, *_deploy_values(view))
 
 
-def _sent_config_data(services: Services, driver: HttpDriver, device_id: str) -> bool:
-    seen: set[str] = services.extra.setdefault("ddi_config_data_seen", set())
-    if device_id not in seen and driver.http_devices.has_checkin_status(device_id, _CONFIG_DATA):
-        seen.add(device_id)
-    return device_id in seen
-
-
 async def poll(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
     now = services.clock.now()
-    driver.http_devices.record_checkin(device.device_id, device.account_name, now, device.firmware_version, "ddi-poll")
-    view = driver.view(device.device_id, now)
-    finished = driver.offers.last_finished(device.device_id)
+    await checkin_recorder(request, driver).record(
+        CheckInEntry(device.device_id, device.account_name, now, device.firmware_version, "ddi-poll"))
+    offer_id, finished_id, configured = driver.http_devices.poll_state(device.device_id)
+    view = driver.view(device.device_id, now) if offer_id is not None else None
     deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
     body = ddi.base_poll(_base(request), driver.sleep_s(view, now), deployment=deployment,
                          cancel_id=view.record.offer_id if view and view.cancelling else None,
-                         installed_id=finished.offer_id if finished else None,
-                         config_data=not _sent_config_data(services, driver, device.device_id))
+                         installed_id=finished_id, config_data=not configured)
     return JSONResponse(body)
 
 
 async def config_data(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
-    _mode, data = ddi.decode_config_data(await _body(request, ddi.MAX_DDI_BODY))
+    mode, data = ddi.decode_config_data(await _body(request, ddi.MAX_DDI_BODY))
     reported = {key: data[key][:128] for key in ("make", "model") if data.get(key)}
-    driver.http_devices.record_checkin(device.device_id, device.account_name, services.clock.now(),
-                                       device.firmware_version, _CONFIG_DATA, **reported)
+    now = services.clock.now()
+    driver.http_devices.set_attributes(device.device_id, data, mode, now)
+    driver.http_devices.record_checkin(device.device_id, device.account_name, now, device.firmware_version,
+                                       _CONFIG_DATA, **reported)
     return Response(status_code=200)
 
 

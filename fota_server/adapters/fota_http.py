@@ -14,6 +14,7 @@ hint as the status and ``{"error", "detail"}``; it is logged once and counted, n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -36,10 +37,10 @@ from ..protocol.http_fota import manifest
 from ..protocol.http_fota.ranges import RangeNotSatisfiable, etag_for, etag_matches, if_range_allows, parse_range
 from ..records import Credential, Device, Package
 from ..services import Services
-from ..store.http_devices_sqlite import DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
+from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
 from .http_driver import HttpDriver, HttpFotaSettings
 
-__all__ = ["routes", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device",
+__all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device",
            "image_response", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
@@ -89,13 +90,47 @@ def authenticate_device(services: Services, device_id: str, authorization: str,
     token = token.strip()
     if scheme.lower() not in schemes or not token or len(token) > 256:
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
-    credential = services.db.credentials.get_credential(device_id, HTTP_TOKEN_KIND)
-    if credential is None or not hmac.compare_digest(credential.secret, _hash(token)):
+    found = http_driver_of(services).http_devices.device_and_token_hash(device_id[:256])
+    if found is None or not hmac.compare_digest(found[1], _hash(token)):
         raise PeerError("the token is not valid for this device", hint=401)
-    device = services.db.devices.find_device(device_id)
-    if device is None:
-        raise PeerError("the token is not valid for this device", hint=401)
-    return device
+    return found[0]
+
+
+class CheckInRecorder:
+    """Group commit of check-ins: the check-ins that arrive in one turn of the event loop are written in
+    one transaction, and each request answers only after its check-in is committed."""
+
+    def __init__(self, driver: HttpDriver) -> None:
+        self._driver = driver
+        self._pending: list[CheckInEntry] = []
+        self._committed: asyncio.Future[None] | None = None
+
+    async def record(self, entry: CheckInEntry) -> None:
+        self._pending.append(entry)
+        if self._committed is None:
+            loop = asyncio.get_running_loop()
+            self._committed = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._committed)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        committed, self._committed = self._committed, None
+        if committed is None:
+            return
+        try:
+            self._driver.http_devices.record_checkins(batch)
+        except Exception as exc:  # the store failed: every waiting request fails with it
+            committed.set_exception(exc)
+            return
+        committed.set_result(None)
+
+
+def checkin_recorder(request: Request, driver: HttpDriver) -> CheckInRecorder:
+    recorder = getattr(request.app.state, "http_checkins", None)
+    if not isinstance(recorder, CheckInRecorder):
+        recorder = request.app.state.http_checkins = CheckInRecorder(driver)
+    return recorder
 
 
 def peer_error_response(request: Request, exc: PeerError) -> JSONResponse:
@@ -134,7 +169,9 @@ def _base_url(request: Request) -> str:
 
 async def checkin(request: Request, services: Services, device: Device) -> Response:
     body = manifest.decode_checkin(await _body(request, manifest.MAX_CHECKIN_BYTES))
-    answer = http_driver_of(services).checkin(device, body, services.clock.now(), _base_url(request))
+    driver, now = http_driver_of(services), services.clock.now()
+    await checkin_recorder(request, driver).record(driver.checkin_entry(device, body, now))
+    answer = driver.answer(device, body, now, _base_url(request))
     return Response(manifest.encode_answer(answer), media_type="application/json")
 
 

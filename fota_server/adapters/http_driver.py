@@ -22,7 +22,9 @@ from ..protocol.errors import PeerError
 from ..protocol.http_fota.manifest import CheckIn, CheckInAnswer, Offer, ReportState, ResultCode, StatusReport
 from ..protocol.http_fota.windows import Schedule, TimeWindow, next_checkin_s
 from ..records import Device, Package
-from ..store.http_devices_sqlite import OfferRecord, OfferState, SqliteHttpDeviceStore, SqliteOfferStore
+from ..store.http_devices_sqlite import (
+    CheckInEntry, OfferRecord, OfferState, SqliteHttpDeviceStore, SqliteOfferStore,
+)
 from ..store.ports import DeviceStore, PackageStore
 
 __all__ = ["HttpFotaSettings", "HttpDriver", "OfferView", "engine_code"]
@@ -103,7 +105,7 @@ class HttpDriver:
         self.settings = settings
         self._campaign_lookup = campaign_lookup
         self._rng = rng or random.Random()
-        self._on_outcome = on_outcome
+        self.on_outcome = on_outcome  # called when an outcome is queued, e.g. the runner's EngineHandle.wake
 
     # ---- engine side -------------------------------------------------------------------------------
     def submit(self, command: DriverCommand, now: datetime) -> None:
@@ -166,8 +168,8 @@ class HttpDriver:
         return out
 
     def _wake(self) -> None:
-        if self._on_outcome is not None:
-            self._on_outcome()
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     # ---- device side -------------------------------------------------------------------------------
     def view(self, device_id: str, now: datetime) -> OfferView | None:
@@ -200,17 +202,22 @@ class HttpDriver:
         return next_checkin_s(s.checkin_interval_s, s.jitter, self._rng.random(), self.until_open_s(view, now))
 
     def checkin(self, device: Device, checkin: CheckIn, now: datetime, base_url: str) -> CheckInAnswer:
-        """Record the check-in; confirm a reported success by the version; answer with the offer, if any."""
-        reported = {"firmware_version": checkin.firmware_version}
-        for name in ("software_version", "make", "model", "serving_cell"):
-            if getattr(checkin, name):
-                reported[name] = getattr(checkin, name)
-        self.http_devices.record_checkin(device.device_id, device.account_name, now, checkin.firmware_version,
-                                         checkin.state, **reported)
-        view = self.view(device.device_id, now)
+        """Record the check-in, then answer it (``answer``)."""
+        self.http_devices.record_checkins([self.checkin_entry(device, checkin, now)])
+        return self.answer(device, checkin, now, base_url)
+
+    @staticmethod
+    def checkin_entry(device: Device, checkin: CheckIn, now: datetime) -> CheckInEntry:
+        return CheckInEntry(device.device_id, device.account_name, now, checkin.firmware_version, checkin.state,
+                            checkin.firmware_version, checkin.software_version, checkin.make, checkin.model,
+                            checkin.serving_cell)
+
+    def answer(self, device: Device, checkin: CheckIn, now: datetime, base_url: str) -> CheckInAnswer:
+        """Confirm a reported success by the version; answer with the offer, a cancel, or nothing."""
+        logging, offer_id = self.http_devices.checkin_state(device.device_id, now)
+        view = self.view(device.device_id, now) if offer_id is not None else None
         if view is not None:
             view = self._confirm(view, checkin, now)
-        logging = self.http_devices.logging_enabled(device.device_id, now)
         if view is None:
             return CheckInAnswer(self.sleep_s(None, now), None, logging)
         if view.cancelling:

@@ -7,14 +7,17 @@ appended to ``schema.MIGRATIONS`` as it stands.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..records import Device
 from .sqlite import SqliteDatabase, parse_ts, ts
 
 __all__ = [
-    "HTTP_MIGRATION", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
+    "HTTP_MIGRATION", "CheckInEntry", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
     "SqliteHttpDeviceStore", "SqliteOfferStore",
 ]
 
@@ -35,6 +38,11 @@ CREATE TABLE IF NOT EXISTS http_offers (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS http_offers_device ON http_offers(device_id, state);
+CREATE TABLE IF NOT EXISTS http_device_attributes (
+    device_id TEXT PRIMARY KEY,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS http_outcomes (
     outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
     attempt_id TEXT NOT NULL,
@@ -57,8 +65,26 @@ class OfferState:
     CANCELLED = "cancelled"
 
 
+_REPORTED = ("firmware_version", "software_version", "make", "model", "serving_cell")
+_DEVICE_FIELDS = tuple(f.name for f in dataclasses.fields(Device))
 OPEN_OFFER_STATES = (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED, OfferState.INSTALLING,
                      OfferState.REPORTED_SUCCESS, OfferState.CANCELLING)
+
+
+@dataclass(frozen=True)
+class CheckInEntry:
+    """One check-in to record, with what the device reported (empty strings leave a field as it is)."""
+
+    device_id: str
+    account_name: str
+    at: datetime
+    client_version: str
+    status: str
+    firmware_version: str = ""
+    software_version: str = ""
+    make: str = ""
+    model: str = ""
+    serving_cell: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,26 +138,80 @@ class SqliteHttpDeviceStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
+    def record_checkins(self, entries: list[CheckInEntry]) -> None:
+        """One transaction for many check-ins: the check-in rows, each device's last-seen time and reports."""
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(e.device_id, e.account_name, ts(e.at), e.client_version, e.status) for e in entries])
+            conn.executemany(
+                "UPDATE devices SET last_seen_at = ?" + "".join(
+                    f", {c} = COALESCE(NULLIF(?, ''), {c})" for c in _REPORTED) + " WHERE device_id = ?",
+                [(ts(e.at), *(getattr(e, c) for c in _REPORTED), e.device_id) for e in entries])
+
     def record_checkin(self, device_id: str, account_name: str, at: datetime, client_version: str,
                        status: str, **reported: str) -> None:
-        """One transaction: the check-in row, and the device's last-seen time and reported fields."""
-        assignments = "".join(f", {name} = ?" for name in reported)
+        self.record_checkins([CheckInEntry(device_id, account_name, at, client_version, status, **reported)])
+
+    def device_and_token_hash(self, device_id: str) -> tuple[Device, str] | None:
+        """The device and the SHA-256 of its HTTP token, in one query (the check-in's hot path)."""
+        row = self._db.execute(
+            "SELECT d.*, c.secret AS token_hash FROM devices d JOIN device_credentials c"
+            " ON c.device_id = d.device_id AND c.kind = 'http_token' WHERE d.device_id = ?", (device_id,)).fetchone()
+        if row is None:
+            return None
+        values = {name: row[name] for name in _DEVICE_FIELDS}
+        values["last_seen_at"], values["created_at"] = parse_ts(row["last_seen_at"]), parse_ts(row["created_at"])
+        return Device(**values), row["token_hash"]
+
+    def checkin_state(self, device_id: str, now: datetime) -> tuple[bool, int | None]:
+        """(logging on, id of the open offer or None), in one query."""
+        marks = ",".join("?" * len(OPEN_OFFER_STATES))
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?),"
+            f" (SELECT offer_id FROM http_offers WHERE device_id = ? AND state IN ({marks})"
+            " ORDER BY offer_id DESC LIMIT 1)", (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
+        return bool(row[0]), row[1]
+
+    def poll_state(self, device_id: str) -> tuple[int | None, int | None, bool]:
+        """DDI poll in one query: (open offer id, last succeeded offer id, whether configData was received)."""
+        marks = ",".join("?" * len(OPEN_OFFER_STATES))
+        row = self._db.execute(
+            f"SELECT (SELECT offer_id FROM http_offers WHERE device_id = ? AND state IN ({marks})"
+            " ORDER BY offer_id DESC LIMIT 1),"
+            " (SELECT offer_id FROM http_offers WHERE device_id = ? AND state = 'succeeded'"
+            " ORDER BY offer_id DESC LIMIT 1),"
+            " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?)",
+            (device_id, *OPEN_OFFER_STATES, device_id, device_id)).fetchone()
+        return row[0], row[1], bool(row[2])
+
+    def set_attributes(self, device_id: str, attributes: dict[str, str], mode: str, now: datetime) -> None:
+        """DDI configData: ``merge``, ``replace`` or ``remove`` the device's attributes."""
         with self._db.transaction() as conn:
-            conn.execute("INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
-                         " VALUES (?, ?, ?, ?, ?)", (device_id, account_name, ts(at), client_version, status))
-            conn.execute(f"UPDATE devices SET last_seen_at = ?{assignments} WHERE device_id = ?",
-                         (ts(at), *reported.values(), device_id))
+            row = conn.execute("SELECT attributes FROM http_device_attributes WHERE device_id = ?",
+                               (device_id,)).fetchone()
+            current: dict[str, str] = json.loads(row[0]) if row else {}
+            if mode == "replace":
+                current = dict(attributes)
+            elif mode == "remove":
+                current = {k: v for k, v in current.items() if k not in attributes}
+            else:
+                current.update(attributes)
+            conn.execute("INSERT INTO http_device_attributes VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE"
+                         " SET attributes = excluded.attributes, updated_at = excluded.updated_at",
+                         (device_id, json.dumps(current), ts(now)))
+
+    def attributes(self, device_id: str) -> dict[str, str] | None:
+        row = self._db.execute("SELECT attributes FROM http_device_attributes WHERE device_id = ?",
+                               (device_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def list_checkins(self, device_id: str, limit: int = 1000) -> list[CheckInRecord]:
         rows = self._db.execute(
             "SELECT * FROM checkins WHERE device_id = ? ORDER BY checkin_id DESC LIMIT ?", (device_id, limit))
         return [CheckInRecord(r["device_id"], parse_ts(r["checked_in_at"]), r["client_version"],  # type: ignore[arg-type]
                               r["status"]) for r in rows]
-
-    def has_checkin_status(self, device_id: str, status: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM checkins WHERE device_id = ? AND status = ? LIMIT 1",
-                               (device_id, status)).fetchone()
-        return row is not None
 
     def set_logging(self, device_id: str, account_name: str, expires_at: datetime) -> None:
         with self._db.transaction() as conn:

@@ -46,7 +46,7 @@ class ThreadServer:
     """uvicorn serving ``app`` on 127.0.0.1:0 from a thread; ``url`` once started."""
 
     def __init__(self, app: Starlette, ssl: dict[str, Any] | None = None) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"{'https' if ssl else 'http'}://127.0.0.1:{self.port}"

@@ -196,3 +196,20 @@ def test_an_alert_record_is_sent_when_refusing() -> None:
     for datagram in client.to_send():
         session.receive(datagram, 0.0)
     assert ALERT in [r[0] for d in session.to_send() for r in split_records(d)]
+
+
+def test_a_resumption_attempt_gets_a_full_handshake_with_a_fresh_key_lookup() -> None:
+    asked: list[str] = []
+
+    def lookup(identity: str) -> bytes | None:
+        asked.append(identity)
+        return KEYS.get(identity)
+
+    core = DtlsServerCore(lookup)
+    first = DtlsPskClient("dev-1", KEYS["dev-1"])
+    first_session = _connect(core, first)          # kept alive: a freed one leaves OpenSSL's cache anyway
+    assert first_session.state is SessionState.ESTABLISHED
+    again = DtlsPskClient("dev-1", KEYS["dev-1"], resuming=first)
+    session = _connect(core, again, address=("192.0.2.7", 40001))
+    assert session.state is SessionState.ESTABLISHED and session.identity == "dev-1"
+    assert asked == ["dev-1", "dev-1"]           # a revoked key could not be resumed

@@ -234,3 +234,17 @@ def test_shutdown_sends_close_notify_to_devices() -> None:
         assert peer.client.closed
         peer.close(notify=False)
     run(scenario)
+
+
+def test_many_short_sessions_leave_no_state_behind() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            for count in range(1, 151):
+                peer = await peer_for(lab, ("dev-1", "dev-2", "dev-3")[count % 3]).open()
+                await peer.handshake()
+                assert peer.client.established
+                peer.close()
+                await lab.until(lambda: len(lab.closed) == count)
+            assert lab.interface.session_count == 0
+            assert lab.interface.pending_deadlines <= 64     # timer entries of ended sessions are dropped
+    run(scenario)

@@ -24,11 +24,26 @@ _MAX_PLAINTEXT = 16384 + 256
 class DtlsPskClient:
     """A PSK client association (RFC 4279 §2) that starts its handshake on ``start``."""
 
-    def __init__(self, identity: str, key: bytes, ciphers: str = DEFAULT_CIPHERS, mtu: int = 1232) -> None:
+    def __init__(self, identity: str, key: bytes, ciphers: str = DEFAULT_CIPHERS, mtu: int = 1232,
+                 resuming: "DtlsPskClient | None" = None) -> None:
+        """With ``resuming``, offer that association's session for an abbreviated handshake."""
         check_psk_hook()
         self._identity = identity.encode()
         self._key = key
         self._mtu = mtu
+        self._context: SSL.Context = resuming._context if resuming is not None else self._build_context(ciphers)
+        self._connection = SSL.Connection(self._context, None)
+        offered = resuming._connection.get_session() if resuming is not None else None
+        if offered is not None:
+            self._connection.set_session(offered)
+        self._connection.set_ciphertext_mtu(mtu)
+        self._connection.set_connect_state()
+        self.established = False
+        self.closed = False
+        self._outgoing: list[bytes] = []
+        self._retransmit_at = math.inf
+
+    def _build_context(self, ciphers: str) -> SSL.Context:
         ffi, lib = _binding()
         context = SSL.Context(SSL.DTLS_CLIENT_METHOD)
         context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
@@ -37,13 +52,7 @@ class DtlsPskClient:
             "unsigned int(*)(SSL *, char *, char *, unsigned int, unsigned char *, unsigned int)",
             self._psk_for)
         lib.SSL_CTX_set_psk_client_callback(context._context, self._psk_callback)
-        self._connection = SSL.Connection(context, None)
-        self._connection.set_ciphertext_mtu(mtu)
-        self._connection.set_connect_state()
-        self.established = False
-        self.closed = False
-        self._outgoing: list[bytes] = []
-        self._retransmit_at = math.inf
+        return context
 
     def _psk_for(self, _ssl: Any, _hint: Any, identity_out: Any, max_identity_len: int,
                  psk_out: Any, max_psk_len: int) -> int:

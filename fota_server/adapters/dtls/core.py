@@ -116,6 +116,9 @@ class DtlsServerCore:
         context.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_QUERY_MTU
                             | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_COMPRESSION)
         context.set_cipher_list(self.settings.ciphers.encode())
+        # No resumption: every handshake looks the key up, so a revoked or replaced PSK takes effect
+        # at the next handshake, and the identity is always the one just authenticated.
+        context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         context.set_cookie_generate_callback(self._cookie_for)
         context.set_cookie_verify_callback(self._cookie_matches)
         self._psk_callback = ffi.callback(
@@ -243,9 +246,12 @@ class DtlsSession:
         except SSL.Error as exc:
             self._fail(f"handshake failed: {exc}")
         else:
-            self.state = SessionState.ESTABLISHED
-            self.last_activity_at = now
             self._retransmit_at = math.inf
+            if self.identity is None:
+                self._fail("handshake finished without a PSK identity")
+            else:
+                self.state = SessionState.ESTABLISHED
+                self.last_activity_at = now
         self._collect()
 
     def _read_application_data(self, now: float) -> list[bytes]:

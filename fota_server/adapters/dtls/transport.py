@@ -200,6 +200,11 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     def session_count(self) -> int:
         return len(self._sessions)
 
+    @property
+    def pending_deadlines(self) -> int:
+        """Timer entries held, live or stale (bounded by ``_compact_deadlines``)."""
+        return len(self._deadlines)
+
     # --- datagrams in
 
     def datagram_received(self, data: bytes, address: Any) -> None:
@@ -283,6 +288,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         if self._sessions.get(session.address) is session:
             del self._sessions[session.address]
         self._scheduled.pop(session, None)
+        self._compact_deadlines()
         remote = self._remotes.pop(session, None)
         if remote is None:
             log.info("DTLS handshake with %s (identity %r) ended: %s", session.address, session.identity, reason)
@@ -329,6 +335,12 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         heapq.heappush(self._deadlines, (deadline, next(self._sequence), session))
         if deadline < self._timer_at:
             self._arm_timer(deadline)
+
+    def _compact_deadlines(self) -> None:
+        """Drop heap entries of ended sessions once they are the majority, so none is kept alive long."""
+        if len(self._deadlines) > 2 * len(self._scheduled) + 64:
+            self._deadlines = [(at, next(self._sequence), s) for s, at in self._scheduled.items()]
+            heapq.heapify(self._deadlines)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._timer is not None:

@@ -213,3 +213,24 @@ def test_a_resumption_attempt_gets_a_full_handshake_with_a_fresh_key_lookup() ->
     session = _connect(core, again, address=("192.0.2.7", 40001))
     assert session.state is SessionState.ESTABLISHED and session.identity == "dev-1"
     assert asked == ["dev-1", "dev-1"]           # a revoked key could not be resumed
+
+
+def test_client_hello_with_record_version_fe00_is_accepted() -> None:
+    """Mbed TLS 2.x (Anjay) sends its first ClientHello with record version 0xfe00."""
+    core = _core()
+    client = DtlsPskClient("dev-1", KEYS["dev-1"])
+    client.start(0.0)
+
+    def old_record_version(datagram: bytes) -> bytes:
+        return datagram[:1] + b"\xfe\x00" + datagram[3:]
+
+    _, replies = core.accept(ADDRESS, old_record_version(client.to_send()[0]), 0.0)
+    assert len(replies) == 1
+    client.receive(replies[0], 0.0)
+    session, flight = core.accept(ADDRESS, old_record_version(client.to_send()[0]), 0.0)
+    assert session is not None
+    for datagram in flight:
+        client.receive(datagram, 0.0)
+    for datagram in client.to_send():
+        session.receive(datagram, 0.0)
+    assert session.state is SessionState.ESTABLISHED and session.identity == "dev-1"

@@ -18,7 +18,7 @@ from .model import (
     DeviceResult, DeviceStatus, TimeWindow,
 )
 from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
-from .scheduling import PilotRule
+from .scheduling import PilotRule, normalise_windows
 from .tick import ENGINE_DEFAULTS
 from .drivers import CancelAttempt
 from .policy import check_dates, end_instant, start_instant
@@ -181,9 +181,10 @@ class CampaignOperations:
         """Replace dates and windows (the body replaces them; resend what should stay)."""
         now = self._clock.now()
         campaign = self._open_campaign(account, campaign_id)
-        spec = dataclasses.replace(campaign.spec, start_date=start_date, end_date=end_date, windows=tuple(windows),
-                                   download_windows=tuple(download_windows), install_windows=tuple(install_windows),
-                                   download_after=download_after, install_after=install_after)
+        spec = dataclasses.replace(
+            campaign.spec, start_date=start_date, end_date=end_date, windows=normalise_windows(windows),
+            download_windows=normalise_windows(download_windows), install_windows=normalise_windows(install_windows),
+            download_after=download_after, install_after=install_after)
         if campaign.started:
             return self._extend(campaign, spec, now)
         check_dates(start_date, end_date, now.date())

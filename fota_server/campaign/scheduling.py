@@ -8,13 +8,15 @@ when the campaign asks for auto-assignment). A device that fails gets a reason; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from ..records import PACKAGE_KINDS, PROTOCOLS, Device
 from .errors import InvalidCampaign, PilotRequired, TooManyDevices
-from .model import API_VERSIONS, MAX_DEVICES_PER_REQUEST, MAX_NAME_LEN, CampaignSpec
+from .model import API_VERSIONS, MAX_DEVICES_PER_REQUEST, MAX_NAME_LEN, CampaignSpec, TimeWindow
+from .policy import parse_windows
 from .reasons import EngineReason as R
 
-__all__ = ["normalise_protocol", "validate_spec", "device_problem", "PilotRule", "MAX_DEVICE_ID_LEN"]
+__all__ = ["normalise_protocol", "normalise_windows", "validate_spec", "device_problem", "PilotRule", "MAX_DEVICE_ID_LEN"]
 
 MAX_DEVICE_ID_LEN = 64
 _PROTOCOL_ALIASES = {"LWM2M": "LWM2M", "HTTP": "HTTP", "OMADM": "OMADM", "OMA": "OMADM", "OMD-DM": "OMADM",
@@ -29,12 +31,18 @@ def normalise_protocol(raw: str) -> str:
     return protocol
 
 
+def normalise_windows(windows: Sequence[TimeWindow]) -> tuple[TimeWindow, ...]:
+    """Checked (InvalidWindow), sorted and without duplicates, as ``policy.next_open`` expects."""
+    return parse_windows([(w.start_hour, w.end_hour) for w in windows])
+
+
 def validate_spec(spec: CampaignSpec) -> None:
     if spec.api_version not in API_VERSIONS:
         raise InvalidCampaign(f"api version {spec.api_version!r} is not one of {', '.join(API_VERSIONS)}")
     if spec.kind not in PACKAGE_KINDS:
         raise InvalidCampaign(f"kind {spec.kind!r} is not one of {', '.join(PACKAGE_KINDS)}")
-    for label, value in (("campaignName", spec.name), ("make", spec.make), ("model", spec.model),
+    for label, value in (("campaignName", spec.name), ("firmwareName", spec.package_name), ("make", spec.make),
+                         ("model", spec.model),
                          ("firmwareFrom", spec.firmware_from), ("firmwareTo", spec.firmware_to)):
         if len(value) > MAX_NAME_LEN:
             raise InvalidCampaign(f"{label} is longer than {MAX_NAME_LEN} characters")

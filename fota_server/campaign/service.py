@@ -44,7 +44,7 @@ from .model import (
 )
 from .policy import check_dates, end_instant, start_instant
 from .ports import CallbackStore, CampaignDeviceStore, CampaignStore
-from .scheduling import MAX_DEVICE_ID_LEN, normalise_protocol, validate_spec
+from .scheduling import MAX_DEVICE_ID_LEN, normalise_protocol, normalise_windows, validate_spec
 from . import transitions as T
 
 __all__ = ["CampaignService", "DevicePage", "PAGE_SIZE"]
@@ -119,6 +119,8 @@ class CampaignService(CampaignOperations):
 
     def _resolve(self, account: str, spec: CampaignSpec) -> CampaignSpec:
         """Fill make, model and versions from the package; normalise the protocol."""
+        if len(spec.package_name) > 128 or len(spec.package_id) > 128:
+            raise InvalidCampaign("firmwareName is longer than 128 characters")
         package = self._packages.get_package(spec.package_id) if spec.package_id else (
             self._packages.find_package(spec.kind, account, spec.package_name) if spec.package_name else None)
         if package is None or package.account_name not in (None, account):
@@ -127,8 +129,13 @@ class CampaignService(CampaignOperations):
                                      ("firmwareTo", spec.firmware_to, package.version_to)):
             if asked and actual and asked != actual:
                 raise InvalidCampaign(f"{label} {asked!r} does not match package {package.name!r} ({actual!r})")
+        protocol = normalise_protocol(spec.protocol or package.protocol)
+        if package.protocol and protocol != package.protocol:
+            raise InvalidCampaign(f"package {package.name!r} is for {package.protocol}, not {protocol}")
         spec = dataclasses.replace(
-            spec, protocol=normalise_protocol(spec.protocol or package.protocol), package_id=package.package_id,
+            spec, protocol=protocol, windows=normalise_windows(spec.windows),
+            download_windows=normalise_windows(spec.download_windows),
+            install_windows=normalise_windows(spec.install_windows), package_id=package.package_id,
             package_name=package.name, make=spec.make or package.make, model=spec.model or package.model,
             firmware_from=spec.firmware_from or package.version_from, firmware_to=spec.firmware_to or package.version_to)
         validate_spec(spec)

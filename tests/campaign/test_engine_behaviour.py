@@ -345,3 +345,15 @@ def test_device_report_pages_and_history(world: World) -> None:
     assert world.service.device_history("someone-else", ids[0]) == []
     listed, more = world.service.list_campaigns(ACCOUNT, CampaignStatus.ENDED)
     assert [c.campaign_id for c in listed] == [campaign.campaign_id] and not more
+
+
+def test_windows_are_checked_and_normalised(world: World) -> None:
+    from fota_server.campaign.errors import InvalidCampaign, InvalidWindow
+    ids = world.add_devices(1)
+    with pytest.raises(InvalidWindow):
+        world.service.schedule_campaign(ACCOUNT, world.spec(ids, windows=(TimeWindow(22, 6),)))
+    with pytest.raises(InvalidCampaign):
+        world.service.schedule_campaign(ACCOUNT, world.spec(ids, protocol="HTTP"))   # the package is LwM2M
+    campaign, _ = world.service.schedule_campaign(
+        ACCOUNT, world.spec(ids, windows=(TimeWindow(22, 24), TimeWindow(0, 6), TimeWindow(22, 24))))
+    assert campaign.spec.windows == (TimeWindow(0, 6), TimeWindow(22, 24))

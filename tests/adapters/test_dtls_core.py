@@ -234,3 +234,17 @@ def test_client_hello_with_record_version_fe00_is_accepted() -> None:
     for datagram in client.to_send():
         session.receive(datagram, 0.0)
     assert session.state is SessionState.ESTABLISHED and session.identity == "dev-1"
+
+
+def test_missing_psk_hook_is_reported_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from fota_server.adapters.dtls import check_coaps_support, core
+    from fota_server.adapters.dtls.core import DtlsHookUnavailable
+
+    ffi, _lib = core._binding()
+    monkeypatch.setattr(core, "_binding", lambda: (ffi, SimpleNamespace(Cryptography_HAS_PSK=True)))
+    with pytest.raises(DtlsHookUnavailable, match="SSL_CTX_set_psk_server_callback"):
+        check_coaps_support()
+    with pytest.raises(DtlsHookUnavailable):
+        DtlsServerCore(KEYS.get)

@@ -64,6 +64,10 @@ def test_register_then_server_initiated_read_over_the_same_session() -> None:
             assert asked.code == Code.GET and asked.opt.uri_path == ("3", "0")
             assert (response.code, response.payload) == (Code.CONTENT, b"model=3/0")
             assert response.remote is remote
+            by_uri = asyncio.ensure_future(lab.ctx.request(aiocoap.Message(
+                code=Code.GET, uri=f"coaps://{HOST}:{peer.local_port}/3/0/1")).response)
+            await peer.answer_next(device_info)
+            assert (await by_uri).payload == b"model=3/0/1"
             peer.close()
     run(scenario)
 

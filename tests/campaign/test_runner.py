@@ -18,7 +18,7 @@ from fota_server.campaign.drivers import (
 from fota_server.config import load_config
 from fota_server.records import Device, Package
 
-from tests.campaign.test_callbacks import Listener
+from tests.campaign.listener import Listener
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "runner-account"
@@ -44,8 +44,9 @@ class PushDriver:
 def seed(services: Any, protocol_of: Any, count: int) -> list[str]:
     db, now = services.db, services.clock.now()
     services.auth.create_account(ACCOUNT, license_count=count)
-    db.packages.add_package(Package("pkg-r", "firmware", "fw-r", ACCOUNT, "Acme", "T1", "1.0", "2.0", "LWM2M", 1,
-                                    "00" * 32, "sig", now))
+    for protocol in ("LWM2M", "HTTP"):
+        db.packages.add_package(Package(f"pkg-{protocol}", "firmware", f"fw-{protocol}", ACCOUNT, "Acme", "T1", "1.0",
+                                        "2.0", protocol, 1, "00" * 32, "sig", now))
     ids = [f"run{i:03d}" for i in range(count)]
     for i, device_id in enumerate(ids):
         db.devices.add_device(Device(device_id, ACCOUNT, protocol_of(i), make="Acme", model="T1",
@@ -69,7 +70,7 @@ def test_runner_drives_campaigns_and_delivers_callbacks(tmp_path: Path) -> None:
         campaigns = []
         for protocol in ("LWM2M", "HTTP"):
             devices = tuple(d for i, d in enumerate(ids) if (protocol == "LWM2M") == bool(i % 2))
-            spec = CampaignSpec("v3", "firmware", protocol, "pkg-r", "", "", "1.0", "2.0", today,
+            spec = CampaignSpec("v3", "firmware", protocol, f"pkg-{protocol}", "", "", "1.0", "2.0", today,
                                 today + timedelta(days=1), devices)
             campaigns.append(service.schedule_campaign(ACCOUNT, spec)[0].campaign_id)
         for _ in range(500):   # bounded wait for the real-time loop

@@ -31,6 +31,7 @@ from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry
 from .fota_http import (
     _body, authenticate_device, checkin_recorder, http_driver_of, image_response, peer_error_response,
+    safe_file_name,
 )
 from .http_driver import HttpDriver, OfferView
 
@@ -153,7 +154,7 @@ async def _hashes(services: Services, package: Package) -> tuple[str, str]:
 
 
 def _file_name(package: Package) -> str:
-    return package.file_name or f"{package.name}.bin"
+    return safe_file_name(package)
 
 
 async def _artifact(request: Request, services: Services, package: Package) -> ddi.Artifact:

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import string
 from collections import Counter
@@ -41,7 +42,7 @@ from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHtt
 from .http_driver import HttpDriver, HttpFotaSettings
 
 __all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device",
-           "image_response", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
+           "image_response", "safe_file_name", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
 HTTP_TOKEN_KIND = "http_token"
@@ -207,12 +208,18 @@ async def _read_range(source: BinaryIO, first: int, length: int) -> AsyncIterato
         source.close()
 
 
+def safe_file_name(package: Package) -> str:
+    """The package's file name reduced to characters that are safe in a header and a URL path."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", package.file_name or f"{package.name}.bin")[:128].lstrip(".")
+    return name or package.package_id
+
+
 def image_response(request: Request, services: Services, package: Package,
                    extra_headers: dict[str, str] | None = None) -> Response:
     """The image with RFC 9110 range semantics: 200, 206, 304 (If-None-Match) or 416."""
     etag = etag_for(package.sha256)
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Cache-Control": "no-transform",
-               "Content-Disposition": f'attachment; filename="{package.file_name or package.package_id}"',
+               "Content-Disposition": f'attachment; filename="{safe_file_name(package)}"',
                **(extra_headers or {})}
     if etag_matches(request.headers.get("if-none-match"), etag, weak=True):
         return Response(status_code=304, headers=headers)

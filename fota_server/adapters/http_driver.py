@@ -132,6 +132,11 @@ class HttpDriver:
             if command.install and known.open and not known.install_allowed:
                 self.offers.transition(known.offer_id, known.state, known.state, now, install_allowed=True)
             return
+        stale = self.offers.open_offer(command.device_id)
+        if stale is not None:  # an older attempt the engine has moved past: it is superseded, not continued
+            self.offers.transition(stale.offer_id, stale.state, OfferState.CANCELLED, now,
+                                   detail=f"superseded by attempt {command.attempt_id}"[:1024],
+                                   outcome=("cancelled", ""))
         added = self.offers.add_offer(command.attempt_id, command.campaign_id, command.device_id,
                                       command.package_id, command.firmware_to, command.install,
                                       self._schedules(command.campaign_id), now)
@@ -231,7 +236,7 @@ class HttpDriver:
     def offer_of(self, view: OfferView, base_url: str) -> Offer:
         p = view.package
         return Offer(view.record.offer_id, p.kind, p.version_to, f"{base_url}{self.settings.download_path}/{p.package_id}",
-                     p.size, p.sha256, p.signature, view.install_open, p.file_name or f"{p.name}.bin")
+                     p.size, p.sha256, p.signature, view.install_open, (p.file_name or f"{p.name}.bin")[:128])
 
     def _confirm(self, view: OfferView, checkin: CheckIn, now: datetime) -> OfferView | None:
         version = {"firmware": checkin.firmware_version, "software": checkin.software_version,

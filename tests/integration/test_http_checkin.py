@@ -198,3 +198,27 @@ def test_token_provisioning_through_the_management_api(lab: Lab) -> None:
         answer = client.post("/http/v1/devices/d9/checkin", json={"firmwareVersion": "1"},
                              headers={"Authorization": f"Bearer {issued.json()['token']}"})
         assert answer.status_code == 200
+
+
+def test_a_new_attempt_supersedes_a_stale_open_offer(lab: Lab) -> None:
+    token = lab.add_device("d1")
+    package, _ = lab.add_image()
+    lab.offer("d1", package, attempt="old")
+    lab.offer("d1", package, attempt="new")
+    with _client(lab, token) as client:
+        update = _checkin(client, "d1").json()["update"]
+    assert lab.driver.offers.by_attempt("new").offer_id == update["updateId"]  # type: ignore[union-attr]
+    assert lab.driver.offers.by_attempt("old").state == "cancelled"  # type: ignore[union-attr]
+    assert lab.driver.collect(lab.clock.now()) == [AttemptCancelled("old")]
+
+
+def test_odd_file_names_are_safe_in_headers(lab: Lab) -> None:
+    import io
+    from fota_server.protocol.image import build_image
+    package = lab.services.firmware.add(io.BytesIO(build_image("Acme", "M1", "9", 100)), name="odd", make="Acme",
+                                        model="M1", version_from="1", version_to="9", protocol="HTTP",
+                                        file_name='ünï "code"/../x.bin')
+    with httpx.Client(base_url=lab.url, timeout=10) as client:
+        answer = client.get(f"/fw/{package.package_id}")
+    assert answer.status_code == 200
+    assert answer.headers["content-disposition"] == 'attachment; filename="_n___code__.._x.bin"'

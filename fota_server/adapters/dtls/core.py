@@ -70,6 +70,7 @@ class DtlsSettings:
     max_datagram_bytes: int = 4096
     max_identity_bytes: int = 128
     cookie_rotation_s: float = 300.0      # a cookie stays valid for one to two of these
+    receive_buffer_bytes: int = 4 * 1024 * 1024   # handshake bursts after an outage; the kernel may cap it
     ciphers: str = DEFAULT_CIPHERS
 
 
@@ -119,6 +120,7 @@ class DtlsServerCore:
         # No resumption: every handshake looks the key up, so a revoked or replaced PSK takes effect
         # at the next handshake, and the identity is always the one just authenticated.
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)      # idle sessions give their record buffers back
         context.set_cookie_generate_callback(self._cookie_for)
         context.set_cookie_verify_callback(self._cookie_matches)
         self._psk_callback = ffi.callback(

@@ -14,10 +14,12 @@ identity (a device behind a re-bound NAT) supersedes the older session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import math
+import socket
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -150,6 +152,9 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         await loop.create_datagram_endpoint(lambda: pool, local_addr=bind)
         self._pool = pool
         assert pool.transport is not None
+        sock = pool.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._settings.receive_buffer_bytes)
         sockname = pool.transport.get_extra_info("sockname")
         self.port = int(sockname[1])
         self.hostinfo_local = str(hostportjoin(bind[0], self.port))

@@ -204,3 +204,24 @@ def test_an_injected_install_failure_is_reported(pair: Pair) -> None:
     pair.run(until=100)
     assert pair.driver.collect(pair.services.clock.now())[-1] == UpdateFailed("a1", "install-failed")
     assert pair.machine.state.firmware_version == "1.0.0"
+
+
+def test_arbitrary_answers_never_break_the_device() -> None:
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=300), st.integers(100, 599), st.binary(max_size=50), st.integers(0, 10**6))
+    def check(answer: bytes, status: int, chunk: bytes, first: int) -> None:
+        machine = HttpDeviceMachine(HttpDeviceState("1.0"), None, seed=0)
+        machine.on_timer(0.0)
+        machine.to_send()
+        machine.receive(CheckInAnswered(status, answer), 0.0)
+        for command in machine.to_send():
+            if isinstance(command, FetchImage):
+                machine.receive(ImageBytes(first, chunk), 0.0)
+                machine.receive(ImageEnded(status, True), 0.0)
+            else:
+                machine.receive(StatusAnswered(status), 0.0)
+        assert machine.phase in (Phase.BUSY, Phase.WAITING, Phase.IDLE)
+
+    check()

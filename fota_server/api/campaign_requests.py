@@ -14,6 +14,7 @@ from ..campaign.policy import parse_windows
 from ..errors import InvalidRequest, NotFound
 from ..records import Package
 from ..store.ports import PackageStore
+from .packages import config_package_name
 
 __all__ = [
     "parse_v1_upgrade", "parse_v2_campaign", "parse_v2_file_or_software", "parse_v3_campaign",
@@ -103,6 +104,16 @@ def _package(packages: PackageStore, account: str, name: str, kinds: tuple[str, 
     raise NotFound(f"no {' or '.join(kinds)} named {name!r} is available to this account", "PackageNotFound")
 
 
+def _config_file(packages: PackageStore, account: str, file_name: str, version: str) -> Package:
+    """A configuration file by name and version, or its newest version when none is given."""
+    if version:
+        return _package(packages, account, config_package_name(file_name, version), ("config",))
+    versions = [p for p in packages.list_packages(account, "config") if p.file_name == file_name]
+    if not versions:
+        raise NotFound(f"no configuration file named {file_name!r} is available to this account", "PackageNotFound")
+    return max(versions, key=lambda p: p.created_at)
+
+
 def _spec(package: Package, api_version: str, kind: str, protocol: str, body: dict[str, Any],
           start: date | None, end: date | None, devices: tuple[str, ...], **extra: Any) -> CampaignSpec:
     if start is None or end is None:
@@ -143,8 +154,10 @@ def parse_v2_campaign(packages: PackageStore, account: str, body: dict[str, Any]
 
 def parse_v2_file_or_software(packages: PackageStore, account: str, body: dict[str, Any], kind: str) -> CampaignSpec:
     """UploadAndScheduleFileRequest (kind "config") or SchedulesSoftwareUpgradeRequest (kind "software")."""
-    name = _text(body, "fileName" if kind == "config" else "softwareName")
-    package = _package(packages, account, name, (kind,))
+    if kind == "config":
+        package = _config_file(packages, account, _text(body, "fileName"), _text(body, "fileVersion", False))
+    else:
+        package = _package(packages, account, _text(body, "softwareName"), (kind,))
     protocol = wire_protocol(body.get("distributionType") or "HTTP", "distributionType")
     if kind == "config":
         versions = {"firmware_from": "", "firmware_to": _text(body, "fileVersion", False) or package.version_to}

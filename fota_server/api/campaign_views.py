@@ -94,7 +94,7 @@ def v2_file_campaign(c: Campaign, device_ids: list[str]) -> dict[str, Any]:
             "make": s.make, "model": s.model, "startDate": iso_date(s.start_date), "endDate": iso_date(s.end_date),
             "status": c.status.value, "deviceList": device_ids}
     if s.kind == "config":
-        body.update(fileName=s.package_name, fileVersion=s.firmware_to)
+        body.update(fileName=s.package_name.rsplit("@", 1)[0], fileVersion=s.firmware_to)  # "<file>@<version>"
     else:
         body.update(softwareName=s.package_name, softwareFrom=s.firmware_from, softwareTo=s.firmware_to)
     return _optional(body, campaignName=s.name, downloadAfterDate=iso_date(s.download_after),

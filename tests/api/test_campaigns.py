@@ -172,3 +172,27 @@ def test_callbacks_all_versions(fleet: ApiSetup) -> None:
         assert ok(acc.delete(f"{version}/callbacks/{ACC}")) == {"success": True}
         assert acc.post(f"{version}/callbacks/{ACC}", json={"url": "ftp://x"}).status_code == 400
     assert ok(fleet.other.get(f"{V3}/callbacks/{OTHER}")) == {}
+
+
+def test_v2_file_and_software_campaigns(fleet: ApiSetup) -> None:
+    acc, today = fleet.acc, date.today()
+    ok(acc.post(f"{V2}/licenses/{ACC}/assign", json={"deviceList": [HTTP_DEV]}))
+    uploaded = ok(acc.post(f"{V2}/files/{ACC}", data={"fileVersion": "1.0", "make": "Acme", "model": "Gateway-2",
+                                                      "localTargetPath": "/etc/app/uplink.cfg"},
+                           files={"fileupload": ("uplink.cfg", b"interval=60\n")}))
+    dates = {"startDate": today.isoformat(), "endDate": (today + timedelta(days=5)).isoformat()}
+    scheduled = ok(acc.post(f"{V2}/campaigns/files/{ACC}", json={
+        "campaignName": "cfg", "fileName": uploaded["fileName"], "distributionType": "HTTP", **dates,
+        "deviceList": [HTTP_DEV], "downloadTimeWindowList": [{"startTime": "0", "endTime": "24"}]}))
+    assert scheduled["fileName"] == uploaded["fileName"] and scheduled["fileVersion"] == "1.0"
+    assert scheduled["downloadTimeWindowList"] == [{"startTime": "0", "endTime": "24"}]
+    assert scheduled["deviceList"] == [HTTP_DEV] and scheduled["status"] == "CampaignScheduled"
+    assert error_of(acc.post(f"{V2}/campaigns/files/{ACC}", json={
+        "fileName": uploaded["fileName"], "fileVersion": "9.9", **dates, "deviceList": [HTTP_DEV]})) == "PackageNotFound"
+    ok(acc.delete(f"{V2}/campaigns/{ACC}/{scheduled['id']}"))
+
+    software = ok(acc.post(f"{V2}/campaigns/software/{ACC}", json={
+        "softwareName": "Gateway-App-7.2-to-7.3", "distributionType": "HTTP", **dates, "deviceList": [HTTP_DEV]}))
+    assert (software["softwareFrom"], software["softwareTo"]) == ("7.2", "7.3")
+    report = ok(acc.get(f"{V2}/reports/{ACC}/campaigns/{software['id']}/devices"))
+    assert report["deviceList"][0]["deviceId"] == HTTP_DEV

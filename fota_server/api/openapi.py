@@ -32,14 +32,27 @@ ENUMS: dict[str, list[str]] = {
 EXTRA_ENDPOINTS = [
     ("session", "POST", "/api/m2m/v1/session/logout", "-", "LogOutRequest"),
     ("session", "PUT", "/api/m2m/v1/session/password/actions/reset", "PasswordResetRequest", "PasswordResetResult"),
-    ("v2", "PUT", "/api/fota/v2/files/{acc}", "multipart: fileName, fileupload, fileVersion, make, model",
-     "UploadConfigurationFilesResponse"),
+    ("v2", "PUT", "/api/fota/v2/files/{acc}", "multipart: fileName, fileupload, fileVersion, make, model, "
+     "localTargetPath, distributionType, releaseNote", "UploadConfigurationFilesResponse"),
+    ("omadm", "PUT", "/api/fota/omadm/v1/{account}/devices/{deviceId}/credentials", "OmadmCredentialRequest",
+     "OmadmCredentialResult"),
 ]
 _EXTRA_MODELS = {
     "LogOutRequest": [("sessionToken", "string", False)],
     "PasswordResetRequest": [("oldPassword", "string", True)],
     "PasswordResetResult": [("newPassword", "string", False)],
     "ErrorResult": [("errorCode", "string", True), ("errorMessage", "string", True)],
+    "OmadmCredentialRequest": [("username", "string", True), ("secret", "string", False)],
+    "OmadmCredentialResult": [("deviceId", "string", False), ("username", "string", False), ("secret", "string", False)],
+}
+# What the change history adds beyond the SDK models (seed v2.9, v2.10, v2.39).
+_SEED_FIELDS = {
+    "DeviceListQueryItem": [("clientType", "string", False), ("status", "string", False)],
+    "Firmware": [("clientType", "string", False)],
+}
+_SEED_QUERY = {
+    ("GET", "/api/fota/v1/devices/{account}/index/{startIndex}"): (("clientType", "string", False),),
+    ("GET", "/api/fota/v1/firmware/{account}"): (("clientType", "string", False),),
 }
 _ENUM_PARAMS = {"upgradeStatus": "UpgradeStatusEnum", "service": "CallbackServiceEnum"}
 
@@ -82,7 +95,7 @@ def _operation(version: str, method: str, path: str, request: str, response: str
         {"name": p, "in": "path", "required": True, "schema": _schema(_ENUM_PARAMS.get(p, "string"))}
         for p in re.findall(r"{(\w+)}", path)]
     params += [{"name": n, "in": "query", "required": req, "schema": _schema(t)}
-               for n, t, req in QUERY_PARAMS.get((method, path), ())]
+               for n, t, req in QUERY_PARAMS.get((method, path), ()) + _SEED_QUERY.get((method, path), ())]
     error = {"description": "bad request", "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/ErrorResult"}}}}
     op: dict[str, Any] = {"tags": [version], "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
@@ -110,7 +123,8 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for version, method, path, request, response in [*ENDPOINTS, *EXTRA_ENDPOINTS]:
         paths.setdefault(path, {})[method.lower()] = _operation(version, method, path, request, response)
-    schemas: dict[str, Any] = {name: _model(fields) for name, fields in {**MODELS, **_EXTRA_MODELS}.items()}
+    models = {name: fields + _SEED_FIELDS.get(name, []) for name, fields in {**MODELS, **_EXTRA_MODELS}.items()}
+    schemas: dict[str, Any] = {name: _model(fields) for name, fields in models.items()}
     schemas.update({name: {"type": "string", "enum": values} for name, values in ENUMS.items()})
     return {
         "openapi": "3.1.0",

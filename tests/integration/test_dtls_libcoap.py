@@ -95,8 +95,10 @@ def test_wrong_key_is_refused(binary: str) -> None:
         refused = await coap_client(binary, identity, "not-the-key", "-m", "get", uri(lab, "who"))
         assert "identity=" not in refused.stdout
         assert lab.established == []
+        assert lab.interface.counters["handshakes_failed"] >= 1     # timed out by now (1 s < the client's 3 s)
+        assert lab.interface.session_count == 0
 
-    run_with_lab(body, DtlsSettings(handshake_timeout_s=2.0))
+    run_with_lab(body, DtlsSettings(handshake_timeout_s=1.0))
 
 
 @pytest.mark.parametrize("binary", CLIENTS)
@@ -108,6 +110,7 @@ def test_unknown_identity_is_refused(binary: str) -> None:
         assert "identity=" not in refused.stdout
         assert lab.established == []
         assert lab.interface.session_count == 0              # refused at once, nothing kept
+        assert lab.interface.counters["handshakes_failed"] == 1
 
     run_with_lab(body)
 

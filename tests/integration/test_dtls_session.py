@@ -225,6 +225,8 @@ def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
                     peer.client.send(plaintext)
                 assert (await peer.request(Code.POST, ("who",), payload=b"hi")).payload == b"echo:hi"
                 assert lab.interface.session_count == 1
+                counters = lab.interface.counters
+                assert counters["datagrams_dropped"] >= 4 and counters["handshakes_completed"] == 1
                 peer.close()
     run(scenario)
 
@@ -251,4 +253,7 @@ def test_many_short_sessions_leave_no_state_behind() -> None:
                 await lab.until(lambda: len(lab.closed) == count)
             assert lab.interface.session_count == 0
             assert lab.interface.pending_deadlines <= 64     # timer entries of ended sessions are dropped
+            counters = lab.interface.counters
+            assert counters["handshakes_completed"] == counters["sessions_ended"] == 150
+            assert counters["hello_verify_sent"] == 150 and counters["handshakes_failed"] == 0
     run(scenario)

@@ -20,7 +20,7 @@ import itertools
 import logging
 import math
 import socket
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any, Callable
 
 from aiocoap import Message, error, interfaces
@@ -141,6 +141,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         self.on_closed: SessionListener | None = None
         self.hostinfo_local = ""
         self.port = 0
+        self.counters: Counter[str] = Counter()   # datagrams_dropped, hello_verify_sent, handshakes_*, sessions_ended
 
     @classmethod
     async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
@@ -214,6 +215,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
 
     def datagram_received(self, data: bytes, address: Any) -> None:
         if len(data) > self._settings.max_datagram_bytes or self._mman is None:
+            self.counters["datagrams_dropped"] += 1
             return
         now = self._loop.time()
         session = self._sessions.get(address)
@@ -223,6 +225,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
                 return
             plaintexts: list[bytes] = []
         elif session is None:
+            self.counters["datagrams_dropped"] += 1
             return
         else:
             was_established = session.state is SessionState.ESTABLISHED
@@ -249,10 +252,12 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     def _accept(self, address: Any, data: bytes, now: float) -> DtlsSession | None:
         handshaking = len(self._sessions) - len(self._remotes)
         if handshaking >= self._settings.max_handshakes:
+            self.counters["datagrams_dropped"] += 1
             return None
         session, replies = self._core.accept(address, data, now)
         self._sendto(replies, address)
         if session is None:
+            self.counters["hello_verify_sent" if replies else "datagrams_dropped"] += 1
             return None
         old = self._sessions.get(address)
         if old is not None:
@@ -276,6 +281,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     def _established(self, session: DtlsSession) -> None:
         remote = DtlsRemote(self, session)
         self._remotes[session] = remote
+        self.counters["handshakes_completed"] += 1
         identity = remote.psk_identity
         previous = self._by_identity.get(identity)
         self._by_identity[identity] = session
@@ -285,19 +291,22 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         self._notify(self.on_established, remote)
 
     def _end(self, session: DtlsSession, reason: str, notify_peer: bool = True) -> None:
-        if notify_peer and session.state is not SessionState.CLOSED:
+        if session.state is not SessionState.CLOSED:
             session.close(reason)
-            self._sendto(session.to_send(), session.address)
-        elif session.state is not SessionState.CLOSED:
-            session.close(reason)
+            if notify_peer:
+                self._sendto(session.to_send(), session.address)
         if self._sessions.get(session.address) is session:
             del self._sessions[session.address]
         self._scheduled.pop(session, None)
         self._compact_deadlines()
         remote = self._remotes.pop(session, None)
         if remote is None:
-            log.info("DTLS handshake with %s (identity %r) ended: %s", session.address, session.identity, reason)
+            self.counters["handshakes_failed"] += 1
+            level = logging.WARNING if session.identity is not None else logging.INFO
+            log.log(level, "DTLS handshake with %s (identity %r) did not complete: %s",
+                    session.address, session.identity, reason)
             return
+        self.counters["sessions_ended"] += 1
         if self._by_identity.get(remote.psk_identity) is session:
             del self._by_identity[remote.psk_identity]
         log.info("DTLS session with %s as %r ended: %s", remote.hostinfo, remote.psk_identity, reason)

@@ -15,12 +15,16 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from device_emulator.http.messages import (
+    CheckInAnswered, CheckInRefused, Command, DownloadCut, Event, FetchImage, ImageBytes, ImageEnded,
+    ImageVerified, Input, Installed, RebootedInto, RequestFailed, SendCheckIn, SendStatus, StatusAnswered,
+    UpdateDropped, UpdateOffered, VerificationFailed,
+)
 from fota_server.protocol.errors import DecodeError, UsageError
 from fota_server.protocol.http_fota.manifest import (
     CheckIn, Offer, ReportState, ResultCode, StatusReport, decode_answer, encode_checkin, encode_report,
@@ -68,109 +72,6 @@ class HttpDeviceState:
     def set_version(self, kind: str, version: str) -> None:
         name = {"software": "software_version", "config": "config_version"}.get(kind, "firmware_version")
         setattr(self, name, version)
-
-
-@dataclass(frozen=True)
-class SendCheckIn:
-    body: bytes
-
-
-@dataclass(frozen=True)
-class FetchImage:
-    """GET ``url`` from byte ``offset`` (with If-Range ``etag`` when resuming); stop after ``stop_after`` bytes."""
-
-    url: str
-    offset: int
-    etag: str | None
-    stop_after: int | None = None
-
-
-@dataclass(frozen=True)
-class SendStatus:
-    body: bytes
-
-
-Command = Union[SendCheckIn, FetchImage, SendStatus]
-
-
-@dataclass(frozen=True)
-class CheckInAnswered:
-    status: int
-    body: bytes
-
-
-@dataclass(frozen=True)
-class ImageBytes:
-    """A response to ``FetchImage`` began (``first_byte`` where its body starts) or went on with ``data``."""
-
-    first_byte: int
-    data: bytes
-    etag: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageEnded:
-    status: int
-    complete: bool
-
-
-@dataclass(frozen=True)
-class StatusAnswered:
-    status: int
-
-
-@dataclass(frozen=True)
-class RequestFailed:
-    error: str
-
-
-Input = Union[CheckInAnswered, ImageBytes, ImageEnded, StatusAnswered, RequestFailed]
-
-
-@dataclass(frozen=True)
-class UpdateOffered:
-    offer: Offer
-
-
-@dataclass(frozen=True)
-class DownloadCut:
-    received: int
-
-
-@dataclass(frozen=True)
-class ImageVerified:
-    update_id: int
-
-
-@dataclass(frozen=True)
-class VerificationFailed:
-    update_id: int
-    code: int
-
-
-@dataclass(frozen=True)
-class Installed:
-    update_id: int
-
-
-@dataclass(frozen=True)
-class RebootedInto:
-    kind: str
-    version: str
-
-
-@dataclass(frozen=True)
-class CheckInRefused:
-    status: int
-
-
-@dataclass(frozen=True)
-class UpdateDropped:
-    update_id: int
-    why: str
-
-
-Event = Union[CheckInRefused, UpdateOffered, DownloadCut, ImageVerified, VerificationFailed, Installed, RebootedInto, UpdateDropped]
 
 
 @dataclass

@@ -7,7 +7,9 @@ from typing import Iterator
 
 import pytest
 
-from fota_server.adapters.dtls import device_for_identity, provision_psk, psk_lookup_for, revoke_psk
+from fota_server.adapters.dtls import (
+    device_for_identity, endpoint_for_remote, provision_psk, psk_lookup_for, revoke_psk,
+)
 from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.adapters.dtls.core import DtlsServerCore, SessionState
 from fota_server.app import build_services
@@ -91,3 +93,15 @@ def test_the_store_backed_lookup_drives_a_handshake(services: Services) -> None:
         session.receive(datagram, 0.0)
     assert session.state is SessionState.ESTABLISHED and session.identity == "dev-1-id"
     assert device_for_identity(services.db.credentials, session.identity) == "dev-1"
+
+
+def test_endpoint_for_remote_needs_an_authenticated_identity(services: Services) -> None:
+    from types import SimpleNamespace
+
+    provision_psk(services, "dev-2", "dev-2-id", "01")
+    credentials = services.db.credentials
+    assert endpoint_for_remote(credentials, SimpleNamespace(psk_identity="dev-2-id")) == "dev-2"
+    assert endpoint_for_remote(credentials, SimpleNamespace(hostinfo="192.0.2.1")) is None   # plain CoAP
+    assert endpoint_for_remote(credentials, SimpleNamespace(psk_identity="")) is None
+    revoke_psk(services, "dev-2")
+    assert endpoint_for_remote(credentials, SimpleNamespace(psk_identity="dev-2-id")) is None

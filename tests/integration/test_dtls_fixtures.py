@@ -17,7 +17,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
 from fota_server.adapters.dtls import (
-    DtlsMessageInterface, DtlsRemote, DtlsSettings, create_coaps_context, device_for_identity, psk_lookup_for,
+    DtlsMessageInterface, DtlsRemote, DtlsSettings, create_coaps_context, endpoint_for_remote, psk_lookup_for,
 )
 from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.clock import FakeClock
@@ -60,8 +60,7 @@ class RegisterResource(resource.Resource):  # type: ignore[misc]
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
-        identity = getattr(request.remote, "psk_identity", None)
-        owner = device_for_identity(self._db.credentials, identity) if identity else None
+        owner = endpoint_for_remote(self._db.credentials, request.remote)
         if owner is None or owner != query.get("ep"):
             return aiocoap.Message(code=Code.FORBIDDEN, payload=b"endpoint does not match the identity")
         self.registered[owner] = request.remote

@@ -13,14 +13,14 @@ from typing import Any
 import aiocoap
 
 from .core import DtlsHookUnavailable, DtlsSettings, PskLookup, check_psk_hook
-from .provision import device_for_identity, provision_psk, psk_lookup_for, revoke_psk
+from .provision import device_for_identity, endpoint_for_remote, provision_psk, psk_lookup_for, revoke_psk
 from .transport import COAPS_PORT, DtlsMessageInterface, DtlsRemote, DtlsSessionClosed
 
 __all__ = [
     "add_coaps_transport", "create_coaps_context", "check_coaps_support",
     "DtlsMessageInterface", "DtlsRemote", "DtlsSessionClosed", "DtlsSettings", "DtlsHookUnavailable",
     "PskLookup", "COAPS_PORT",
-    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity",
+    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity", "endpoint_for_remote",
 ]
 
 

@@ -9,7 +9,7 @@ belongs to (``device_for_identity`` answers which one that is).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...errors import NotFound
 from ...records import Credential
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PSK_KIND",
-    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity",
+    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity", "endpoint_for_remote",
 ]
 
 log = logging.getLogger("fota_server.dtls")
@@ -67,3 +67,15 @@ def device_for_identity(credentials: CredentialStore, identity: str) -> str | No
     """The device id the PSK identity belongs to: the only endpoint it may register as."""
     credential = credentials.find_by_identity(PSK_KIND, identity)
     return credential.device_id if credential is not None else None
+
+
+def endpoint_for_remote(credentials: CredentialStore, remote: Any) -> str | None:
+    """The endpoint (device id) a CoAPS remote authenticated as, for the Register check.
+
+    None over plain CoAP (the remote has no ``psk_identity``) and when the identity's PSK has
+    been removed since the handshake.
+    """
+    identity = getattr(remote, "psk_identity", None)
+    if not isinstance(identity, str) or not identity:
+        return None
+    return device_for_identity(credentials, identity)

@@ -5,7 +5,15 @@ fleet size: planning time, the cost of an idle tick (nothing due), and the cost 
 ticks that start or finish attempts.
 
     python tools/bench_engine.py --devices 100000 1000000 --store memory
-    python tools/bench_engine.py --devices 100000 --store sqlite --db /tmp/bench.db
+    python tools/bench_engine.py --devices 100000 1000000 --store sqlite
+
+Measured on the development machine (one simulated hour of ticks, 22,880 driver events):
+
+    store   devices  plan s  idle tick ms  us/due device
+    memory   100000     1.7         0.003           35.4
+    memory  1000000    18.5         0.003           35.9
+    sqlite   100000    10.3         0.016          269.2
+    sqlite  1000000    68.0         0.016          249.1
 """
 
 from __future__ import annotations

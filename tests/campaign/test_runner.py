@@ -87,3 +87,46 @@ def test_runner_drives_campaigns_and_delivers_callbacks(tmp_path: Path) -> None:
         assert statuses == ["UpgradePending", "UpgradeInProgress", "UpgradeSuccess"]
         assert sum(b.get("campaignStatus") == "CampaignEnded" for b in listener.bodies) == 2
     asyncio.run(scenario(), debug=True)
+
+
+class BrokenDriver:
+    """A driver whose submit always raises: the loop must log it and carry on (the attempt times out)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, command: DriverCommand, now: datetime) -> None:
+        self.calls += 1
+        raise RuntimeError("driver bug")
+
+    def next_deadline(self) -> datetime | None:
+        return None
+
+    def collect(self, now: datetime) -> list[AttemptOutcome]:
+        return []
+
+
+def test_runner_survives_a_failing_driver(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "b.db")}))
+        ids = seed(services, lambda i: "LWM2M", 1)
+        services.db.accounts.update_settings(ACCOUNT, {"attempt_timeout_s": 1})
+        service = build_campaign_service(services)
+        driver = BrokenDriver()
+        handle = await start_engine(services, {"LWM2M": driver})
+        today = services.clock.now().date()
+        spec = CampaignSpec("v3", "firmware", "LWM2M", "pkg-LWM2M", "", "", "1.0", "2.0", today,
+                            today + timedelta(days=1), tuple(ids))
+        campaign, _ = service.schedule_campaign(ACCOUNT, spec)
+        for _ in range(300):   # bounded: the attempt times out after one second
+            row = service.campaign_devices(ACCOUNT, campaign.campaign_id).rows[0]
+            if row.status == DeviceStatus.PENDING and row.attempts == 1:
+                break
+            await asyncio.sleep(0.02)
+        await handle.stop()
+        services.db.close()
+        assert driver.calls == 1
+        assert row.result_reason == "The device started the update and then stopped responding"
+        assert row.next_attempt_at is not None and row.next_attempt_at > row.recent_attempt_at
+    asyncio.run(scenario(), debug=True)
+    assert any("refused StartAttempt" in r.getMessage() for r in caplog.records)

@@ -17,7 +17,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
 from fota_server.adapters.dtls import (
-    DtlsMessageInterface, DtlsRemote, DtlsSettings, create_coaps_context, endpoint_for_remote, psk_lookup_for,
+    DtlsMessageInterface, DtlsRemote, DtlsSettings, EndpointLookup, create_coaps_context, endpoint_lookup_for, psk_lookup_for,
 )
 from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.clock import FakeClock
@@ -60,8 +60,8 @@ class RegisterResource(resource.Resource):  # type: ignore[misc]
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
-        owner = endpoint_for_remote(self._db.credentials, request.remote)
-        if owner is None or owner != query.get("ep"):
+        owner = getattr(request.remote, "lwm2m_endpoint", None)   # what the LwM2M /rd handler reads
+        if not owner or owner != query.get("ep"):
             return aiocoap.Message(code=Code.FORBIDDEN, payload=b"endpoint does not match the identity")
         self.registered[owner] = request.remote
         return aiocoap.Message(code=Code.CREATED, location_path=("rd", owner), payload=b"registered " + owner.encode())
@@ -109,14 +109,16 @@ def provisioned_db() -> MemoryDatabase:
 
 
 @contextlib.asynccontextmanager
-async def coaps_lab(settings: DtlsSettings | None = None, host: str = HOST) -> AsyncIterator[CoapsLab]:
+async def coaps_lab(settings: DtlsSettings | None = None, host: str = HOST,
+                    endpoint_lookup: EndpointLookup | None = None) -> AsyncIterator[CoapsLab]:
     db = provisioned_db()
     rd = RegisterResource(db)
     site = resource.Site()
     site.add_resource(["who"], WhoResource())
     site.add_resource(["blob"], BlobResource())
     site.add_resource(["rd"], rd)
-    ctx, interface = await create_coaps_context(site, (host, 0), psk_lookup_for(db.credentials), settings)
+    ctx, interface = await create_coaps_context(site, (host, 0), psk_lookup_for(db.credentials), settings,
+                                                endpoint_lookup or endpoint_lookup_for(db.credentials))
     lab = CoapsLab(ctx, interface, rd, db)
     interface.on_established = lab.session_opened
     interface.on_closed = lab.session_closed

@@ -56,6 +56,7 @@ def test_register_then_server_initiated_read_over_the_same_session() -> None:
             peer = await registered_peer(lab)
             remote = lab.rd.registered["dev-1"]
             assert remote.psk_identity == "dev-1-id" and remote.authenticated_claims == ("dev-1-id",)
+            assert remote.lwm2m_endpoint == "dev-1"
             assert remote.address[1] == peer.local_port and remote.uri_base.startswith("coaps://")
             assert lab.interface.remote_for_identity("dev-1-id") is remote
             read = asyncio.create_task(server_read(lab, remote, ("3", "0")))
@@ -80,6 +81,24 @@ def test_register_as_another_endpoint_is_forbidden() -> None:
             response = await peer.request(Code.POST, ("rd",), ("ep=dev-2",))
             assert response.code == Code.FORBIDDEN and lab.rd.registered == {}
             peer.close()
+    run(scenario)
+
+
+@pytest.mark.parametrize("answer", ["none", "raises"])
+def test_an_identity_without_a_device_vouches_for_no_endpoint(answer: str) -> None:
+    def endpoint_lookup(identity: str) -> str | None:
+        if answer == "raises":
+            raise RuntimeError("store unavailable")
+        return None
+
+    async def scenario() -> None:
+        async with coaps_lab(endpoint_lookup=endpoint_lookup) as lab:
+            peer = await peer_for(lab).open()
+            await peer.handshake()
+            assert peer.client.established
+            assert lab.established[0].lwm2m_endpoint == ""          # a str: never "unauthenticated"
+            response = await peer.request(Code.POST, ("rd",), ("ep=dev-1",))
+            assert response.code == Code.FORBIDDEN and lab.rd.registered == {}
     run(scenario)
 
 

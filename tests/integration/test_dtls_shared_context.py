@@ -11,7 +11,7 @@ import aiocoap.resource as resource
 import pytest
 from aiocoap.numbers.codes import Code
 
-from fota_server.adapters.dtls import add_coaps_transport, psk_lookup_for
+from fota_server.adapters.dtls import add_coaps_transport, endpoint_lookup_for, psk_lookup_for
 from tests.integration.test_dtls_fixtures import DEVICES, HOST, DtlsPeer, RegisterResource, WhoResource, provisioned_db
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,8 @@ def test_one_context_serves_coap_and_coaps_and_sends_over_the_right_one() -> Non
         client_ctx = await aiocoap.Context.create_client_context(transports=["udp6"])
         peer: DtlsPeer | None = None
         try:
-            coaps = await add_coaps_transport(ctx, (HOST, 0), psk_lookup_for(db.credentials))
+            coaps = await add_coaps_transport(ctx, (HOST, 0), psk_lookup_for(db.credentials),
+                                              endpoint_lookup=endpoint_lookup_for(db.credentials))
             udp_port = ctx.request_interfaces[0].token_interface.message_interface.transport \
                 .get_extra_info("socket").getsockname()[1]
             assert coaps.port not in (0, udp_port)

@@ -13,14 +13,17 @@ from typing import Any
 import aiocoap
 
 from .core import DtlsHookUnavailable, DtlsSettings, PskLookup, check_psk_hook
-from .provision import device_for_identity, endpoint_for_remote, provision_psk, psk_lookup_for, revoke_psk
-from .transport import COAPS_PORT, DtlsMessageInterface, DtlsRemote, DtlsSessionClosed
+from .provision import (
+    device_for_identity, endpoint_for_remote, endpoint_lookup_for, provision_psk, psk_lookup_for, revoke_psk,
+)
+from .transport import COAPS_PORT, DtlsMessageInterface, DtlsRemote, DtlsSessionClosed, EndpointLookup
 
 __all__ = [
     "add_coaps_transport", "create_coaps_context", "check_coaps_support",
     "DtlsMessageInterface", "DtlsRemote", "DtlsSessionClosed", "DtlsSettings", "DtlsHookUnavailable",
-    "PskLookup", "COAPS_PORT",
-    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity", "endpoint_for_remote",
+    "PskLookup", "EndpointLookup", "COAPS_PORT",
+    "provision_psk", "revoke_psk", "psk_lookup_for", "endpoint_lookup_for", "device_for_identity",
+    "endpoint_for_remote",
 ]
 
 
@@ -32,8 +35,12 @@ def check_coaps_support() -> None:
 
 
 async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_lookup: PskLookup,
-                              settings: DtlsSettings | None = None) -> DtlsMessageInterface:
+                              settings: DtlsSettings | None = None,
+                              endpoint_lookup: EndpointLookup | None = None) -> DtlsMessageInterface:
     """Listen for CoAPS on ``bind`` (port 0: any free port; see ``.port``) within ``ctx``.
+
+    ``psk_lookup`` maps a PSK identity to its key; ``endpoint_lookup`` maps it to the LwM2M endpoint
+    the device may register as, which each remote carries as ``lwm2m_endpoint``.
 
     Registered the way aiocoap registers its own DTLS server transport: under a token manager and
     a message manager of ``ctx``, so requests to a ``DtlsRemote`` go out through ``ctx.request``.
@@ -43,7 +50,8 @@ async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_l
     loop = asyncio.get_running_loop()
 
     async def construct(mman: Any) -> DtlsMessageInterface:
-        interface = await DtlsMessageInterface.create_server(bind, mman, ctx.log, loop, psk_lookup, settings)
+        interface = await DtlsMessageInterface.create_server(bind, mman, ctx.log, loop, psk_lookup, settings,
+                                                             endpoint_lookup)
         created.append(interface)
         return interface
 
@@ -52,8 +60,9 @@ async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_l
 
 
 async def create_coaps_context(site: Any, bind: tuple[str, int], psk_lookup: PskLookup,
-                               settings: DtlsSettings | None = None) -> tuple[aiocoap.Context, DtlsMessageInterface]:
+                               settings: DtlsSettings | None = None, endpoint_lookup: EndpointLookup | None = None,
+                               ) -> tuple[aiocoap.Context, DtlsMessageInterface]:
     """A server context serving ``site`` over CoAPS only."""
     ctx = aiocoap.Context(loop=asyncio.get_running_loop(), serversite=site, loggername="coaps-server")
-    interface = await add_coaps_transport(ctx, bind, psk_lookup, settings)
+    interface = await add_coaps_transport(ctx, bind, psk_lookup, settings, endpoint_lookup)
     return ctx, interface

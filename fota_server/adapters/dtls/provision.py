@@ -9,7 +9,7 @@ belongs to (``device_for_identity`` answers which one that is).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import NotFound
 from ...records import Credential
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PSK_KIND",
-    "provision_psk", "revoke_psk", "psk_lookup_for", "device_for_identity", "endpoint_for_remote",
+    "provision_psk", "revoke_psk", "psk_lookup_for", "endpoint_lookup_for", "device_for_identity",
+    "endpoint_for_remote",
 ]
 
 log = logging.getLogger("fota_server.dtls")
@@ -59,6 +60,15 @@ def psk_lookup_for(credentials: CredentialStore) -> PskLookup:
         except ValueError:
             log.error("stored PSK of device %s is not hex", credential.device_id)
             return None
+
+    return lookup
+
+
+def endpoint_lookup_for(credentials: CredentialStore) -> Callable[[str], str | None]:
+    """The listener's identity -> endpoint lookup (``DtlsRemote.lwm2m_endpoint``), backed by the store."""
+
+    def lookup(identity: str) -> str | None:
+        return device_for_identity(credentials, identity)
 
     return lookup
 

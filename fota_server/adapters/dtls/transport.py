@@ -31,7 +31,7 @@ from aiocoap.util import hostportjoin, hostportsplit
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState
 from .datagrams import client_hello_random, is_initial_client_hello
 
-__all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionListener"]
+__all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionListener", "EndpointLookup"]
 
 log = logging.getLogger("fota_server.dtls")
 
@@ -51,14 +51,17 @@ class DtlsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
     scheme = "coaps"
     maximum_block_size_exp = constants.MAX_REGULAR_BLOCK_SIZE_EXP  # settable per instance, as aiocoap expects
 
-    def __init__(self, interface: "DtlsMessageInterface", session: DtlsSession) -> None:
+    def __init__(self, interface: "DtlsMessageInterface", session: DtlsSession, endpoint: str | None) -> None:
         self._interface = interface
         self._session = session
         self.address: Any = session.address
         self.psk_identity: str = session.identity or ""
+        # The LwM2M endpoint this identity may register as; "" (never None) if it belongs to no device,
+        # so that an authenticated remote is never mistaken for an unauthenticated one.
+        self.lwm2m_endpoint: str = endpoint or ""
 
     def __repr__(self) -> str:
-        return f"<DtlsRemote {self.hostinfo} identity={self.psk_identity!r}>"
+        return f"<DtlsRemote {self.hostinfo} identity={self.psk_identity!r} endpoint={self.lwm2m_endpoint!r}>"
 
     @property
     def is_open(self) -> bool:
@@ -93,6 +96,7 @@ class DtlsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
 
 
 SessionListener = Callable[[DtlsRemote], None]
+EndpointLookup = Callable[[str], "str | None"]
 
 
 class _DatagramSocket(asyncio.DatagramProtocol):
@@ -125,9 +129,10 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     """The CoAPS listener: UDP socket, DTLS sessions per peer, aiocoap message interface."""
 
     def __init__(self, mman: interfaces.MessageManager, log_: logging.Logger, loop: asyncio.AbstractEventLoop,
-                 core: DtlsServerCore) -> None:
+                 core: DtlsServerCore, endpoint_lookup: EndpointLookup | None = None) -> None:
         super().__init__(mman, log_, loop)
         self._core = core
+        self._endpoint_lookup = endpoint_lookup
         self._settings = core.settings
         self._sessions: OrderedDict[Any, DtlsSession] = OrderedDict()
         self._remotes: dict[DtlsSession, DtlsRemote] = {}
@@ -146,9 +151,10 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     @classmethod
     async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
                             loop: asyncio.AbstractEventLoop, psk_lookup: PskLookup,
-                            settings: DtlsSettings | None = None) -> "DtlsMessageInterface":
+                            settings: DtlsSettings | None = None,
+                            endpoint_lookup: EndpointLookup | None = None) -> "DtlsMessageInterface":
         """Bind ``bind`` exactly (port 0 picks a free one) and start serving."""
-        self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings))
+        self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings), endpoint_lookup)
         pool = _DatagramSocket(self)
         await loop.create_datagram_endpoint(lambda: pool, local_addr=bind)
         self._pool = pool
@@ -278,8 +284,17 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         else:
             self._watch(session)
 
+    def _endpoint_of(self, identity: str) -> str | None:
+        if self._endpoint_lookup is None:
+            return None
+        try:
+            return self._endpoint_lookup(identity)
+        except Exception:
+            log.exception("endpoint lookup failed for PSK identity %r", identity)
+            return None
+
     def _established(self, session: DtlsSession) -> None:
-        remote = DtlsRemote(self, session)
+        remote = DtlsRemote(self, session, self._endpoint_of(session.identity or ""))
         self._remotes[session] = remote
         self.counters["handshakes_completed"] += 1
         identity = remote.psk_identity

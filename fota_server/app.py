@@ -8,14 +8,21 @@ import logging
 import signal
 import socket
 from datetime import timedelta
+from pathlib import Path
 from typing import Callable, Iterator
 
 import aiocoap
 import uvicorn
 from starlette.applications import Starlette
 
+from .adapters import ddi_http, fota_http, omadm_http
 from .adapters.blobs import FileBlobStore
 from .adapters.coap_site import build_site
+from .adapters.http_driver import HttpFotaSettings
+from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
+from .adapters.lwm2m_site import Lwm2mServer, add_lwm2m_resources
+from .adapters.runner import EngineHandle, start_engine
+from .campaign.drivers import ProtocolDriver
 from .api import (
     auth_routes, callbacks, campaigns, devices, firmware_sync, health, licenses, management, openapi, packages,
     reports,
@@ -29,6 +36,7 @@ from .devices import DeviceRegistry
 from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
+from .adapters.tls_cert import load_or_create_certificate, uvicorn_ssl_options
 from .store.campaigns_sqlite import SqliteCampaignStores
 from .store.sqlite import SqliteDatabase
 
@@ -52,15 +60,17 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     campaigns = CampaignService(
         campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks, devices=db.devices,
         licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
-    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
-                    campaigns=campaigns)
+    services = Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
+                        campaigns=campaigns)
+    services.extra["campaign_stores"] = stores
+    return services
 
 
 def build_http_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes],
+                *callbacks.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
         exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
     )
     app.state.services = services
@@ -77,42 +87,98 @@ class _Uvicorn(uvicorn.Server):
 
 
 class RunningServer:
-    """Both listeners started; ``stop()`` ends them cleanly."""
+    """The listeners, the protocol drivers and the campaign engine, started together; ``stop()`` ends them cleanly."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._coap: aiocoap.Context | None = None
+        self._lwm2m: Lwm2mServer | None = None
+        self._engine: EngineHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
         config = self.services.config
         sock = listening_socket(config.host, config.http_port)
         self.services.ports["http"] = sock.getsockname()[1]
-        app = build_http_app(self.services)
-        self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        drivers: dict[str, ProtocolDriver] = {"HTTP": self._http_driver(), "OMADM": self._omadm_driver()}
         if config.coap_enabled:
-            site = build_site(lambda: health.health_status(self.services))
-            self._coap = await aiocoap.Context.create_server_context(
-                site, bind=(config.host, config.coap_port), transports=["udp6"])
-            self.services.ports["coap"] = _coap_port(self._coap)
+            drivers["LWM2M"] = await self._start_coap()
+        app = build_http_app(self.services)
+        self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                             **self._tls_options()))
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()
             await asyncio.sleep(0.01)
+        self._engine = await start_engine(self.services, drivers)
+        for driver in drivers.values():
+            if hasattr(driver, "on_outcome"):
+                driver.on_outcome = self._engine.wake
+            elif hasattr(driver, "_on_outcome"):
+                driver._on_outcome = self._engine.wake
         return dict(self.services.ports)
 
+    def _http_driver(self) -> ProtocolDriver:
+        stores = self.services.extra["campaign_stores"]
+        driver = fota_http.build_http_driver(self.services, HttpFotaSettings(),
+                                             campaign_lookup=stores.campaigns.get_campaign)
+        self.services.extra["http_driver"] = driver
+        return driver
+
+    def _omadm_driver(self) -> ProtocolDriver:
+        omadm = omadm_http.build_omadm(self.services)
+        self._tasks.append(asyncio.create_task(omadm.run_dispatcher()))
+        return omadm.driver
+
+    async def _start_coap(self) -> ProtocolDriver:
+        config = self.services.config
+        site = build_site(lambda: health.health_status(self.services))
+        self._lwm2m = add_lwm2m_resources(site, self.services)
+        self._coap = await aiocoap.Context.create_server_context(
+            site, bind=(config.host, config.coap_port), transports=["udp6"])
+        self.services.ports["coap"] = _coap_port(self._coap)
+        self._lwm2m.attach(self._coap)
+        host = config.advertised_host
+        settings = Lwm2mDriverSettings(
+            coap_base=f"coap://{_url_host(host)}:{self.services.ports['coap']}",
+            http_base=f"{'https' if config.https else 'http'}://{_url_host(host)}:{self.services.ports['http']}")
+        blobs = FileBlobStore(config.resolved_data_dir / "blobs")
+        return Lwm2mDriver(self._lwm2m, self.services.db.packages, blobs, settings)
+
+    def _tls_options(self) -> dict[str, object]:
+        config = self.services.config
+        if not config.https:
+            return {}
+        if config.tls_cert_file and config.tls_key_file:
+            cert, key = Path(config.tls_cert_file), Path(config.tls_key_file)
+        else:
+            cert, key = load_or_create_certificate(config.resolved_data_dir / "tls", [config.advertised_host])
+        return uvicorn_ssl_options(cert, key, config.tls_client_ca or None)
+
     async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             self._http.should_exit = True
         if self._http_task is not None:
             await self._http_task
+        if self._lwm2m is not None:
+            await self._lwm2m.stop()
         if self._coap is not None:
             await self._coap.shutdown()
         self.services.db.close()
         self.stopped.set()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -35,12 +35,23 @@ class Config:
     max_firmware_bytes: int = 64 * 1_048_576
     log_level: str = "INFO"
     callback_ttl_days: int = 7
+    public_host: str = ""  # the address devices reach us at, for firmware URIs; default: host (or 127.0.0.1)
+    https: bool = False
+    tls_cert_file: str = ""  # with https and no files: a self-signed certificate in <data_dir>/tls
+    tls_key_file: str = ""
+    tls_client_ca: str = ""  # require client certificates signed by this CA (mutual TLS)
 
     @property
     def resolved_data_dir(self) -> Path:
         if self.data_dir:
             return Path(self.data_dir)
         return Path(self.db_path + "-data")
+
+    @property
+    def advertised_host(self) -> str:
+        if self.public_host:
+            return self.public_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     def with_overrides(self, values: Mapping[str, Any]) -> "Config":
         return dataclasses.replace(self, **_coerce_all(values))

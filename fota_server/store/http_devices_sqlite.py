@@ -1,8 +1,7 @@
 """SQLite stores of the HTTP pull endpoint: check-ins, device logs and logging switches (tables of
-migration 1), and the updates offered to HTTP devices with their outcome outbox (``HTTP_MIGRATION``).
+migration 1), and the updates offered to HTTP devices with their outcome outbox.
 
-``HTTP_MIGRATION`` is idempotent (``IF NOT EXISTS``); the stores apply it when opened, and it can be
-appended to ``schema.MIGRATIONS`` as it stands.
+Their tables are migration 3 of ``schema.MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -17,40 +16,10 @@ from ..records import Device
 from .sqlite import SqliteDatabase, parse_ts, ts
 
 __all__ = [
-    "HTTP_MIGRATION", "CheckInEntry", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
+    "CheckInEntry", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
     "SqliteHttpDeviceStore", "SqliteOfferStore",
 ]
 
-HTTP_MIGRATION = """
-CREATE TABLE IF NOT EXISTS http_offers (
-    offer_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    attempt_id TEXT NOT NULL UNIQUE,
-    campaign_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    package_id TEXT NOT NULL,
-    version_to TEXT NOT NULL,
-    state TEXT NOT NULL,
-    install_allowed INTEGER NOT NULL DEFAULT 1,
-    schedules TEXT NOT NULL DEFAULT '{}',
-    result_code TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS http_offers_device ON http_offers(device_id, state);
-CREATE TABLE IF NOT EXISTS http_device_attributes (
-    device_id TEXT PRIMARY KEY,
-    attributes TEXT NOT NULL DEFAULT '{}',
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS http_outcomes (
-    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    attempt_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-)
-"""
 
 
 class OfferState:
@@ -124,12 +93,6 @@ class OfferRecord:
     def open(self) -> bool:
         return self.state in OPEN_OFFER_STATES
 
-
-def _apply_migration(db: SqliteDatabase) -> None:
-    with db.transaction() as conn:
-        for statement in (s.strip() for s in HTTP_MIGRATION.split(";")):
-            if statement:
-                conn.execute(statement)
 
 
 class SqliteHttpDeviceStore:
@@ -248,7 +211,6 @@ class SqliteOfferStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
-        _apply_migration(db)
 
     @staticmethod
     def _offer(row: sqlite3.Row) -> OfferRecord:

@@ -246,3 +246,35 @@ CREATE TABLE lwm2m_registrations (
 );
 CREATE INDEX lwm2m_registrations_updated ON lwm2m_registrations(updated_at);
 """)
+
+# HTTP pull FOTA: offers, their outcome outbox and DDI attributes (``store/http_devices_sqlite.py``).
+MIGRATIONS.append("""
+CREATE TABLE http_offers (
+    offer_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL UNIQUE,
+    campaign_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    package_id TEXT NOT NULL,
+    version_to TEXT NOT NULL,
+    state TEXT NOT NULL,
+    install_allowed INTEGER NOT NULL DEFAULT 1,
+    schedules TEXT NOT NULL DEFAULT '{}',
+    result_code TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX http_offers_device ON http_offers(device_id, state);
+CREATE TABLE http_device_attributes (
+    device_id TEXT PRIMARY KEY,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE http_outcomes (
+    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+)
+""")

@@ -122,9 +122,10 @@ class Downlink:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
             message = self._message(link, method, path, payload, content_format, accept, None, query)
-            return await self._exchange(message, timeout_s)
+            return await self._exchange(message, timeout_s, link)
 
-    async def _exchange(self, message: aiocoap.Message, timeout_s: float) -> DownlinkReply:
+    async def _exchange(self, message: aiocoap.Message, timeout_s: float,
+                        link: DeviceLink | None = None) -> DownlinkReply:
         if self._context is None:
             return DownlinkReply("timeout")
         try:
@@ -133,6 +134,8 @@ class Downlink:
         except (TimeoutError, aiocoap.error.Error, OSError) as exc:
             log.info("no answer to %s %s: %s", message.code, "/".join(message.opt.uri_path), exc)
             return DownlinkReply("timeout")
+        if link is not None and link.remote is None:
+            link.remote = response.remote  # resolved once; later requests skip the URI lookup
         return _reply(response)
 
     async def observe(self, endpoint: str, path: LwM2MPath, accept: int | None,
@@ -200,7 +203,7 @@ class Downlink:
         message.opt.block1 = AiocoapBlock.BlockwiseTuple(block.block.num, int(block.block.more), block.block.szx)
         if block.size1 is not None:
             message.opt.size1 = block.size1
-        return await self._exchange(message, timeout_s)
+        return await self._exchange(message, timeout_s, link)
 
 
 async def _follow(observation: Any, on_notify: Callable[[DownlinkReply], None]) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import aiocoap
+import aiocoap.interfaces
 import aiocoap.resource as resource
 from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
@@ -28,7 +29,7 @@ from ..protocol.lwm2m.blockwise import block2_slice
 from ..protocol.lwm2m.content import ContentFormat, decode_values
 from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
 from ..protocol.lwm2m.registration import (
-    Registered, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
+    Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
 from ..protocol.lwm2m.values import Values
 from ..store.ports import DeviceStore
@@ -37,7 +38,7 @@ from .blobs import FileBlobStore
 from .lwm2m_downlink import Downlink, code_of
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "FirmwareBlockResource",
-           "add_lwm2m_resources", "image_etag"]
+           "Lwm2mRoot", "add_lwm2m_resources", "image_etag"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -49,6 +50,7 @@ class Lwm2mSettings:
     device_read_interval_s: float = 300.0  # re-read /3/0 and /4/0 on Update at most this often
     read_device_data: bool = True
     max_registrations: int = 1_000_000
+    persist_delay_s: float = 0.05         # registrations are written to SQLite in batches this often
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]
@@ -71,6 +73,8 @@ class Lwm2mServer:
         self.refused: Counter[str] = Counter()
         self._monotonic = monotonic
         self._last_read: dict[str, float] = {}
+        self._unsaved: dict[str, Registration | None] = {}   # reg_id -> to save, or None to delete
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         if store is not None:
@@ -87,6 +91,7 @@ class Lwm2mServer:
         self._spawn(self._expire_forever())
 
     async def stop(self) -> None:
+        self.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -142,19 +147,42 @@ class Lwm2mServer:
         while (event := self.book.next_event()) is not None:
             registration = event.registration
             if isinstance(event, (Registered, Updated)):
-                if self.store is not None:
-                    self.store.save(registration)
+                if isinstance(event, Registered) and event.replaced is not None:
+                    self._persist(event.replaced.reg_id, None)
+                self._persist(registration.reg_id, registration)
                 self.downlink.heard_from(registration.endpoint, remote, registration.address,
                                          registration.queue_mode)
                 self._changed.set()
                 if self._wants_device_data(event):
                     self._spawn(self.read_device_data(registration.endpoint))
             else:
-                if self.store is not None:
-                    self.store.delete(registration.reg_id)
+                self._persist(registration.reg_id, None)
                 self.downlink.forget(registration.endpoint)
             for listener in list(self.listeners):
                 listener(event)
+
+    def _persist(self, reg_id: str, registration: Registration | None) -> None:
+        """Write behind: registrations are soft state (a forgotten device gets 4.04 on Update and registers
+        again), so they are saved in one transaction per ``persist_delay_s`` rather than one per request."""
+        if self.store is None:
+            return
+        self._unsaved[reg_id] = registration
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(self.settings.persist_delay_s, self.flush)
+
+    def flush(self) -> None:
+        """Save what changed since the last flush."""
+        self._flush_handle = None
+        if self.store is None or not self._unsaved:
+            return
+        pending, self._unsaved = self._unsaved, {}
+        saves = [r for r in pending.values() if r is not None]
+        self.store.apply(saves, [reg_id for reg_id, r in pending.items() if r is None])
 
     def _wants_device_data(self, event: Registered | Updated) -> bool:
         if not self.settings.read_device_data:
@@ -312,6 +340,56 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
             response.opt.block2 = AiocoapBlock.BlockwiseTuple(num, int(more), szx)
         self.blocks_served += 1
         return response
+
+
+class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
+    """A root resource that answers ``/rd…`` and ``/fw/…`` through a dict lookup on the first path segment,
+    without ``Site``'s per-request message copy and eager URI building (reference: aiocoap performance,
+    "own root resource"); every other path goes to ``fallback`` (the usual site)."""
+
+    def __init__(self, server: Lwm2mServer, firmware: FirmwareBlockResource | None,
+                 fallback: resource.Site | None = None) -> None:
+        super().__init__()
+        self._server = server
+        self._firmware = firmware
+        self._fallback = fallback
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        head = request.opt.uri_path[:1]
+        if head in (("rd",), ("fw",)) or self._fallback is None:
+            return False
+        return bool(await self._fallback.needs_blockwise_assembly(request))
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = request.opt.uri_path
+        head = path[0] if path else ""
+        if head == "rd":
+            return self._registration(request, path[1:])
+        if head == "fw" and self._firmware is not None:
+            return await self._firmware.render_get(request.copy(uri_path=path[1:])) \
+                if request.code == aiocoap.GET else aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
+        if self._fallback is None:
+            return aiocoap.Message(code=aiocoap.NOT_FOUND)
+        return await self._fallback.render(request)
+
+    def _registration(self, request: aiocoap.Message, rest: tuple[str, ...]) -> aiocoap.Message:
+        server, code = self._server, request.code
+        try:
+            if not rest and code == aiocoap.POST:
+                return server.register(request)
+            if len(rest) == 1 and 0 < len(rest[0]) <= 32:
+                if code == aiocoap.POST:
+                    return server.update(rest[0], request)
+                if code == aiocoap.DELETE:
+                    return server.deregister(rest[0], request)
+                return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
+        except PeerError as exc:
+            return _answer_peer_error(server, "registration request", request, exc)
+        return aiocoap.Message(code=aiocoap.NOT_FOUND if rest else aiocoap.METHOD_NOT_ALLOWED)
+
+    async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
+        if self._fallback is not None and request.opt.uri_path[:1] not in (("rd",), ("fw",)):
+            await self._fallback.add_observation(request, serverobservation)
 
 
 def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),

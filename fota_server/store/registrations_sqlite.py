@@ -7,6 +7,7 @@ Register, Update, De-register and expiry, and read back at start-up. The table c
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 
@@ -28,14 +29,18 @@ class SqliteRegistrationStore:
 
     def save(self, reg: Registration) -> None:
         """Insert or replace; a registration for the same endpoint under another id is replaced too."""
-        row = (reg.reg_id, reg.endpoint, reg.lifetime_s, reg.version, reg.binding, int(reg.queue_mode), reg.sms,
-               encode_object_list(reg.objects).decode(), reg.address, reg.identity,
-               json.dumps([list(a) for a in reg.attributes]), ts(reg.registered_at), ts(reg.updated_at))
+        self.apply([reg], [])
+
+    def apply(self, saves: list[Registration], deletes: list[str]) -> None:
+        """Many saves and deletes in one transaction (the server writes registrations behind in batches)."""
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM lwm2m_registrations WHERE endpoint = ? AND reg_id != ?",
-                         (reg.endpoint, reg.reg_id))
-            conn.execute(f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS})"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            for reg_id in deletes:
+                conn.execute("DELETE FROM lwm2m_registrations WHERE reg_id = ?", (reg_id,))
+            for reg in saves:
+                conn.execute("DELETE FROM lwm2m_registrations WHERE endpoint = ? AND reg_id != ?",
+                             (reg.endpoint, reg.reg_id))
+                conn.execute(f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS})"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(reg))
 
     def delete(self, reg_id: str) -> bool:
         with self._db.transaction() as conn:
@@ -56,6 +61,17 @@ class SqliteRegistrationStore:
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM lwm2m_registrations").fetchone()[0])
+
+
+def _row(reg: Registration) -> tuple[object, ...]:
+    return (reg.reg_id, reg.endpoint, reg.lifetime_s, reg.version, reg.binding, int(reg.queue_mode), reg.sms,
+            _objects_text(reg.objects), reg.address, reg.identity,
+            json.dumps([list(a) for a in reg.attributes]), ts(reg.registered_at), ts(reg.updated_at))
+
+
+@functools.lru_cache(maxsize=256)
+def _objects_text(objects: ObjectList) -> str:
+    return encode_object_list(objects).decode()
 
 
 def _registration(row: sqlite3.Row) -> Registration:

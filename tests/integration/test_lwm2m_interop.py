@@ -141,6 +141,7 @@ def test_int_101_initial_registration(tmp_path: Path) -> None:
         assert (reg.lifetime_s, reg.version, reg.binding) == (300, "1.1", "U")
         assert reg.objects.object_ids == (1, 3, 4, 5) and reg.objects.versions[5] == "1.1"
         assert link.client.location == ("rd", reg.reg_id)
+        lab.server.flush()
         assert lab.server.store is not None and lab.server.store.by_endpoint(EP) == reg
         # device data read after Register: /3/0 and /4/0 with the cell
         assert await link.wait_until(lambda: EP in lab.server.reports, 10)
@@ -171,6 +172,7 @@ def test_int_103_deregistration(tmp_path: Path) -> None:
         assert reply.code == "2.04"
         assert await link.wait_until(lambda: lab.server.book.by_endpoint(EP) is None and not link.client.location,
                                      10)
+        lab.server.flush()
         assert lab.server.store is not None and lab.server.store.by_endpoint(EP) is None
     run(tmp_path, scenario)
 

@@ -6,6 +6,7 @@ Example: ``</>;rt="oma.lwm2m";ct=110,</1>;ver=1.1,</1/0>,</3/0>,</5/0>``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..errors import DecodeError
@@ -134,6 +135,10 @@ class ObjectList:
     versions: dict[int, str] = field(default_factory=dict)
     instances: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
+    def __hash__(self) -> int:
+        return hash((self.root, self.content_format, tuple(sorted(self.versions.items())),
+                     tuple(sorted(self.instances.items()))))
+
     @property
     def object_ids(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.versions) | set(self.instances)))
@@ -143,7 +148,15 @@ class ObjectList:
 
 
 def parse_object_list(data: bytes) -> ObjectList:
-    """The object list of a Register or Update payload. Links outside the LwM2M root are ignored."""
+    """The object list of a Register or Update payload. Links outside the LwM2M root are ignored.
+
+    Devices of one model send the same payload, so results are cached and shared (treat them as read-only).
+    """
+    return _parse_object_list(bytes(data))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_object_list(data: bytes) -> ObjectList:
     links = parse_links(data)
     root = "/"
     content_format: int | None = None

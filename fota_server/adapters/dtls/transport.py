@@ -170,22 +170,29 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     # --- what aiocoap asks of a message interface
 
     async def recognize_remote(self, remote: Any) -> bool:
-        """Ours if it is one of our remotes; a request to a session that has ended fails at once."""
-        if not isinstance(remote, DtlsRemote) or remote._interface is not self:
-            return False
-        if not remote.is_open:
-            raise DtlsSessionClosed(f"the DTLS session with {remote.hostinfo} has ended")
-        return True
+        """Ours if it is one of our remotes whose session is still open."""
+        return isinstance(remote, DtlsRemote) and remote._interface is self and remote.is_open
 
     async def determine_remote(self, request: Any) -> DtlsRemote | None:
-        """A coaps:// URI naming a peer with an open session resolves to that session's remote."""
-        if request.requested_scheme != "coaps" or request.unresolved_remote is None:
+        """Where a request goes that ``recognize_remote`` did not take.
+
+        To one of our remotes whose session has ended: the same identity's current session, if the
+        device has made a new handshake since (a registration keeps working across NAT re-binding),
+        else ``DtlsSessionClosed`` at once. To a coaps:// URI: the open session with that address.
+        """
+        remote = request.remote
+        if isinstance(remote, DtlsRemote) and remote._interface is self:
+            current = self.remote_for_identity(remote.psk_identity)
+            if current is None:
+                raise DtlsSessionClosed(f"the DTLS session with {remote.hostinfo} has ended")
+            return current
+        if request.requested_scheme != "coaps" or isinstance(remote, DtlsRemote):
             return None
         host, port = hostportsplit(request.unresolved_remote)
-        for address, session in self._sessions.items():
-            if address[0] == host and address[1] == (port or COAPS_PORT) and session in self._remotes:
-                return self._remotes[session]
-        return None
+        session = self._sessions.get((host, port or COAPS_PORT))
+        if session is None:
+            session = next((s for a, s in self._sessions.items() if a[:2] == (host, port or COAPS_PORT)), None)
+        return self._remotes.get(session) if session is not None else None
 
     def _received_datagram(self, address: Any, datagram: bytes) -> None:
         """Decode one plaintext record as a CoAP message and dispatch it; drop what does not decode."""

@@ -17,7 +17,8 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
 from fota_server.adapters.dtls import (
-    DtlsMessageInterface, DtlsRemote, DtlsSettings, EndpointLookup, create_coaps_context, endpoint_lookup_for, psk_lookup_for,
+    DtlsMessageInterface, DtlsRemote, DtlsSettings, EndpointLookup, create_coaps_context, endpoint_lookup_for,
+    psk_lookup_for,
 )
 from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.clock import FakeClock

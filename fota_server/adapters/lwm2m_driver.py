@@ -283,7 +283,7 @@ class Lwm2mDriver:
     async def _update(self, attempt: _Attempt, endpoint: str, package: Package) -> None:
         command, settings = attempt.command, self.settings
         job = fm.FirmwareJob(command.firmware_to, package.size, settings.pull_uris(package), settings.prefer,
-                             settings.allow_push, command.install)
+                             settings.allow_push, command.install, command.resumed)
         machine = FirmwareUpdate(job, settings.timeouts)
         opened: list[Any] = []
 

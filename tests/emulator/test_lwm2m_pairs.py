@@ -20,6 +20,7 @@ from fota_server.protocol.lwm2m.content import ContentFormat, decode_values
 from fota_server.protocol.lwm2m.firmware import FirmwareUpdate
 from fota_server.protocol.lwm2m.firmware_messages import (
     Command, ExecuteResource, FirmwareJob, FirmwareTimeouts, Method, ObserveResource, ReadResource, Reply,
+    StateReported,
     UpdateCancelled, UpdateFailed, UpdateSucceeded, WritePackage, WriteResource,
 )
 from fota_server.protocol.lwm2m.objects import DeliveryMethod, ProtocolSupport, result_reason
@@ -355,3 +356,35 @@ def test_read_formats() -> None:
         assert values[LwM2MPath(3, 0, 3)] == "1.0.0"
     with pytest.raises(DecodeError):
         decode_values(ContentFormat.TEXT, b"x", LwM2MPath(3, 0))
+
+
+def test_resumed_attempt_executes_a_package_already_downloaded() -> None:
+    client = make_client()
+    pair = Pair(client, FirmwareUpdate(job(Method.PUSH), FirmwareTimeouts(poll_interval_s=5)))
+    start(pair)
+    pair.machine = None  # the server process dies after the download
+    pair.run(until=1)
+    assert client.firmware.state == 0
+    for step in (client.firmware.write_package(None, IMAGE, None),):
+        assert step.code == "2.04"
+    assert client.firmware.state == 2
+    resumed = FirmwareUpdate(FirmwareJob("2.0.0", len(IMAGE), (), Method.PUSH, resume=True),
+                             FirmwareTimeouts(poll_interval_s=5))
+    pair.machine = resumed
+    resumed.start(pair.now)
+    pair.run(until=600)
+    got = events(resumed)
+    assert got[-1] == UpdateSucceeded("2.0.0")
+    assert not any(isinstance(e, StateReported) and e.state == 1 for e in got)  # no second download
+
+
+def test_lost_reply_times_out_as_unreachable() -> None:
+    machine = FirmwareUpdate(job(Method.PULL), FirmwareTimeouts(poll_interval_s=5, command_s=30))
+    pair = Pair(make_client(), machine)
+    start(pair)
+    first = machine.to_send()
+    assert isinstance(first[0], ReadResource)
+    # the reply to the first Read is lost: the machine times the command out and fails unreachable
+    pair.run(until=100)
+    last = events(machine)[-1]
+    assert isinstance(last, UpdateFailed) and "not reachable" in last.reason

@@ -230,6 +230,8 @@ class FirmwareUpdate:
             return
         self.method, self._uri = chosen
         self._events.append(DeliveryChosen(self.method, self._uri))
+        if self.job.resume and self._resume(now):
+            return
         if self.state == FirmwareState.UPDATING:
             self._fail("LwM2M: the device is already updating (State 3)")
         elif self.state not in (None, FirmwareState.IDLE) or self.result not in (None, UpdateResult.INITIAL):
@@ -251,6 +253,23 @@ class FirmwareUpdate:
             return Method.PUSH, ""
         self._fail("LwM2M: the device supports no delivery we offer (/5/0/8 schemes, /5/0/9 method)")
         return None
+
+    def _resume(self, now: float) -> bool:
+        """Pick up where a previous server process left off: a download under way or done, or an update."""
+        if self.result not in (None, UpdateResult.INITIAL):
+            return False
+        if self.state in (FirmwareState.DOWNLOADING, FirmwareState.DOWNLOADED):
+            self.phase = Phase.WAITING_DOWNLOAD
+            self._phase_deadline = now + self.timeouts.download_s
+            self._next_poll = now + self.timeouts.poll_interval_s
+            self._progress(now)
+            return True
+        if self.state == FirmwareState.UPDATING:
+            self.phase = Phase.AWAITING_UPDATE
+            self._phase_deadline = now + self.timeouts.update_s
+            self._next_poll = now + self.timeouts.poll_interval_s
+            return True
+        return False
 
     def _reset_command(self) -> Command:
         if self.method is Method.PULL:

@@ -32,6 +32,7 @@ class FirmwareJob:
     prefer: Method = Method.PULL
     allow_push: bool = True
     install: bool = True              # False: stop at Downloaded until ``install()`` (v2 install windows)
+    resume: bool = False              # continue an attempt a restarted server had begun, never start a second
 
 
 @dataclass(frozen=True)

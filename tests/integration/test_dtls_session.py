@@ -215,6 +215,19 @@ def test_server_retransmits_a_lost_handshake_flight() -> None:
     run(scenario)
 
 
+def test_lost_final_flight_is_sent_again_when_the_device_repeats_its_finished() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            # datagram 2 is the server's ChangeCipherSpec + Finished: the server already counts the session
+            # as established; the device repeats its last flight and must get the server's again
+            peer = await peer_for(lab, drop_incoming=lambda index, data: index == 2).open()
+            await peer.handshake(timeout_s=10.0)
+            assert peer.client.established and peer.dropped == 1
+            assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+            assert lab.interface.counters["handshakes_completed"] == 1
+    run(scenario)
+
+
 def test_session_limit_evicts_the_least_recently_active() -> None:
     async def scenario() -> None:
         async with coaps_lab(DtlsSettings(max_sessions=2)) as lab:
@@ -240,7 +253,7 @@ def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
                 raw.sendto(b"\x16\xfe\xfd\x00\x00" + os.urandom(8), target)              # truncated hello
                 raw.sendto(b"\x16\xfe\xfd" + bytes(8) + b"\x00\x30\x01" + os.urandom(47), target)
                 raw.sendto(b"\x17\xfe\xfd\x00\x01" + os.urandom(300), target)            # data, no session
-                raw.sendto(b"\x16\xfe\xfd" + bytes(10) + os.urandom(5000), target)       # oversized
+                raw.sendto(b"\x16\xfe\xfd" + bytes(10) + os.urandom(20000), target)      # oversized
                 peer = await peer_for(lab).open()
                 await peer.handshake()
                 assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
@@ -251,6 +264,18 @@ def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
                 counters = lab.interface.counters
                 assert counters["datagrams_dropped"] >= 4 and counters["handshakes_completed"] == 1
                 peer.close()
+    run(scenario)
+
+
+def test_a_large_request_in_one_record_is_accepted() -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await peer_for(lab).open()
+            await peer.handshake()
+            payload = bytes(range(256)) * 24                      # 6 KiB, no Block1
+            response = await peer.request(Code.POST, ("who",), payload=payload)
+            assert response.code == Code.CREATED
+            assert response.opt.block2 is not None and response.payload == (b"echo:" + payload)[:1024]
     run(scenario)
 
 

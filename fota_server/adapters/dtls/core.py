@@ -67,7 +67,7 @@ class DtlsSettings:
     idle_timeout_s: float = 600.0
     max_sessions: int = 10_000
     max_handshakes: int = 512
-    max_datagram_bytes: int = 4096
+    max_datagram_bytes: int = 16384 + 1024     # one full record (RFC 6347 §4.1: 2^14 plaintext) plus overhead
     max_identity_bytes: int = 128
     cookie_rotation_s: float = 300.0      # a cookie stays valid for one to two of these
     receive_buffer_bytes: int = 4 * 1024 * 1024   # handshake bursts after an outage; the kernel may cap it

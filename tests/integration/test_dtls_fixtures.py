@@ -99,11 +99,16 @@ class CoapsLab:
                 await self.changed.wait()
 
 
-def provisioned_db() -> MemoryDatabase:
+def fleet(count: int) -> dict[str, tuple[str, str]]:
+    """``count`` more devices: device id -> (PSK identity, key)."""
+    return {f"fleet-{n:03d}": (f"fleet-{n:03d}-id", f"fleet-key-{n:03d}") for n in range(count)}
+
+
+def provisioned_db(extra: dict[str, tuple[str, str]] | None = None) -> MemoryDatabase:
     db, clock = MemoryDatabase(), FakeClock(datetime(2026, 3, 2, tzinfo=timezone.utc))
-    db.accounts.create_account(Account("lab", clock.now(), 10, "x"))
+    db.accounts.create_account(Account("lab", clock.now(), 1000, "x"))
     registry = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
-    for device_id, (identity, key) in DEVICES.items():
+    for device_id, (identity, key) in {**DEVICES, **(extra or {})}.items():
         registry.add("lab", NewDevice(device_id, "LWM2M"))
         registry.set_psk("lab", device_id, identity, key.encode().hex())
     return db
@@ -111,8 +116,9 @@ def provisioned_db() -> MemoryDatabase:
 
 @contextlib.asynccontextmanager
 async def coaps_lab(settings: DtlsSettings | None = None, host: str = HOST,
-                    endpoint_lookup: EndpointLookup | None = None) -> AsyncIterator[CoapsLab]:
-    db = provisioned_db()
+                    endpoint_lookup: EndpointLookup | None = None,
+                    extra_devices: dict[str, tuple[str, str]] | None = None) -> AsyncIterator[CoapsLab]:
+    db = provisioned_db(extra_devices)
     rd = RegisterResource(db)
     site = resource.Site()
     site.add_resource(["who"], WhoResource())

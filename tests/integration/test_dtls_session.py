@@ -4,7 +4,9 @@ registers, and answers server-initiated requests; re-binding, eviction, loss and
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import random
 import socket
 from typing import Any, Awaitable, Callable
 
@@ -15,7 +17,7 @@ from aiocoap.numbers.codes import Code
 
 from fota_server.adapters.dtls import DtlsRemote, DtlsSessionClosed, DtlsSettings
 from fota_server.adapters.dtls.client import DtlsPskClient
-from tests.integration.test_dtls_fixtures import DEVICES, HOST, CoapsLab, DtlsPeer, coaps_lab
+from tests.integration.test_dtls_fixtures import DEVICES, HOST, CoapsLab, DtlsPeer, coaps_lab, fleet
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,30 @@ def test_register_then_server_initiated_read_over_the_same_session() -> None:
             await peer.answer_next(device_info)
             assert (await by_uri).payload == b"model=3/0/1"
             peer.close()
+    run(scenario)
+
+
+def test_fifty_devices_at_once_each_get_their_own_session() -> None:
+    devices = fleet(50)
+
+    async def one_device(lab: CoapsLab, device_id: str) -> None:
+        identity, key = devices[device_id]
+        peer = DtlsPeer(identity, key.encode(), lab.port)
+        lab.peers.append(peer)
+        await (await peer.open()).handshake()
+        assert peer.client.established
+        registered = await peer.request(Code.POST, ("rd",), (f"ep={device_id}",))
+        assert registered.code == Code.CREATED
+        read = asyncio.ensure_future(server_read(lab, lab.rd.registered[device_id], ("3", "0", device_id)))
+        asked = await peer.answer_next(device_info)
+        assert asked.opt.uri_path == ("3", "0", device_id)
+        assert (await read).payload == f"model=3/0/{device_id}".encode()
+
+    async def scenario() -> None:
+        async with coaps_lab(extra_devices=devices) as lab:
+            await asyncio.gather(*(one_device(lab, device_id) for device_id in devices))
+            assert lab.interface.session_count == 50
+            assert {r.lwm2m_endpoint for r in lab.established} == set(devices)
     run(scenario)
 
 
@@ -244,7 +270,7 @@ def test_session_limit_evicts_the_least_recently_active() -> None:
     run(scenario)
 
 
-def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
+def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with coaps_lab() as lab:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
@@ -263,8 +289,11 @@ def test_bad_datagrams_are_dropped_and_the_listener_keeps_serving() -> None:
                 assert lab.interface.session_count == 1
                 counters = lab.interface.counters
                 assert counters["datagrams_dropped"] >= 4 and counters["handshakes_completed"] == 1
+                assert counters["coap_unparsable"] >= 2              # the bad plaintexts were seen and dropped
                 peer.close()
-    run(scenario)
+    with caplog.at_level(logging.WARNING, logger="fota_server.dtls"):
+        run(scenario)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_large_request_in_one_record_is_accepted() -> None:
@@ -277,6 +306,42 @@ def test_a_large_request_in_one_record_is_accepted() -> None:
             assert response.code == Code.CREATED
             assert response.opt.block2 is not None and response.payload == (b"echo:" + payload)[:1024]
     run(scenario)
+
+
+def mutations(datagrams: list[bytes], count: int, seed: int) -> list[bytes]:
+    """Bit flips, truncations and splices of real datagrams, reproducibly."""
+    chooser = random.Random(seed)
+    out: list[bytes] = []
+    for _ in range(count):
+        data = bytearray(chooser.choice(datagrams))
+        kind = chooser.randrange(3)
+        if kind == 0:
+            for _ in range(chooser.randint(1, 4)):
+                data[chooser.randrange(len(data))] ^= 1 << chooser.randrange(8)
+        elif kind == 1:
+            data = data[:chooser.randrange(1, len(data))]
+        else:
+            data += chooser.choice(datagrams)[:chooser.randrange(1, 40)]
+        out.append(bytes(data))
+    return out
+
+
+def test_mutated_handshake_and_session_records_do_not_hurt(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            handshake = peer.sent[:3]                              # ClientHello, with cookie, last flight
+            session_records = peer.sent[3:]                        # the Register, encrypted
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+                for datagram in mutations(handshake + session_records, 300, seed=7):
+                    stranger.sendto(datagram, (HOST, lab.port))
+            for datagram in mutations(session_records + handshake[2:], 300, seed=11):
+                peer.resend(datagram)                              # from the device's own address
+            assert (await peer.request(Code.GET, ("who",))).payload == b"identity=dev-1-id"
+            assert lab.closed == [] and lab.interface.session_count == 1
+    with caplog.at_level(logging.WARNING, logger="fota_server.dtls"):
+        run(scenario)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_shutdown_sends_close_notify_to_devices() -> None:

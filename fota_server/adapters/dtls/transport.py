@@ -146,7 +146,9 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         self.on_closed: SessionListener | None = None
         self.hostinfo_local = ""
         self.port = 0
-        self.counters: Counter[str] = Counter()   # datagrams_dropped, hello_verify_sent, handshakes_*, sessions_ended
+        # datagrams_dropped, hello_verify_sent, handshakes_completed, handshakes_failed, sessions_ended,
+        # coap_unparsable
+        self.counters: Counter[str] = Counter()
 
     @classmethod
     async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
@@ -199,6 +201,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         try:
             message = Message.decode(datagram, remote=address)
         except (error.UnparsableMessage, ValueError):   # aiocoap also raises UnicodeDecodeError
+            self.counters["coap_unparsable"] += 1
             log.warning("dropping an unparsable CoAP message from %r", address)
             return
         if self._mman is None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import math
 import socket
@@ -30,6 +28,7 @@ from aiocoap.util import hostportjoin, hostportsplit
 
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState
 from .datagrams import client_hello_random, is_initial_client_hello
+from .deadlines import Deadlines
 
 __all__ = ["DtlsRemote", "DtlsMessageInterface", "DtlsSessionClosed", "SessionListener", "EndpointLookup"]
 
@@ -137,9 +136,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
         self._sessions: OrderedDict[Any, DtlsSession] = OrderedDict()
         self._remotes: dict[DtlsSession, DtlsRemote] = {}
         self._by_identity: dict[str, DtlsSession] = {}
-        self._deadlines: list[tuple[float, int, DtlsSession]] = []
-        self._scheduled: dict[DtlsSession, float] = {}
-        self._sequence = itertools.count()
+        self._deadlines: Deadlines[DtlsSession] = Deadlines()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.on_established: SessionListener | None = None
@@ -224,7 +221,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
 
     @property
     def pending_deadlines(self) -> int:
-        """Timer entries held, live or stale (bounded by ``_compact_deadlines``)."""
+        """Timer entries held, live or stale (bounded: see ``Deadlines.discard``)."""
         return len(self._deadlines)
 
     # --- datagrams in
@@ -322,8 +319,7 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
                 self._sendto(session.to_send(), session.address)
         if self._sessions.get(session.address) is session:
             del self._sessions[session.address]
-        self._scheduled.pop(session, None)
-        self._compact_deadlines()
+        self._deadlines.discard(session)
         remote = self._remotes.pop(session, None)
         if remote is None:
             self.counters["handshakes_failed"] += 1
@@ -368,18 +364,8 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
 
     def _watch(self, session: DtlsSession) -> None:
         deadline = max(session.next_deadline(), self._loop.time() + _MIN_TIMER_STEP_S)
-        if deadline >= self._scheduled.get(session, math.inf):
-            return
-        self._scheduled[session] = deadline
-        heapq.heappush(self._deadlines, (deadline, next(self._sequence), session))
-        if deadline < self._timer_at:
+        if self._deadlines.schedule(session, deadline) and deadline < self._timer_at:
             self._arm_timer(deadline)
-
-    def _compact_deadlines(self) -> None:
-        """Drop heap entries of ended sessions once they are the majority, so none is kept alive long."""
-        if len(self._deadlines) > 2 * len(self._scheduled) + 64:
-            self._deadlines = [(at, next(self._sequence), s) for s, at in self._scheduled.items()]
-            heapq.heapify(self._deadlines)
 
     def _arm_timer(self, deadline: float) -> None:
         if self._timer is not None:
@@ -390,21 +376,15 @@ class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, math.inf
         now = self._loop.time()
-        due: list[DtlsSession] = []
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, _, session = heapq.heappop(self._deadlines)
-            if self._scheduled.get(session) == deadline:
-                del self._scheduled[session]
-                due.append(session)
-        for session in due:
+        for session in self._deadlines.pop_due(now):
             try:
                 session.on_timer(now)
                 self._settle(session)
             except Exception:
                 log.exception("DTLS timer failed for %r; ending it", session)
                 self._end(session, "internal error", notify_peer=False)
-        if self._deadlines:
-            self._arm_timer(self._deadlines[0][0])
+        if self._deadlines.next_at() < math.inf:
+            self._arm_timer(self._deadlines.next_at())
 
     # --- shutdown
 

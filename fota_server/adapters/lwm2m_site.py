@@ -1,5 +1,6 @@
-"""The LwM2M server's CoAP resources (aiocoap): the registration interface ``/rd`` and ``/rd/<id>``, and the
-firmware file server ``/fw/<sha256>`` (Block2 with ETag and Size2 on every block, stateless, resumable).
+"""The LwM2M server over aiocoap: its runtime (registrations kept in SQLite, downlink, device data) and the
+registration interface ``/rd`` and ``/rd/<id>``; ``add_lwm2m_resources`` also mounts the firmware file server
+``/fw/<sha256>`` from ``lwm2m_blocks``.
 
 Handlers decode, call the registration book (sans-IO) and encode. A device's bad request is answered with
 the hint of its ``PeerError``, logged once at WARNING with endpoint and address, and counted.
@@ -8,37 +9,32 @@ the hint of its ``PeerError``, logged once at WARNING with endpoint and address,
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import mmap
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import aiocoap
-import aiocoap.interfaces
 import aiocoap.resource as resource
-from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
 from ..clock import Clock
 from ..protocol.errors import PeerError
-from ..protocol.lwm2m.blockwise import block2_slice
 from ..protocol.lwm2m.content import ContentFormat, decode_values
 from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
 from ..protocol.lwm2m.registration import (
-    Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
+    RdReply, Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
 from ..protocol.lwm2m.values import Values
 from ..store.ports import DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
+from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, code_of
 
-__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "FirmwareBlockResource",
-           "Lwm2mRoot", "add_lwm2m_resources", "image_etag"]
+__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "add_lwm2m_resources", "peer_error_reply"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -126,22 +122,37 @@ class Lwm2mServer:
         return None
 
     def register(self, request: aiocoap.Message) -> aiocoap.Message:
-        params = parse_register(request.opt.uri_query, request.payload, request.opt.content_format,
-                                request.mtype == aiocoap.CON)
-        reply = self.book.register(params, _address(request), self.clock.now(), _identity(request))
-        self._dispatch(request.remote)
+        reply = self.on_register(request.opt.uri_query, request.payload, request.opt.content_format,
+                                 request.mtype == aiocoap.CON, request.remote, _address(request), _identity(request))
         return aiocoap.Message(code=code_of(reply.code), location_path=reply.location)
 
     def update(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
-        params = parse_update(request.opt.uri_query, request.payload, request.opt.content_format)
-        reply = self.book.update(reg_id, params, _address(request), self.clock.now(), _identity(request))
-        self._dispatch(request.remote)
+        reply = self.on_update(reg_id, request.opt.uri_query, request.payload, request.opt.content_format,
+                               request.remote, _address(request), _identity(request))
         return aiocoap.Message(code=code_of(reply.code))
 
     def deregister(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
-        reply = self.book.deregister(reg_id, _identity(request))
-        self._dispatch(request.remote)
-        return aiocoap.Message(code=code_of(reply.code))
+        return aiocoap.Message(code=code_of(self.on_deregister(reg_id, request.remote, _identity(request)).code))
+
+    def on_register(self, query: Sequence[str], payload: bytes, content_format: int | None, confirmable: bool,
+                    remote: Any, address: str, identity: str | None = None) -> RdReply:
+        """Register (§6.2.1); raises PeerError for a request to answer with its hint."""
+        params = parse_register(query, payload, content_format, confirmable)
+        reply = self.book.register(params, address, self.clock.now(), identity)
+        self._dispatch(remote)
+        return reply
+
+    def on_update(self, reg_id: str, query: Sequence[str], payload: bytes, content_format: int | None,
+                  remote: Any, address: str, identity: str | None = None) -> RdReply:
+        params = parse_update(query, payload, content_format)
+        reply = self.book.update(reg_id, params, address, self.clock.now(), identity)
+        self._dispatch(remote)
+        return reply
+
+    def on_deregister(self, reg_id: str, remote: Any, identity: str | None = None) -> RdReply:
+        reply = self.book.deregister(reg_id, identity)
+        self._dispatch(remote)
+        return reply
 
     def _dispatch(self, remote: Any = None) -> None:
         while (event := self.book.next_event()) is not None:
@@ -234,7 +245,7 @@ def _identity(request: aiocoap.Message) -> str | None:
     return endpoint if isinstance(endpoint, str) else None
 
 
-def _answer_peer_error(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
+def peer_error_reply(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
     server._count_refusal(f"{_address(request)}", what, exc)
     hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
     return aiocoap.Message(code=code_of(hint))
@@ -254,7 +265,7 @@ class RdResource(resource.Resource):
         try:
             return self._server.register(request)
         except PeerError as exc:
-            return _answer_peer_error(self._server, "Register", request, exc)
+            return peer_error_reply(self._server, "Register", request, exc)
 
 
 class RdEntryResource(resource.Resource, resource.PathCapable):
@@ -278,118 +289,13 @@ class RdEntryResource(resource.Resource, resource.PathCapable):
         try:
             return self._server.update(reg_id, request)
         except PeerError as exc:
-            return _answer_peer_error(self._server, "Update", request, exc)
+            return peer_error_reply(self._server, "Update", request, exc)
 
     async def render_delete(self, request: aiocoap.Message) -> aiocoap.Message:
         reg_id = self._reg_id(request)
         if reg_id is None:
             return aiocoap.Message(code=aiocoap.NOT_FOUND)
         return self._server.deregister(reg_id, request)
-
-
-class FirmwareBlockResource(resource.Resource, resource.PathCapable):
-    """``GET /fw/<sha256>``: the image in exactly the block asked for, with a stable ETag (the first 8 bytes of
-    the SHA-256) and Size2 on every block (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2 and 8)."""
-
-    MAX_OPEN = 16
-
-    def __init__(self, blobs: FileBlobStore) -> None:
-        super().__init__()
-        self._blobs = blobs
-        self._open: OrderedDict[str, tuple[mmap.mmap | bytes, bytes]] = OrderedDict()
-        self.blocks_served = 0
-
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return False
-
-    def _image(self, sha: str) -> tuple[mmap.mmap | bytes, bytes] | None:
-        if sha in self._open:
-            self._open.move_to_end(sha)
-            return self._open[sha]
-        try:
-            path = self._blobs.path_of(sha)
-        except ValueError:
-            return None
-        if not path.is_file():
-            return None
-        with open(path, "rb") as fh:
-            data: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
-        entry = (data, bytes.fromhex(sha)[:8])
-        self._open[sha] = entry
-        while len(self._open) > self.MAX_OPEN:
-            old, _ = self._open.popitem(last=False)
-            del old
-        return entry
-
-    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        path = request.opt.uri_path
-        image = self._image(path[0].lower()) if len(path) == 1 else None
-        if image is None:
-            return aiocoap.Message(code=aiocoap.NOT_FOUND)
-        data, etag = image
-        wanted = request.opt.block2
-        num, szx = (wanted.block_number, min(wanted.size_exponent, 6)) if wanted is not None else (0, 6)
-        try:
-            start, end, more = block2_slice(len(data), num, szx)
-        except PeerError:
-            return aiocoap.Message(code=aiocoap.BAD_OPTION)
-        response = aiocoap.Message(code=aiocoap.CONTENT, payload=data[start:end], content_format=42)
-        response.opt.etag = etag
-        response.opt.size2 = len(data)
-        if wanted is not None or more:
-            response.opt.block2 = AiocoapBlock.BlockwiseTuple(num, int(more), szx)
-        self.blocks_served += 1
-        return response
-
-
-class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
-    """A root resource that answers ``/rd…`` and ``/fw/…`` through a dict lookup on the first path segment,
-    without ``Site``'s per-request message copy and eager URI building (reference: aiocoap performance,
-    "own root resource"); every other path goes to ``fallback`` (the usual site)."""
-
-    def __init__(self, server: Lwm2mServer, firmware: FirmwareBlockResource | None,
-                 fallback: resource.Site | None = None) -> None:
-        super().__init__()
-        self._server = server
-        self._firmware = firmware
-        self._fallback = fallback
-
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        head = request.opt.uri_path[:1]
-        if head in (("rd",), ("fw",)) or self._fallback is None:
-            return False
-        return bool(await self._fallback.needs_blockwise_assembly(request))
-
-    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        path = request.opt.uri_path
-        head = path[0] if path else ""
-        if head == "rd":
-            return self._registration(request, path[1:])
-        if head == "fw" and self._firmware is not None:
-            return await self._firmware.render_get(request.copy(uri_path=path[1:])) \
-                if request.code == aiocoap.GET else aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
-        if self._fallback is None:
-            return aiocoap.Message(code=aiocoap.NOT_FOUND)
-        return await self._fallback.render(request)
-
-    def _registration(self, request: aiocoap.Message, rest: tuple[str, ...]) -> aiocoap.Message:
-        server, code = self._server, request.code
-        try:
-            if not rest and code == aiocoap.POST:
-                return server.register(request)
-            if len(rest) == 1 and 0 < len(rest[0]) <= 32:
-                if code == aiocoap.POST:
-                    return server.update(rest[0], request)
-                if code == aiocoap.DELETE:
-                    return server.deregister(rest[0], request)
-                return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
-        except PeerError as exc:
-            return _answer_peer_error(server, "registration request", request, exc)
-        return aiocoap.Message(code=aiocoap.NOT_FOUND if rest else aiocoap.METHOD_NOT_ALLOWED)
-
-    async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
-        if self._fallback is not None and request.opt.uri_path[:1] not in (("rd",), ("fw",)):
-            await self._fallback.add_observation(request, serverobservation)
 
 
 def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),
@@ -403,8 +309,3 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs))
     return server
-
-
-def image_etag(image: bytes) -> bytes:
-    """The ETag the firmware resource sends for an image: the first 8 bytes of its SHA-256."""
-    return hashlib.sha256(image).digest()[:8]

@@ -14,7 +14,9 @@ from aiocoap.optiontypes import BlockOption
 from device_emulator.links.coap import _bound_port
 from fota_server.adapters.blobs import FileBlobStore
 from fota_server.adapters.coap_site import build_site
-from fota_server.adapters.lwm2m_site import FirmwareBlockResource, Lwm2mRoot, Lwm2mServer, Lwm2mSettings
+from fota_server.adapters.lwm2m_blocks import FirmwareBlockResource
+from fota_server.adapters.lwm2m_root import Lwm2mRoot
+from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
 from fota_server.clock import SystemClock
 
 pytestmark = pytest.mark.integration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -142,6 +143,15 @@ def test_an_overlong_identity_is_refused_without_a_lookup() -> None:
     client = DtlsPskClient("x" * 129, b"k")
     session = _connect(DtlsServerCore(lookup), client)
     assert session.state is SessionState.CLOSED and asked == []
+
+
+def test_a_non_utf8_identity_is_refused_without_an_error_log(caplog: pytest.LogCaptureFixture) -> None:
+    client = DtlsPskClient("x", b"k")
+    client._identity = b"\xff\xfe-device"
+    with caplog.at_level(logging.WARNING, logger="fota_server.dtls"):
+        session = _connect(_core(), client)
+    assert session.state is SessionState.CLOSED
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
 def test_idle_session_is_closed_with_close_notify() -> None:

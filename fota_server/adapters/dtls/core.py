@@ -148,9 +148,13 @@ class DtlsServerCore:
             if session is None or identity == ffi.NULL:
                 return 0
             raw = ffi.string(identity, self.settings.max_identity_bytes + 1)
-            if len(raw) > self.settings.max_identity_bytes:
+            try:
+                name = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                name = ""
+            if not name or len(raw) > self.settings.max_identity_bytes:
+                log.warning("DTLS handshake from %s with an unusable PSK identity %r", session.address, raw[:64])
                 return 0
-            name = raw.decode("utf-8")
             key = self._psk_lookup(name)
             if not key or len(key) > max_psk_len:
                 log.warning("DTLS handshake from %s with unknown PSK identity %r", session.address, name)
@@ -198,7 +202,7 @@ def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
     while True:
         try:
             out += connection.bio_read(_MAX_BIO_READ)
-        except SSL.WantReadError:
+        except SSL.Error:
             break
     return pack_datagrams(split_records(out), mtu)
 

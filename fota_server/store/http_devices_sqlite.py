@@ -181,6 +181,21 @@ class SqliteHttpDeviceStore:
             conn.execute("INSERT INTO device_logging VALUES (?, ?, ?) ON CONFLICT (device_id)"
                          " DO UPDATE SET expires_at = excluded.expires_at", (device_id, account_name, ts(expires_at)))
 
+    def logging_devices(self, account_name: str, now: datetime) -> list[tuple[str, datetime]]:
+        """The account's devices with logging on, and when it goes off."""
+        rows = self._db.execute("SELECT device_id, expires_at FROM device_logging WHERE account_name = ?"
+                                " AND expires_at > ? ORDER BY device_id", (account_name, ts(now)))
+        return [(r[0], parse_ts(r[1])) for r in rows]  # type: ignore[misc]
+
+    def disable_logging(self, account_name: str, device_ids: list[str]) -> list[str]:
+        disabled = []
+        with self._db.transaction() as conn:
+            for device_id in dict.fromkeys(device_ids):
+                if conn.execute("DELETE FROM device_logging WHERE device_id = ? AND account_name = ?",
+                                (device_id, account_name)).rowcount:
+                    disabled.append(device_id)
+        return disabled
+
     def logging_enabled(self, device_id: str, now: datetime) -> bool:
         row = self._db.execute("SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?",
                                (device_id, ts(now))).fetchone()

@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import string
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import anyio
 from starlette.requests import Request

@@ -15,12 +15,9 @@ hint as the status and ``{"error", "detail"}``; it is logged once and counted, n
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import re
-import secrets
-import string
 from collections import Counter
 from typing import AsyncIterator, Awaitable, BinaryIO, Callable
 
@@ -36,7 +33,8 @@ from ..errors import NotFound
 from ..protocol.errors import PeerError
 from ..protocol.http_fota import manifest
 from ..protocol.http_fota.ranges import RangeNotSatisfiable, etag_for, etag_matches, if_range_allows, parse_range
-from ..records import Credential, Device, Package
+from ..devices import token_hash
+from ..records import Device, Package
 from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
 from .http_driver import HttpDriver, HttpFotaSettings
@@ -48,7 +46,6 @@ log = logging.getLogger("fota_server.http_fota")
 HTTP_TOKEN_KIND = "http_token"
 PEER_ERRORS: Counter[str] = Counter()
 _CHUNK = 1 << 16
-_TOKEN_ALPHABET = string.ascii_letters + string.digits
 _ERROR_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
                 410: "gone", 413: "too_large", 416: "range_not_satisfiable", 422: "invalid"}
 
@@ -69,19 +66,12 @@ def http_driver_of(services: Services) -> HttpDriver:
     return driver
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def issue_http_token(services: Services, device_id: str, account_name: str | None = None) -> str:
-    """Provision a new 32-character token for the device (replacing any old one); stored as its SHA-256."""
+    """Provision a new token for the device (replacing any old one); the registry stores its SHA-256."""
     device = services.db.devices.find_device(device_id)
     if device is None or (account_name is not None and device.account_name != account_name):
         raise NotFound(f"device {device_id!r} not found", "DeviceNotFound")
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(32))
-    services.db.credentials.set_credential(
-        Credential(device_id, HTTP_TOKEN_KIND, device_id, _hash(token), services.clock.now()))
-    return token
+    return services.devices.new_http_token(device.account_name, device_id)
 
 
 def authenticate_device(services: Services, device_id: str, authorization: str,
@@ -92,7 +82,7 @@ def authenticate_device(services: Services, device_id: str, authorization: str,
     if scheme.lower() not in schemes or not token or len(token) > 256:
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
     found = http_driver_of(services).http_devices.device_and_token_hash(device_id[:256])
-    if found is None or not hmac.compare_digest(found[1], _hash(token)):
+    if found is None or not hmac.compare_digest(found[1], token_hash(token)):
         raise PeerError("the token is not valid for this device", hint=401)
     return found[0]
 

@@ -194,7 +194,7 @@ def test_token_provisioning_through_the_management_api(lab: Lab) -> None:
         assert client.put("/api/fota/http/v1/acme/devices/d1/token", headers=headers).status_code == 400
         lab.add_device("d9", account="other")
         issued = client.put("/api/fota/http/v1/other/devices/d9/token", headers=headers)
-        assert issued.status_code == 200 and len(issued.json()["token"]) == 32
+        assert issued.status_code == 200 and len(issued.json()["token"]) >= 32
         answer = client.post("/http/v1/devices/d9/checkin", json={"firmwareVersion": "1"},
                              headers={"Authorization": f"Bearer {issued.json()['token']}"})
         assert answer.status_code == 200

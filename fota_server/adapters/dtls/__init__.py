@@ -3,6 +3,20 @@
 ``add_coaps_transport`` adds the listener to an existing aiocoap server context, so that one
 context serves CoAP and CoAPS and sends server-initiated requests over either;
 ``create_coaps_context`` builds a context with only the CoAPS listener.
+
+What the rest of the server sees:
+
+* every CoAPS request's ``remote`` is a ``DtlsRemote`` with ``psk_identity`` (authenticated) and
+  ``lwm2m_endpoint`` (the device that identity belongs to, ``""`` if none): a Register whose ``ep``
+  differs is refused;
+* a request sent to a ``DtlsRemote`` travels over that session; if the device has since made a new
+  handshake (new address after NAT re-binding, or a reboot) it goes over the new session; if it has
+  none, it fails at once with ``DtlsSessionClosed``;
+* ``DtlsMessageInterface.remote_for_identity``, ``on_established``, ``on_closed`` and ``counters``
+  are there for the registration layer and for monitoring.
+
+Keys come from the credential store (``psk_lookup_for``); there is no session resumption, so a
+changed or removed PSK applies from the next handshake.
 """
 
 from __future__ import annotations

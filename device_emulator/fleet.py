@@ -1,0 +1,175 @@
+"""A fleet of emulated LwM2M, HTTP and OMA-DM devices in one asyncio process, over real sockets.
+
+From Python::
+
+    plans = plan_devices(FleetSpec(lwm2m=100, http=20, omadm=5, faults={FleetFault.UPDATE_FAILURE: 0.1}))
+    async with Fleet(plans, ServerUrls(coap="coap://127.0.0.1:5683", http="http://127.0.0.1:8080")) as fleet:
+        await fleet.wait_until(lambda f: f.count("updated") >= 90, timeout_s=600)
+    result = fleet.result()
+
+or ``await run_fleet(spec, urls, until=..., on_progress=StderrProgress())``. Devices start staggered at
+``spec.start_rate_per_s``; the process raises its open-file limit for one socket per LwM2M device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+import httpx
+
+from .faults import FaultParams, hooks_for
+from .fleet_devices import FleetDevice, HttpFleetDevice, Lwm2mFleetDevice, OmadmFleetDevice
+from .fleet_spec import DevicePlan, FleetSpec, plan_devices
+from .results import FleetResult
+
+__all__ = ["ServerUrls", "Fleet", "run_fleet", "raise_file_limit", "Progress"]
+
+Progress = Callable[[float, "Counter[tuple[str, str]]"], None]
+
+
+@dataclass(frozen=True)
+class ServerUrls:
+    coap: str = ""            # coap://host:port (LwM2M /rd)
+    http: str = ""            # http(s)://host:port (HTTP FOTA check-in and /fw)
+    omadm: str = ""           # http(s)://host:port/dm (default: <http>/dm)
+
+    def coap_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.coap)
+        if parts.scheme != "coap" or parts.hostname is None:
+            raise ValueError(f"a coap://host:port URL is needed for LwM2M devices, not {self.coap!r}")
+        return parts.hostname, parts.port or 5683
+
+    def dm_url(self) -> str:
+        return self.omadm or self.http.rstrip("/") + "/dm"
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Raise the soft limit of open files towards ``wanted`` (up to the hard limit); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+class Fleet:
+    def __init__(self, plans: Iterable[DevicePlan], urls: ServerUrls, *, params: FaultParams = FaultParams(),
+                 start_rate_per_s: float = 1000.0, lwm2m_queue_mode: bool = False,
+                 public_key_pem: bytes | None = None, http_connections: int = 256,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        self.plans = list(plans)
+        self.urls = urls
+        self.params = params
+        self.start_rate_per_s = start_rate_per_s
+        self.queue_mode = lwm2m_queue_mode
+        self.public_key_pem = public_key_pem
+        limits = httpx.Limits(max_connections=http_connections, max_keepalive_connections=http_connections)
+        self._pools = {p: httpx.AsyncHTTPTransport(verify=verify, limits=limits) for p in ("HTTP", "OMADM")}
+        self.devices: list[FleetDevice] = []
+        self.changed = asyncio.Event()
+        self._t0 = 0.0
+        self.startup_s = 0.0
+
+    @classmethod
+    def from_spec(cls, spec: FleetSpec, urls: ServerUrls, **kwargs: object) -> "Fleet":
+        return cls(plan_devices(spec), urls, params=spec.fault_params, start_rate_per_s=spec.start_rate_per_s,
+                   lwm2m_queue_mode=spec.lwm2m_queue_mode, **kwargs)  # type: ignore[arg-type]
+
+    def _build(self, index: int, plan: DevicePlan) -> FleetDevice:
+        hooks = hooks_for(plan.fault, plan.protocol, self.params)
+        if plan.protocol == "LWM2M":
+            return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index)
+        if plan.protocol == "HTTP":
+            return HttpFleetDevice(plan, hooks, self.urls.http, self._pools["HTTP"], self.public_key_pem, seed=index)
+        return OmadmFleetDevice(plan, hooks, self.urls.dm_url(), self._pools["OMADM"], seed=index)
+
+    def elapsed(self) -> float:
+        return asyncio.get_running_loop().time() - self._t0
+
+    async def start(self) -> None:
+        """Start every device, ``start_rate_per_s`` a second (in batches of one event-loop turn each)."""
+        lwm2m = sum(1 for p in self.plans if p.protocol == "LWM2M")
+        omadm = sum(1 for p in self.plans if p.protocol == "OMADM")
+        raise_file_limit(2 * lwm2m + omadm + 1024)
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time()
+        batch = max(1, int(self.start_rate_per_s / 20))
+        for index, plan in enumerate(self.plans):
+            device = self._build(index, plan)
+            self.devices.append(device)
+            await device.start()
+            if (index + 1) % batch == 0:
+                due = self._t0 + (index + 1) / self.start_rate_per_s
+                await asyncio.sleep(max(0.0, due - loop.time()))
+        self.startup_s = loop.time() - self._t0
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.devices), return_exceptions=True)
+        for pool in self._pools.values():
+            await pool.aclose()
+
+    async def __aenter__(self) -> "Fleet":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """(protocol, state) -> devices, now."""
+        return Counter((d.plan.protocol, d.state()) for d in self.devices)
+
+    def count(self, state: str, protocol: str | None = None) -> int:
+        return sum(1 for d in self.devices if (protocol is None or d.plan.protocol == protocol) and d.state() == state)
+
+    async def wait_until(self, condition: Callable[["Fleet"], bool], timeout_s: float, poll_s: float = 0.25,
+                         on_progress: Progress | None = None, progress_s: float = 5.0) -> bool:
+        """Check ``condition`` every ``poll_s`` until it holds (True) or ``timeout_s`` passes (False)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        next_progress = loop.time()
+        while True:
+            now = loop.time()
+            if on_progress is not None and now >= next_progress:
+                on_progress(self.elapsed(), self.counts())
+                next_progress = now + progress_s
+                for device in self.devices:
+                    if isinstance(device, Lwm2mFleetDevice):
+                        device.trim()
+            if condition(self):
+                return True
+            if now >= end:
+                return False
+            await asyncio.sleep(min(poll_s, max(0.0, end - now)))
+
+    def result(self) -> FleetResult:
+        return FleetResult([d.result() for d in self.devices], self.startup_s, self.elapsed())
+
+
+def settled(fleet: Fleet) -> bool:
+    """Every device has ended its update one way or the other (updated or failed), none is mid-way."""
+    return all(d.state() in ("updated", "failed") for d in fleet.devices)
+
+
+async def run_fleet(spec: FleetSpec | Iterable[DevicePlan], urls: ServerUrls, *,
+                    until: Callable[[Fleet], bool] | None = None, duration_s: float = 600.0,
+                    on_progress: Progress | None = None, progress_s: float = 5.0,
+                    before_stop: Callable[[Fleet], object] | None = None, **kwargs: object) -> FleetResult:
+    """Run a fleet until ``until(fleet)`` holds or ``duration_s`` passes; the per-device results."""
+    fleet = Fleet.from_spec(spec, urls, **kwargs) if isinstance(spec, FleetSpec) else Fleet(spec, urls, **kwargs)  # type: ignore[arg-type]
+    async with fleet:
+        await fleet.wait_until(until or (lambda _f: False), duration_s, on_progress=on_progress,
+                               progress_s=progress_s)
+        if on_progress is not None:
+            on_progress(fleet.elapsed(), fleet.counts())
+        if before_stop is not None:
+            before_stop(fleet)
+        result = fleet.result()
+    return result

@@ -1,0 +1,54 @@
+"""What a fleet run leaves behind: one record per device and the fleet's totals, as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DeviceResult", "FleetResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResult:
+    device_id: str
+    protocol: str
+    cell: str
+    make: str
+    model: str
+    fault: str
+    start_version: str
+    final_version: str
+    final_state: str           # updated, failed, idle, downloading, updating, starting, offline
+    result_code: int | None    # the last failure code the device reported (LwM2M /5/0/5, HTTP report, FUMO 1226)
+    codes: tuple[int, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["codes"] = list(self.codes)
+        return out
+
+
+@dataclass
+class FleetResult:
+    devices: list[DeviceResult]
+    startup_s: float = 0.0     # until every device was started
+    elapsed_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def by_id(self) -> dict[str, DeviceResult]:
+        return {d.device_id: d for d in self.devices}
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """(protocol, final state) -> devices."""
+        return Counter((d.protocol, d.final_state) for d in self.devices)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"startupSeconds": round(self.startup_s, 3), "elapsedSeconds": round(self.elapsed_s, 3),
+                "counts": {f"{p}/{s}": n for (p, s), n in sorted(self.counts().items())}, **self.extra,
+                "devices": [d.as_json() for d in self.devices]}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.as_json(), indent=1) + "\n")

@@ -14,6 +14,7 @@ import aiocoap
 import pytest
 from aiocoap import error
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import Type
 
 from fota_server.adapters.dtls import DtlsRemote, DtlsSessionClosed, DtlsSettings
 from fota_server.adapters.dtls.client import DtlsPskClient
@@ -96,6 +97,32 @@ def test_fifty_devices_at_once_each_get_their_own_session() -> None:
             await asyncio.gather(*(one_device(lab, device_id) for device_id in devices))
             assert lab.interface.session_count == 50
             assert {r.lwm2m_endpoint for r in lab.established} == set(devices)
+    run(scenario)
+
+
+def test_server_pushes_an_image_block_wise_over_the_session() -> None:
+    image = bytes(range(256)) * 20                               # 5 KiB: five 1024-byte Block1 PUTs
+
+    async def scenario() -> None:
+        async with coaps_lab() as lab:
+            peer = await registered_peer(lab)
+            put = aiocoap.Message(code=Code.PUT, uri_path=("5", "0", "0"), payload=image, content_format=42)
+            put.remote = lab.rd.registered["dev-1"]
+            pushed = asyncio.ensure_future(lab.ctx.request(put).response)
+            received = b""
+            for _ in range(10):
+                request = await peer.next_message()
+                block = request.opt.block1
+                assert request.code == Code.PUT and block is not None and block.start == len(received)
+                received += request.payload
+                code = Code.CONTINUE if block.more else Code.CHANGED
+                reply = aiocoap.Message(code=code)
+                reply.opt.block1 = block
+                reply.mtype, reply.mid, reply.token = Type.ACK, request.mid, request.token
+                peer.send(reply)
+                if not block.more:
+                    break
+            assert received == image and (await pushed).code == Code.CHANGED
     run(scenario)
 
 

@@ -73,6 +73,7 @@ class Lwm2mServer:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self._waiting_until: datetime | None = None
         if store is not None:
             for registration in store.load_all():
                 self.book.restore(registration)
@@ -100,6 +101,7 @@ class Lwm2mServer:
     async def _expire_forever(self) -> None:
         while True:
             deadline = self.book.next_deadline()
+            self._waiting_until = deadline
             self._changed.clear()
             wait_s = 3600.0 if deadline is None else (deadline - self.clock.now()).total_seconds()
             if wait_s > 0:
@@ -163,7 +165,9 @@ class Lwm2mServer:
                 self._persist(registration.reg_id, registration)
                 self.downlink.heard_from(registration.endpoint, remote, registration.address,
                                          registration.queue_mode)
-                self._changed.set()
+                expires = registration.expires_at(self.book.grace)
+                if expires is not None and (self._waiting_until is None or expires < self._waiting_until):
+                    self._changed.set()  # the expiry timer must wake earlier than it planned
                 if self._wants_device_data(event):
                     self._spawn(self.read_device_data(registration.endpoint))
             else:

@@ -1,0 +1,189 @@
+"""A fast path in front of aiocoap on the LwM2M server's UDP socket: Register, Update, De-register and
+firmware Block2 requests are decoded and answered here (piggybacked ACK, with a duplicate cache over
+EXCHANGE_LIFETIME, RFC 7252 §4.5); every other datagram goes on to aiocoap unchanged.
+
+It wraps aiocoap's ``simplesocketserver`` protocol through the public ``transport.set_protocol``; the only
+aiocoap detail it leans on is that protocol's ``_Address`` to hand the downlink a remote it can send to
+(aiocoap 0.4.17; covered by tests/integration/test_lwm2m_fastpath.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+import aiocoap
+
+from ..protocol.errors import DecodeError, PeerError
+from ..protocol.lwm2m.blockwise import BlockOption
+from ..protocol.lwm2m.coap_message import (
+    ACK, BLOCK2, CON, CONTENT_FORMAT, ETAG, LOCATION_PATH, NON, SIZE2, URI_PATH, URI_QUERY, CoapMessage,
+    decode_message, encode_message, uint_bytes, uint_value,
+)
+from ..protocol.lwm2m.registration import RdReply
+from .lwm2m_blocks import FirmwareBlockResource
+from .lwm2m_site import Lwm2mServer
+
+__all__ = ["FastPath", "install_fast_path"]
+
+log = logging.getLogger("fota_server.lwm2m")
+
+_GET, _POST, _DELETE = 1, 2, 4
+_UNDERSTOOD = {3, 7, URI_PATH, CONTENT_FORMAT, URI_QUERY, 17, BLOCK2, SIZE2}  # Uri-Host/Port, Accept too
+EXCHANGE_LIFETIME_S = 247.0
+
+
+def _code(dotted: str) -> int:
+    major, _, minor = dotted.partition(".")
+    return int(major) << 5 | int(minor)
+
+
+class FastPath(asyncio.DatagramProtocol):
+    def __init__(self, inner: Any, transport: Any, server: Lwm2mServer, firmware: FirmwareBlockResource | None,
+                 max_cached: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._inner = inner
+        self._transport = transport
+        self._server = server
+        self._firmware = firmware
+        self._max_cached = max_cached
+        self._monotonic = monotonic
+        self._recent: OrderedDict[tuple[Any, int], tuple[float, bytes]] = OrderedDict()
+        self._mid = random.randrange(0x10000)
+        self.answered = 0
+        self.passed_on = 0
+
+    @property
+    def port(self) -> int:
+        """The UDP port the socket is bound to."""
+        return int(self._transport.get_extra_info("socket").getsockname()[1])
+
+    # asyncio protocol: everything not ours goes to aiocoap's protocol
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            answer = self._answer(data, addr)
+        except DecodeError:
+            answer = None
+        if answer is None:
+            self.passed_on += 1
+            self._inner.datagram_received(data, addr)
+            return
+        self.answered += 1
+        self._transport.sendto(answer, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._inner.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def _answer(self, data: bytes, addr: Any) -> bytes | None:
+        if len(data) < 4 or data[0] >> 4 & 3 not in (CON, NON) or data[1] not in (_GET, _POST, _DELETE):
+            return None
+        key = (addr, int.from_bytes(data[2:4], "big"))
+        cached = self._recent.get(key)
+        if cached is not None and cached[0] > self._monotonic() and data[0] >> 4 & 3 == CON:
+            return cached[1]  # a retransmission gets the very same answer, and nothing happens twice
+        request = decode_message(data)
+        if any(number not in _UNDERSTOOD for number, _ in request.options):
+            return None
+        try:
+            path = [v.decode("utf-8") for v in request.values(URI_PATH)]
+        except UnicodeDecodeError:
+            return None
+        response = self._respond(request, path, addr)
+        if response is None:
+            return None
+        encoded = encode_message(response)
+        if request.mtype == CON:
+            self._remember(key, encoded)
+        return encoded
+
+    def _remember(self, key: tuple[Any, int], encoded: bytes) -> None:
+        now = self._monotonic()
+        self._recent[key] = (now + EXCHANGE_LIFETIME_S, encoded)
+        self._recent.move_to_end(key)
+        while self._recent and (len(self._recent) > self._max_cached or next(iter(self._recent.values()))[0] <= now):
+            self._recent.popitem(last=False)
+
+    def _reply(self, request: CoapMessage, code: str, options: tuple[tuple[int, bytes], ...] = (),
+               payload: bytes = b"") -> CoapMessage:
+        if request.mtype == CON:
+            return CoapMessage(ACK, _code(code), request.mid, request.token, options, payload)
+        self._mid = (self._mid + 1) & 0xFFFF
+        return CoapMessage(NON, _code(code), self._mid, request.token, options, payload)
+
+    def _respond(self, request: CoapMessage, path: list[str], addr: Any) -> CoapMessage | None:
+        if path[:1] == ["rd"] and len(path) <= 2:
+            try:
+                reply = self._registration(request, path, addr)
+            except PeerError as exc:
+                self._server.refused["registration request"] += 1
+                log.warning("LwM2M registration request from %s refused: %s (%s)", addr, exc, exc.hint)
+                hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
+                return self._reply(request, hint)
+            if reply is None:
+                return None
+            return self._reply(request, reply.code, tuple((LOCATION_PATH, p.encode()) for p in reply.location))
+        if path[:1] == ["fw"] and len(path) == 2 and request.code == _GET and self._firmware is not None:
+            return self._block(self._firmware, request, path[1])
+        return None
+
+    def _registration(self, request: CoapMessage, path: list[str], addr: Any) -> RdReply | None:
+        remote, address = self._remote(addr), _hostinfo(addr)
+        content_format = uint_value(request.first(CONTENT_FORMAT))
+        try:
+            query = [v.decode("utf-8") for v in request.values(URI_QUERY)]
+        except UnicodeDecodeError:
+            raise DecodeError("a query option is not UTF-8", hint="4.00") from None
+        if len(path) == 1:
+            if request.code != _POST:
+                return RdReply("4.05")
+            return self._server.on_register(query, request.payload, content_format, request.mtype == CON,
+                                            remote, address)
+        if not 0 < len(path[1]) <= 32:
+            return RdReply("4.04")
+        if request.code == _POST:
+            return self._server.on_update(path[1], query, request.payload, content_format, remote, address)
+        if request.code == _DELETE:
+            return self._server.on_deregister(path[1], remote)
+        return RdReply("4.05")
+
+    def _block(self, firmware: FirmwareBlockResource, request: CoapMessage, sha: str) -> CoapMessage:
+        raw = uint_value(request.first(BLOCK2))
+        wanted = BlockOption.from_int(raw) if raw is not None else None
+        block = firmware.block_for(sha, *((wanted.num, wanted.szx) if wanted is not None else (0, 6)))
+        if isinstance(block, str):
+            return self._reply(request, block)
+        options = [(ETAG, block.etag), (CONTENT_FORMAT, uint_bytes(42)), (SIZE2, uint_bytes(block.size2))]
+        if wanted is not None or block.more:
+            options.append((BLOCK2, uint_bytes(BlockOption(block.num, block.more, block.szx).to_int())))
+        return self._reply(request, "2.05", tuple(sorted(options)), block.payload)
+
+    def _remote(self, addr: Any) -> Any:
+        try:
+            return self._inner._Address(self._inner, addr)
+        except (AttributeError, TypeError):
+            return None
+
+
+def _hostinfo(addr: Any) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def install_fast_path(context: aiocoap.Context, server: Lwm2mServer,
+                      firmware: FirmwareBlockResource | None) -> FastPath:
+    """Put the fast path in front of the context's ``simplesocketserver`` socket."""
+    for interface in context.request_interfaces:
+        message_interface = getattr(getattr(interface, "token_interface", None), "message_interface", None)
+        pool = getattr(message_interface, "_pool", None)
+        transport = getattr(pool, "_transport", None)
+        if transport is not None and hasattr(transport, "set_protocol"):
+            fast = FastPath(pool, transport, server, firmware)
+            transport.set_protocol(fast)
+            return fast
+    raise RuntimeError("the context has no simplesocketserver transport to put the fast path in front of")

@@ -11,6 +11,9 @@ while the campaign's dates allow; a permanent one ends the device as failed at o
 
 from __future__ import annotations
 
+from ..protocol.lwm2m import objects as lwm2m_objects
+from ..protocol.omadm import fumo
+
 __all__ = ["lookup", "EngineReason", "LWM2M_REASONS", "FUMO_REASONS", "HTTP_REASONS"]
 
 
@@ -47,37 +50,15 @@ class EngineReason:
     DEVICE_CANCELLED = "The device reports the update was cancelled"
 
 
+# The reason strings are the protocol tables' (one place each); the engine adds whether a retry may help.
+_LWM2M_RETRYABLE = {3, 4, 5, 8, 11}
 LWM2M_REASONS: dict[int, tuple[str, bool]] = {
-    2: ("Not enough flash memory for the new package", False),
-    3: ("Out of RAM during download", True),
-    4: ("Connection lost during download", True),
-    5: ("Integrity check failure for the downloaded package", True),
-    6: ("Unsupported package type", False),
-    7: ("Invalid URI", False),
-    8: ("Firmware update failed", True),
-    9: ("Unsupported protocol", False),
-    10: ("Firmware update cancelled", False),
-    11: ("Firmware update deferred by the device", True),
+    code: (lwm2m_objects.result_reason(code), code in _LWM2M_RETRYABLE) for code in range(2, 12)
 }
 
+_FUMO_FINAL = {401, 403, 404, 405, 408, 411}
 FUMO_REASONS: dict[int, tuple[str, bool]] = {
-    400: ("Management client error", True),
-    401: ("User cancelled the update", False),
-    402: ("Corrupted firmware update package", True),
-    403: ("Package does not match the device", False),
-    404: ("Failed package validation", False),
-    405: ("Package not acceptable", False),
-    406: ("Alternate download authentication failure", True),
-    407: ("Alternate download request time-out", True),
-    408: ("Not implemented", False),
-    409: ("Undefined error", True),
-    410: ("Firmware update failed", True),
-    411: ("Malformed or bad URL", False),
-    412: ("Alternate download server unavailable", True),
-    500: ("Alternate download server error", True),
-    501: ("Download failed, device out of memory", True),
-    502: ("Update failed, device out of memory", True),
-    503: ("Download failed due to network issues", True),
+    code: (reason, code not in _FUMO_FINAL) for code, reason in fumo.RESULT_REASONS.items() if code != 200
 }
 
 HTTP_REASONS: dict[str, tuple[str, bool]] = {
@@ -92,14 +73,10 @@ HTTP_REASONS: dict[str, tuple[str, bool]] = {
 
 def _numeric(protocol: str, code: int) -> tuple[str, bool]:
     if protocol == "LWM2M":
-        return LWM2M_REASONS.get(code, (f"LwM2M Update Result {code}", True))
+        return LWM2M_REASONS.get(code, (lwm2m_objects.result_reason(code), True))
     if code in FUMO_REASONS:
         return FUMO_REASONS[code]
-    if 450 <= code <= 499:
-        return (f"Client error, vendor-specified (FUMO {code})", True)
-    if 550 <= code <= 599:
-        return (f"Alternate download server error, vendor-specified (FUMO {code})", True)
-    return (f"OMA-DM FUMO result {code}", True)
+    return (fumo.result_reason(code), True)
 
 
 def lookup(protocol: str, code: str) -> tuple[str, bool]:

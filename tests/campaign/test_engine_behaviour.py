@@ -87,7 +87,7 @@ def test_failures_retry_with_backoff_and_reason(make_world: Any) -> None:
     world.step()   # the failure arrives
     row = world.stores.rows.get_row(campaign.campaign_id, ids[0])
     assert row.status == DeviceStatus.PENDING
-    assert row.result_reason == "Firmware update failed"
+    assert row.result_reason == "LwM2M update result 8: firmware update failed"
     assert row.next_attempt_at == row.recent_attempt_at + timedelta(minutes=1) + timedelta(minutes=5)
     world.run()
     attempts = world.stores.rows.attempts(device_id=ids[0])
@@ -102,7 +102,7 @@ def test_permanent_failure_ends_the_device_at_once(make_world: Any) -> None:
     campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
     world.run()
     row = world.stores.rows.get_row(campaign.campaign_id, ids[0])
-    assert (row.status, row.result_reason) == (DeviceStatus.FAILED, "Not enough flash memory for the new package")
+    assert (row.status, row.result_reason) == (DeviceStatus.FAILED, "LwM2M update result 2: not enough flash memory for the new package")
 
 
 def test_lwm2m_unreachable_retried_daily_at_four_for_three_days(make_world: Any) -> None:

@@ -31,7 +31,7 @@ def test_thirty_day_campaign_of_ten_thousand_devices() -> None:
     for row in rows:
         by_status[row.status] = by_status.get(row.status, 0) + 1
     assert by_status == {DeviceStatus.SUCCESS: 9_000, DeviceStatus.FAILED: 1_000}
-    assert {r.result_reason for r in rows if r.status == DeviceStatus.FAILED} == {"Firmware update failed"}
+    assert {r.result_reason for r in rows if r.status == DeviceStatus.FAILED} == {"LwM2M update result 8: firmware update failed"}
     done = world.service.get_campaign(ACCOUNT, campaign.campaign_id)
     assert done.status == CampaignStatus.ENDED
     check_invariants(world, campaign.campaign_id, cap=8)

@@ -40,7 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--http-port", dest="http_port", type=int, help="HTTP port (default 8080; 0 picks one)")
     run.add_argument("--coap-port", dest="coap_port", type=int, help="CoAP UDP port (default 5683; 0 picks one)")
-    run.add_argument("--no-coap", dest="coap_enabled", action="store_const", const=False, help="no CoAP listener")
+    run.add_argument("--coaps-port", dest="coaps_port", type=int, help="CoAPS (DTLS-PSK) port (default 5684; 0 picks one)")
+    run.add_argument("--no-coap", dest="coap_enabled", action="store_const", const=False,
+                     help="no CoAP or CoAPS listener (and no LwM2M)")
+    run.add_argument("--no-coaps", dest="coaps_enabled", action="store_const", const=False, help="no CoAPS listener")
+    run.add_argument("--https", dest="https", action="store_const", const=True,
+                     help="serve HTTPS (a generated self-signed certificate unless tls_cert_file/tls_key_file are set)")
     run.add_argument("--sample", action="store_true", help="create a sample account and load the sample firmware")
     run.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default INFO)")
 
@@ -109,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Config:
     flags = {k: getattr(args, k, None) for k in
-             ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "log_level")}
+             ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "coaps_port", "coaps_enabled",
+              "https", "log_level")}
     return load_config(args.config, flags=flags)
 
 

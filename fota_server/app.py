@@ -18,6 +18,9 @@ from starlette.applications import Starlette
 from .adapters import ddi_http, fota_http, omadm_http
 from .adapters.blobs import FileBlobStore
 from .adapters.coap_site import build_site
+from .adapters.dtls import (
+    DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
+)
 from .adapters.http_driver import HttpFotaSettings
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from .adapters.lwm2m_site import Lwm2mServer, add_lwm2m_resources
@@ -141,6 +144,8 @@ class RunningServer:
         self._coap = await aiocoap.Context.create_server_context(
             site, bind=(config.host, config.coap_port), transports=["udp6"])
         self.services.ports["coap"] = _coap_port(self._coap)
+        if config.coaps_enabled:
+            await self._start_coaps()
         self._lwm2m.attach(self._coap)
         host = config.advertised_host
         settings = Lwm2mDriverSettings(
@@ -148,6 +153,21 @@ class RunningServer:
             http_base=f"{'https' if config.https else 'http'}://{_url_host(host)}:{self.services.ports['http']}")
         blobs = FileBlobStore(config.resolved_data_dir / "blobs")
         return Lwm2mDriver(self._lwm2m, self.services.db.packages, blobs, settings)
+
+    async def _start_coaps(self) -> None:
+        """CoAPS (DTLS-PSK) in the same CoAP context; a device may register only as its identity's endpoint."""
+        config = self.services.config
+        assert self._coap is not None
+        creds = self.services.db.credentials
+        try:
+            coaps = await add_coaps_transport(
+                self._coap, (config.host, config.coaps_port), psk_lookup_for(creds),
+                DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s)),
+                endpoint_lookup=endpoint_lookup_for(creds))
+        except DtlsHookUnavailable as exc:
+            log.error("CoAPS (DTLS-PSK) is off: %s", exc)
+            return
+        self.services.ports["coaps"] = coaps.port
 
     def _tls_options(self) -> dict[str, object]:
         config = self.services.config

@@ -29,6 +29,9 @@ class Config:
     http_port: int = 8080
     coap_port: int = 5683
     coap_enabled: bool = True
+    coaps_port: int = 5684
+    coaps_enabled: bool = True
+    coaps_idle_timeout_s: int = 600
     token_ttl_s: int = 3600
     session_ttl_s: int = 3600
     max_body_bytes: int = 1_048_576

@@ -27,7 +27,7 @@ from .adapters.lwm2m_site import Lwm2mServer, add_lwm2m_resources
 from .adapters.runner import EngineHandle, start_engine
 from .campaign.drivers import ProtocolDriver
 from .api import (
-    auth_routes, callbacks, campaigns, device_logging, devices, firmware_sync, health, licenses, management, openapi, packages,
+    auth_routes, callbacks, campaigns, device_credentials, device_logging, devices, firmware_sync, health, licenses, management, openapi, packages,
     reports,
 )
 from .api.errors import install_error_handlers
@@ -73,7 +73,7 @@ def build_http_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
+                *callbacks.routes, *device_credentials.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
         exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
     )
     app.state.services = services

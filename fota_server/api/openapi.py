@@ -34,6 +34,8 @@ EXTRA_ENDPOINTS = [
     ("session", "PUT", "/api/m2m/v1/session/password/actions/reset", "PasswordResetRequest", "PasswordResetResult"),
     ("v2", "PUT", "/api/fota/v2/files/{acc}", "multipart: fileName, fileupload, fileVersion, make, model, "
      "localTargetPath, distributionType, releaseNote", "UploadConfigurationFilesResponse"),
+    ("lwm2m", "PUT", "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/psk", "PskRequest", "PskResult"),
+    ("http", "PUT", "/api/fota/http/v1/{account}/devices/{deviceId}/token", "-", "HttpTokenResult"),
     ("omadm", "PUT", "/api/fota/omadm/v1/{account}/devices/{deviceId}/credentials", "OmadmCredentialRequest",
      "OmadmCredentialResult"),
 ]
@@ -42,6 +44,9 @@ _EXTRA_MODELS = {
     "PasswordResetRequest": [("oldPassword", "string", True)],
     "PasswordResetResult": [("newPassword", "string", False)],
     "ErrorResult": [("errorCode", "string", True), ("errorMessage", "string", True)],
+    "PskRequest": [("identity", "string", True), ("key", "string", True)],
+    "PskResult": [("deviceId", "string", False), ("identity", "string", False)],
+    "HttpTokenResult": [("deviceId", "string", False), ("token", "string", False)],
     "OmadmCredentialRequest": [("username", "string", True), ("secret", "string", False)],
     "OmadmCredentialResult": [("deviceId", "string", False), ("username", "string", False), ("secret", "string", False)],
 }
@@ -110,7 +115,7 @@ def _operation(version: str, method: str, path: str, request: str, response: str
         media = ("application/x-www-form-urlencoded" if request.startswith("form:") else
                  "multipart/form-data" if request.startswith("multipart:") else "application/json")
         op["requestBody"] = {"required": True, "content": {media: {"schema": body}}}
-    if version.startswith("v"):
+    if version.startswith("v") or version in ("lwm2m", "http", "omadm"):
         op["security"] = [{"bearer": [], "session": []}]
     elif version == "oauth":
         op["security"] = [{"basic": []}]

@@ -200,7 +200,8 @@ class CoapLink:
 
     async def _request(self, code: aiocoap.Code, path: tuple[str, ...], query: tuple[str, ...],
                        payload: bytes) -> aiocoap.Message | None:
-        assert self.context is not None
+        if self.context is None:
+            return None
         message = aiocoap.Message(code=code, uri=self.server_uri + "/", payload=payload)
         message.opt.uri_path = path
         message.opt.uri_query = query
@@ -245,7 +246,8 @@ class CoapLink:
     async def _download_coap(self, uri: str) -> None:
         etag: bytes | None = None
         for num in range(MAX_DOWNLOAD_BLOCKS):
-            assert self.context is not None
+            if self.context is None:
+                break
             message = aiocoap.Message(code=aiocoap.GET, uri=uri)
             message.opt.block2 = AiocoapBlock.BlockwiseTuple(num, 0, 6)
             if num == 0:

@@ -168,7 +168,7 @@ class UpdateSession:
         try:
             return decode_values(reply.content_format, reply.payload, path)
         except PeerError as exc:
-            self.server._count_refusal(self.endpoint, "read answer", exc)
+            self.server.count_refusal(self.endpoint, "read answer", exc)
             return {}
 
 

@@ -11,9 +11,9 @@ import aiocoap.resource as resource
 
 from ..protocol.errors import PeerError
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_site import Lwm2mServer, peer_error_reply
+from .lwm2m_site import Lwm2mServer, Lwm2mSettings, peer_error_reply
 
-__all__ = ["Lwm2mRoot", "LeanContext"]
+__all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
 
 
 class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
@@ -75,3 +75,44 @@ class LeanContext(aiocoap.Context):
         from aiocoap.pipe import error_to_message, run_driving_pipe
 
         run_driving_pipe(error_to_message(pipe, self.log), self._render_to_pipe(pipe))
+
+
+class Lwm2mEndpoint:
+    """The LwM2M server on one UDP socket: ``LeanContext`` with ``Lwm2mRoot`` in front of the usual site and
+    the fast path in front of both. ``start`` binds; ``stop`` flushes registrations and closes."""
+
+    def __init__(self, server: Lwm2mServer, firmware: FirmwareBlockResource, site: resource.Site | None) -> None:
+        self.server = server
+        self.firmware = firmware
+        self.root = Lwm2mRoot(server, firmware, site)
+        self.context: aiocoap.Context | None = None
+        self.fast_path: Any = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind ``host:port`` (0 picks a port) and return the port."""
+        from .lwm2m_fastpath import install_fast_path
+
+        self.context = await LeanContext.create_server_context(self.root, bind=(host, port),
+                                                               transports=["simplesocketserver"])
+        self.server.attach(self.context)
+        self.fast_path = install_fast_path(self.context, self.server, self.firmware)
+        return int(self.fast_path.port)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        if self.context is not None:
+            await self.context.shutdown()
+
+
+def lwm2m_endpoint(services: Any, site: resource.Site | None,
+                   settings: Lwm2mSettings | None = None) -> Lwm2mEndpoint:
+    """Build the endpoint from the services (SQLite registrations, devices, the firmware blob store)."""
+    from pathlib import Path
+
+    from ..store.registrations_sqlite import SqliteRegistrationStore
+    from .blobs import FileBlobStore
+
+    db = services.db
+    server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices)
+    firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"))
+    return Lwm2mEndpoint(server, firmware, site)

@@ -65,6 +65,7 @@ class Lwm2mServer:
         self.devices = devices
         self.downlink = Downlink(settings.queue_awake_s, monotonic)
         self.listeners: list[RegistrationListener] = []
+        self.report_listeners: list[Callable[[str, DeviceReport], None]] = []  # (endpoint, what /3/0 and /4/0 said)
         self.reports: dict[str, DeviceReport] = {}
         self.refused: Counter[str] = Counter()
         self._monotonic = monotonic
@@ -218,7 +219,7 @@ class Lwm2mServer:
                 try:
                     values.update(decode_values(reply.content_format, reply.payload, path))
                 except PeerError as exc:
-                    self._count_refusal(endpoint, "read", exc)
+                    self.count_refusal(endpoint, "read", exc)
         if not values:
             return None
         report = device_report(values)
@@ -229,9 +230,11 @@ class Lwm2mServer:
                 if self.devices.find_device(candidate) is not None:
                     self.devices.record_report(candidate, self.clock.now(), **report.fields())
                     break
+        for listener in list(self.report_listeners):
+            listener(endpoint, report)
         return report
 
-    def _count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:
+    def count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:
         self.refused[what] += 1
         log.warning("LwM2M %s from %s refused: %s (%s)", what, endpoint, exc, exc.hint)
 
@@ -250,7 +253,7 @@ def _identity(request: aiocoap.Message) -> str | None:
 
 
 def peer_error_reply(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
-    server._count_refusal(f"{_address(request)}", what, exc)
+    server.count_refusal(f"{_address(request)}", what, exc)
     hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
     return aiocoap.Message(code=code_of(hint))
 

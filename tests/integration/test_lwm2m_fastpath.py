@@ -95,3 +95,38 @@ async def _scenario(tmp_path: Path) -> None:
 
 def test_fast_path_registrations_blocks_and_fallback(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(_scenario(tmp_path), 60), debug=True)
+
+
+async def _endpoint_scenario(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from fota_server.adapters.lwm2m_root import lwm2m_endpoint
+    from fota_server.app import build_services
+    from fota_server.config import Config
+    from fota_server.records import Device
+    from fota_server.store.registrations_sqlite import SqliteRegistrationStore
+
+    services = build_services(Config(db_path=str(tmp_path / "fota.db")))
+    services.auth.create_account("acme")
+    services.db.devices.add_device(Device("490154203237518", "acme", "LWM2M", created_at=datetime.now(timezone.utc)))
+    endpoint = lwm2m_endpoint(services, build_site(lambda: {"status": "ok"}))
+    reported = asyncio.Event()
+    endpoint.server.report_listeners.append(lambda ep, report: reported.set())
+    port = await endpoint.start("127.0.0.1", 0)
+    link = CoapLink(LwM2MClient(ClientConfig("urn:imei:490154203237518", cell=(262, 1, 77, 4242))),
+                    f"coap://127.0.0.1:{port}")
+    try:
+        await link.start()
+        assert await link.wait_until(lambda: link.client.location != (), 10)
+        await asyncio.wait_for(reported.wait(), 10)
+        device = services.db.devices.find_device("490154203237518")
+        assert device is not None and device.serving_cell == "262-1-77-4242" and device.firmware_version == "1.0.0"
+    finally:
+        await link.stop(deregister=False)
+        await endpoint.stop()
+    assert [r.endpoint for r in SqliteRegistrationStore(services.db).load_all()] == ["urn:imei:490154203237518"]
+    services.db.close()
+
+
+def test_endpoint_built_from_the_services(tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_endpoint_scenario(tmp_path), 60), debug=True)

@@ -144,7 +144,10 @@ def test_int_101_initial_registration(tmp_path: Path) -> None:
         lab.server.flush()
         assert lab.server.store is not None and lab.server.store.by_endpoint(EP) == reg
         # device data read after Register: /3/0 and /4/0 with the cell
-        assert await link.wait_until(lambda: EP in lab.server.reports, 10)
+        if EP not in lab.server.reports:
+            reported = asyncio.Event()
+            lab.server.report_listeners.append(lambda endpoint, report: reported.set())
+            await asyncio.wait_for(reported.wait(), 10)
         report = lab.server.reports[EP]
         assert (report.manufacturer, report.firmware_version, report.serving_cell) == \
             ("FOTA Emulator", "1.0.0", "310-410-7-1001")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiocoap
 import aiocoap.interfaces
@@ -23,7 +25,7 @@ from device_emulator.lwm2m.messages import (
 from fota_server.protocol.lwm2m.blockwise import BlockOption
 from fota_server.protocol.lwm2m.paths import LwM2MPath
 
-__all__ = ["CoapLink"]
+__all__ = ["CoapLink", "free_udp_port"]
 
 log = logging.getLogger("device_emulator.lwm2m")
 MAX_DOWNLOAD_BLOCKS = 1 << 16
@@ -87,13 +89,17 @@ class CoapLink:
         self.changed = asyncio.Event()                    # set whenever the machine may have moved
         self.answered: list[tuple[str, str, str]] = []   # (method, path, code) of every server request
         self.dropped_asleep = 0
+        self.uplink_log: list[tuple[str, str]] = []        # (uplink, answer code) of the last 20 uplinks
 
     def now(self) -> float:
         return (time.monotonic() - self._t0) * self.speed
 
     async def _open(self) -> None:
+        # aiocoap's udp6 socket allows address reuse, and a reusable socket bound to port 0 may be given a
+        # port another reusable socket (the server's, in a lab) already holds; so take a free one first.
+        port = free_udp_port(self.bind_host, avoid=urlsplit(self.server_uri).port)
         self.context = await aiocoap.Context.create_server_context(
-            self._root, bind=(self.bind_host, 0), transports=["udp6"])
+            self._root, bind=(self.bind_host, port), transports=["udp6"])
         self.port = _bound_port(self.context)
 
     async def start(self) -> None:
@@ -186,6 +192,7 @@ class CoapLink:
         if isinstance(uplink, SendRegister):
             response = await self._post(("rd",), uplink.query, uplink.payload)
             code = _dotted(response.code) if response else "timeout"
+            self.uplink_log = [*self.uplink_log[-19:], ("register", code)]
             location = tuple(response.opt.location_path) if response else ()
             self.client.on_register_reply(code, location, self.now())
         elif isinstance(uplink, SendUpdate):
@@ -287,6 +294,18 @@ def _message(answer: DeviceResponse) -> aiocoap.Message:
     if answer.size1 is not None:
         message.opt.size1 = answer.size1
     return message
+
+
+def free_udp_port(host: str, avoid: int | None) -> int:
+    """A UDP port nobody holds right now (a plain socket's bind refuses ports in use), other than ``avoid``."""
+    for _ in range(20):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if port != avoid:
+            return port
+    raise OSError("no free UDP port")
 
 
 def _bound_port(context: aiocoap.Context) -> int:

@@ -78,11 +78,22 @@ class Downlink:
         self.queue_awake_s = queue_awake_s
         self._monotonic = monotonic
         self._context: aiocoap.Context | None = None
+        self._secure_context: aiocoap.Context | None = None
         self.links: dict[str, DeviceLink] = {}
         self.observations: dict[tuple[str, LwM2MPath], Any] = {}
 
-    def attach(self, context: aiocoap.Context) -> None:
-        self._context = context
+    def attach(self, context: aiocoap.Context, secure: bool = False) -> None:
+        """The context to send through; ``secure`` for the CoAPS (DTLS) one, used for devices whose remote
+        carries a ``psk_identity``."""
+        if secure:
+            self._secure_context = context
+        else:
+            self._context = context
+
+    def _context_for(self, message: aiocoap.Message) -> aiocoap.Context | None:
+        if self._secure_context is not None and hasattr(message.remote, "psk_identity"):
+            return self._secure_context
+        return self._context
 
     def heard_from(self, endpoint: str, remote: Any, address: str, queue_mode: bool) -> None:
         """Every uplink (Register, Update, Notify) makes a queue-mode device reachable for a while."""
@@ -133,7 +144,7 @@ class Downlink:
                       timeout_s: float = 300.0, query: tuple[str, ...] = ()) -> DownlinkReply:
         """One request; ``query`` with no payload and no Content-Format is a Write-Attributes (§6.3.4)."""
         link = self.links.get(endpoint)
-        if link is None or self._context is None:
+        if link is None or (self._context is None and self._secure_context is None):
             return DownlinkReply("timeout")
         async with link.lock:
             if not await self._reachable(link, timeout_s):
@@ -143,11 +154,12 @@ class Downlink:
 
     async def _exchange(self, message: aiocoap.Message, timeout_s: float,
                         link: DeviceLink | None = None) -> DownlinkReply:
-        if self._context is None:
+        context = self._context_for(message)
+        if context is None:
             return DownlinkReply("timeout")
         try:
             response = await asyncio.wait_for(
-                self._context.request(message, handle_blockwise=False).response, timeout_s)
+                context.request(message, handle_blockwise=False).response, timeout_s)
         except (TimeoutError, aiocoap.error.Error, OSError) as exc:
             log.info("no answer to %s %s: %s", message.code, "/".join(message.opt.uri_path), exc)
             return DownlinkReply("timeout")
@@ -159,13 +171,16 @@ class Downlink:
                       on_notify: Callable[[DownlinkReply], None], timeout_s: float = 300.0) -> DownlinkReply:
         """GET with Observe 0; later notifications go to ``on_notify`` until ``cancel_observation``."""
         link = self.links.get(endpoint)
-        if link is None or self._context is None:
+        if link is None or (self._context is None and self._secure_context is None):
             return DownlinkReply("timeout")
         async with link.lock:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
             message = self._message(link, "GET", path, b"", None, accept, 0)
-            request = self._context.request(message, handle_blockwise=False)
+            context = self._context_for(message)
+            if context is None:
+                return DownlinkReply("timeout")
+            request = context.request(message, handle_blockwise=False)
             try:
                 response = await asyncio.wait_for(request.response, timeout_s)
             except (TimeoutError, aiocoap.error.Error, OSError):
@@ -195,7 +210,7 @@ class Downlink:
                    on_progress: Callable[[int, int], None] | None = None) -> DownlinkReply:
         """Block1 PUT of the whole image (Content-Format 42) within ``deadline_s``; the last answer."""
         link = self.links.get(endpoint)
-        if link is None or self._context is None:
+        if link is None or (self._context is None and self._secure_context is None):
             return DownlinkReply("timeout")
         sender = Block1Sender(len(image), szx)
         end_at = self._monotonic() + deadline_s

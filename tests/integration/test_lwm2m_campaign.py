@@ -17,7 +17,7 @@ import aiocoap
 import aiocoap.resource as resource
 import pytest
 
-from device_emulator.links.coap import CoapLink, _bound_port
+from device_emulator.links.coap import CoapLink, _bound_port, free_udp_port
 from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from device_emulator.lwm2m.firmware import DeviceFirmware
 from fota_server.adapters.blobs import FileBlobStore
@@ -63,7 +63,8 @@ async def _scenario(tmp_path: Path) -> None:
 
     site = resource.Site()
     server = add_lwm2m_resources(site, services)
-    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", 0), transports=["udp6"])
+    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
+                                                          transports=["udp6"])
     server.attach(context)
     port = _bound_port(context)
     woken = asyncio.Event()

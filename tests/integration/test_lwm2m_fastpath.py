@@ -10,7 +10,7 @@ from pathlib import Path
 import aiocoap
 import pytest
 
-from device_emulator.links.coap import CoapLink
+from device_emulator.links.coap import CoapLink, free_udp_port
 from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from fota_server.adapters.blobs import FileBlobStore
 from fota_server.adapters.coap_site import build_site
@@ -44,7 +44,8 @@ async def _scenario(tmp_path: Path) -> None:
     server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))
     firmware = FirmwareBlockResource(blobs)
     root = Lwm2mRoot(server, firmware, build_site(lambda: {"status": "ok"}))
-    context = await LeanContext.create_server_context(root, bind=("127.0.0.1", 0), transports=["simplesocketserver"])
+    context = await LeanContext.create_server_context(root, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
+                                                      transports=["simplesocketserver"])
     server.attach(context)
     fast = install_fast_path(context, server, firmware)
     port = fast.port
@@ -112,7 +113,7 @@ async def _endpoint_scenario(tmp_path: Path) -> None:
     endpoint = lwm2m_endpoint(services, build_site(lambda: {"status": "ok"}))
     reported = asyncio.Event()
     endpoint.server.report_listeners.append(lambda ep, report: reported.set())
-    port = await endpoint.start("127.0.0.1", 0)
+    port = await endpoint.start("127.0.0.1", free_udp_port("127.0.0.1", None))
     link = CoapLink(LwM2MClient(ClientConfig("urn:imei:490154203237518", cell=(262, 1, 77, 4242))),
                     f"coap://127.0.0.1:{port}")
     try:

@@ -11,7 +11,7 @@ import aiocoap
 import pytest
 from aiocoap.optiontypes import BlockOption
 
-from device_emulator.links.coap import _bound_port
+from device_emulator.links.coap import _bound_port, free_udp_port
 from fota_server.adapters.blobs import FileBlobStore
 from fota_server.adapters.coap_site import build_site
 from fota_server.adapters.lwm2m_blocks import FirmwareBlockResource
@@ -29,7 +29,8 @@ async def _scenario(tmp_path: Path) -> None:
     sha, _, _ = blobs.put(io.BytesIO(IMAGE), 1 << 20)
     server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))
     root = Lwm2mRoot(server, FirmwareBlockResource(blobs), build_site(lambda: {"status": "ok"}))
-    context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", 0), transports=["udp6"])
+    context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
+                                                          transports=["udp6"])
     client = await aiocoap.Context.create_client_context()
     base = f"coap://127.0.0.1:{_bound_port(context)}"
 

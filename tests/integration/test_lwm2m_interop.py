@@ -14,7 +14,7 @@ import aiocoap
 import aiocoap.resource as resource
 import pytest
 
-from device_emulator.links.coap import CoapLink, _bound_port
+from device_emulator.links.coap import CoapLink, _bound_port, free_udp_port
 from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from device_emulator.lwm2m.faults import Fault
 from device_emulator.lwm2m.firmware import DeviceFirmware
@@ -64,7 +64,9 @@ class Lab:
         link = CoapLink(LwM2MClient(config, firmware), f"coap://127.0.0.1:{self.port}")
         self.links.append(link)
         await link.start()
-        assert await link.wait_until(lambda: link.client.location != (), 10)
+        registered = await link.wait_until(lambda: link.client.location != (), 10)
+        assert registered, (link.client.phase, link.client.registrations, dict(self.server.refused), link.port,
+                            link.uplink_log)
         return link
 
     async def read(self, path: P, accept: int | None = None) -> tuple[str, dict[P, object]]:
@@ -104,7 +106,9 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
                                     version_from="1.0.0", version_to="2.0.0", protocol="LWM2M")
     site = resource.Site()
     server = add_lwm2m_resources(site, services, settings=Lwm2mSettings(queue_awake_s=5.0))
-    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", 0), transports=["udp6"])
+    # a port nobody holds: aiocoap sockets allow address reuse, and other test runs share this host
+    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
+                                                          transports=["udp6"])
     server.attach(context)
     http, http_port = await _serve_http(IMAGE)
     the_lab = Lab(services, server, context, _bound_port(context), package, http_port)
@@ -271,7 +275,7 @@ def test_int_770_771_successful_update(tmp_path: Path, method: str) -> None:
         uris = {"push": (), "pull-coap": (lab.coap_uri,), "pull-http": (lab.http_uri,)}[method]
         chosen = fm.Method.PUSH if method == "push" else fm.Method.PULL
         events = await lab.update(job(uris, chosen))
-        assert events[-1] == fm.UpdateSucceeded("2.0.0")
+        assert events[-1] == fm.UpdateSucceeded("2.0.0"), (link.client.phase, link.uplink_log, link.port, old_port)
         assert any(isinstance(e, fm.UpdateExecuted) for e in events)
         assert link.client.firmware_version == "2.0.0" and link.client.reboots == 1
         assert link.port != old_port  # re-registered from a new source port

@@ -117,6 +117,17 @@ class _FleetFirmware(DeviceFirmware):
         return super().finish_update()
 
 
+class _FleetClient(LwM2MClient):
+    """The LwM2M client, counting the registration Updates the server accepted."""
+
+    updates = 0
+
+    def on_update_reply(self, code: str, now: float) -> None:
+        if code == "2.04":
+            self.updates += 1
+        super().on_update_reply(code, now)
+
+
 class Lwm2mFleetDevice(FleetDevice):
     def __init__(self, plan: DevicePlan, hooks: FaultHooks, server: tuple[str, int], queue_mode: bool = False,
                  seed: int = 0) -> None:
@@ -126,7 +137,7 @@ class Lwm2mFleetDevice(FleetDevice):
         config = ClientConfig(plan.endpoint, lifetime_s=int(plan.interval_s), queue_mode=queue_mode,
                               manufacturer=plan.make, model=plan.model, serial=plan.device_id[-8:],
                               firmware_version=plan.version, cell=plan.cell)
-        self.client = LwM2MClient(config, firmware)
+        self.client = _FleetClient(config, firmware)
         self.relay: UdpImpairment | None = None
         if hooks.loss_rate or hooks.latency_s or hooks.offline_s:
             self.relay = UdpImpairment(server, hooks.loss_rate, hooks.latency_s, seed)

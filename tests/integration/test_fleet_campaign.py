@@ -39,7 +39,7 @@ OK = (DeviceStatus.SUCCESS, R.SUCCESS)
 RETRY, FINAL = DeviceStatus.PENDING, DeviceStatus.FAILED
 # An LwM2M device that drops off as its update starts: the attempt ends when the driver's download timeout
 # passes, with the Update Result the device last showed (0). Retried, as an unreachable device would be.
-OFFLINE_LWM2M = "LwM2M Update Result 0"
+OFFLINE_LWM2M = lookup("LWM2M", "0")[0]
 
 
 def expected(protocol: str, fault: FleetFault) -> tuple[DeviceStatus, str]:

@@ -1,0 +1,156 @@
+"""Fleet start-up time and memory per emulated device, and the server's CPU and memory under a registered fleet.
+
+    python tools/bench_fleet.py [--sizes 1000,10000] [--lifetime 60] [--window 60] [--start-rate 500]
+
+For each size: write the fleet's device manifest, start a server process that imports it (by default the
+fleet test server ``tests/integration/test_fleet_rig.py``: CoAP /rd, HTTP, OMA-DM and the engine in one
+process; ``--server-cmd`` runs another, e.g. ``fota-server run`` once it serves all three), start that many
+LwM2M devices in this process at ``--start-rate`` per second and wait until every one has registered. Then
+measure for ``--window`` seconds while the devices keep their registrations up to date (an Update every
+``lifetime / 2`` seconds each): the server's CPU share and resident memory (from /proc), and this
+process's. Prints one JSON object per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from device_emulator.fleet import Fleet, ServerUrls, raise_file_limit  # noqa: E402
+from device_emulator.fleet_provision import write_manifest  # noqa: E402
+from device_emulator.fleet_spec import FleetSpec, plan_devices  # noqa: E402
+from device_emulator.progress import StderrProgress  # noqa: E402
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICK = os.sysconf("SC_CLK_TCK")
+DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m tests.integration.test_fleet_rig --db {{db}} --manifest {{manifest}}"
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * _PAGE
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def start_server(command: str, db: Path, manifest: Path) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(shlex.split(command.format(db=db, manifest=manifest)), stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parent.parent,
+                            preexec_fn=lambda: raise_file_limit(65536))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the server prints its URLs as one JSON line when it listens
+    if not line:
+        raise RuntimeError(f"the server exited ({proc.wait()}) before it listened")
+    return proc, json.loads(line), time.monotonic() - started
+
+
+async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    spec = FleetSpec(lwm2m=size, lifetime_s=(args.lifetime, args.lifetime), seed=size,
+                     start_rate_per_s=args.start_rate)
+    plans = plan_devices(spec)
+    manifest = work / f"fleet-{size}.json"
+    write_manifest(plans, spec.account, manifest)
+    proc, urls, server_ready_s = start_server(args.server_cmd, work / f"fota-{size}.db", manifest)
+    try:
+        gc.collect()
+        rss0, cpu0 = rss_bytes(), cpu_seconds()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        fleet = Fleet(plans, ServerUrls(coap=urls["coap"]), start_rate_per_s=args.start_rate)
+        try:
+            await fleet.start()
+            started_s = loop.time() - t0
+            registered = await fleet.wait_until(lambda f: f.count("starting") == 0, args.register_timeout,
+                                                on_progress=StderrProgress(), progress_s=5)
+            registered_s = loop.time() - t0
+            waiting = fleet.count("starting")
+            gc.collect()
+            rss1, cpu1 = rss_bytes(), cpu_seconds()
+            s_cpu0, s_rss0 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
+            regs0 = sum(d.client.registrations for d in fleet.devices)  # type: ignore[attr-defined]
+            updates0 = sum(d.client.updates for d in fleet.devices)  # type: ignore[attr-defined]
+            w0 = loop.time()
+            await fleet.wait_until(lambda f: False, args.window, poll_s=1.0)
+            window = loop.time() - w0
+            s_cpu1, s_rss1 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
+            cpu2 = cpu_seconds()
+            reregistered = sum(d.client.registrations for d in fleet.devices) - regs0  # type: ignore[attr-defined]
+            updates = sum(d.client.updates for d in fleet.devices) - updates0  # type: ignore[attr-defined]
+            still = fleet.count("idle")
+        finally:
+            await fleet.stop()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {
+        "devices": size, "lifetime_s": args.lifetime, "start_rate_per_s": args.start_rate,
+        "server_ready_s": round(server_ready_s, 2),
+        "fleet_started_s": round(started_s, 2), "all_registered": registered, "not_registered": waiting,
+        "all_registered_s": round(registered_s, 2),
+        "emulator_rss_per_device_kib": round((rss1 - rss0) / size / 1024, 2),
+        "emulator_rss_mib": round(rss1 / 2**20, 1),
+        "emulator_cpu_s_startup": round(cpu1 - cpu0, 2),
+        "emulator_cpu_share_window": round((cpu2 - cpu1) / window, 3),
+        "window_s": round(window, 1), "updates_per_s_expected": round(size / (args.lifetime / 2), 1),
+        "updates_per_s_accepted": round(updates / window, 1),
+        "server_cpu_share_window": round((s_cpu1 - s_cpu0) / window, 3),
+        "server_rss_mib_registered": round(s_rss0 / 2**20, 1), "server_rss_mib_after_window": round(s_rss1 / 2**20, 1),
+        "registered_at_end": still, "full_registrations_in_window": reregistered,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--lifetime", type=int, default=60, help="registration lifetime (Update every half)")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of steady state to measure")
+    parser.add_argument("--start-rate", type=float, default=500.0, help="devices started per second")
+    parser.add_argument("--register-timeout", type=float, default=300.0)
+    parser.add_argument("--server-cmd", default=DEFAULT_SERVER,
+                        help="server command with {db} and {manifest}; prints its URLs as a JSON line")
+    args = parser.parse_args()
+    raise_file_limit(65536)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if len(sizes) > 1:  # each size in a fresh process, so that one size's memory does not hide the next one's
+        for size in sizes:
+            subprocess.run([sys.executable, __file__, *_without_sizes(sys.argv[1:]), "--sizes", str(size)],
+                           check=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(measure(sizes[0], args, Path(tmp)))
+    result["emulator_max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result), flush=True)
+
+
+def _without_sizes(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--sizes":
+            skip = True
+        elif not arg.startswith("--sizes="):
+            out.append(arg)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from . import __version__
 from .app import build_services, serve
 from .config import Config, ConfigError, load_config
+from .device_import import import_manifest
 from .devices import NewDevice
 from .errors import DomainError
 from .services import Services
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     dlist = device.add_parser("list", help="list an account's devices")
     _common(dlist)
     dlist.add_argument("--account", required=True)
+    imp = device.add_parser("import", help="add devices and credentials from a device manifest (JSON)")
+    _common(imp)
+    imp.add_argument("manifest", type=Path)
+    imp.add_argument("--account", help="import into this account instead of the manifest's")
     psk = device.add_parser("psk", help="set the DTLS-PSK identity and key (hex) of an LwM2M device")
     _common(psk)
     psk.add_argument("device_id")
@@ -150,6 +155,11 @@ def _device_command(args: argparse.Namespace, services: Services) -> None:
         licensed = bool(args.license and services.db.licenses.assign(args.account, [device.device_id],
                                                                        services.clock.now()))
         _print_json({"deviceId": device.device_id, "protocol": device.protocol, "licensed": licensed})
+    elif args.action == "import":
+        result = import_manifest(args.manifest.read_bytes(), registry, services.db.licenses, services.clock,
+                                 args.account)
+        _print_json({"account": result.account, "added": result.added, "licensed": result.licensed,
+                     "errors": result.errors[:100], "errorCount": len(result.errors)})
     elif args.action == "list":
         _print_json([{"deviceId": d.device_id, "protocol": d.protocol, "make": d.make, "model": d.model,
                       "firmwareVersion": d.firmware_version, "cell": d.serving_cell, "lineStatus": d.line_status,

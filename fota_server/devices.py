@@ -17,7 +17,7 @@ from .errors import InvalidRequest, NotFound
 from .records import PROTOCOLS, Credential, Device
 from .store.ports import AccountStore, CredentialStore, DeviceStore
 
-__all__ = ["DeviceRegistry", "NewDevice", "DEVICE_ID_RE", "token_hash"]
+__all__ = ["DeviceRegistry", "NewDevice", "DEVICE_ID_RE", "token_hash", "psk_key", "check_http_token", "check_omadm"]
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
 MAX_FIELD = 128
@@ -26,6 +26,29 @@ MAX_PSK_BYTES = 64
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def psk_key(identity: str, key_hex: str) -> bytes:
+    """The key of a valid PSK credential (RFC 4279 identity of 1-128 bytes, key of 1-64 bytes as hex)."""
+    if not identity or len(identity.encode()) > MAX_FIELD:
+        raise InvalidRequest("a PSK identity of 1-128 bytes is required")
+    try:
+        key = bytes.fromhex(key_hex.replace(":", "").replace("-", ""))
+    except ValueError:
+        raise InvalidRequest("the PSK key must be hexadecimal") from None
+    if not 1 <= len(key) <= MAX_PSK_BYTES:
+        raise InvalidRequest(f"the PSK key must be 1-{MAX_PSK_BYTES} bytes")
+    return key
+
+
+def check_http_token(token: str) -> None:
+    if not 16 <= len(token) <= 256 or any(ch.isspace() for ch in token):
+        raise InvalidRequest("an HTTP device token must be 16-256 characters without white space")
+
+
+def check_omadm(user_name: str, secret: str) -> None:
+    if not user_name or len(user_name) > MAX_FIELD or not secret or len(secret) > MAX_FIELD:
+        raise InvalidRequest("an OMA-DM user name and secret of 1-128 characters are required")
 
 
 @dataclass(frozen=True)
@@ -83,29 +106,26 @@ class DeviceRegistry:
     def set_psk(self, account_name: str, device_id: str, identity: str, key_hex: str) -> Credential:
         """DTLS-PSK credential; the identity is what the device sends in its ClientKeyExchange."""
         self._own(account_name, device_id)
-        if not identity or len(identity.encode()) > MAX_FIELD:
-            raise InvalidRequest("a PSK identity of 1-128 bytes is required")
-        try:
-            key = bytes.fromhex(key_hex.replace(":", "").replace("-", ""))
-        except ValueError:
-            raise InvalidRequest("the PSK key must be hexadecimal") from None
-        if not 1 <= len(key) <= MAX_PSK_BYTES:
-            raise InvalidRequest(f"the PSK key must be 1-{MAX_PSK_BYTES} bytes")
+        key = psk_key(identity, key_hex)
         credential = Credential(device_id, "psk", identity, key.hex(), self._clock.now())
         self._store(credential)
         return credential
 
     def new_http_token(self, account_name: str, device_id: str) -> str:
         """A fresh bearer token for HTTP check-ins; returns it once, stores its SHA-256."""
-        self._own(account_name, device_id)
         token = secrets.token_urlsafe(32)
-        self._store(Credential(device_id, "http_token", device_id, token_hash(token), self._clock.now()))
+        self.set_http_token(account_name, device_id, token)
         return token
+
+    def set_http_token(self, account_name: str, device_id: str, token: str) -> None:
+        """Give the device a token chosen elsewhere (a lab's or an emulator's); stores its SHA-256."""
+        self._own(account_name, device_id)
+        check_http_token(token)
+        self._store(Credential(device_id, "http_token", device_id, token_hash(token), self._clock.now()))
 
     def set_omadm_secret(self, account_name: str, device_id: str, user_name: str, secret: str) -> Credential:
         self._own(account_name, device_id)
-        if not user_name or len(user_name) > MAX_FIELD or not secret or len(secret) > MAX_FIELD:
-            raise InvalidRequest("an OMA-DM user name and secret of 1-128 characters are required")
+        check_omadm(user_name, secret)
         credential = Credential(device_id, "omadm", user_name, secret, self._clock.now())
         self._store(credential)
         return credential

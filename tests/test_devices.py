@@ -77,3 +77,30 @@ def test_device_commands(tmp_path: Path) -> None:
     assert len(token) >= 40 and token.encode() not in db.read_bytes()
     bad = cli("device", "psk", "d2", "--account", "acc-1", "--identity", "i2", "--key", "nothex", db=db, check=False)
     assert bad.returncode == 1 and "hexadecimal" in bad.stderr
+
+
+def test_device_import_from_a_manifest(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    create_account(db, "fleet", licenses=2)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"format": "fota-fleet-manifest/1", "account": "fleet", "devices": [
+        {"deviceId": "350000000000000", "protocol": "LWM2M", "make": "E", "model": "M", "firmwareVersion": "1.0.0",
+         "servingCell": "310-410-1-2", "license": True,
+         "credentials": {"pskIdentity": "id-0", "pskKey": "00112233445566778899aabbccddeeff"}},
+        {"deviceId": "350000000000001", "protocol": "HTTP", "firmwareVersion": "1.0.0", "license": True,
+         "credentials": {"httpToken": "0123456789abcdef0123456789abcdef"}},
+        {"deviceId": "350000000000002", "protocol": "OMADM", "license": True,
+         "credentials": {"omadmUser": "dm-2", "omadmSecret": "abc"}},
+        {"deviceId": "bad id", "protocol": "HTTP"},
+        {"deviceId": "350000000000003", "protocol": "HTTP", "credentials": {"httpToken": "short"}},
+    ]}))
+    out = json.loads(cli("device", "import", str(manifest), db=db).stdout)
+    assert (out["added"], out["licensed"], out["errorCount"]) == (3, 2, 2)  # two licenses in the account
+    assert out["errors"][0].startswith("device 3:") and "16-256" in out["errors"][1]
+    listed = {d["deviceId"]: d for d in json.loads(cli("device", "list", "--account", "fleet", db=db).stdout)}
+    assert listed["350000000000000"]["cell"] == "310-410-1-2" and set(listed) == {
+        "350000000000000", "350000000000001", "350000000000002"}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something-else", "devices": []}')
+    refused = cli("device", "import", str(bad), db=db, check=False)
+    assert refused.returncode == 1 and "fota-fleet-manifest/1" in refused.stderr

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from device_emulator import fleet_command
+from device_emulator import fleet_command, fleet_trace
 from device_emulator.http import command as http_command
 from device_emulator.lwm2m import command as lwm2m_command
 from device_emulator.omadm import command as omadm_command
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     omadm_command.add_parser(sub)
     lwm2m_command.add_parser(sub)
     fleet_command.add_parser(sub)
+    fleet_trace.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "http":
         return http_command.run(args)
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return lwm2m_command.run(args)
     if args.command == "fleet":
         return fleet_command.run(args)
+    if args.command == "one":
+        return fleet_trace.run(args)
     key = args.public_key.read_bytes() if args.public_key else None
     try:
         version = check_image(args.file.read_bytes(), args.sha256, args.signature, key)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
-from device_emulator.http.machine import HttpDeviceMachine, HttpDeviceState, HttpFaults, Phase, SendStatus
+from device_emulator.http.machine import HttpDeviceMachine, HttpDeviceState, HttpFaults, SendStatus
 from device_emulator.http.machine import _Update  # the offer record the flash check starts and fails at once
 from device_emulator.links.coap import CoapLink
 from device_emulator.links.http import HttpLink
@@ -130,9 +130,10 @@ class _FleetClient(LwM2MClient):
 
 class Lwm2mFleetDevice(FleetDevice):
     def __init__(self, plan: DevicePlan, hooks: FaultHooks, server: tuple[str, int], queue_mode: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, link_factory: Callable[[LwM2MClient, str], CoapLink] = CoapLink) -> None:
         super().__init__(plan, hooks)
         self.server = server
+        self._link_factory = link_factory
         firmware = _FleetFirmware(self, faults=hooks.lwm2m, flash_bytes=hooks.flash_bytes or 8 * 1024 * 1024)
         config = ClientConfig(plan.endpoint, lifetime_s=int(plan.interval_s), queue_mode=queue_mode,
                               manufacturer=plan.make, model=plan.model, serial=plan.device_id[-8:],
@@ -148,7 +149,7 @@ class Lwm2mFleetDevice(FleetDevice):
         if self.relay is not None:
             target = await self.relay.open()
         host = f"[{target[0]}]" if ":" in target[0] else target[0]
-        self.link = CoapLink(self.client, f"coap://{host}:{target[1]}")
+        self.link = self._link_factory(self.client, f"coap://{host}:{target[1]}")
         await self.link.start()
 
     def offline_pending(self) -> bool:
@@ -260,8 +261,8 @@ class HttpFleetDevice(FleetDevice):
         return self.machine.state.firmware_version
 
     def phase(self) -> str:
-        if self.machine.checkins == 0 or (self.machine.checkins == 1 and self.machine.phase is Phase.BUSY):
-            return "starting"
+        if self.transport.answered == 0:
+            return "starting"  # no check-in answered yet
         update = self.machine.update
         if update is None:
             return "idle"
@@ -352,8 +353,8 @@ class OmadmFleetDevice(FleetDevice):
         codes = [c for c in self.link.results if c != 200]
         if len(codes) != len(self.codes):
             self.codes = codes   # results of triggered sessions, noted here
-        if self.link.sessions_run == 0:
-            return "starting"
+        if self.transport.answered == 0:
+            return "starting"  # no DM message answered yet
         return "downloading" if self.device.job is not None else "idle"
 
 

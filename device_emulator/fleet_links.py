@@ -107,6 +107,7 @@ class ImpairedTransport(httpx.AsyncBaseTransport):
         self.offline = Offline()
         self.lost = 0
         self.requests = 0
+        self.answered = 0       # responses with a 2xx status
         self._rng = random.Random(seed)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -124,7 +125,10 @@ class ImpairedTransport(httpx.AsyncBaseTransport):
             delay, rto = delay + rto, rto * 2
         if delay:
             await asyncio.sleep(delay)
-        return await self._shared.handle_async_request(request)
+        response = await self._shared.handle_async_request(request)
+        if 200 <= response.status_code < 300:
+            self.answered += 1
+        return response
 
     async def aclose(self) -> None:
         return None

@@ -1,6 +1,7 @@
 """Fleet start-up time and memory per emulated device, and the server's CPU and memory under a registered fleet.
 
     python tools/bench_fleet.py [--sizes 1000,10000] [--lifetime 60] [--window 60] [--start-rate 500]
+    python tools/bench_fleet.py --sizes 10000 --http 2000 --omadm 500     # the mixed fleet of issue 8
 
 For each size: write the fleet's device manifest, start a server process that imports it (by default the
 fleet test server ``tests/integration/test_fleet_rig.py``: CoAP /rd, HTTP, OMA-DM and the engine in one
@@ -30,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from device_emulator.fleet import Fleet, ServerUrls, raise_file_limit  # noqa: E402
+from device_emulator.fleet_devices import Lwm2mFleetDevice  # noqa: E402
 from device_emulator.fleet_provision import write_manifest  # noqa: E402
 from device_emulator.fleet_spec import FleetSpec, plan_devices  # noqa: E402
 from device_emulator.progress import StderrProgress  # noqa: E402
@@ -63,8 +65,8 @@ def start_server(command: str, db: Path, manifest: Path) -> tuple[subprocess.Pop
 
 
 async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    spec = FleetSpec(lwm2m=size, lifetime_s=(args.lifetime, args.lifetime), seed=size,
-                     start_rate_per_s=args.start_rate)
+    spec = FleetSpec(lwm2m=size, http=args.http, omadm=args.omadm, lifetime_s=(args.lifetime, args.lifetime),
+                     checkin_s=(args.lifetime / 2, args.lifetime), seed=size, start_rate_per_s=args.start_rate)
     plans = plan_devices(spec)
     manifest = work / f"fleet-{size}.json"
     write_manifest(plans, spec.account, manifest)
@@ -74,7 +76,8 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
         rss0, cpu0 = rss_bytes(), cpu_seconds()
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        fleet = Fleet(plans, ServerUrls(coap=urls["coap"]), start_rate_per_s=args.start_rate)
+        fleet = Fleet(plans, ServerUrls(coap=urls["coap"], http=urls["http"], omadm=urls["omadm"]),
+                      start_rate_per_s=args.start_rate)
         try:
             await fleet.start()
             started_s = loop.time() - t0
@@ -85,15 +88,16 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
             gc.collect()
             rss1, cpu1 = rss_bytes(), cpu_seconds()
             s_cpu0, s_rss0 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
-            regs0 = sum(d.client.registrations for d in fleet.devices)  # type: ignore[attr-defined]
-            updates0 = sum(d.client.updates for d in fleet.devices)  # type: ignore[attr-defined]
+            lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
+            regs0 = sum(d.client.registrations for d in lwm2m)
+            updates0 = sum(d.client.updates for d in lwm2m)
             w0 = loop.time()
             await fleet.wait_until(lambda f: False, args.window, poll_s=1.0)
             window = loop.time() - w0
             s_cpu1, s_rss1 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
             cpu2 = cpu_seconds()
-            reregistered = sum(d.client.registrations for d in fleet.devices) - regs0  # type: ignore[attr-defined]
-            updates = sum(d.client.updates for d in fleet.devices) - updates0  # type: ignore[attr-defined]
+            reregistered = sum(d.client.registrations for d in lwm2m) - regs0
+            updates = sum(d.client.updates for d in lwm2m) - updates0
             still = fleet.count("idle")
         finally:
             await fleet.stop()
@@ -101,16 +105,16 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
         proc.terminate()
         proc.wait(30)
     return {
-        "devices": size, "lifetime_s": args.lifetime, "start_rate_per_s": args.start_rate,
+        "lwm2m": size, "http": args.http, "omadm": args.omadm, "lifetime_s": args.lifetime, "start_rate_per_s": args.start_rate,
         "server_ready_s": round(server_ready_s, 2),
         "fleet_started_s": round(started_s, 2), "all_registered": registered, "not_registered": waiting,
         "all_registered_s": round(registered_s, 2),
-        "emulator_rss_per_device_kib": round((rss1 - rss0) / size / 1024, 2),
+        "emulator_rss_per_device_kib": round((rss1 - rss0) / spec.total / 1024, 2),
         "emulator_rss_mib": round(rss1 / 2**20, 1),
         "emulator_cpu_s_startup": round(cpu1 - cpu0, 2),
         "emulator_cpu_share_window": round((cpu2 - cpu1) / window, 3),
-        "window_s": round(window, 1), "updates_per_s_expected": round(size / (args.lifetime / 2), 1),
-        "updates_per_s_accepted": round(updates / window, 1),
+        "window_s": round(window, 1), "lwm2m_updates_per_s_expected": round(size / (args.lifetime / 2), 1),
+        "lwm2m_updates_per_s_accepted": round(updates / window, 1),
         "server_cpu_share_window": round((s_cpu1 - s_cpu0) / window, 3),
         "server_rss_mib_registered": round(s_rss0 / 2**20, 1), "server_rss_mib_after_window": round(s_rss1 / 2**20, 1),
         "registered_at_end": still, "full_registrations_in_window": reregistered,
@@ -122,6 +126,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--lifetime", type=int, default=60, help="registration lifetime (Update every half)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of steady state to measure")
+    parser.add_argument("--http", type=int, default=0, help="HTTP devices besides each size's LwM2M devices")
+    parser.add_argument("--omadm", type=int, default=0, help="OMA-DM devices besides them")
     parser.add_argument("--start-rate", type=float, default=500.0, help="devices started per second")
     parser.add_argument("--register-timeout", type=float, default=300.0)
     parser.add_argument("--server-cmd", default=DEFAULT_SERVER,

@@ -49,6 +49,15 @@ class ServerUrls:
         return self.omadm or self.http.rstrip("/") + "/dm"
 
 
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One TLS context for every pool (building one per pool would load the CA store each time)."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def raise_file_limit(wanted: int) -> int:
     """Raise the soft limit of open files towards ``wanted`` (up to the hard limit); returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -62,7 +71,7 @@ def raise_file_limit(wanted: int) -> int:
 class Fleet:
     def __init__(self, plans: Iterable[DevicePlan], urls: ServerUrls, *, params: FaultParams = FaultParams(),
                  start_rate_per_s: float = 1000.0, lwm2m_queue_mode: bool = False,
-                 public_key_pem: bytes | None = None, http_connections: int = 256,
+                 public_key_pem: bytes | None = None, devices_per_pool: int = 8,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.plans = list(plans)
         self.urls = urls
@@ -70,8 +79,12 @@ class Fleet:
         self.start_rate_per_s = start_rate_per_s
         self.queue_mode = lwm2m_queue_mode
         self.public_key_pem = public_key_pem
-        limits = httpx.Limits(max_connections=http_connections, max_keepalive_connections=http_connections)
-        self._pools = {p: httpx.AsyncHTTPTransport(verify=verify, limits=limits) for p in ("HTTP", "OMADM")}
+        # Small shared pools: httpcore scans every connection of a pool on each request, so one big pool
+        # costs O(devices) per request; one pool per device costs a TLS context each.
+        self._per_pool = max(1, devices_per_pool)
+        self._limits = httpx.Limits(max_connections=self._per_pool, max_keepalive_connections=self._per_pool)
+        self._tls = verify if isinstance(verify, ssl.SSLContext) else _tls_context(verify)
+        self._pools: dict[int, httpx.AsyncHTTPTransport] = {}
         self.devices: list[FleetDevice] = []
         self.changed = asyncio.Event()
         self._t0 = 0.0
@@ -87,8 +100,14 @@ class Fleet:
         if plan.protocol == "LWM2M":
             return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index)
         if plan.protocol == "HTTP":
-            return HttpFleetDevice(plan, hooks, self.urls.http, self._pools["HTTP"], self.public_key_pem, seed=index)
-        return OmadmFleetDevice(plan, hooks, self.urls.dm_url(), self._pools["OMADM"], seed=index)
+            return HttpFleetDevice(plan, hooks, self.urls.http, self._pool(index), self.public_key_pem, seed=index)
+        return OmadmFleetDevice(plan, hooks, self.urls.dm_url(), self._pool(index), seed=index)
+
+    def _pool(self, index: int) -> httpx.AsyncHTTPTransport:
+        key = index // self._per_pool
+        if key not in self._pools:
+            self._pools[key] = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
+        return self._pools[key]
 
     def elapsed(self) -> float:
         return asyncio.get_running_loop().time() - self._t0
@@ -112,7 +131,7 @@ class Fleet:
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.devices), return_exceptions=True)
-        for pool in self._pools.values():
+        for pool in list(self._pools.values()):
             await pool.aclose()
 
     async def __aenter__(self) -> "Fleet":

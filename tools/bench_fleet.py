@@ -3,9 +3,9 @@
     python tools/bench_fleet.py [--sizes 1000,10000] [--lifetime 60] [--window 60] [--start-rate 500]
     python tools/bench_fleet.py --sizes 10000 --http 2000 --omadm 500     # the mixed fleet of issue 8
 
-For each size: write the fleet's device manifest, start a server process that imports it (by default the
-fleet test server ``tests/integration/test_fleet_rig.py``: CoAP /rd, HTTP, OMA-DM and the engine in one
-process; ``--server-cmd`` runs another, e.g. ``fota-server run`` once it serves all three), start that many
+For each size: write the fleet's device manifest, import it with ``fota-server account create`` and
+``fota-server device import``, start ``fota-server run`` on OS-assigned ports (``--server rig`` runs the
+fleet test server ``tests/integration/test_fleet_rig.py`` instead, which checks HTTP devices in more often), start that many
 LwM2M devices in this process at ``--start-rate`` per second and wait until every one has registered. Then
 measure for ``--window`` seconds while the devices keep their registrations up to date (an Update every
 ``lifetime / 2`` seconds each): the server's CPU share and resident memory (from /proc), and this
@@ -20,7 +20,7 @@ import gc
 import json
 import os
 import resource
-import shlex
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,9 +36,12 @@ from device_emulator.fleet_provision import write_manifest  # noqa: E402
 from device_emulator.fleet_spec import FleetSpec, plan_devices  # noqa: E402
 from device_emulator.progress import StderrProgress  # noqa: E402
 
+_ROOT = Path(__file__).resolve().parent.parent
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK = os.sysconf("SC_CLK_TCK")
-DEFAULT_SERVER = f"{shlex.quote(sys.executable)} -m tests.integration.test_fleet_rig --db {{db}} --manifest {{manifest}}"
+RIG = [sys.executable, "-m", "tests.integration.test_fleet_rig"]
+FOTA_SERVER = [sys.executable, "-m", "fota_server"]
+_LISTENING = re.compile(r"listening on (\S+): (.*)")
 
 
 def rss_bytes(pid: int | str = "self") -> int:
@@ -52,16 +55,39 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def start_server(command: str, db: Path, manifest: Path) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+def _fota_server(*args: str) -> str:
+    done = subprocess.run([*FOTA_SERVER, *args], capture_output=True, text=True, cwd=_ROOT, check=True)
+    return done.stdout
+
+
+def start_server(kind: str, db: Path, manifest: Path, devices: int) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+    """The server process and its URLs; the seconds from import to listening."""
     started = time.monotonic()
-    proc = subprocess.Popen(shlex.split(command.format(db=db, manifest=manifest)), stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parent.parent,
+    if kind == "rig":
+        command = [*RIG, "--db", str(db), "--manifest", str(manifest)]
+    else:
+        _fota_server("account", "create", "fleet", "--licenses", str(devices), "--db", str(db))
+        imported = json.loads(_fota_server("device", "import", str(manifest), "--db", str(db)))
+        if imported["errorCount"]:
+            raise RuntimeError(f"import failed: {imported['errors'][:3]}")
+        command = [*FOTA_SERVER, "run", "--db", str(db), "--http-port", "0", "--coap-port", "0", "--coaps-port",
+                   "0", "--log-level", "WARNING"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=_ROOT,
                             preexec_fn=lambda: raise_file_limit(65536))
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # the server prints its URLs as one JSON line when it listens
-    if not line:
-        raise RuntimeError(f"the server exited ({proc.wait()}) before it listened")
-    return proc, json.loads(line), time.monotonic() - started
+    for _ in range(100):
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the server exited ({proc.wait()}) before it listened")
+        if kind == "rig":
+            return proc, json.loads(line), time.monotonic() - started
+        match = _LISTENING.search(line)
+        if match:
+            ports = dict(re.findall(r"(\w+) port (\d+)", match.group(2)))
+            http = f"http://127.0.0.1:{ports['http']}"
+            urls = {"coap": f"coap://127.0.0.1:{ports['coap']}", "http": http, "omadm": http + "/dm"}
+            return proc, urls, time.monotonic() - started
+    raise RuntimeError("the server did not say where it listens")
 
 
 async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -70,7 +96,7 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
     plans = plan_devices(spec)
     manifest = work / f"fleet-{size}.json"
     write_manifest(plans, spec.account, manifest)
-    proc, urls, server_ready_s = start_server(args.server_cmd, work / f"fota-{size}.db", manifest)
+    proc, urls, server_ready_s = start_server(args.server, work / f"fota-{size}.db", manifest, spec.total)
     try:
         gc.collect()
         rss0, cpu0 = rss_bytes(), cpu_seconds()
@@ -106,7 +132,7 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
         proc.wait(30)
     return {
         "lwm2m": size, "http": args.http, "omadm": args.omadm, "lifetime_s": args.lifetime, "start_rate_per_s": args.start_rate,
-        "server_ready_s": round(server_ready_s, 2),
+        "server": args.server, "server_import_and_ready_s": round(server_ready_s, 2),
         "fleet_started_s": round(started_s, 2), "all_registered": registered, "not_registered": waiting,
         "all_registered_s": round(registered_s, 2),
         "emulator_rss_per_device_kib": round((rss1 - rss0) / spec.total / 1024, 2),
@@ -130,8 +156,8 @@ def main() -> None:
     parser.add_argument("--omadm", type=int, default=0, help="OMA-DM devices besides them")
     parser.add_argument("--start-rate", type=float, default=500.0, help="devices started per second")
     parser.add_argument("--register-timeout", type=float, default=300.0)
-    parser.add_argument("--server-cmd", default=DEFAULT_SERVER,
-                        help="server command with {db} and {manifest}; prints its URLs as a JSON line")
+    parser.add_argument("--server", choices=["fota-server", "rig"], default="fota-server",
+                        help="fota-server run (default) or the fleet test server")
     args = parser.parse_args()
     raise_file_limit(65536)
     sizes = [int(s) for s in args.sizes.split(",")]

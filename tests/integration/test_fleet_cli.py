@@ -1,6 +1,6 @@
-"""``device-emulator fleet provision`` and ``fleet run`` as a user runs them: the manifest is imported by a
-separate server process (the fleet test server), the fleet registers against it over loopback, prints its
-progress and summary, and writes the per-device results file."""
+"""``device-emulator fleet provision`` and ``fleet run`` as a user runs them: ``fota-server device import``
+takes the manifest, the fleet registers against ``fota-server run`` (a separate process) over loopback,
+prints its progress and summary, and writes the per-device results file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.serverproc import ServerProcess, cli, create_account
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +32,18 @@ def test_provision_then_run_a_fleet_against_a_server_process(tmp_path: Path) -> 
     devices = json.loads(manifest.read_text())["devices"]
     assert [d["protocol"] for d in devices] == ["LWM2M"] * 4 + ["HTTP"] * 3 + ["OMADM"] * 2
 
-    server = subprocess.Popen([sys.executable, "-m", "tests.integration.test_fleet_rig", "--db",
-                               str(tmp_path / "fota.db"), "--manifest", str(manifest)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "fota.db"
+    create_account(db, "lab")
+    imported = json.loads(cli("device", "import", str(manifest), db=db).stdout)
+    assert (imported["added"], imported["licensed"], imported["errors"]) == (9, 9, [])
+    server = ServerProcess(db).start()
     try:
-        assert server.stdout is not None
-        urls = json.loads(server.stdout.readline())
         results = tmp_path / "results.json"
-        ran = _emulator("fleet", "run", *SPEC, "--coap", urls["coap"], "--http-url", urls["http"],
-                        "--until-registered", "--duration", "45", "--progress-s", "1", "--results", str(results))
+        ran = _emulator("fleet", "run", *SPEC, "--coap", f"coap://127.0.0.1:{server.ports['coap']}",
+                        "--http-url", server.base_url, "--until-registered", "--duration", "45",
+                        "--progress-s", "1", "--results", str(results))
     finally:
-        server.terminate()
-        server.communicate(timeout=30)
+        server.stop()
     assert ran.returncode == 0, ran.stderr
     assert "all devices started" in ran.stderr and "LWM2M" in ran.stderr
     assert ran.stdout.splitlines()[0].split() == ["protocol", "idle", "total"]

@@ -1,9 +1,8 @@
-"""``device-emulator one``: one device of each protocol against a separate server process, printing a readable
+"""``device-emulator one``: one device of each protocol against ``fota-server run``, printing a readable
 trace of its protocol exchanges until it has registered (LwM2M), checked in (HTTP) or held a DM session."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from device_emulator.fleet_provision import write_manifest
 from device_emulator.fleet_spec import FleetSpec, plan_devices
+from tests.serverproc import ServerProcess, cli, create_account
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +20,14 @@ def test_one_device_of_each_protocol_prints_its_exchanges(tmp_path: Path) -> Non
     plans = plan_devices(FleetSpec(lwm2m=1, http=1, omadm=1, seed=11))
     manifest = tmp_path / "fleet.json"
     write_manifest(plans, "lab", manifest)
-    server = subprocess.Popen([sys.executable, "-m", "tests.integration.test_fleet_rig", "--db",
-                               str(tmp_path / "fota.db"), "--manifest", str(manifest)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "fota.db"
+    create_account(db, "lab")
+    cli("device", "import", str(manifest), db=db)
+    server = ServerProcess(db).start()
     traces = {}
     try:
-        assert server.stdout is not None
-        urls = json.loads(server.stdout.readline())
         for plan in plans:
-            url = urls["coap"] if plan.protocol == "LWM2M" else urls["http"]
+            url = f"coap://127.0.0.1:{server.ports['coap']}" if plan.protocol == "LWM2M" else server.base_url
             done = subprocess.run([sys.executable, "-m", "device_emulator", "one", "--protocol", plan.protocol,
                                    "--server", url, "--id", plan.device_id, "--secret", plan.secret,
                                    "--until-registered", "--duration", "30"],
@@ -36,8 +35,7 @@ def test_one_device_of_each_protocol_prints_its_exchanges(tmp_path: Path) -> Non
             assert done.returncode == 0, done.stderr
             traces[plan.protocol] = done.stdout
     finally:
-        server.terminate()
-        server.communicate(timeout=30)
+        server.stop()
     lwm2m = traces["LWM2M"]
     assert f"LWM2M -> POST /rd ep={plans[0].endpoint}" in lwm2m
     assert "registered rd/" in lwm2m and "== idle firmware 1.0.0" in lwm2m

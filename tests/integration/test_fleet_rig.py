@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import signal
 import socket
@@ -29,6 +28,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from device_emulator.fleet import ServerUrls
+from fota_server import device_import
 from fota_server.adapters import fota_http, omadm_http
 from fota_server.adapters.blobs import FileBlobStore
 from fota_server.adapters.http_driver import HttpFotaSettings
@@ -39,38 +39,19 @@ from fota_server.adapters.runner import EngineHandle, build_campaign_service, st
 from fota_server.api.errors import install_error_handlers
 from fota_server.app import build_http_app, build_services
 from fota_server.config import Config
-from fota_server.devices import NewDevice
 from fota_server.protocol.lwm2m.firmware_messages import FirmwareTimeouts
-from fota_server.records import Credential
 from fota_server.services import Services
 
 
-def import_manifest(services: Services, manifest: dict[str, Any], licenses: int = 1_000_000) -> int:
-    """What ``fota-server device import FILE`` does: the account (if new), devices, credentials, licenses."""
+def import_manifest(services: Services, manifest: dict[str, Any], licenses: int = 1_000_000) -> None:
+    """The account (if new), then ``fota-server device import``'s own import of the manifest."""
     account = manifest["account"]
     if services.db.accounts.get_account(account) is None:
         services.auth.create_account(account, license_count=licenses)
-    now = services.clock.now()
-    ids = []
-    for entry in manifest["devices"]:
-        device_id, creds = entry["deviceId"], entry.get("credentials", {})
-        services.devices.add(account, NewDevice(
-            device_id=device_id, protocol=entry["protocol"], imei=entry.get("imei", ""), make=entry["make"],
-            model=entry["model"], firmware_version=entry["firmwareVersion"],
-            serving_cell=entry.get("servingCell", "")))
-        if "httpToken" in creds:
-            digest = hashlib.sha256(creds["httpToken"].encode()).hexdigest()
-            services.db.credentials.set_credential(
-                Credential(device_id, fota_http.HTTP_TOKEN_KIND, device_id, digest, now))
-        if "omadmUser" in creds:
-            services.devices.set_omadm_secret(account, device_id, creds["omadmUser"], creds["omadmSecret"])
-        if "pskKey" in creds:
-            services.devices.set_psk(account, device_id, creds["pskIdentity"], creds["pskKey"])
-        if entry.get("license", True):
-            ids.append(device_id)
-    for start in range(0, len(ids), 1000):
-        services.db.licenses.assign(account, ids[start:start + 1000], now)
-    return len(manifest["devices"])
+    result = device_import.import_manifest(json.dumps(manifest).encode(), services.devices, services.db.licenses,
+                                           services.clock)
+    if result.errors or result.added != len(manifest["devices"]):
+        raise RuntimeError(f"manifest import failed: {result.errors[:5]}")
 
 
 class _Uvicorn(uvicorn.Server):

@@ -228,8 +228,9 @@ class CoapLink:
                 delay = max(0.0, (deadline - self.now()) / self.speed)
             else:
                 delay = 3600.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation that stops us
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self.client.on_timer(self.now())

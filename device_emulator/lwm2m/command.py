@@ -13,7 +13,7 @@ import asyncio
 import json
 from typing import Any
 
-from .client import ClientConfig, LwM2MClient
+from .client import ClientConfig, ClientPhase, LwM2MClient
 from .faults import Fault
 from .firmware import DeviceFirmware
 
@@ -66,6 +66,7 @@ async def _run(args: argparse.Namespace) -> int:
     link = CoapLink(client, args.server, bind_host=args.bind)
     await link.start()
     seen: tuple[object, ...] = ()
+    answered_at_boot = 0
     loop = asyncio.get_running_loop()
     end = loop.time() + args.run_s if args.run_s > 0 else None
     try:
@@ -78,11 +79,16 @@ async def _run(args: argparse.Namespace) -> int:
                 _print("status", phase=now_seen[0], location="/".join(client.location), port=link.port,
                        firmware_version=now_seen[2], state=now_seen[3], result=now_seen[4],
                        last_request=" ".join(link.answered[-1]) if link.answered else "")
-            if args.until_version and client.firmware_version == args.until_version:
-                break
+            if (args.until_version and client.firmware_version == args.until_version
+                    and client.phase is ClientPhase.REGISTERED
+                    and any(path == "/3/0/3" for _, path, _ in link.answered[answered_at_boot:])):
+                break  # re-registered on the new version and the server has read the version back
+            if client.firmware_version != args.until_version:
+                answered_at_boot = len(link.answered)
             timeout = None if end is None else max(0.0, end - loop.time())
-            try:
-                await asyncio.wait_for(link.changed.wait(), timeout)
+            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                async with asyncio.timeout(timeout):
+                    await link.changed.wait()
             except TimeoutError:
                 break
     finally:

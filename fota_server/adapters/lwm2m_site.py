@@ -106,8 +106,9 @@ class Lwm2mServer:
             self._changed.clear()
             wait_s = 3600.0 if deadline is None else (deadline - self.clock.now()).total_seconds()
             if wait_s > 0:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), min(wait_s, 3600.0))
+                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    async with asyncio.timeout(min(wait_s, 3600.0)):
+                        await self._changed.wait()
                 except TimeoutError:
                     pass
             self.expire(self.clock.now())

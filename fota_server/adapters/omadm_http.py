@@ -186,8 +186,9 @@ class OmadmServer:
     async def run_dispatcher(self, poll_s: float = 1.0) -> None:
         """Send Package 0s as the driver asks for them; runs until cancelled."""
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancellation
+                async with asyncio.timeout(poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             await self.dispatcher.dispatch()
 

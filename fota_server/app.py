@@ -23,9 +23,10 @@ from .adapters.dtls import (
 )
 from .adapters.http_driver import HttpFotaSettings
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
-from .adapters.lwm2m_site import Lwm2mServer, add_lwm2m_resources
+from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
 from .adapters.runner import EngineHandle, start_engine
 from .campaign.drivers import ProtocolDriver
+from .protocol.lwm2m.device_data import device_id_for_endpoint
 from .api import (
     auth_routes, callbacks, campaigns, device_credentials, device_logging, devices, firmware_sync, health, licenses, management, openapi, packages,
     reports,
@@ -97,7 +98,8 @@ class RunningServer:
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._coap: aiocoap.Context | None = None
-        self._lwm2m: Lwm2mServer | None = None
+        self._lwm2m: Lwm2mEndpoint | None = None
+        self._lwm2m_driver: Lwm2mDriver | None = None
         self._engine: EngineHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
@@ -140,19 +142,23 @@ class RunningServer:
     async def _start_coap(self) -> ProtocolDriver:
         config = self.services.config
         site = build_site(lambda: health.health_status(self.services))
-        self._lwm2m = add_lwm2m_resources(site, self.services)
-        self._coap = await aiocoap.Context.create_server_context(
-            site, bind=(config.host, config.coap_port), transports=["udp6"])
-        self.services.ports["coap"] = _coap_port(self._coap)
+        self._lwm2m = lwm2m_endpoint(self.services, site)
+        self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config))
+        self._coap = self._lwm2m.context
+        campaigns = self.services.campaigns
+        self._lwm2m.server.report_listeners.append(
+            lambda endpoint, _report: campaigns.offer_device(device_id_for_endpoint(endpoint)[1]))
         if config.coaps_enabled:
             await self._start_coaps()
-        self._lwm2m.attach(self._coap)
+            creds = self.services.db.credentials
+            self._lwm2m.server.requires_dtls = lambda device_id: creds.get_credential(device_id, "psk") is not None
         host = config.advertised_host
         settings = Lwm2mDriverSettings(
             coap_base=f"coap://{_url_host(host)}:{self.services.ports['coap']}",
             http_base=f"{'https' if config.https else 'http'}://{_url_host(host)}:{self.services.ports['http']}")
         blobs = FileBlobStore(config.resolved_data_dir / "blobs")
-        return Lwm2mDriver(self._lwm2m, self.services.db.packages, blobs, settings)
+        self._lwm2m_driver = Lwm2mDriver(self._lwm2m.server, self.services.db.packages, blobs, settings)
+        return self._lwm2m_driver
 
     async def _start_coaps(self) -> None:
         """CoAPS (DTLS-PSK) in the same CoAP context; a device may register only as its identity's endpoint."""
@@ -189,10 +195,10 @@ class RunningServer:
             self._http.should_exit = True
         if self._http_task is not None:
             await self._http_task
+        if self._lwm2m_driver is not None:
+            await self._lwm2m_driver.stop()
         if self._lwm2m is not None:
-            await self._lwm2m.stop()
-        if self._coap is not None:
-            await self._coap.shutdown()
+            await self._lwm2m.stop()  # flushes registrations, closes CoAP and CoAPS
         self.services.db.close()
         self.stopped.set()
 
@@ -215,13 +221,18 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _coap_port(ctx: aiocoap.Context) -> int:
-    for interface in ctx.request_interfaces:
-        message_interface = getattr(getattr(interface, "token_interface", None), "message_interface", None)
-        transport = getattr(message_interface, "transport", None)
-        if transport is not None:
-            return int(transport.get_extra_info("socket").getsockname()[1])
-    raise RuntimeError("the CoAP context has no UDP transport")
+def coap_port_to_bind(config: Config) -> int:
+    """The CoAP port to bind. aiocoap sets SO_REUSEADDR on its UDP sockets, with which the kernel may hand
+    out, for port 0, a port another such socket already holds; so port 0 is resolved here first, with a
+    plain socket that does not share."""
+    if config.coap_port != 0:
+        return config.coap_port
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((config.host, 0))
+        return int(probe.getsockname()[1])
+
+
 
 
 async def serve(config: Config, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:

@@ -65,7 +65,9 @@ class Lwm2mServer:
         self.devices = devices
         self.downlink = Downlink(settings.queue_awake_s, monotonic)
         self.listeners: list[RegistrationListener] = []
-        self.report_listeners: list[Callable[[str, DeviceReport], None]] = []  # (endpoint, what /3/0 and /4/0 said)
+        self.report_listeners: list[Callable[[str, DeviceReport], None]] = []
+        # a device with a DTLS credential may register only over CoAPS (set by the wiring)
+        self.requires_dtls: Callable[[str], bool] = lambda _device_id: False  # (endpoint, what /3/0 and /4/0 said)
         self.reports: dict[str, DeviceReport] = {}
         self.refused: Counter[str] = Counter()
         self._monotonic = monotonic
@@ -142,6 +144,10 @@ class Lwm2mServer:
                     remote: Any, address: str, identity: str | None = None) -> RdReply:
         """Register (§6.2.1); raises PeerError for a request to answer with its hint."""
         params = parse_register(query, payload, content_format, confirmable)
+        if identity is None and self.requires_dtls(device_id_for_endpoint(params.endpoint)[1]):
+            log.warning("plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
+                        params.endpoint)
+            return RdReply("4.03")
         reply = self.book.register(params, address, self.clock.now(), identity)
         self._dispatch(remote)
         return reply

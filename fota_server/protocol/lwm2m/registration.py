@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Sequence, Union
 
 from ..errors import DecodeError, PeerError
+from .device_data import device_id_for_endpoint
 from .linkformat import ObjectList, parse_object_list
 
 __all__ = [
@@ -224,8 +225,9 @@ class RegistrationBook:
 
     def register(self, params: RegistrationParams, address: str, now: datetime,
                  identity_endpoint: str | None = None) -> RdReply:
-        if identity_endpoint is not None and identity_endpoint != params.endpoint:
-            return RdReply("4.03")
+        if identity_endpoint is not None and identity_endpoint not in (
+                params.endpoint, device_id_for_endpoint(params.endpoint)[1]):
+            return RdReply("4.03")  # a DTLS identity registers only as its own device (urn:imei:<id> or <id>)
         old = self.by_endpoint(params.endpoint)
         if old is None and len(self._by_id) >= self.max_registrations:
             return RdReply("5.03")

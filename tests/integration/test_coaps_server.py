@@ -1,0 +1,58 @@
+"""CoAPS through ``fota-server run`` with libcoap's ``coap-client`` (OpenSSL and GnuTLS builds): a device with a
+provisioned PSK registers as its own endpoint only, a wrong key or identity gets nowhere, and plain CoAP is refused
+for a device that has a PSK."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.serverproc import ServerProcess, cli, create_account
+
+pytestmark = pytest.mark.integration
+DEVICE = "490154203237518"
+KEY = b"secretPSK-modem1".hex()  # coap-client takes the key as text
+
+
+def _client(binary: str, uri: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    path = shutil.which(binary)
+    assert path is not None, f"{binary} is missing: .ci/run installs the Debian package libcoap3-bin"
+    return subprocess.run([path, "-m", "post", "-B", "8", "-t", "40", "-e", "</1/0>,</3/0>,</5/0>", *extra, uri],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    db = tmp_path / "fota.db"
+    create_account(db, "lab")
+    for device_id in (DEVICE, "490154203237519"):
+        cli("device", "add", device_id, "--account", "lab", "--protocol", "LWM2M", db=db)
+    cli("device", "psk", DEVICE, "--account", "lab", "--identity", "lab-modem-1", "--key", KEY, db=db)
+    return server_factory(db)
+
+
+@pytest.mark.parametrize("binary", ["coap-client-openssl", "coap-client-gnutls"])
+def test_psk_device_registers_as_itself_only(server: ServerProcess, binary: str) -> None:
+    coaps = f"coaps://127.0.0.1:{server.ports['coaps']}"
+    key = ["-u", "lab-modem-1", "-k", bytes.fromhex(KEY).decode("latin-1")]
+    ok = _client(binary, f"{coaps}/rd?ep=urn:imei:{DEVICE}&lt=60&lwm2m=1.1", *key, "-v", "6")
+    assert "2.01" in ok.stdout + ok.stderr, ok.stdout + ok.stderr
+    other = _client(binary, f"{coaps}/rd?ep=urn:imei:490154203237519&lt=60&lwm2m=1.1", *key, "-v", "6")
+    assert "4.03" in other.stdout + other.stderr and "2.01" not in other.stdout + other.stderr
+    wrong_key = _client(binary, f"{coaps}/rd?ep=urn:imei:{DEVICE}&lt=60", "-u", "lab-modem-1", "-k", "wrong-key", "-v", "6")
+    assert "2.01" not in wrong_key.stdout + wrong_key.stderr
+    wrong_id = _client(binary, f"{coaps}/rd?ep=urn:imei:{DEVICE}&lt=60", "-u", "nobody",
+                       "-k", bytes.fromhex(KEY).decode("latin-1"), "-v", "6")
+    assert "2.01" not in wrong_id.stdout + wrong_id.stderr
+
+
+def test_plain_coap_is_refused_for_a_psk_device(server: ServerProcess) -> None:
+    coap = f"coap://127.0.0.1:{server.ports['coap']}"
+    refused = _client("coap-client-notls", f"{coap}/rd?ep=urn:imei:{DEVICE}&lt=60", "-v", "6")
+    assert "4.03" in refused.stdout + refused.stderr
+    allowed = _client("coap-client-notls", f"{coap}/rd?ep=urn:imei:490154203237519&lt=60", "-v", "6")
+    assert "2.01" in allowed.stdout + allowed.stderr

@@ -7,14 +7,14 @@
        {"deviceId": "350000000000000", "protocol": "LWM2M", "imei": "350000000000000",
         "make": "FOTA Emulator", "model": "EMU-1", "firmwareVersion": "1.0.0",
         "servingCell": "310-410-100-1000", "license": true,
-        "credentials": {"lwm2mEndpoint": "urn:imei:350000000000000",
-                        "pskIdentity": "350000000000000", "pskKey": "<32 hex digits>"}},
+        "credentials": {"lwm2mEndpoint": "urn:imei:350000000000000"}},
        {"deviceId": "...", "protocol": "HTTP", ..., "credentials": {"httpToken": "<32 hex digits>"}},
        {"deviceId": "...", "protocol": "OMADM", ...,
         "credentials": {"omadmDevId": "IMEI:...", "omadmUser": "dm-...", "omadmSecret": "<32 hex digits>"}}]}
 
 The HTTP token is the device's bearer token (stored hashed by the server), the OMA-DM user and secret
-are the DM account, the PSK is for CoAPS (the fleet itself speaks plain CoAP).
+are the DM account. LwM2M devices get no PSK (``"pskIdentity"``, ``"pskKey"``) unless asked with ``psk=True``:
+the server then insists on CoAPS for them, and the fleet speaks plain CoAP.
 """
 
 from __future__ import annotations
@@ -30,23 +30,24 @@ __all__ = ["MANIFEST_FORMAT", "manifest", "write_manifest", "credentials_of"]
 MANIFEST_FORMAT = "fota-fleet-manifest/1"
 
 
-def credentials_of(plan: DevicePlan) -> dict[str, str]:
+def credentials_of(plan: DevicePlan, psk: bool = False) -> dict[str, str]:
     if plan.protocol == "LWM2M":
-        return {"lwm2mEndpoint": plan.endpoint, "pskIdentity": plan.device_id, "pskKey": plan.secret}
+        keys = {"pskIdentity": plan.device_id, "pskKey": plan.secret} if psk else {}
+        return {"lwm2mEndpoint": plan.endpoint, **keys}
     if plan.protocol == "HTTP":
         return {"httpToken": plan.secret}
     return {"omadmDevId": plan.dev_id, "omadmUser": plan.user_name, "omadmSecret": plan.secret}
 
 
-def manifest(plans: Iterable[DevicePlan], account: str) -> dict[str, Any]:
+def manifest(plans: Iterable[DevicePlan], account: str, psk: bool = False) -> dict[str, Any]:
     return {"format": MANIFEST_FORMAT, "account": account, "devices": [
         {"deviceId": p.device_id, "protocol": p.protocol, "imei": p.device_id, "make": p.make, "model": p.model,
          "firmwareVersion": p.version, "servingCell": cell_text(p.cell), "license": True,
-         "credentials": credentials_of(p)} for p in plans]}
+         "credentials": credentials_of(p, psk)} for p in plans]}
 
 
-def write_manifest(plans: Iterable[DevicePlan], account: str, path: Path) -> int:
+def write_manifest(plans: Iterable[DevicePlan], account: str, path: Path, psk: bool = False) -> int:
     """Write the manifest; returns the number of devices in it."""
-    data = manifest(plans, account)
+    data = manifest(plans, account, psk)
     path.write_text(json.dumps(data, indent=None, separators=(",", ":")) + "\n")
     return len(data["devices"])

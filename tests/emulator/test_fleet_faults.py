@@ -98,7 +98,9 @@ def test_manifest_carries_identity_cell_and_credentials(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data == manifest(plans, "lab") and data["format"] == MANIFEST_FORMAT and data["account"] == "lab"
     by_protocol = {d["protocol"]: d for d in data["devices"]}
-    assert set(by_protocol["LWM2M"]["credentials"]) == {"lwm2mEndpoint", "pskIdentity", "pskKey"}
+    assert set(by_protocol["LWM2M"]["credentials"]) == {"lwm2mEndpoint"}
+    with_psk = manifest(plans, "lab", psk=True)["devices"][0]["credentials"]
+    assert set(with_psk) == {"lwm2mEndpoint", "pskIdentity", "pskKey"} and len(with_psk["pskKey"]) == 32
     assert by_protocol["LWM2M"]["credentials"]["lwm2mEndpoint"] == "urn:imei:" + by_protocol["LWM2M"]["deviceId"]
     assert set(by_protocol["HTTP"]["credentials"]) == {"httpToken"}
     assert by_protocol["OMADM"]["credentials"]["omadmDevId"] == "IMEI:" + by_protocol["OMADM"]["deviceId"]

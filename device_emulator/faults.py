@@ -114,13 +114,13 @@ def assign_faults(count: int, rates: Mapping[FleetFault, float], seed: int) -> l
     """
     if any(r < 0 for r in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
         raise ValueError("fault rates must be non-negative and add up to at most 1")
-    faults = [f for f in FleetFault if f is not FleetFault.NONE and rates.get(f, 0.0) > 0]
+    faults: list[FleetFault] = [f for f in FleetFault if f is not FleetFault.NONE and rates.get(f, 0.0) > 0]
     exact = {f: rates[f] * count for f in faults}
     counts = {f: int(exact[f]) for f in faults}
     budget = min(count, round(sum(exact.values()))) - sum(counts.values())
     for f in sorted(faults, key=lambda f: (exact[f] - counts[f], -faults.index(f)), reverse=True)[:max(0, budget)]:
         counts[f] += 1
-    out = [f for f in faults for _ in range(counts[f])]
+    out: list[FleetFault] = [f for f in faults for _ in range(counts[f])]
     out += [FleetFault.NONE] * (count - len(out))
     random.Random(seed).shuffle(out)
     return out

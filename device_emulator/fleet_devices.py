@@ -23,7 +23,7 @@ from device_emulator.links.http import HttpLink
 from device_emulator.links.omadm import OmadmLink, SessionFailed
 from device_emulator.lwm2m.client import ClientConfig, ClientPhase, LwM2MClient
 from device_emulator.lwm2m.firmware import DeviceFirmware, PackageAnswer
-from device_emulator.omadm import ClientConfig as DmConfig, DeviceProfile, OmadmDevice
+from device_emulator.omadm import ClientConfig as DmConfig, DeviceProfile, Fault as OmadmFault, OmadmDevice
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.http_fota.manifest import Offer, ReportState, ResultCode, decode_report
 from fota_server.protocol.lwm2m.blockwise import BlockOption
@@ -78,10 +78,28 @@ class FleetDevice:
         self.offline.begin(asyncio.get_running_loop().time(), self.hooks.offline_s)
 
     def result(self) -> DeviceResult:
-        state = self.state() if self.state() != "offline" else "offline"
+        state = self.state()  # first: an OMA-DM device takes the results of triggered sessions into codes here
+        code = self.codes[-1] if self.codes else None
         return DeviceResult(self.plan.device_id, self.plan.protocol, cell_text(self.plan.cell), self.plan.make,
                             self.plan.model, self.plan.fault.value, self.plan.version, self.version(), state,
-                            self.codes[-1] if self.codes else None, tuple(self.codes))
+                            code, tuple(self.codes), code_name(self.plan.protocol, code))
+
+
+_HTTP_CODES = {v: k for k, v in vars(ResultCode).items() if isinstance(v, int) and not k.startswith("_")}
+
+
+def code_name(protocol: str, code: int | None) -> str:
+    """The name of a device's failure code in its protocol (LwM2M Update Result, HTTP result, FUMO result)."""
+    if code is None:
+        return ""
+    try:
+        if protocol == "LWM2M":
+            return UpdateResult(code).name
+        if protocol == "OMADM":
+            return OmadmFault(code).name
+    except ValueError:
+        return str(code)
+    return _HTTP_CODES.get(code, str(code))
 
 
 # ------------------------------------------------------------------------------------------------ LwM2M

@@ -24,6 +24,7 @@ class DeviceResult:
     final_state: str           # updated, failed, idle, downloading, updating, starting, offline
     result_code: int | None    # the last failure code the device reported (LwM2M /5/0/5, HTTP report, FUMO 1226)
     codes: tuple[int, ...] = ()
+    result_name: str = ""      # that code's name in its protocol, e.g. INTEGRITY_FAILURE, CORRUPT_PACKAGE
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -33,7 +33,7 @@ def test_fault_counts_are_the_rates_rounded() -> None:
 
 
 def test_small_fleets_get_the_largest_remainders() -> None:
-    rates = {f: 0.1 for f in FleetFault if f is not FleetFault.NONE}
+    rates: dict[FleetFault, float] = {f: 0.1 for f in FleetFault if f is not FleetFault.NONE}
     counts = Counter(assign_faults(10, rates, 5))
     assert all(counts[f] == 1 for f in rates) and counts[FleetFault.NONE] == 10 - len(rates)
     three = Counter(assign_faults(3, {FleetFault.LATENCY: 0.5, FleetFault.OFFLINE: 0.5}, 5))

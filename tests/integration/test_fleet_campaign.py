@@ -107,6 +107,7 @@ async def _scenario(tmp_path: Path) -> None:
             assert seen[plan.device_id] == expected(plan.protocol, plan.fault), (plan.protocol, plan.fault)
             device = by_id[plan.device_id]
             assert device.result_code == expected_result(plan.fault, plan.protocol), (plan, device)
+            assert bool(device.result_name) == (device.result_code is not None), device
             updated = seen[plan.device_id][0] == DeviceStatus.SUCCESS
             assert device.final_version == ("2.0.0" if updated else "1.0.0"), (plan, device)
 

@@ -10,6 +10,7 @@ fleet applies on the device's real socket. ``expected_result`` is what the devic
 from __future__ import annotations
 
 import enum
+import functools
 import random
 from dataclasses import dataclass
 from typing import Mapping
@@ -61,8 +62,10 @@ class FaultHooks:
     offline_s: float = 0.0
 
 
+@functools.lru_cache(maxsize=256)
 def hooks_for(fault: FleetFault, protocol: str, params: FaultParams = FaultParams()) -> FaultHooks:
-    """The per-protocol hooks of ``fault`` (a ValueError for an unknown protocol)."""
+    """The per-protocol hooks of ``fault`` (a ValueError for an unknown protocol); one shared object per
+    fault, protocol and parameters, so that a fleet's devices do not each hold a copy."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     lw = protocol == "LWM2M"

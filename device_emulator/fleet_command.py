@@ -1,6 +1,7 @@
 """``device-emulator fleet``: plan, provision and run a fleet of emulated devices.
 
     device-emulator fleet provision --lwm2m 1000 --http 200 --omadm 50 --out fleet.json
+    fota-server account create fleet --licenses 1250     # once: the account the manifest names
     fota-server device import fleet.json                 # the server learns the devices and credentials
     device-emulator fleet run --lwm2m 1000 --http 200 --omadm 50 \\
         --coap coap://127.0.0.1:5683 --http-url http://127.0.0.1:8080 --results results.json
@@ -8,7 +9,13 @@
 Both subcommands draw the same devices from the same spec and seed (``--spec FILE`` is JSON with the
 ``FleetSpec`` fields; flags override it). ``--fault NAME=RATE`` gives a share of each protocol's devices
 a fault: none, packet-loss, latency, connection-cut, integrity-failure, not-enough-flash, update-failure,
-reboot-loop, offline.
+reboot-loop, offline. A spec file looks like::
+
+    {"lwm2m": 10000, "http": 2000, "omadm": 500, "cells": 20, "seed": 7, "account": "fleet",
+     "models": [["Quectel", "BG96", 3], ["Nordic", "nRF9160", 1]], "versions": [["1.0.0", 9], ["0.9.0", 1]],
+     "lifetime_s": [300, 600], "checkin_s": [60, 120], "start_rate_per_s": 500,
+     "faults": {"packet-loss": 0.02, "update-failure": 0.01, "offline": 0.05},
+     "fault_params": {"loss_rate": 0.2, "latency_s": 0.3, "offline_s": 20, "cut_after_bytes": 2048}}
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ def _spec_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    fleet = sub.add_parser("fleet", help="many devices of all three protocols in one process, with faults")
+    fleet = sub.add_parser("fleet", help="many devices of all three protocols in one process, with faults",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = fleet.add_subparsers(dest="fleet_action", required=True)
     provision = actions.add_parser("provision", help="write the device manifest the server imports")
     _spec_flags(provision)
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fleet_action == "provision":
         count = write_manifest(plan_devices(spec), spec.account, args.out)
         print(f"{count} devices of account {spec.account!r} in {args.out}; import them with:\n"
+              f"  fota-server account create {spec.account} --licenses {count}   (if it does not exist)\n"
               f"  fota-server device import {args.out}")
         return 0
     if spec.lwm2m and not args.coap or (spec.http or spec.omadm) and not args.http_url and not args.omadm_url:

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from . import __version__
 from .app import build_services, serve
 from .config import Config, ConfigError, load_config
+from .demo import DemoOptions, run_demo
 from .device_import import import_manifest
 from .devices import NewDevice
 from .errors import DomainError
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="serve HTTPS (a generated self-signed certificate unless tls_cert_file/tls_key_file are set)")
     run.add_argument("--sample", action="store_true", help="create a sample account and load the sample firmware")
     run.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default INFO)")
+
+    demo = sub.add_parser("demo", help="run the server, a fleet of emulated devices and a campaign, then report")
+    demo.add_argument("--lwm2m", type=int, default=150, help="LwM2M devices (default 150)")
+    demo.add_argument("--http", type=int, default=100, help="HTTP devices (default 100)")
+    demo.add_argument("--omadm", type=int, default=50, help="OMA-DM devices (default 50)")
+    demo.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    demo.add_argument("--keep", type=Path, help="keep the database and fleet results in this folder")
+    demo.add_argument("--config", help=argparse.SUPPRESS)
 
     account = sub.add_parser("account", help="manage accounts").add_subparsers(dest="action", required=True)
     create = account.add_parser("create", help="create an account; prints its API client and user credentials")
@@ -178,6 +187,9 @@ def _device_command(args: argparse.Namespace, services: Services) -> None:
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "run":
         return _run(args, config)
+    if args.command == "demo":
+        return run_demo(config, DemoOptions(lwm2m=args.lwm2m, http=args.http, omadm=args.omadm,
+                                            timeout_s=args.timeout, keep=args.keep))
     services = build_services(config)
     try:
         if args.command == "account" and args.action == "create":

@@ -129,7 +129,9 @@ class RunningServer:
 
     def _http_driver(self) -> ProtocolDriver:
         stores = self.services.extra["campaign_stores"]
-        driver = fota_http.build_http_driver(self.services, HttpFotaSettings(),
+        interval = self.services.config.http_checkin_interval_s
+        settings = HttpFotaSettings(checkin_interval_s=interval, busy_interval_s=min(30, interval))
+        driver = fota_http.build_http_driver(self.services, settings,
                                              campaign_lookup=stores.campaigns.get_campaign)
         self.services.extra["http_driver"] = driver
         return driver

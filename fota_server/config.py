@@ -38,6 +38,7 @@ class Config:
     max_firmware_bytes: int = 64 * 1_048_576
     log_level: str = "INFO"
     callback_ttl_days: int = 7
+    http_checkin_interval_s: int = 300  # what HTTP devices are told: check in again after about this long
     public_host: str = ""  # the address devices reach us at, for firmware URIs; default: host (or 127.0.0.1)
     https: bool = False
     tls_cert_file: str = ""  # with https and no files: a self-signed certificate in <data_dir>/tls

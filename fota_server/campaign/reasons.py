@@ -55,6 +55,8 @@ _LWM2M_RETRYABLE = {3, 4, 5, 8, 11}
 LWM2M_REASONS: dict[int, tuple[str, bool]] = {
     code: (lwm2m_objects.result_reason(code), code in _LWM2M_RETRYABLE) for code in range(2, 12)
 }
+# Update Result still 0 when the attempt timed out: the device went quiet after it started.
+LWM2M_REASONS[0] = (EngineReason.TIMEOUT, True)
 
 _FUMO_FINAL = {401, 403, 404, 405, 408, 411}
 FUMO_REASONS: dict[int, tuple[str, bool]] = {
@@ -68,6 +70,14 @@ HTTP_REASONS: dict[str, tuple[str, bool]] = {
     "download-failed": ("The device could not download the package", True),
     "hash-mismatch": ("The downloaded package failed its hash check", True),
     "install-failed": ("The device could not install the package", True),
+    # the HTTP endpoint's result codes that have no generic name (docs/http-fota.md, "Result codes")
+    "httpnotenoughstorage": ("Not enough storage on the device for the package", False),
+    "httpoutofmemory": ("The device ran out of memory during the download", True),
+    "httpunsupportedpackage": ("The device does not support this package type", False),
+    "httpsignatureinvalid": ("The package signature did not verify on the device", False),
+    "httpwrongstartingversion": ("The device is not on the campaign's starting version", False),
+    "httprebootfailed": ("The device could not boot the new firmware and went back to the old one", True),
+    "httpfailureunspecified": ("The device reported a failure without a result code", True),
 }
 
 

@@ -1,0 +1,226 @@
+"""``fota-server demo``: the server, a fleet of emulated devices over real sockets, and a campaign run through
+the public API, with live progress and the final report (failed devices with their reasons).
+
+Steps: start the server on a fresh SQLite file (ports chosen by the OS), create an account and firmware for
+the three protocols, let ``device-emulator fleet provision`` draw the fleet (devices of three protocols over
+20 cells, a few with injected faults) and import it, start ``device-emulator fleet run`` as its own process,
+schedule a pilot of 10 LwM2M devices over the SMS API, then, once the pilot has updated, the full campaigns
+(v3 for LwM2M, v2 for HTTP, v1 for OMA-DM), and print progress until every device has had its say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .app import RunningServer, build_services
+from .config import Config
+from .device_import import import_manifest
+from .protocol.image import build_image
+
+__all__ = ["DemoOptions", "run_demo"]
+
+ACCOUNT = "0000123456-00001"
+MAKE, MODEL, FROM, TO = "FOTA Emulator", "EMU-1", "1.0.0", "1.1.0"
+FAULTS = ("integrity-failure=0.03", "update-failure=0.03", "not-enough-flash=0.02", "connection-cut=0.02")
+PILOT = 10
+SETTLED = {"UpgradeSuccess", "UpgradeFailed", "RequestFailed", "UpgradeCancelled"}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    lwm2m: int = 150
+    http: int = 100
+    omadm: int = 50
+    cells: int = 20
+    timeout_s: float = 600.0
+    progress_s: float = 3.0
+    keep: Path | None = None
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _firmware_name(protocol: str) -> str:
+    return f"EMU-1 {FROM} to {TO} ({protocol})"
+
+
+def _prepare(config: Config, options: DemoOptions, workdir: Path) -> dict[str, Any]:
+    """Account, firmware for each protocol, and the fleet's devices (drawn and imported)."""
+    services = build_services(config)
+    try:
+        creds = services.auth.create_account(ACCOUNT, license_count=options.lwm2m + options.http + options.omadm)
+        services.db.accounts.update_settings(ACCOUNT, {"cell_cap": 4})
+        image = build_image(MAKE, MODEL, TO, 64 * 1024)
+        for protocol in ("LWM2M", "HTTP", "OMADM"):
+            services.firmware.add(io.BytesIO(image), name=_firmware_name(protocol), make=MAKE, model=MODEL,
+                                  version_from=FROM, version_to=TO, protocol=protocol)
+        manifest = workdir / "fleet-manifest.json"
+        _fleet("provision", options, "--out", str(manifest), check=True)
+        result = import_manifest(manifest.read_bytes(), services.devices, services.db.licenses, services.clock,
+                                 ACCOUNT)
+        _say(f"imported {result.added} devices ({result.licensed} licensed) into account {ACCOUNT}")
+        return dict(creds.__dict__)
+    finally:
+        services.db.close()
+
+
+def _fleet_args(options: DemoOptions) -> list[str]:
+    args = ["--lwm2m", str(options.lwm2m), "--http", str(options.http), "--omadm", str(options.omadm),
+            "--cells", str(options.cells), "--seed", "7", "--account", ACCOUNT]
+    for fault in FAULTS:
+        args += ["--fault", fault]
+    return args
+
+
+def _fleet(action: str, options: DemoOptions, *extra: str, check: bool = False) -> None:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "device_emulator", "fleet", action, *_fleet_args(options), *extra],
+                   check=check, capture_output=True, text=True, timeout=120)
+
+
+async def _session(client: httpx.AsyncClient, creds: dict[str, Any]) -> None:
+    token = (await client.post("/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
+                               data={"grant_type": "client_credentials"})).json()["access_token"]
+    session = (await client.post("/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
+                                 json={"username": creds["username"], "password": creds["password"]})).json()
+    client.headers.update({"Authorization": f"Bearer {token}", "VZ-M2M-Token": session["sessionToken"]})
+
+
+async def _devices(client: httpx.AsyncClient, protocol: str) -> list[str]:
+    ids: list[str] = []
+    cursor = ""
+    for _ in range(100):
+        page = (await client.get(f"/api/fota/v3/devices/{ACCOUNT}", params={
+            "protocol": {"OMADM": "OMDADM"}.get(protocol, protocol), **({"lastSeenDeviceId": cursor} if cursor else {})
+        })).json()
+        ids += [d["deviceId"] for d in page["deviceList"]]
+        if not page.get("hasMoreData"):
+            break
+        cursor = page["lastSeenDeviceId"]
+    return ids
+
+
+async def _schedule(client: httpx.AsyncClient, protocol: str, devices: list[str]) -> dict[str, str]:
+    today, end = date.today().isoformat(), (date.today() + timedelta(days=7)).isoformat()
+    if protocol == "LWM2M":
+        response = await client.post(f"/api/fota/v3/campaigns/firmware/{ACCOUNT}", json={
+            "firmwareName": _firmware_name(protocol), "firmwareFrom": FROM, "firmwareTo": TO, "protocol": "LWM2M",
+            "startDate": today, "endDate": end, "deviceList": devices, "autoAssignLicenseFlag": True,
+            "autoAddDevicesFlag": False, "campaignName": "demo LwM2M"})
+    elif protocol == "HTTP":
+        response = await client.post(f"/api/fota/v2/campaigns/{ACCOUNT}", json={
+            "softwareName": _firmware_name(protocol), "softwareFrom": FROM, "softwareTo": TO, "distributionType": "HTTP",
+            "startDate": today, "endDate": end, "deviceList": devices, "campaignName": "demo HTTP"})
+    else:
+        response = await client.post("/api/fota/v1/upgrades", json={
+            "accountName": ACCOUNT, "firmwareName": _firmware_name(protocol), "firmwareTo": TO, "startDate": today,
+            "endDate": end, "deviceList": devices})
+    if response.status_code != 200:
+        raise RuntimeError(f"scheduling the {protocol} campaign failed: {response.text}")
+    campaign_id = response.json()["id"]
+    _say(f"scheduled {protocol} campaign {campaign_id} for {len(devices)} devices")
+    # the v3 report has every campaign's device rows with their attempt times, whatever API scheduled it
+    return {"protocol": protocol, "id": campaign_id,
+            "report": f"/api/fota/v3/reports/{ACCOUNT}/campaigns/{campaign_id}/devices"}
+
+
+async def _rows(client: httpx.AsyncClient, campaign: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = ""
+    for _ in range(100):
+        page = (await client.get(campaign["report"], params={"lastSeenDeviceId": cursor} if cursor else {})).json()
+        rows += page["deviceList"]
+        if not page["hasMoreData"]:
+            break
+        cursor = page["lastSeenDeviceId"]
+    return rows
+
+
+def _has_said(row: dict[str, Any]) -> bool:
+    """Updated, failed for good, or failed once and waiting for its retry."""
+    return row["status"] in SETTLED or (row["status"] == "UpgradePending" and "recentAttemptTime" in row)
+
+
+async def _follow(client: httpx.AsyncClient, campaigns: list[dict[str, str]], options: DemoOptions,
+                  label: str) -> dict[str, list[dict[str, Any]]]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout_s
+    while True:
+        rows = {c["protocol"]: await _rows(client, c) for c in campaigns}
+        counts = Counter(r["status"] for rs in rows.values() for r in rs)
+        _say(f"[{label}] " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
+        if all(_has_said(r) for rs in rows.values() for r in rs) or loop.time() > deadline:
+            return rows
+        await asyncio.sleep(options.progress_s)
+
+
+def _report(rows: dict[str, list[dict[str, Any]]]) -> None:
+    _say("\nFinal report")
+    _say(f"{'protocol':10} {'devices':>8} {'updated':>8} {'failed':>8} {'retrying':>9}")
+    failed: list[tuple[str, dict[str, Any]]] = []
+    for protocol, rs in rows.items():
+        ok = sum(1 for r in rs if r["status"] == "UpgradeSuccess")
+        bad = [r for r in rs if r["status"] in ("UpgradeFailed", "RequestFailed")]
+        retry = [r for r in rs if r["status"] == "UpgradePending" and "recentAttemptTime" in r]
+        failed += [(protocol, r) for r in bad + retry]
+        _say(f"{protocol:10} {len(rs):>8} {ok:>8} {len(bad):>8} {len(retry):>9}")
+    if failed:
+        _say("\nDevices that did not update, and why:")
+        for protocol, r in failed:
+            when = f" (next attempt {r['nextAttemptTime']})" if r.get("nextAttemptTime") else ""
+            _say(f"  {protocol:6} {r['deviceId']}  {r['status']}: {r.get('resultReason', '')}{when}")
+
+
+async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
+    creds = _prepare(config, options, workdir)
+    server = RunningServer(build_services(config))
+    ports = await server.start()
+    _say(f"server listening on {config.host}: " + ", ".join(f"{k} {v}" for k, v in ports.items()))
+    base = f"http://127.0.0.1:{ports['http']}"
+    fleet = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "device_emulator", "fleet", "run", *_fleet_args(options),
+        "--coap", f"coap://127.0.0.1:{ports['coap']}", "--http-url", base, "--duration", str(options.timeout_s),
+        "--results", str(workdir / "fleet-results.json"), "--progress-s", "30",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            await _session(client, creds)
+            lwm2m = await _devices(client, "LWM2M")
+            _say(f"\npilot: {PILOT} LwM2M devices")
+            await _follow(client, [await _schedule(client, "LWM2M", lwm2m[:PILOT])], options, "pilot")
+            _say("\nfull campaigns")
+            campaigns = [await _schedule(client, "LWM2M", lwm2m[PILOT:])]
+            for protocol in ("HTTP", "OMADM"):
+                devices = await _devices(client, protocol)
+                if devices:
+                    campaigns.append(await _schedule(client, protocol, devices))
+            _report(await _follow(client, campaigns, options, "full"))
+    finally:
+        if fleet.returncode is None:
+            fleet.terminate()
+        await fleet.wait()
+        await server.stop()
+    _say(f"\nfleet results (per device, device side): {workdir / 'fleet-results.json'}")
+    return 0
+
+
+def run_demo(config: Config, options: DemoOptions) -> int:
+    with tempfile.TemporaryDirectory(prefix="fota-demo-") as tmp:
+        workdir = options.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        demo_config = replace(config, db_path=str(workdir / "demo.db"), data_dir=str(workdir / "demo-data"),
+                              http_port=0, coap_port=0, coaps_port=0, http_checkin_interval_s=5)
+        return asyncio.run(_run(demo_config, options, workdir))

@@ -32,7 +32,7 @@ __all__ = ["DemoOptions", "run_demo"]
 
 ACCOUNT = "0000123456-00001"
 MAKE, MODEL, FROM, TO = "FOTA Emulator", "EMU-1", "1.0.0", "1.1.0"
-FAULTS = ("integrity-failure=0.03", "update-failure=0.03", "not-enough-flash=0.02", "connection-cut=0.02")
+FAULTS = ("integrity-failure=0.02", "update-failure=0.01", "not-enough-flash=0.01", "connection-cut=0.01")  # 5 %
 PILOT = 10
 SETTLED = {"UpgradeSuccess", "UpgradeFailed", "RequestFailed", "UpgradeCancelled"}
 

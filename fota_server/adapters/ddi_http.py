@@ -28,7 +28,7 @@ from ..protocol.http_fota.manifest import ReportState, decode_json_object
 from ..protocol.http_fota.ranges import etag_matches
 from ..records import Device, Package
 from ..services import Services
-from ..store.http_devices_sqlite import CheckInEntry
+from ..store.http_devices_sqlite import CheckInEntry, OfferRecord
 from .fota_http import (
     _body, authenticate_device, checkin_recorder, http_driver_of, image_response, peer_error_response,
     safe_file_name,
@@ -185,14 +185,20 @@ async def deployment_base(request: Request, services: Services, device: Device, 
     return JSONResponse(ddi.deployment_base(await _deployment(request, services, view)))
 
 
-async def deployment_feedback(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
-    action_id = _action_id(request)
-    feedback = ddi.decode_feedback(await _body(request, ddi.MAX_DDI_BODY))
+def _open_offer(driver: HttpDriver, device: Device, action_id: int) -> OfferRecord:
+    """The device's own action, still open: 404 for another's or an unknown one, 410 for a closed one."""
     offer = driver.offers.get_offer(action_id)
     if offer is None or offer.device_id != device.device_id:
         raise PeerError(f"action {action_id} not found", hint=404)
     if not offer.open:
         raise PeerError(f"action {action_id} is closed", hint=410)
+    return offer
+
+
+async def deployment_feedback(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
+    action_id = _action_id(request)
+    feedback = ddi.decode_feedback(await _body(request, ddi.MAX_DDI_BODY))
+    offer = _open_offer(driver, device, action_id)
     report = ddi.feedback_to_report(action_id, feedback, offer.version_to)
     now = services.clock.now()
     if report is not None:
@@ -218,11 +224,7 @@ async def cancel_action(request: Request, services: Services, device: Device, dr
 async def cancel_feedback(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
     action_id = _action_id(request)
     feedback = ddi.decode_feedback(await _body(request, ddi.MAX_DDI_BODY))
-    offer = driver.offers.get_offer(action_id)
-    if offer is None or offer.device_id != device.device_id:
-        raise PeerError(f"action {action_id} not found", hint=404)
-    if not offer.open:
-        raise PeerError(f"action {action_id} is closed", hint=410)
+    offer = _open_offer(driver, device, action_id)
     if offer.state == "cancelling":
         driver.answer_cancel(offer, accepted=feedback.execution in ("canceled", "closed"), now=services.clock.now())
     return Response(status_code=200)

@@ -12,12 +12,11 @@ from typing import Any
 
 from OpenSSL import SSL
 
-from .core import DEFAULT_CIPHERS, _binding, check_psk_hook
-from .datagrams import pack_datagrams, split_records
+from .core import DEFAULT_CIPHERS, _binding, check_psk_hook, read_records
+from .datagrams import pack_datagrams
 
 __all__ = ["DtlsPskClient"]
 
-_MAX_BIO_READ = 65536
 _MAX_PLAINTEXT = 16384 + 256
 
 
@@ -130,10 +129,4 @@ class DtlsPskClient:
         self._retransmit_at = math.inf if remaining is None else now + max(remaining, 0.0)
 
     def _collect(self) -> None:
-        out = b""
-        while True:
-            try:
-                out += self._connection.bio_read(_MAX_BIO_READ)
-            except SSL.Error:
-                break
-        self._outgoing.extend(split_records(out))
+        self._outgoing.extend(read_records(self._connection))

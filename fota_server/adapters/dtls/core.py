@@ -197,14 +197,19 @@ class DtlsServerCore:
             self._active = None
 
 
-def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
+def read_records(connection: SSL.Connection) -> list[bytes]:
+    """Every DTLS record OpenSSL has written to the connection's memory BIO (WantRead ends it too)."""
     out = b""
     while True:
         try:
             out += connection.bio_read(_MAX_BIO_READ)
         except SSL.Error:
             break
-    return pack_datagrams(split_records(out), mtu)
+    return split_records(out)
+
+
+def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
+    return pack_datagrams(read_records(connection), mtu)
 
 
 class DtlsSession:
@@ -339,15 +344,7 @@ class DtlsSession:
         self._retransmit_at = math.inf if remaining is None else now + max(remaining, 0.0)
 
     def _collect(self) -> None:
-        out = b""
-        while True:
-            try:
-                out += self._connection.bio_read(_MAX_BIO_READ)
-            except SSL.WantReadError:
-                break
-            except SSL.Error:
-                break
-        self._outgoing.extend(split_records(out))
+        self._outgoing.extend(read_records(self._connection))
 
     def _fail(self, reason: str) -> None:
         if self.state is not SessionState.CLOSED:

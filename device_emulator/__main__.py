@@ -7,20 +7,17 @@ check every emulated device makes before it flashes an image.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from device_emulator import fleet_command, fleet_trace
 from device_emulator.http import command as http_command
 from device_emulator.lwm2m import command as lwm2m_command
 from device_emulator.omadm import command as omadm_command
+from device_emulator.signature import signature_valid
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.image import verify_image
 
@@ -34,13 +31,8 @@ def check_image(image: bytes, sha256_hex: str | None, signature_b64: str | None,
     if sha256_hex is not None and digest.hex() != sha256_hex.lower():
         raise DecodeError("image SHA-256 differs from the one offered", hint=5)
     if signature_b64 is not None and public_key_pem is not None:
-        key = serialization.load_pem_public_key(public_key_pem)
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise DecodeError("the public key is not an EC key", hint=5)
-        try:
-            key.verify(base64.b64decode(signature_b64), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        except (InvalidSignature, ValueError):
-            raise DecodeError("firmware signature does not verify", hint=5) from None
+        if not signature_valid(public_key_pem, digest, signature_b64):
+            raise DecodeError("firmware signature does not verify", hint=5)
     return header.version
 
 

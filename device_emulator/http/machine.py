@@ -9,22 +9,19 @@ feeds the answers to ``receive()``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from device_emulator.http.messages import (
     CheckInAnswered, CheckInRefused, Command, DownloadCut, Event, FetchImage, ImageBytes, ImageEnded,
     ImageVerified, Input, Installed, RebootedInto, RequestFailed, SendCheckIn, SendStatus, StatusAnswered,
     UpdateDropped, UpdateOffered, VerificationFailed,
 )
+from device_emulator.signature import signature_valid
 from fota_server.protocol.errors import DecodeError, UsageError
 from fota_server.protocol.http_fota.manifest import (
     CheckIn, Offer, ReportState, ResultCode, StatusReport, decode_answer, encode_checkin, encode_report,
@@ -297,14 +294,7 @@ class HttpDeviceMachine:
         digest = hashlib.sha256(image).digest()
         if digest.hex() != offer.sha256:
             return ResultCode.INTEGRITY_FAILED
-        if self._key is None:
-            return ResultCode.OK
-        try:
-            key = serialization.load_pem_public_key(self._key)
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                return ResultCode.SIGNATURE_FAILED
-            key.verify(base64.b64decode(offer.signature), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-        except (InvalidSignature, ValueError):
+        if self._key is not None and not signature_valid(self._key, digest, offer.signature):
             return ResultCode.SIGNATURE_FAILED
         return ResultCode.OK
 

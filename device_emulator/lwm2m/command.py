@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from .client import ClientConfig, ClientPhase, LwM2MClient
@@ -33,6 +34,8 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--make", default="FOTA Emulator")
     cmd.add_argument("--model", default="EMU-LWM2M")
     cmd.add_argument("--cell", default="310-410-1-1", help="serving cell MCC-MNC-LAC-CellID")
+    cmd.add_argument("--public-key", type=Path,
+                     help="PEM from 'fota-server keys public': pulled images must carry a valid signature")
     cmd.add_argument("--flash-kib", type=int, default=8192, help="flash available for a package")
     cmd.add_argument("--bind", default="127.0.0.1", help="local address to bind (a new port per boot)")
     cmd.add_argument("--run-s", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
@@ -55,7 +58,8 @@ def build_client(args: argparse.Namespace) -> LwM2MClient:
     config = ClientConfig(args.endpoint, lifetime_s=args.lifetime, version=args.lwm2m_version,
                           queue_mode=args.queue, manufacturer=args.make, model=args.model,
                           firmware_version=args.firmware_version, cell=_cell(args.cell))
-    firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault))
+    firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault),
+                              public_key_pem=args.public_key.read_bytes() if args.public_key else None)
     return LwM2MClient(config, firmware)
 
 

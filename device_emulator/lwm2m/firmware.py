@@ -7,7 +7,9 @@ Execute only in Downloaded (else 4.05, nothing changes); integrity failure ends 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 from typing import Callable
 
 from fota_server.protocol.errors import DecodeError
@@ -17,6 +19,7 @@ from fota_server.protocol.lwm2m.objects import (
     DeliveryMethod, FirmwareState, ProtocolSupport, UpdateResult, protocol_for_uri,
 )
 
+from ..signature import signature_valid
 from .faults import Fault
 
 __all__ = ["DeviceFirmware", "PackageAnswer", "image_version"]
@@ -40,12 +43,14 @@ class DeviceFirmware:
     def __init__(self, flash_bytes: int = 8 * 1024 * 1024, faults: frozenset[Fault] = frozenset(),
                  protocols: tuple[ProtocolSupport, ...] = (ProtocolSupport.COAP, ProtocolSupport.HTTP),
                  delivery: DeliveryMethod = DeliveryMethod.BOTH, verifier: Verifier = image_version,
-                 lost_after_bytes: int = 2048, ram_bytes: int = 4096, max_szx: int = 6) -> None:
+                 lost_after_bytes: int = 2048, ram_bytes: int = 4096, max_szx: int = 6,
+                 public_key_pem: bytes | None = None) -> None:
         self.flash_bytes = flash_bytes
         self.faults = faults
         self.protocols = protocols
         self.delivery = delivery
         self.verifier = verifier
+        self.public_key_pem = public_key_pem  # with it, a pulled image must carry a valid ``sig`` in its URI
         self.lost_after_bytes = lost_after_bytes
         self.ram_bytes = ram_bytes
         self.state = FirmwareState.IDLE
@@ -83,6 +88,9 @@ class DeviceFirmware:
         if Fault.UNSUPPORTED_PACKAGE in self.faults:
             self._fail(UpdateResult.UNSUPPORTED_PACKAGE)
             return
+        if self.public_key_pem is not None and self.package_uri and not self._signed(image):
+            self._fail(UpdateResult.INTEGRITY_FAILURE)
+            return
         try:
             self.staged_version = self.verifier(image)
         except DecodeError as exc:
@@ -90,6 +98,12 @@ class DeviceFirmware:
             return
         self._set(FirmwareState.DOWNLOADED, UpdateResult.INITIAL)
         self.download_uri = None
+
+    def _signed(self, image: bytes) -> bool:
+        """The ``sig`` query of the Package URI verifies over the image (pull only; a push has no URI)."""
+        query = parse_qs(urlsplit(self.package_uri).query)
+        signature = query.get("sig", [""])[0]
+        return bool(signature) and signature_valid(self.public_key_pem or b"", hashlib.sha256(image).digest(), signature)
 
     # ------------------------------------------------------------- push
 

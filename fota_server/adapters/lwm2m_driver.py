@@ -54,7 +54,15 @@ class Lwm2mDriverSettings:
             uris.append(f"{self.coap_base.rstrip('/')}/fw/{package.sha256}")
         if self.http_base:
             uris.append(f"{self.http_base.rstrip('/')}/fw/sha256/{package.sha256}")
-        return tuple(uris)
+        return tuple(_signed(uri, package.signature) for uri in uris)
+
+
+def _signed(uri: str, signature_b64: str) -> str:
+    """The Package URI with the image's signature as a ``sig`` query (URL-safe base64), when it fits the
+    255 characters a Package URI may have (Object 5 /5/0/1); LwM2M has no other place to carry it.
+    The firmware resources ignore the query."""
+    signed = f"{uri}?sig={signature_b64.replace('+', '-').replace('/', '_').rstrip('=')}"
+    return signed if signature_b64 and len(signed) <= 255 else uri
 
 
 class UpdateSession:

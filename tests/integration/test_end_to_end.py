@@ -68,7 +68,7 @@ def test_one_device_of_each_protocol_is_updated(tmp_path: Path, server_factory: 
         "startDate": today, "endDate": end, "deviceList": ["356938035643803"]}).json()
 
     lwm2m = _emulator("lwm2m", "--server", f"coap://127.0.0.1:{server.ports['coap']}", "--endpoint",
-                      "urn:imei:490154203237518", "--make", "Acme", "--model", "Sensor-1", "--firmware-version",
+                      "urn:imei:490154203237518", "--make", "Acme", "--model", "Sensor-1", "--public-key", str(public_key), "--firmware-version",
                       "1.0.0", "--until-version", "1.1.0", "--run-s", "60")
     http = _emulator("http", "--server", base, "--device-id", "356938035643802", "--token", token,
                      "--firmware-version", "2.0.0", "--make", "Acme", "--model", "Gateway-2", "--public-key",

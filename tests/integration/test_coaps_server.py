@@ -50,6 +50,18 @@ def test_psk_device_registers_as_itself_only(server: ServerProcess, binary: str)
     assert "2.01" not in wrong_id.stdout + wrong_id.stderr
 
 
+@pytest.mark.parametrize("binary", ["coap-client-openssl", "coap-client-gnutls"])
+def test_server_reads_the_device_over_the_same_session(server: ServerProcess, binary: str) -> None:
+    """Register, then the server's Read of /3/0 reaches coap-client over the DTLS session it opened (the
+    client stays for its repeated request, -G 2, and answers 4.04 as it serves no resources)."""
+    coaps = f"coaps://127.0.0.1:{server.ports['coaps']}"
+    key = ["-u", "lab-modem-1", "-k", bytes.fromhex(KEY).decode("latin-1")]
+    run = _client(binary, f"{coaps}/rd?ep=urn:imei:{DEVICE}&lt=60", *key, "-G", "2", "-v", "7")
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("v:1 ")]
+    registered = next(i for i, line in enumerate(lines) if "c:2.01" in line)
+    assert any("c:GET" in line and "Uri-Path:3, Uri-Path:0" in line for line in lines[registered:]), lines
+
+
 def test_plain_coap_is_refused_for_a_psk_device(server: ServerProcess) -> None:
     coap = f"coap://127.0.0.1:{server.ports['coap']}"
     refused = _client("coap-client-notls", f"{coap}/rd?ep=urn:imei:{DEVICE}&lt=60", "-v", "6")

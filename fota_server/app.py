@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import aiocoap
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 
@@ -22,6 +23,9 @@ from .adapters.dtls import (
     DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
 )
 from .adapters.http_driver import HttpFotaSettings
+from .adapters.omadm_driver import OmadmDriverSettings
+from .adapters.omadm_http import OmadmSettings
+from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
 from .adapters.runner import EngineHandle, start_engine
@@ -102,6 +106,7 @@ class RunningServer:
         self._lwm2m_driver: Lwm2mDriver | None = None
         self._engine: EngineHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._hook_client: httpx.AsyncClient | None = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
@@ -137,7 +142,13 @@ class RunningServer:
         return driver
 
     def _omadm_driver(self) -> ProtocolDriver:
-        omadm = omadm_http.build_omadm(self.services)
+        config = self.services.config
+        hook = None
+        if config.omadm_sms_hook_url:
+            self._hook_client = httpx.AsyncClient(timeout=10)
+            hook = HttpHookNotifier(config.omadm_sms_hook_url, self._hook_client)
+        settings = OmadmSettings(driver=OmadmDriverSettings(fumo_root=config.omadm_fumo_root))
+        omadm = omadm_http.build_omadm(self.services, settings, sms_hook=hook)
         self._tasks.append(asyncio.create_task(omadm.run_dispatcher()))
         return omadm.driver
 
@@ -193,6 +204,8 @@ class RunningServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._hook_client is not None:
+            await self._hook_client.aclose()
         if self._http is not None:
             self._http.should_exit = True
         if self._http_task is not None:

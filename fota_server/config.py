@@ -38,6 +38,8 @@ class Config:
     max_firmware_bytes: int = 64 * 1_048_576
     log_level: str = "INFO"
     callback_ttl_days: int = 7
+    omadm_fumo_root: str = "./FUMO"  # the device's FUMO node, e.g. a vendor path such as ./FwUpdate/1
+    omadm_sms_hook_url: str = ""  # also send Package 0 to this SMS gateway hook (HTTP POST, JSON)
     http_checkin_interval_s: int = 300  # what HTTP devices are told: check in again after about this long
     public_host: str = ""  # the address devices reach us at, for firmware URIs; default: host (or 127.0.0.1)
     https: bool = False

@@ -35,7 +35,7 @@ from ..protocol.omadm.tree import Limits
 from ..records import Credential, Device
 from ..services import Services
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
-from .omadm_notify import Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
+from .omadm_notify import HttpHookNotifier, Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
 __all__ = [
     "routes", "build_omadm", "omadm_of", "OmadmServer", "OmadmSettings", "PEER_ERRORS", "CREDENTIAL_KIND",
@@ -206,12 +206,16 @@ def _same_device(device_id: str, dev_id: str) -> bool:
 
 
 def build_omadm(services: Services, settings: OmadmSettings | None = None, driver: OmadmDriver | None = None,
-                notifiers: list[Package0Notifier] | None = None) -> OmadmServer:
-    """Build the OMA-DM part (UDP Package 0 to the device's announced address unless notifiers are given)."""
+                notifiers: list[Package0Notifier] | None = None, sms_hook: HttpHookNotifier | None = None
+                ) -> OmadmServer:
+    """Build the OMA-DM part: Package 0 by UDP to the device's announced address (and to an SMS gateway's
+    HTTP hook when one is given), unless notifiers are given."""
     settings = settings or OmadmSettings()
     driver = driver or OmadmDriver(services.db.packages, settings.driver)
     holder: list[OmadmServer] = []
     default: list[Package0Notifier] = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
+    if sms_hook is not None:
+        default.append(sms_hook)
     server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default)
     holder.append(server)
     services.extra["omadm"] = server

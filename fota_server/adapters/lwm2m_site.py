@@ -122,10 +122,8 @@ class Lwm2mServer:
     # ------------------------------------------------------------------ registration interface
 
     def endpoint_for_device(self, device_id: str) -> str | None:
-        for registration in self.book.registrations():
-            if registration.endpoint == device_id or device_id_for_endpoint(registration.endpoint)[1] == device_id:
-                return registration.endpoint
-        return None
+        registration = self.book.by_device(device_id)
+        return registration.endpoint if registration is not None else None
 
     def register(self, request: aiocoap.Message) -> aiocoap.Message:
         reply = self.on_register(request.opt.uri_query, request.payload, request.opt.content_format,

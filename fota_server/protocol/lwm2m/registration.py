@@ -203,6 +203,7 @@ class RegistrationBook:
         self._new_id = new_id or _counter_ids()
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
+        self._by_device: dict[str, str] = {}  # device id (urn:imei:<id> -> <id>) -> reg_id
         self._deadlines: list[tuple[datetime, str, datetime]] = []  # (expires_at, reg_id, updated_at)
         self._events: deque[RegistrationEvent] = deque()
 
@@ -214,6 +215,11 @@ class RegistrationBook:
 
     def by_endpoint(self, endpoint: str) -> Registration | None:
         reg_id = self._by_endpoint.get(endpoint)
+        return self._by_id.get(reg_id) if reg_id is not None else None
+
+    def by_device(self, device_id: str) -> Registration | None:
+        """The registration of a device, whether its endpoint is ``urn:imei:<id>`` or the id itself."""
+        reg_id = self._by_device.get(device_id)
         return self._by_id.get(reg_id) if reg_id is not None else None
 
     def registrations(self) -> list[Registration]:
@@ -295,6 +301,7 @@ class RegistrationBook:
     def _put(self, reg: Registration) -> None:
         self._by_id[reg.reg_id] = reg
         self._by_endpoint[reg.endpoint] = reg.reg_id
+        self._by_device[device_id_for_endpoint(reg.endpoint)[1]] = reg.reg_id
         expires = reg.expires_at(self.grace)
         if expires is not None:
             heapq.heappush(self._deadlines, (expires, reg.reg_id, reg.updated_at))
@@ -303,3 +310,6 @@ class RegistrationBook:
         self._by_id.pop(reg.reg_id, None)
         if self._by_endpoint.get(reg.endpoint) == reg.reg_id:
             del self._by_endpoint[reg.endpoint]
+        device_id = device_id_for_endpoint(reg.endpoint)[1]
+        if self._by_device.get(device_id) == reg.reg_id:
+            del self._by_device[device_id]

@@ -110,3 +110,17 @@ def test_device_report_and_cell_key() -> None:
     assert report.serving_cell == "310-410--1234"
     assert report.fields() == {"make": "Acme", "model": "M1", "firmware_version": "1.2",
                                "serving_cell": "310-410--1234"}
+
+
+def test_registrations_are_found_by_device_id_and_a_psk_identity_may_use_the_urn() -> None:
+    book = RegistrationBook(grace=timedelta(seconds=1))
+    reply = book.register(parse_register(["ep=urn:imei:490154203237518"], b"", 40), "h:1", T0,
+                          identity_endpoint="490154203237518")
+    assert reply.code == "2.01"
+    assert book.by_device("490154203237518").endpoint == "urn:imei:490154203237518"
+    book.register(parse_register(["ep=plain-name"], b"", 40), "h:2", T0)
+    assert book.by_device("plain-name").endpoint == "plain-name"
+    assert book.register(parse_register(["ep=urn:imei:1"], b"", 40), "h:3", T0,
+                         identity_endpoint="490154203237518").code == "4.03"
+    assert book.deregister(reply.location[1], "490154203237518").code == "2.02"
+    assert book.by_device("490154203237518") is None

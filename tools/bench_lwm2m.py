@@ -71,25 +71,9 @@ def response_code_and_mid(data: bytes) -> tuple[int, int, int]:
 
 
 def block2_of(data: bytes) -> int | None:
-    """The Block2 option value of a response, if any (walks the options)."""
-    tkl = data[0] & 0x0F
-    pos, number = 4 + tkl, 0
-    while pos < len(data) and data[pos] != 0xFF:
-        delta, length = data[pos] >> 4, data[pos] & 0x0F
-        pos += 1
-        if delta == 13:
-            delta, pos = data[pos] + 13, pos + 1
-        elif delta == 14:
-            delta, pos = struct.unpack(">H", data[pos:pos + 2])[0] + 269, pos + 2
-        if length == 13:
-            length, pos = data[pos] + 13, pos + 1
-        elif length == 14:
-            length, pos = struct.unpack(">H", data[pos:pos + 2])[0] + 269, pos + 2
-        number += delta
-        if number == 23:
-            return int.from_bytes(data[pos:pos + length], "big")
-        pos += length
-    return None
+    """The Block2 option value of a response, if any."""
+    value = option_value(data, 23)
+    return None if value is None else int.from_bytes(value, "big")
 
 
 class _Peer(asyncio.DatagramProtocol):

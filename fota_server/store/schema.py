@@ -278,3 +278,26 @@ CREATE TABLE http_outcomes (
     created_at TEXT NOT NULL
 )
 """)
+
+# OMA-DM: the nonces of both directions and the Package 0 address per device, and the FUMO job of each
+# running attempt (``store/omadm_sqlite.py``).
+MIGRATIONS.append("""
+CREATE TABLE omadm_nonces (
+    device_id TEXT PRIMARY KEY,
+    server_nonce BLOB NOT NULL DEFAULT x'',
+    client_nonce BLOB NOT NULL DEFAULT x'',
+    trigger_addr TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE omadm_jobs (
+    attempt_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL UNIQUE,
+    package_id TEXT NOT NULL,
+    firmware_to TEXT NOT NULL,
+    state TEXT NOT NULL,
+    triggers_sent INTEGER NOT NULL DEFAULT 0,
+    next_trigger_at TEXT,
+    session_ids TEXT NOT NULL DEFAULT '[]',
+    updated_at TEXT NOT NULL
+)
+""")

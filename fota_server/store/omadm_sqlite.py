@@ -1,0 +1,118 @@
+"""SQLite store of the OMA-DM endpoint's per-device state: the nonces of both directions, the Package 0
+address a device announced, and the FUMO job of each running attempt (reference §6, §9, §10).
+
+Nonces are written before the message that carries them is sent, jobs before the driver acts on them,
+so a restarted server resumes where it was. Every write is guarded and says whether it applied.
+Its tables are migration 4 of ``schema.MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from .sqlite import SqliteDatabase, parse_ts, ts
+
+__all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore"]
+
+_NONCE_COLUMNS = ("server_nonce", "client_nonce", "trigger_addr")
+
+
+@dataclass(frozen=True)
+class DeviceNonces:
+    """``server_nonce``: the last NextNonce we gave the client (its next Cred or MAC uses it);
+    ``client_nonce``: the last one it gave us (our Cred and the Package 0 digest use it, SRVCRED)."""
+
+    device_id: str
+    server_nonce: bytes = b""
+    client_nonce: bytes = b""
+    trigger_addr: str = ""  # host:port from ./DevInfo/Ext/TriggerAddr, "" when unknown
+
+
+@dataclass(frozen=True)
+class FumoJobRow:
+    attempt_id: str
+    device_id: str
+    package_id: str
+    firmware_to: str
+    state: str
+    triggers_sent: int = 0
+    next_trigger_at: datetime | None = None
+    session_ids: tuple[int, ...] = ()
+
+
+class SqliteOmadmStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    # --- nonces ------------------------------------------------------------------------------------
+
+    def load_nonces(self) -> list[DeviceNonces]:
+        rows = self._db.execute("SELECT device_id, server_nonce, client_nonce, trigger_addr FROM omadm_nonces")
+        return [DeviceNonces(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    def set_server_nonce(self, device_id: str, nonce: bytes, expected: bytes, now: datetime) -> bool:
+        """Store our new NextNonce if the stored one is still ``expected`` (empty when there is none)."""
+        return self._set(device_id, "server_nonce", nonce, expected, now)
+
+    def set_client_nonce(self, device_id: str, nonce: bytes, expected: bytes, now: datetime) -> bool:
+        return self._set(device_id, "client_nonce", nonce, expected, now)
+
+    def set_trigger_addr(self, device_id: str, address: str, expected: str, now: datetime) -> bool:
+        return self._set(device_id, "trigger_addr", address, expected, now)
+
+    def _set(self, device_id: str, column: str, value: bytes | str, expected: bytes | str, now: datetime) -> bool:
+        if column not in _NONCE_COLUMNS:
+            raise ValueError(column)
+        empty = b"" if isinstance(value, bytes) else ""
+        with self._db.transaction() as conn:
+            row = conn.execute(f"SELECT {column} FROM omadm_nonces WHERE device_id = ?", (device_id,)).fetchone()
+            if (empty if row is None else row[0]) != expected:
+                return False
+            conn.execute(
+                f"INSERT INTO omadm_nonces (device_id, {column}, updated_at) VALUES (?, ?, ?)"
+                f" ON CONFLICT (device_id) DO UPDATE SET {column} = excluded.{column},"
+                " updated_at = excluded.updated_at",
+                (device_id, value, ts(now)),
+            )
+            return True
+
+    # --- FUMO jobs ---------------------------------------------------------------------------------
+
+    def load_jobs(self) -> list[FumoJobRow]:
+        rows = self._db.execute("SELECT * FROM omadm_jobs ORDER BY attempt_id")
+        return [FumoJobRow(r["attempt_id"], r["device_id"], r["package_id"], r["firmware_to"], r["state"],
+                           r["triggers_sent"], parse_ts(r["next_trigger_at"]), tuple(json.loads(r["session_ids"])))
+                for r in rows]
+
+    def add_job(self, job: FumoJobRow, now: datetime) -> bool:
+        """Insert the device's new job, replacing its previous one; False if this attempt already has a job."""
+        try:
+            with self._db.transaction() as conn:
+                conn.execute("DELETE FROM omadm_jobs WHERE device_id = ? AND attempt_id != ?",
+                             (job.device_id, job.attempt_id))
+                conn.execute(
+                    "INSERT INTO omadm_jobs (attempt_id, device_id, package_id, firmware_to, state, triggers_sent,"
+                    " next_trigger_at, session_ids, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job.attempt_id, job.device_id, job.package_id, job.firmware_to, job.state, job.triggers_sent,
+                     ts(job.next_trigger_at), json.dumps(list(job.session_ids)), ts(now)),
+                )
+            return True
+        except sqlite3.IntegrityError:
+            return False
+
+    def update_job(self, job: FumoJobRow, expected_state: str, now: datetime) -> bool:
+        """Write the job's progress if its stored state is still ``expected_state``."""
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "UPDATE omadm_jobs SET state = ?, triggers_sent = ?, next_trigger_at = ?, session_ids = ?,"
+                " updated_at = ? WHERE attempt_id = ? AND state = ?",
+                (job.state, job.triggers_sent, ts(job.next_trigger_at), json.dumps(list(job.session_ids)), ts(now),
+                 job.attempt_id, expected_state),
+            ).rowcount > 0
+
+    def delete_job(self, attempt_id: str) -> bool:
+        with self._db.transaction() as conn:
+            return conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ?", (attempt_id,)).rowcount > 0

@@ -2,7 +2,9 @@
 
 The handler reads the body (capped at our MaxMsgSize), decodes it, routes it to the DM session of
 (DevId, SessionID), stores what the session learnt (nonces, DevInfo, DevDetail) and answers in the
-client's encoding with the client's Content-Type spelling. A device's bad input gets a clear status
+client's encoding with the client's Content-Type spelling. The nonces of both directions and the Package 0
+address are committed to the store before the reply that carries them is sent, and reloaded at start-up,
+so a restarted server asks a device for nothing it already gave. A device's bad input gets a clear status
 and one WARNING; nothing it sends can break the handler.
 
 Wiring: ``build_omadm(services, ...)`` puts an ``OmadmServer`` in ``services.extra["omadm"]``; ``routes``
@@ -18,6 +20,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 
 from starlette.requests import ClientDisconnect, Request
@@ -34,6 +37,7 @@ from ..protocol.omadm.syncml import Encoding, Message, decode_message, encoding_
 from ..protocol.omadm.tree import Limits
 from ..records import Credential, Device
 from ..services import Services
+from ..store.omadm_sqlite import SqliteOmadmStore
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
 from .omadm_notify import HttpHookNotifier, Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
@@ -68,13 +72,18 @@ class OmadmServer:
     """Sessions by (DevId, SessionID), the nonce book and the driver; ``handle`` does one HTTP exchange."""
 
     def __init__(self, services: Services, driver: OmadmDriver, settings: OmadmSettings,
-                 notifiers: list[Package0Notifier], monotonic: Callable[[], float] = time.monotonic) -> None:
+                 notifiers: list[Package0Notifier], monotonic: Callable[[], float] = time.monotonic,
+                 store: SqliteOmadmStore | None = None) -> None:
         self.services, self.driver, self.settings = services, driver, settings
         self._monotonic = monotonic
+        self.store = store or SqliteOmadmStore(services.db)
         self.sessions: dict[tuple[str, str], DmServerSession] = {}
         self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
         self.client_nonces: dict[str, bytes] = {}  # client -> server nonce (Package 0 digest), per device
         self.trigger_addresses: dict[str, tuple[str, int]] = {}
+        for row in self.store.load_nonces():
+            self._cache(row.device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
+        self._unsaved: set[str] = set()  # devices whose new nonce did not reach the store in this exchange
         self._peer_host = ""
         self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
                                             lambda d: self.client_nonces.get(d, b""), notifiers,
@@ -87,6 +96,7 @@ class OmadmServer:
     def handle(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str = "") -> _Reply:
         now = self._monotonic()
         self._peer_host = peer_host
+        self._unsaved.clear()
         self.expire(now)
         limits = Limits(max_bytes=self.settings.session.max_msg_size)
         try:
@@ -100,7 +110,17 @@ class OmadmServer:
         finally:
             self._drain_all()
         reply = session.to_send()
+        if self._unsaved:
+            return self._refuse_unsaved(session)
         return _Reply(200, reply or b"", encoding)
+
+    def _refuse_unsaved(self, session: DmServerSession) -> _Reply:
+        """A nonce we could not commit is never sent: the session is dropped and the device tries again later."""
+        self._unsaved.clear()
+        for key, open_session in list(self.sessions.items()):
+            if open_session is session:
+                del self.sessions[key]
+        return _Reply(503, b"device state changed meanwhile; try again")
 
     def _session_for(self, message: Message, encoding: Encoding, base_url: str, now: float) -> DmServerSession:
         h = message.header
@@ -150,9 +170,9 @@ class OmadmServer:
     def _on_event(self, event: ev.DmEvent) -> None:
         now = self.services.clock.now()
         if isinstance(event, ev.NonceIssued):
-            self.nonces[event.device_id] = event.nonce
+            self._book(event.device_id, self.nonces, event.nonce, self.store.set_server_nonce, now)
         elif isinstance(event, ev.ClientNonceReceived):
-            self.client_nonces[event.device_id] = event.nonce
+            self._book(event.device_id, self.client_nonces, event.nonce, self.store.set_client_nonce, now)
         elif isinstance(event, ev.DeviceInfoReported):
             self._record_info(event)
         elif isinstance(event, ev.DeviceDetailReported):
@@ -163,6 +183,26 @@ class OmadmServer:
             log.warning("OMA-DM authentication failed for %s (status %s)", event.device_id[:128], event.status)
         self.driver.observe(event, now)
 
+    def _book(self, device_id: str, book: dict[str, bytes], nonce: bytes,
+              write: Callable[[str, bytes, bytes, datetime], bool], now: datetime) -> None:
+        """Commit a device's new nonce (guarded by the one we hold) before it is sent or used."""
+        if write(device_id, nonce, book.get(device_id, b""), now):
+            book[device_id] = nonce
+            return
+        log.warning("OMA-DM nonce of %s changed in the store; this exchange is refused", device_id[:128])
+        self._unsaved.add(device_id)
+        for row in self.store.load_nonces():
+            if row.device_id == device_id:
+                self._cache(device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
+
+    def _cache(self, device_id: str, server_nonce: bytes, client_nonce: bytes,
+               address: tuple[str, int] | None) -> None:
+        self.nonces[device_id], self.client_nonces[device_id] = server_nonce, client_nonce
+        if address is not None:
+            self.trigger_addresses[device_id] = address
+        else:
+            self.trigger_addresses.pop(device_id, None)
+
     def _record_info(self, event: ev.DeviceInfoReported) -> None:
         values = event.values
         reported = {"make": values.get("Man", ""), "model": values.get("Mod", "")}
@@ -170,7 +210,17 @@ class OmadmServer:
                                                **{k: v[:128] for k, v in reported.items() if v})
         address = parse_host_port(values.get("Ext/TriggerAddr", ""))
         if address is not None and (self.settings.trigger_addr_any_host or address[0] == self._peer_host):
-            self.trigger_addresses[event.device_id] = address
+            self._record_address(event.device_id, address)
+
+    def _record_address(self, device_id: str, address: tuple[str, int]) -> None:
+        known = self.trigger_addresses.get(device_id)
+        if known == address:
+            return
+        if self.store.set_trigger_addr(device_id, _address_text(address), _address_text(known),
+                                       self.services.clock.now()):
+            self.trigger_addresses[device_id] = address
+        else:
+            log.warning("OMA-DM trigger address of %s changed in the store; kept the stored one", device_id[:128])
 
     # --- timers and Package 0 ----------------------------------------------------------------------
 
@@ -193,6 +243,13 @@ class OmadmServer:
             await self.dispatcher.dispatch()
 
 
+def _address_text(address: tuple[str, int] | None) -> str:
+    if address is None:
+        return ""
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+    return f"{host}:{address[1]}"
+
+
 def _candidate_ids(dev_id: str) -> list[str]:
     ids = [dev_id]
     for prefix in _ID_PREFIXES:
@@ -211,12 +268,13 @@ def build_omadm(services: Services, settings: OmadmSettings | None = None, drive
     """Build the OMA-DM part: Package 0 by UDP to the device's announced address (and to an SMS gateway's
     HTTP hook when one is given), unless notifiers are given."""
     settings = settings or OmadmSettings()
-    driver = driver or OmadmDriver(services.db.packages, settings.driver)
+    store = SqliteOmadmStore(services.db)
+    driver = driver or OmadmDriver(services.db.packages, settings.driver, store=store, clock=services.clock.now)
     holder: list[OmadmServer] = []
     default: list[Package0Notifier] = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
     if sms_hook is not None:
         default.append(sms_hook)
-    server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default)
+    server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default, store=store)
     holder.append(server)
     services.extra["omadm"] = server
     return server

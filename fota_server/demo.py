@@ -212,7 +212,10 @@ async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
             fleet.terminate()
         await fleet.wait()
         await server.stop()
-    _say(f"\nfleet results (per device, device side): {workdir / 'fleet-results.json'}")
+    if options.keep is not None:
+        _say(f"\ndatabase: {workdir / 'demo.db'}; fleet results (per device): {workdir / 'fleet-results.json'}")
+    else:
+        _say("\n(--keep DIR keeps the database and the fleet's per-device results)")
     return 0
 
 

@@ -14,6 +14,7 @@ from ..campaign.policy import parse_windows
 from ..errors import InvalidRequest, NotFound
 from ..records import Package
 from ..store.ports import PackageStore
+from . import models
 from .packages import config_package_name
 
 __all__ = [
@@ -65,18 +66,9 @@ def _bool(body: dict[str, Any], key: str) -> bool:
     return value
 
 
-def device_list(body: dict[str, Any], key: str = "deviceList", required: bool = True) -> tuple[str, ...]:
-    value = body.get(key)
-    if value is None and not required:
-        return ()
-    if not isinstance(value, list) or (required and not value):
-        raise InvalidRequest(f"{key!r} must be a non-empty list of device ids", "InvalidDeviceList")
-    if len(value) > MAX_DEVICE_LIST:
-        raise InvalidRequest(f"{key!r} has {len(value)} devices; at most {MAX_DEVICE_LIST} per request",
-                             "TooManyDevices")
-    if not all(isinstance(d, str) and 0 < len(d) <= MAX_NAME_LEN for d in value):
-        raise InvalidRequest(f"every entry of {key!r} must be a device id string", "InvalidDeviceList")
-    return tuple(dict.fromkeys(value))
+def device_list(body: dict[str, Any]) -> tuple[str, ...]:
+    """A campaign's ``deviceList``: up to ``MAX_DEVICE_LIST`` ids per request."""
+    return tuple(models.device_list(body, "deviceList", MAX_DEVICE_LIST, "InvalidDeviceList"))
 
 
 def _windows(body: dict[str, Any], key: str) -> tuple[TimeWindow, ...]:

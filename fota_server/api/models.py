@@ -50,20 +50,24 @@ def parse_protocol(value: str, field: str) -> str:
     return stored
 
 
-def device_list(body: dict[str, Any], key: str = "deviceList", max_len: int = MAX_DEVICE_LIST) -> list[str]:
-    """The ``deviceList`` of a request body: 1..max_len non-empty strings, duplicates dropped, order kept."""
+def device_list(body: dict[str, Any], key: str = "deviceList", max_len: int = MAX_DEVICE_LIST,
+                error_code: str | None = None) -> list[str]:
+    """The ``deviceList`` of a request body: 1..max_len non-empty strings, duplicates dropped, order kept.
+
+    ``error_code`` replaces the MissingField/InvalidField codes (campaign requests answer InvalidDeviceList).
+    """
     value = body.get(key)
     if value is None:
-        raise InvalidRequest(f"{key!r} is required: a list of device ids", "MissingField")
+        raise InvalidRequest(f"{key!r} is required: a list of device ids", error_code or "MissingField")
     if not isinstance(value, list) or not value:
-        raise InvalidRequest(f"{key!r} must be a non-empty list of device ids", "InvalidField")
+        raise InvalidRequest(f"{key!r} must be a non-empty list of device ids", error_code or "InvalidField")
     if len(value) > max_len:
         raise InvalidRequest(f"{key!r} has {len(value)} devices; at most {max_len} are allowed", "TooManyDevices")
     for item in value:
         if not isinstance(item, str) or not item.strip() or len(item) > MAX_ID_LEN:
             raise InvalidRequest(
                 f"{key!r} entries must be device ids of 1-{MAX_ID_LEN} characters; got {str(item)[:40]!r}",
-                "InvalidField")
+                error_code or "InvalidField")
     return list(dict.fromkeys(item.strip() for item in value))
 
 

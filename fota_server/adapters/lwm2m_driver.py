@@ -318,10 +318,10 @@ class Lwm2mDriver:
                 self._report(UpdateSucceeded(attempt_id, event.reported_version))
             elif event.update_result is not None:
                 self._report(UpdateFailed(attempt_id, str(event.update_result)))
-            elif "not reachable" in event.reason:
-                self._report(DeviceUnreachable(attempt_id))
             else:
                 self._report(UpdateFailed(attempt_id, event.reason.removeprefix("LwM2M: ")[:64]))
+        elif isinstance(event, fm.DeviceNotAnswering):
+            self._report(DeviceUnreachable(attempt_id))
         elif isinstance(event, fm.UpdateCancelled):
             self._report(AttemptCancelled(attempt_id))
         elif isinstance(event, fm.PackageDownloaded):

@@ -35,6 +35,7 @@ log = logging.getLogger("fota_server.engine")
 
 _MAX_IDLE_S = 30.0
 _ERROR_PAUSE_S = 1.0
+_MAX_OUTCOME_TRIES = 60   # an outcome whose commit keeps failing is set aside; its attempt is re-issued
 
 
 def build_campaign_service(services: Any) -> CampaignService:
@@ -68,6 +69,9 @@ class EngineHandle:
         self._task: asyncio.Task[None] | None = None
         self._missing: set[str] = set()
         self._error_until: datetime | None = None
+        self._ready: list[DriverCommand] = []     # commands of committed changes, not yet handed to drivers
+        self._resync = False                      # a step failed: re-issue running attempts once one succeeds
+        self._head_tries = 0                      # failed commits of the outcome at the head of the queue
         self.ticks = 0
 
     def report(self, outcome: AttemptOutcome) -> None:
@@ -89,11 +93,11 @@ class EngineHandle:
             await self._callbacks.close()
 
     async def _run(self) -> None:
-        self._dispatch(self._guarded(lambda now: self.service.engine.recover(now)))
+        self._resync = True  # the attempts that were running when the process stopped
         while not self._stopping:
             self._wake.clear()
-            commands = self._guarded(self._step)
-            self._dispatch(commands)
+            self._guarded(self._step)
+            self._dispatch()
             delay = self._sleep_s()
             if delay <= 0:
                 await asyncio.sleep(0)
@@ -104,28 +108,51 @@ class EngineHandle:
             except TimeoutError:
                 pass
 
-    def _guarded(self, action: Any) -> list[DriverCommand]:
+    def _guarded(self, action: Any) -> None:
         try:
-            result: list[DriverCommand] = action(self._clock.now())
-            return result
-        except Exception:   # a store error must not end the loop; try again shortly
-            log.exception("campaign engine step failed")
+            action(self._clock.now())
+            if self._error_until is not None:
+                log.info("campaign engine steps succeed again")
+                self._error_until = None
+        except Exception as exc:   # a store error must not end the loop; try again shortly
+            if self._error_until is None:
+                log.exception("campaign engine step failed; retrying every %.0f s", _ERROR_PAUSE_S)
+            else:
+                log.debug("campaign engine step failed again: %s", exc)
             self._error_until = self._clock.now() + timedelta(seconds=_ERROR_PAUSE_S)
-            return []
+            self._resync = True
+            self._set_aside_poison()
 
-    def _step(self, now: datetime) -> list[DriverCommand]:
-        engine = self.service.engine
-        commands: list[DriverCommand] = list(self.service.take_commands())
-        while self._outcomes:
-            commands += engine.on_outcome(self._outcomes.popleft(), now)
+    def _set_aside_poison(self) -> None:
+        if not self._outcomes:
+            return
+        self._head_tries += 1
+        if self._head_tries >= _MAX_OUTCOME_TRIES:
+            outcome = self._outcomes.popleft()
+            self._head_tries = 0
+            log.error("outcome %r could not be recorded after %d tries; its attempt will be re-issued",
+                      outcome, _MAX_OUTCOME_TRIES)
+
+    def _step(self, now: datetime) -> None:
+        """One pass. Outcomes leave their queue only once the engine has committed them, and the commands
+        of every committed change are kept for dispatch even when a later part of the pass fails; after a
+        failed pass the running attempts are re-issued (drivers take a known attempt as already running),
+        so that no attempt is left without a driver."""
+        engine, ready = self.service.engine, self._ready
+        if self._resync:
+            ready += engine.recover(now)
+            self._resync = False
+        ready += self.service.take_commands()
         for driver in self._unique_drivers():
-            for outcome in driver.collect(now):
-                commands += engine.on_outcome(outcome, now)
-        commands += engine.tick(now)
+            self._outcomes.extend(driver.collect(now))
+        while self._outcomes:
+            ready += engine.on_outcome(self._outcomes[0], now)
+            self._outcomes.popleft()
+            self._head_tries = 0
+        ready += engine.tick(now)
         if self._callbacks is not None:
             self._callbacks.poll(now)
         self.ticks += 1
-        return commands
 
     def _unique_drivers(self) -> list[ProtocolDriver]:
         seen: dict[int, ProtocolDriver] = {}
@@ -133,8 +160,9 @@ class EngineHandle:
             seen.setdefault(id(driver), driver)
         return list(seen.values())
 
-    def _dispatch(self, commands: Sequence[DriverCommand]) -> None:
+    def _dispatch(self) -> None:
         now = self._clock.now()
+        commands, self._ready = self._ready, []
         for command in commands:
             driver = self.drivers.get(command.protocol)
             if driver is None:
@@ -151,7 +179,7 @@ class EngineHandle:
         now = self._clock.now()
         if self._error_until is not None and self._error_until > now:
             return (self._error_until - now).total_seconds()
-        if self._outcomes:
+        if self._outcomes or self._ready:
             return 0.0
         deadlines = [self.service.engine.next_deadline()]
         deadlines += [d.next_deadline() for d in self._unique_drivers()]

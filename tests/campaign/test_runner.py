@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,48 @@ def test_runner_survives_a_failing_driver(tmp_path: Path, caplog: pytest.LogCapt
         assert row.next_attempt_at is not None and row.next_attempt_at > row.recent_attempt_at
     asyncio.run(scenario(), debug=True)
     assert any("refused StartAttempt" in r.getMessage() for r in caplog.records)
+
+
+def test_outcomes_whose_commit_fails_stay_queued_until_it_succeeds(tmp_path: Path) -> None:
+    """The store refuses writes for a while (a full disk): no outcome is dropped, no row stays in progress,
+    and every device's one update is recorded once the store accepts writes again."""
+    async def scenario() -> None:
+        services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "f.db")}))
+        ids = seed(services, lambda i: "LWM2M", 6)
+        service = build_campaign_service(services)
+        engine = service.engine
+        real_on_outcome = engine.on_outcome
+        refusals = [0]
+        full = asyncio.Event()
+        full.set()
+
+        def on_outcome(outcome: AttemptOutcome, now: datetime) -> list[DriverCommand]:
+            if full.is_set():
+                refusals[0] += 1
+                raise sqlite3.OperationalError("database or disk is full")
+            return real_on_outcome(outcome, now)
+
+        engine.on_outcome = on_outcome  # type: ignore[method-assign]
+        push = PushDriver()
+        handle = await start_engine(services, {"LWM2M": push})
+        push.report = handle.report
+        today = services.clock.now().date()
+        spec = CampaignSpec("v3", "firmware", "LWM2M", "pkg-LWM2M", "", "", "1.0", "2.0", today,
+                            today + timedelta(days=1), tuple(ids))
+        campaign, _ = service.schedule_campaign(ACCOUNT, spec)
+        for _ in range(500):   # bounded: until the first outcome has been refused a few times
+            if refusals[0] >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert refusals[0] >= 3
+        full.clear()  # space is back
+        for _ in range(500):
+            rows = service.campaign_devices(ACCOUNT, campaign.campaign_id).rows
+            if {r.status for r in rows} == {DeviceStatus.SUCCESS}:
+                break
+            await asyncio.sleep(0.02)
+        await handle.stop()
+        services.db.close()
+        assert {r.status for r in rows} == {DeviceStatus.SUCCESS} and len(rows) == 6
+        assert all(r.attempts == 1 for r in rows)
+    asyncio.run(scenario(), debug=True)

@@ -13,7 +13,7 @@ __all__ = [
     "Method", "FirmwareJob", "FirmwareTimeouts",
     "ReadResource", "WriteResource", "WritePackage", "ExecuteResource", "ObserveResource", "Command",
     "Reply", "DeliveryChosen", "StateReported", "PackageDownloaded", "UpdateExecuted", "UpdateSucceeded",
-    "UpdateFailed", "UpdateCancelled", "FirmwareEvent", "TIMEOUT_CODE",
+    "UpdateFailed", "UpdateCancelled", "DeviceNotAnswering", "FirmwareEvent", "TIMEOUT_CODE",
 ]
 
 TIMEOUT_CODE = "timeout"
@@ -42,6 +42,8 @@ class FirmwareTimeouts:
     download_s: float = 3600.0        # Write -> Downloaded (pitfall 7: devices that ignore the URI)
     update_s: float = 900.0           # Execute -> re-registration
     push_min_bytes_per_s: float = 256.0  # a push may take size / this rate on top of command_s
+    max_unanswered: int = 4           # requests in a row without an answer before the device counts as silent
+    recheck_s: float = 5.0            # pause before asking again after a request went unanswered
 
 
 @dataclass(frozen=True)
@@ -128,5 +130,13 @@ class UpdateCancelled:
     reason: str
 
 
+@dataclass(frozen=True)
+class DeviceNotAnswering:
+    """The device stopped answering before it proved where it is: not a failure (it may have updated);
+    the next attempt starts by reading its version."""
+
+    reason: str
+
+
 FirmwareEvent = Union[DeliveryChosen, StateReported, PackageDownloaded, UpdateExecuted, UpdateSucceeded,
-                      UpdateFailed, UpdateCancelled]
+                      UpdateFailed, UpdateCancelled, DeviceNotAnswering]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import itertools
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -188,9 +188,10 @@ class Expired:
 RegistrationEvent = Union[Registered, Updated, Deregistered, Expired]
 
 
-def _counter_ids() -> Callable[[], str]:
-    counter = itertools.count(1)
-    return lambda: format(next(counter), "x")
+def _random_id() -> str:
+    """A registration's location id: 64 random bits, so that no id is guessed or handed out twice
+    (restored registrations keep theirs across restarts)."""
+    return secrets.token_hex(8)
 
 
 class RegistrationBook:
@@ -200,7 +201,7 @@ class RegistrationBook:
                  new_id: Callable[[], str] | None = None) -> None:
         self.grace = grace
         self.max_registrations = max_registrations
-        self._new_id = new_id or _counter_ids()
+        self._new_id = new_id or _random_id
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
         self._by_device: dict[str, str] = {}  # device id (urn:imei:<id> -> <id>) -> reg_id

@@ -64,6 +64,10 @@ class FleetDevice:
         """starting, idle, downloading or updating (the fleet adds offline, updated and failed)."""
         raise NotImplementedError
 
+    def tally(self) -> tuple[int, int, tuple[str, ...]]:
+        """What the device's own machine counted: downloads started, flashes, firmware versions run."""
+        raise NotImplementedError
+
     def state(self) -> str:
         if self.offline.active(asyncio.get_running_loop().time()):
             return "offline"
@@ -80,9 +84,11 @@ class FleetDevice:
     def result(self) -> DeviceResult:
         state = self.state()  # first: an OMA-DM device takes the results of triggered sessions into codes here
         code = self.codes[-1] if self.codes else None
+        downloads, flashes, versions = self.tally()
         return DeviceResult(self.plan.device_id, self.plan.protocol, cell_text(self.plan.cell), self.plan.make,
                             self.plan.model, self.plan.fault.value, self.plan.version, self.version(), state,
-                            code, tuple(self.codes), code_name(self.plan.protocol, code))
+                            code, tuple(self.codes), code_name(self.plan.protocol, code), downloads, flashes,
+                            versions)
 
 
 _HTTP_CODES = {v: k for k, v in vars(ResultCode).items() if isinstance(v, int) and not k.startswith("_")}
@@ -187,6 +193,10 @@ class Lwm2mFleetDevice(FleetDevice):
     def version(self) -> str:
         return self.client.firmware_version
 
+    def tally(self) -> tuple[int, int, tuple[str, ...]]:
+        firmware = self.client.firmware
+        return firmware.downloads, firmware.flashes, tuple(self.client.versions)
+
     def phase(self) -> str:
         if self.client.phase in (ClientPhase.STOPPED, ClientPhase.REGISTERING, ClientPhase.DEREGISTERING):
             return "starting" if self.client.registrations == 0 else "updating"
@@ -278,6 +288,9 @@ class HttpFleetDevice(FleetDevice):
     def version(self) -> str:
         return self.machine.state.firmware_version
 
+    def tally(self) -> tuple[int, int, tuple[str, ...]]:
+        return self.machine.downloads, self.machine.flashes, tuple(self.machine.versions)
+
     def phase(self) -> str:
         if self.transport.answered == 0:
             return "starting"  # no check-in answered yet
@@ -295,8 +308,8 @@ class _FleetOmadmDevice(OmadmDevice):
     rolls_back: bool = False
 
     def reboot(self) -> None:
-        if self.rolls_back:
-            self.staged_version = ""  # the new image does not come up; the bootloader starts the old one
+        if self.rolls_back and self.staged_version:
+            self.staged_version = self.firmware_version  # the new image does not come up; the old one boots
         super().reboot()
 
 
@@ -366,6 +379,9 @@ class OmadmFleetDevice(FleetDevice):
 
     def version(self) -> str:
         return self.device.firmware_version
+
+    def tally(self) -> tuple[int, int, tuple[str, ...]]:
+        return self.device.downloads, self.device.flashes, tuple(self.device.versions)
 
     def phase(self) -> str:
         codes = [c for c in self.link.results if c != 200]

@@ -76,7 +76,8 @@ async def _run(args: argparse.Namespace) -> int:
         await link.aclose()
     s = machine.state
     print(json.dumps({"event": "Stopped", "firmwareVersion": s.firmware_version, "softwareVersion": s.software_version,
-                      "configVersion": s.config_version, "checkins": machine.checkins}), flush=True)
+                      "configVersion": s.config_version, "checkins": machine.checkins, "downloads": machine.downloads,
+                      "flashes": machine.flashes, "versions": machine.versions}), flush=True)
     if refused and refused[-1] in (401, 403):
         print(f"device-emulator http: the server refused the device ({refused[-1]}); check --device-id and --token",
               file=sys.stderr)

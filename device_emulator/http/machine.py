@@ -5,6 +5,13 @@ reached), downloads an offered package with resume after a cut connection, verif
 signature, installs, reboots into the new version and reports each step. One request is outstanding at
 a time. Time is monotonic seconds passed in as ``now``; the link sends the commands from ``to_send()`` and
 feeds the answers to ``receive()``.
+
+The machine counts what the device did: ``downloads`` is how many offered images it started to fetch
+(the first ``FetchImage`` of an offer; a resumed Range request of the same offer is the same download),
+``flashes`` how many installs wrote an image and rebooted (whatever version then came up; an install that
+fails before writing is none), and ``versions`` the firmware versions it ran, in order, from the first.
+A request that fails (connection refused, reset, timeout) ends nothing: the device checks in again after
+at most its interval, or 30 s.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class _Update:
     verified: bool = False
     downloaded_reported: bool = False
     retries: int = 0
+    fetched: bool = False     # a FetchImage went out for this offer
 
 
 class HttpDeviceMachine:
@@ -97,6 +105,10 @@ class HttpDeviceMachine:
         self.update: _Update | None = None
         self.finished: set[int] = set()
         self.checkins = 0
+        self.failed_requests = 0
+        self.downloads = 0
+        self.flashes = 0
+        self.versions: list[str] = [state.firmware_version]
         self._steps: deque[tuple[str, object]] = deque()
         self._outbox: list[Command] = []
         self._events: deque[Event] = deque()
@@ -181,6 +193,9 @@ class HttpDeviceMachine:
         stop = self.faults.cut_after if self.faults.cuts > 0 and self.faults.cut_after else None
         if stop is not None:
             self.faults.cuts -= 1
+        if not u.fetched:
+            u.fetched = True
+            self.downloads += 1
         self._send(FetchImage(u.offer.url, len(u.image), u.etag if u.image else None, stop))
 
     def _do_install(self, _arg: object, now: float) -> None:
@@ -202,8 +217,11 @@ class HttpDeviceMachine:
         u = self.update
         if u is None:
             return
+        self.flashes += 1
         if not self.faults.reboot_into_old:
             self.state.set_version(u.offer.kind, u.offer.version)
+        if self.state.firmware_version != self.versions[-1]:
+            self.versions.append(self.state.firmware_version)
         version = self.state.version_of(u.offer.kind)
         self._events.append(RebootedInto(u.offer.kind, version))
         self.finished.add(u.offer.update_id)
@@ -314,5 +332,6 @@ class HttpDeviceMachine:
             self._steps.clear()
 
     def _failed(self, now: float) -> None:
+        self.failed_requests += 1
         self._steps.clear()
         self._wait(self._jittered(min(self._interval_s, 30.0)), ("checkin", None), now)

@@ -111,7 +111,7 @@ class OmadmLink:
         job = self.device.job
         if job is None:
             return None
-        refusal = self.device.download_refusal()
+        refusal = self.device.begin_download()
         image, error = (None, refusal) if refusal else await self.download(job.pkg_url)
         code = self.device.finish_download(image, error)
         if code == 200:

@@ -69,6 +69,7 @@ class LwM2MClient:
         self.location: tuple[str, ...] = ()
         self.registrations = 0
         self.reboots = 0
+        self.versions: list[str] = [config.firmware_version]   # firmware versions run, in order
         self.observed: set[LwM2MPath] = set()
         self.attributes: dict[LwM2MPath, tuple[str, ...]] = {}
         self._outbox: deque[Uplink] = deque()
@@ -177,6 +178,8 @@ class LwM2MClient:
         version = self.firmware.finish_update()
         if version is None:
             return
+        if version != self.firmware_version:
+            self.versions.append(version)
         self.firmware_version = version
         self.reboots += 1
         self.phase = ClientPhase.REBOOTING

@@ -97,7 +97,8 @@ async def _run(args: argparse.Namespace) -> int:
                 break
     finally:
         await link.stop()
-    _print("stopped", firmware_version=client.firmware_version, reboots=client.reboots)
+    _print("stopped", firmware_version=client.firmware_version, reboots=client.reboots,
+           downloads=client.firmware.downloads, flashes=client.firmware.flashes, versions=client.versions)
     return 0
 
 

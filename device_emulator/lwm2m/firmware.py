@@ -3,6 +3,11 @@
 
 Transitions follow OMNA 5.xml and reference §4.1: a reset (``\\0`` package or empty URI) gives 0/0;
 Execute only in Downloaded (else 4.05, nothing changes); integrity failure ends 0/5; update failure 2/8.
+
+The object counts what the device did: ``downloads`` is how many times it entered Downloading (a Package
+URI write or the first Block1 block of a push; a re-sent identical block is not a new one), ``flashes`` how
+many times ``finish_update`` wrote a staged image and the device rebooted (whatever image then boots); an
+update that fails before writing (2/8) is no flash.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class DeviceFirmware:
         self.package_uri = ""
         self.staged_version: str | None = None
         self.download_uri: str | None = None  # set when a pull download should start
+        self.downloads = 0
+        self.flashes = 0
         self._pulled = bytearray()
         limit = min(flash_bytes, 1024) if Fault.NOT_ENOUGH_FLASH in faults else flash_bytes
         self._receiver = Block1Receiver(limit, max_szx)
@@ -118,6 +125,7 @@ class DeviceFirmware:
             return PackageAnswer("4.05")
         if block1 is None or block1.num == 0:
             self._set(FirmwareState.DOWNLOADING, UpdateResult.INITIAL)
+            self.downloads += 1
         received = len(self._receiver.data) + len(payload)
         if Fault.OUT_OF_RAM in self.faults and received > self.ram_bytes:
             self._fail(UpdateResult.OUT_OF_RAM)
@@ -158,6 +166,7 @@ class DeviceFirmware:
             self._fail(UpdateResult.UNSUPPORTED_PROTOCOL)
             return "2.04"
         self._set(FirmwareState.DOWNLOADING, UpdateResult.INITIAL)
+        self.downloads += 1
         self.download_uri = None if Fault.IGNORE_URI in self.faults else uri
         return "2.04"
 
@@ -196,7 +205,8 @@ class DeviceFirmware:
         return "2.04"
 
     def finish_update(self) -> str | None:
-        """Flash the staged image: the new version, or None when the update fails (2/8)."""
+        """Flash the staged image and reboot: the version that boots (counted in ``flashes``), or None when
+        the update fails before writing anything (2/8)."""
         if self.state is not FirmwareState.UPDATING:
             return None
         if Fault.UPDATE_FAILED in self.faults or self.staged_version is None:
@@ -204,6 +214,7 @@ class DeviceFirmware:
             return None
         version = self.staged_version
         self.staged_version = None
+        self.flashes += 1
         self.package_uri = ""
         self._set(FirmwareState.IDLE, UpdateResult.SUCCESS)
         return version

@@ -69,7 +69,8 @@ async def _run(args: argparse.Namespace) -> int:
             except asyncio.TimeoutError:
                 await link.settle(link.triggers_seen)  # let the sessions under way finish
             _print("TriggersDone", sessions=link.sessions_run, firmwareVersion=device.firmware_version,
-                   results=link.results, refused=link.triggers_refused)
+                   results=link.results, refused=link.triggers_refused, downloads=device.downloads,
+                   flashes=device.flashes, versions=device.versions)
     except SessionFailed as exc:
         _print("SessionFailed", detail=str(exc))
         return 1

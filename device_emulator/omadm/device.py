@@ -1,9 +1,15 @@
 """An emulated OMA-DM device: its DM tree (DevInfo, DevDetail, FUMO), the FUMO job it runs and the faults
 that steer each job to a given Generic Alert 1226 result code (OMA-TS-DM-FUMO-V1_0 §6-8; reference §7, §10).
 
-The device is sans-IO: ``accept_exec`` records the job, the caller downloads the package however it
-likes, then ``finish_download`` checks the image (format, hash, make and model), "flashes" it and
-queues the 1226 the next session reports. ``reboot`` makes the flashed version current.
+The device is sans-IO: ``accept_exec`` records the job, ``begin_download`` says whether to fetch the
+package (the caller downloads it however it likes), then ``finish_download`` checks the image (format,
+hash, make and model), stages it and queues the 1226 the next session reports. ``reboot`` writes the
+staged image and boots it.
+
+The device counts what it did: ``downloads`` is how many FUMO downloads it started (``begin_download``
+said go), ``flashes`` how many reboots wrote a staged image (whatever then boots; a job that fails its
+checks stages nothing, so its reboot is no flash), ``versions`` the firmware versions it ran, in order,
+starting with the one it started with.
 """
 
 from __future__ import annotations
@@ -89,9 +95,13 @@ class OmadmDevice:
     pending_alerts: list[GenericAlert] = field(default_factory=list)
     staged_version: str = ""
     reboots: int = 0
+    downloads: int = 0
+    flashes: int = 0
+    versions: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         p, fumo = self.profile, FumoTree(self.profile.fumo_root)
+        self.versions = self.versions or [p.fw_version]
         self.tree.update({
             "./DevInfo/DevId": p.dev_id, "./DevInfo/Man": p.man, "./DevInfo/Mod": p.mod,
             "./DevInfo/DmV": p.dm_version, "./DevInfo/Lang": p.lang,
@@ -149,6 +159,14 @@ class OmadmDevice:
             return Fault.BAD_URL.value
         return None
 
+    def begin_download(self) -> int | None:
+        """Before fetching the job's package: the refusal code (no download), or None after counting a
+        download started."""
+        refusal = self.download_refusal()
+        if self.job is not None and refusal is None:
+            self.downloads += 1
+        return refusal
+
     def finish_download(self, image: bytes | None, download_error: int | None = None) -> int:
         """Check and flash the downloaded image; queue the 1226 and return its result code."""
         if self.job is None:
@@ -182,11 +200,14 @@ class OmadmDevice:
         return 200
 
     def reboot(self) -> None:
-        """Boot into the staged image, if any; the new FwV is what the next session reports."""
+        """Flash the staged image, if any, and boot it; the new FwV is what the next session reports."""
         self.reboots += 1
         if self.staged_version:
+            self.flashes += 1
             self.tree["./DevDetail/FwV"] = self.staged_version
             self.staged_version = ""
+            if self.firmware_version != self.versions[-1]:
+                self.versions.append(self.firmware_version)
 
     def alert_delivered(self, correlator: str) -> None:
         self.pending_alerts = [a for a in self.pending_alerts if a.correlator != correlator]

@@ -118,6 +118,7 @@ def test_update_installs_and_is_confirmed_by_the_version_after_reboot(pair: Pair
     events = pair.run(until=100)
     assert RebootedInto("firmware", "1.1.0") in events
     assert pair.machine.state.firmware_version == "1.1.0"
+    assert (pair.machine.downloads, pair.machine.flashes, pair.machine.versions) == (1, 1, ["1.0.0", "1.1.0"])
     assert pair.driver.collect(pair.services.clock.now())[-1] == UpdateSucceeded("a1", "1.1.0")
 
 
@@ -128,6 +129,7 @@ def test_a_cut_download_resumes_where_it_stopped(pair: Pair) -> None:
     cuts = [e for e in events if isinstance(e, DownloadCut)]
     assert [c.received for c in cuts] == [70_000, 140_000]
     assert pair.machine.state.firmware_version == "1.1.0"
+    assert (pair.machine.downloads, pair.machine.flashes) == (1, 1)  # resumed Range requests: one download
 
 
 def test_too_many_cuts_report_connection_lost(pair: Pair) -> None:
@@ -162,6 +164,7 @@ def test_install_failure_and_reboot_into_the_old_version(pair: Pair) -> None:
     _start(pair)
     pair.run(until=100)
     assert pair.driver.collect(pair.services.clock.now())[-1] == UpdateSucceeded("a1", "1.0.0")
+    assert (pair.machine.flashes, pair.machine.versions) == (1, ["1.0.0"])  # written and rebooted: a flash
 
 
 def test_download_only_then_install_when_allowed(pair: Pair) -> None:
@@ -204,6 +207,7 @@ def test_an_injected_install_failure_is_reported(pair: Pair) -> None:
     pair.run(until=100)
     assert pair.driver.collect(pair.services.clock.now())[-1] == UpdateFailed("a1", "install-failed")
     assert pair.machine.state.firmware_version == "1.0.0"
+    assert (pair.machine.downloads, pair.machine.flashes) == (1, 0)
 
 
 def test_arbitrary_answers_never_break_the_device() -> None:

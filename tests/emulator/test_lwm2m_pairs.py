@@ -75,8 +75,8 @@ class Pair:
                 reply = self.book.register(params, f"10.0.0.1:{self.address}", at(self.now))
                 self.client.on_register_reply(reply.code, reply.location, self.now)
             elif isinstance(up, SendUpdate):
-                params = parse_update(up.query, up.payload, 40 if up.payload else None)
-                reply = self.book.update(up.location[1], params, f"10.0.0.1:{self.address}", at(self.now))
+                update = parse_update(up.query, up.payload, 40 if up.payload else None)
+                reply = self.book.update(up.location[1], update, f"10.0.0.1:{self.address}", at(self.now))
                 self.client.on_update_reply(reply.code, self.now)
             elif isinstance(up, SendDeregister):
                 self.client.on_deregister_reply(self.book.deregister(up.location[1]).code, self.now)
@@ -183,7 +183,7 @@ class Pair:
 
 
 def events(machine: FirmwareUpdate) -> list[object]:
-    out = []
+    out: list[object] = []
     while (event := machine.next_event()) is not None:
         out.append(event)
     return out

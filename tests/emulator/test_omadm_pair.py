@@ -9,6 +9,7 @@ import pytest
 
 from device_emulator.omadm import ClientConfig, DeviceProfile, DmClientSession, Fault, OmadmDevice
 from device_emulator.omadm.client import ClientState
+from device_emulator.omadm.device import DOWNLOAD_STAGE_FAULTS
 from fota_server.protocol.errors import PeerError
 from fota_server.protocol.image import build_image
 from fota_server.protocol.omadm import events as ev
@@ -156,7 +157,7 @@ def full_update(fault: Fault, root: str = "./FUMO", encoding: Encoding = Encodin
     run_session(server, DmClientSession(config(encoding=encoding), dev, "1", b""))
     assert server.of(ev.FumoExecAccepted) == [ev.FumoExecAccepted("IMEI:1", "job-7")]
     assert dev.job is not None and dev.job.pkg_url == URL
-    image = None if dev.download_refusal() else IMAGE
+    image = None if dev.begin_download() else IMAGE
     dev.finish_download(image)
     dev.reboot()
     server.jobs = []
@@ -177,8 +178,12 @@ def test_each_fault_reaches_the_server_as_its_result_code(fault: Fault) -> None:
     versions = [d.values["FwV"] for d in server.of(ev.DeviceDetailReported)]
     if fault is Fault.NONE:
         assert state == 100 and versions[-1] == "2.0.0"
+        assert (dev.flashes, dev.versions) == (1, ["1.0.0", "2.0.0"])
     else:
         assert state in (20, 80) and versions[-1] == "1.0.0"
+        assert (dev.flashes, dev.versions) == (0, ["1.0.0"])
+    refused = fault in DOWNLOAD_STAGE_FAULTS and fault is not Fault.NETWORK_FAILURE
+    assert dev.downloads == (0 if refused else 1)
 
 
 @pytest.mark.parametrize("encoding", list(Encoding))
@@ -265,7 +270,8 @@ def test_server_credential_on_a_stale_nonce_is_challenged_and_commands_are_sent_
     server.jobs = [FumoJob("job-1", URL)]
     client = DmClientSession(config(), dev, "1", b"", server_nonce=b"what-the-device-expects")
     sent = run_session(server, client)
-    assert client.state is ClientState.ENDED and sent == 3
+    # Pkg 1; the refused Gets; the Gets again (FwV and FUMO State are read before the Exec); the Exec's status
+    assert client.state is ClientState.ENDED and sent == 4
     assert server.of(ev.FumoExecAccepted) == [ev.FumoExecAccepted("IMEI:356938035643809", "job-1")]
     assert server.client_nonce == client.server_nonce
 

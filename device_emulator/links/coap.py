@@ -1,6 +1,9 @@
 """The real CoAP link of an emulated LwM2M device (aiocoap over UDP): it serves the server's requests from
 the client machine, sends its Register/Update/De-register, downloads pulled images (CoAP Block2 with ETag
-checks, or HTTP), notifies observers, and after a reboot comes back from a new source port."""
+checks, or HTTP), notifies observers, and after a reboot comes back from a new source port.
+
+A server that is gone (killed, restarting) never ends the device's tasks: an uplink that fails in any
+way reaches the client machine as ``"timeout"``, and the machine decides when to try again."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import aiocoap
-import aiocoap.interfaces
-import aiocoap.resource as resource
+import aiocoap  # type: ignore[import-untyped]
+import aiocoap.interfaces  # type: ignore[import-untyped]
+import aiocoap.resource as resource  # type: ignore[import-untyped]
 import httpx
-from aiocoap.optiontypes import BlockOption as AiocoapBlock
+from aiocoap.optiontypes import BlockOption as AiocoapBlock  # type: ignore[import-untyped]
 
 from device_emulator.lwm2m.client import LwM2MClient
 from device_emulator.lwm2m.messages import (
@@ -41,7 +44,7 @@ def _dotted(code: aiocoap.Code) -> str:
     return f"{int(code) >> 5}.{int(code) & 31:02d}"
 
 
-class _ClientRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
+class _ClientRoot(resource.Resource, aiocoap.interfaces.ObservableResource):  # type: ignore[misc]
     """Every path of the device, answered by the client machine (no Site routing, no Block1 spooling)."""
 
     def __init__(self, link: "CoapLink") -> None:
@@ -94,13 +97,14 @@ class CoapLink:
     def now(self) -> float:
         return (time.monotonic() - self._t0) * self.speed
 
-    async def _open(self) -> None:
+    async def _open(self) -> Any:
         # aiocoap's udp6 socket allows address reuse, and a reusable socket bound to port 0 may be given a
         # port another reusable socket (the server's, in a lab) already holds; so take a free one first.
         port = free_udp_port(self.bind_host, avoid=urlsplit(self.server_uri).port)
         self.context = await aiocoap.Context.create_server_context(
             self._root, bind=(self.bind_host, port), transports=["udp6"])
         self.port = _bound_port(self.context)
+        return self.context
 
     async def start(self) -> None:
         await self._open()
@@ -178,14 +182,26 @@ class CoapLink:
             uplink = await self._uplinks.get()
             try:
                 await self._send(uplink)
+            except Exception as exc:  # whatever happened on the way, the device lives on and retries
+                log.warning("%s %s failed: %s", self.client.config.endpoint, type(uplink).__name__, exc)
+                self._unanswered(uplink)
             finally:
                 self._uplinks.task_done()
             self._flush()
 
+    def _unanswered(self, uplink: Uplink) -> None:
+        if isinstance(uplink, SendRegister):
+            self.client.on_register_reply("timeout", (), self.now())
+        elif isinstance(uplink, SendUpdate):
+            self.client.on_update_reply("timeout", self.now())
+        elif isinstance(uplink, SendDeregister):
+            self.client.on_deregister_reply("timeout", self.now())
+
     async def _send(self, uplink: Uplink) -> None:
         if isinstance(uplink, Reboot):
             if self.context is not None:
-                await self.context.shutdown()
+                context, self.context = self.context, None
+                await context.shutdown()
             self._root.observations.clear()
             await self._open()
             return
@@ -207,15 +223,14 @@ class CoapLink:
 
     async def _request(self, code: aiocoap.Code, path: tuple[str, ...], query: tuple[str, ...],
                        payload: bytes) -> aiocoap.Message | None:
-        if self.context is None:
-            return None
+        context = self.context or await self._open()  # a reboot that could not open its socket tries again
         message = aiocoap.Message(code=code, uri=self.server_uri + "/", payload=payload)
         message.opt.uri_path = path
         message.opt.uri_query = query
         if payload:
             message.opt.content_format = 40
         try:
-            return await self.context.request(message).response
+            return await context.request(message).response
         except (aiocoap.error.Error, OSError) as exc:
             log.info("%s %s failed: %s", code, "/".join(path), exc)
             return None

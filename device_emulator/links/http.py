@@ -54,7 +54,7 @@ class HttpLink:
                 return
             what = "checkin" if isinstance(command, SendCheckIn) else "status"
             response = await self._client.post(self._device_url(what), content=command.body, headers=self._headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # refused, reset, timed out: the machine retries
             machine.receive(RequestFailed(f"{type(exc).__name__}: {exc}"), self._now())
             return
         if isinstance(command, SendStatus):
@@ -86,7 +86,7 @@ class HttpLink:
                         received += len(chunk)
                     else:
                         complete = True
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             complete = False
         machine.receive(ImageEnded(status, complete), self._now())
 

@@ -79,7 +79,7 @@ class OmadmLink:
                 headers[MAC_HEADER] = outgoing.mac_header
             try:
                 response = await self._client.post(self.server_url, content=outgoing.body, headers=headers)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, OSError) as exc:  # refused, reset, timed out: the next session retries
                 raise SessionFailed(f"DM POST failed: {exc}") from None
             if response.status_code != 200:
                 raise SessionFailed(f"DM server answered HTTP {response.status_code}: {response.text[:200]}")
@@ -143,7 +143,7 @@ class OmadmLink:
             return None, Fault.DOWNLOAD_TIMEOUT.value
         except httpx.ConnectError:
             return None, Fault.SERVER_UNAVAILABLE.value
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             return None, Fault.NETWORK_FAILURE.value
 
     # --- Package 0 ---------------------------------------------------------------------------------

@@ -3,6 +3,12 @@ management, Object 5), without IO. Time is monotonic seconds passed as ``now``.
 
 The link feeds it server requests (``handle``), answers to its uplinks (``on_register_reply`` ...), pull
 download data, and timer ticks; it asks the link to send uplinks through ``to_send``.
+
+A server that goes away and comes back is ridden out: a Register without a 2.01 is tried again after
+``retry_s``, doubling up to ``max_retry_s``; an Update that gets no answer (``"timeout"``: the link's
+retransmissions ran out, or the network reported the server unreachable) or a 4.04/4.00/4.03 (the
+server forgot the registration, Core 1.1 §6.2.2) is followed by a full Register. ``versions`` lists the
+firmware versions the device ran, in order, starting with the one it started with.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ class ClientConfig:
     queue_awake_s: float = 93.0
     update_fraction: float = 0.5        # send an Update after this share of the lifetime
     reboot_s: float = 0.05              # flash and reboot time after Execute
-    retry_s: float = 2.0                # first Register retry; doubles up to 60 s
+    retry_s: float = 2.0                # first Register retry; doubles up to max_retry_s
+    max_retry_s: float = 30.0
     manufacturer: str = "FOTA Emulator"
     model: str = "EMU-LWM2M"
     serial: str = "0001"
@@ -69,6 +76,7 @@ class LwM2MClient:
         self.location: tuple[str, ...] = ()
         self.registrations = 0
         self.reboots = 0
+        self.unanswered = 0                 # Registers and Updates that got no answer at all
         self.versions: list[str] = [config.firmware_version]   # firmware versions run, in order
         self.observed: set[LwM2MPath] = set()
         self.attributes: dict[LwM2MPath, tuple[str, ...]] = {}
@@ -126,8 +134,9 @@ class LwM2MClient:
             self._retry_s = self.config.retry_s
             self._schedule_update(now)
         else:
+            self._note_unanswered(code)
             self._retry_at = now + self._retry_s
-            self._retry_s = min(60.0, self._retry_s * 2)
+            self._retry_s = min(self.config.max_retry_s, self._retry_s * 2)
 
     def on_update_reply(self, code: str, now: float) -> None:
         self._update_in_flight = False
@@ -135,11 +144,16 @@ class LwM2MClient:
             return
         if code == "2.04":
             self._schedule_update(now)
-        elif code in ("4.04", "4.00", "4.03"):
+        elif code in ("4.04", "4.00", "4.03", "timeout"):
+            self._note_unanswered(code)
             self.location = ()
-            self.start(now)  # the server forgot us: a full Register
+            self.start(now)  # the server forgot us, or is gone: a full Register (retried with backoff)
         else:
             self._update_at = now + self.config.retry_s
+
+    def _note_unanswered(self, code: str) -> None:
+        if code == "timeout":
+            self.unanswered += 1
 
     def on_deregister_reply(self, code: str, now: float) -> None:
         self.location = ()

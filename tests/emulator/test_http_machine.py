@@ -201,6 +201,23 @@ def test_link_failure_backs_off_then_checks_in_again(pair: Pair) -> None:
         pair.machine.receive(StatusAnswered(200), 1.0)
 
 
+def test_a_server_gone_for_long_never_stops_the_check_ins(pair: Pair) -> None:
+    """Refused connection after refused connection, the device checks in again within 30 s (plus jitter)
+    each time, and the first answer after the outage puts it back on the server's interval."""
+    now = 0.0
+    for attempt in range(50):
+        pair.machine.on_timer(now)
+        assert isinstance(pair.machine.to_send()[0], SendCheckIn), attempt
+        pair.machine.receive(RequestFailed("ConnectError: connection refused"), now)
+        deadline = pair.machine.next_deadline()
+        assert deadline is not None and now < deadline <= now + 36
+        now = deadline
+    assert pair.machine.failed_requests == 50 and pair.machine.checkins == 50
+    pair.now = now
+    pair.run(until=now + 1000)
+    assert pair.machine.checkins > 50 and len(pair.driver.http_devices.list_checkins("d1")) >= 1
+
+
 def test_an_injected_install_failure_is_reported(pair: Pair) -> None:
     pair.machine.faults = HttpFaults(fail_install=True)
     _start(pair)

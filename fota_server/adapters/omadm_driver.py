@@ -7,11 +7,21 @@ attempt whatever session it arrives in. Success is confirmed by ``./DevDetail/Fw
 never by the 1226 alone. ``collect(now)`` hands the outcomes to the engine; ``take_triggers()`` hands the
 Package 0 requests to the dispatcher in ``omadm_notify``.
 
+The device is read before it is told anything: a session given a job reads FwV and the FUMO ``State``
+node first and sends the Exec only if ``fumo.exec_needed`` allows it (``FumoJobChecked``). A device
+already on the target version is reported as ``UpdateSucceeded`` and never gets the Exec; one busy with
+a FUMO operation is followed; after an Exec whose status never came back (``EXEC_ISSUED``: the session
+was cut) the next session learns from FwV, State or the 1226 whether it ran, and only a device that shows
+it did not update (a failed 1226, or a failed State) is reported failed.
+
 With a store, every job is written when the driver accepts the ``StartAttempt`` and again at each step,
-before the step is acted on (a Package 0 queued, an Exec handed to a session, an outcome reported), and the
-jobs are reloaded at start-up: after a restart a job resumes where it was, and the engine's
-``StartAttempt(resumed=True)`` for it is taken as already running. A job that was in a session when the
-server stopped waits for the device's next session. Without a store (unit tests) jobs live in memory.
+before the step is acted on (a Package 0 queued, an Exec handed to a session), and the jobs are reloaded
+at start-up: after a restart a job resumes where it was, and the engine's ``StartAttempt(resumed=True)``
+for it is taken as already running. Outcomes are committed with the job change they come from (outbox
+``omadm_outcomes``) and stay there until acknowledged: ``collect(now)`` takes the previous call's batch
+as acknowledged (the engine took it), ``collect_numbered(now)`` with ``acknowledge(ids)`` acknowledges
+explicitly; what was not acknowledged when the process stopped is handed out again after the restart.
+Without a store (unit tests) jobs and outcomes live in memory.
 """
 
 from __future__ import annotations
@@ -28,9 +38,9 @@ from ..campaign.drivers import (
     InstallPackage, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
 from ..protocol.omadm import events as ev
-from ..protocol.omadm.fumo import is_success
+from ..protocol.omadm.fumo import BUSY_STATES, PriorExec, is_success
 from ..protocol.omadm.session import FumoJob
-from ..store.omadm_sqlite import FumoJobRow, SqliteOmadmStore
+from ..store.omadm_sqlite import FumoJobRow, SqliteOmadmStore, StoredOutcome
 from ..store.ports import PackageStore
 
 __all__ = ["OmadmDriver", "OmadmDriverSettings", "TriggerRequest", "JobState", "OmadmJob"]
@@ -41,9 +51,26 @@ log = logging.getLogger("fota_server.omadm")
 
 class JobState(enum.Enum):
     WAITING_SESSION = "waiting_session"  # Package 0 sent; the job goes into the device's next session
-    EXEC_SENT = "exec_sent"              # in a session now; waiting for the Exec's status
-    ACCEPTED = "accepted"                # Exec answered 202: the device downloads and updates
+    EXEC_SENT = "exec_sent"              # handed to a session, which reads the device first; no Exec sent yet
+    EXEC_ISSUED = "exec_issued"          # the Exec went out in a reply; its status has not come back
+    ACCEPTED = "accepted"                # Exec answered 202 (or the device is busy with it): it updates
     AWAITING_VERSION = "awaiting_version"  # 1226 said success; waiting for ./DevDetail/FwV
+
+
+# What a session is told of an earlier Exec, by job state; jobs in other states are not handed to sessions.
+_PRIOR = {JobState.WAITING_SESSION: PriorExec.NONE, JobState.EXEC_ISSUED: PriorExec.MAYBE,
+          JobState.ACCEPTED: PriorExec.ACCEPTED}
+_FAILED_STATES = frozenset({20, 70, 80})   # FUMO §5.3.1.10: download failed, update failed
+_UPDATED_STATES = frozenset({90, 100})     # update successful: FwV tells once the device runs it
+_OUTCOME_KINDS: dict[str, Callable[[str, str], AttemptOutcome]] = {
+    "progress": AttemptProgressed, "succeeded": UpdateSucceeded, "failed": UpdateFailed,
+    "unreachable": lambda attempt_id, _value: DeviceUnreachable(attempt_id),
+    "cancelled": lambda attempt_id, _value: AttemptCancelled(attempt_id),
+}
+
+
+def _decode(stored: StoredOutcome) -> AttemptOutcome:
+    return _OUTCOME_KINDS[stored.kind](stored.attempt_id, stored.value)
 
 
 @dataclass(frozen=True)
@@ -78,12 +105,16 @@ class OmadmJob:
                           self.triggers_sent, self.next_trigger_at, tuple(self.session_ids))
 
     @classmethod
-    def of_row(cls, row: FumoJobRow) -> OmadmJob:
-        state = JobState(row.state)
-        if state is JobState.EXEC_SENT:  # its session ended with the server; the next one runs the job
-            state = JobState.WAITING_SESSION
-        return cls(row.attempt_id, row.device_id, row.package_id, row.firmware_to, state, row.triggers_sent,
-                   row.next_trigger_at, list(row.session_ids))
+    def of_row(cls, row: FumoJobRow, now: datetime) -> OmadmJob:
+        """A job as it resumes: one whose session ended with the server waits for the next session (its
+        Exec never went out); one that was waiting for a session with no Package 0 planned gets one now."""
+        job = cls(row.attempt_id, row.device_id, row.package_id, row.firmware_to, JobState(row.state),
+                  row.triggers_sent, row.next_trigger_at, list(row.session_ids))
+        if job.state is JobState.EXEC_SENT:
+            job.state = JobState.WAITING_SESSION
+        if job.state in (JobState.WAITING_SESSION, JobState.EXEC_ISSUED) and job.next_trigger_at is None:
+            job.triggers_sent, job.next_trigger_at = 0, now
+        return job
 
 
 class OmadmDriver:
@@ -98,17 +129,19 @@ class OmadmDriver:
         self._store, self._clock = store, clock
         self._jobs: dict[str, OmadmJob] = {}          # by attempt id
         self._by_device: dict[str, str] = {}          # device id -> attempt id
-        self._outcomes: list[AttemptOutcome] = []
+        self._memory: list[StoredOutcome] = []        # the outbox without a store
+        self._handed: list[int] = []                  # ids the last collect() handed out
+        self._handed_upto = 0                         # highest outcome id handed out by this process
         self._triggers: list[TriggerRequest] = []
         self.on_trigger: Callable[[], None] | None = None  # wakes the Package 0 dispatcher
         self.on_outcome: Callable[[], None] | None = None  # wakes the engine runner (EngineHandle.wake)
         self._resume()
 
     def _resume(self) -> None:
-        """Reload the stored jobs; one that was in a session when the server stopped waits for the next one."""
+        """Reload the stored jobs (``OmadmJob.of_row``)."""
         for row in self._store.load_jobs() if self._store is not None else []:
-            job = OmadmJob.of_row(row)
-            if job.state.value != row.state and not self._save(job, JobState(row.state)):
+            job = OmadmJob.of_row(row, self._clock())
+            if job.row() != row and not self._save(job, JobState(row.state)):
                 continue
             self._jobs[job.attempt_id] = job
             self._by_device[job.device_id] = job.attempt_id
@@ -124,8 +157,8 @@ class OmadmDriver:
             pass  # DownloadAndUpdate installs as soon as the download ends; nothing to do
 
     def _start(self, command: StartAttempt, now: datetime) -> None:
-        if command.attempt_id in self._jobs:
-            return
+        if command.attempt_id in self._jobs or self._ended_already(command.attempt_id):
+            return  # running, or its end is queued for the engine: continued, not started again
         job = OmadmJob(command.attempt_id, command.device_id, command.package_id, command.firmware_to)
         request = self._next_trigger(job, now)
         if self._store is not None and not self._store.add_job(job.row(), now):
@@ -138,34 +171,64 @@ class OmadmDriver:
         self._by_device[job.device_id] = job.attempt_id
         self._queue_trigger(request)
 
+    def _ended_already(self, attempt_id: str) -> bool:
+        if self._store is not None:
+            return self._store.has_final_outcome(attempt_id)
+        return any(o.attempt_id == attempt_id and o.kind != "progress" for o in self._memory)
+
     def _cancel(self, command: CancelAttempt) -> None:
         job = self._jobs.get(command.attempt_id)
         if job is None or job.state is JobState.WAITING_SESSION:
-            self._drop(command.attempt_id)
-            self._emit(AttemptCancelled(command.attempt_id))
-        # A FUMO job the device has accepted cannot be called back; its 1226 will end it.
+            self._finish(command.attempt_id, "cancelled")
+        # A FUMO job the device may have been given cannot be called back; its 1226 will end it.
 
     def next_deadline(self) -> datetime | None:
-        if self._outcomes:
+        if self._has_unhanded():
             return _EPOCH
         due = [j.next_trigger_at for j in self._jobs.values() if j.next_trigger_at is not None]
         return min(due) if due else None
 
     def collect(self, now: datetime) -> list[AttemptOutcome]:
-        for job in list(self._jobs.values()):
-            if job.next_trigger_at is not None and job.next_trigger_at <= now:
-                if job.triggers_sent >= self.settings.max_triggers:
-                    self._drop(job.attempt_id)
-                    self._emit(DeviceUnreachable(job.attempt_id))
-                else:
-                    self._retrigger(job, now)
-        out, self._outcomes = self._outcomes, []
-        return out
+        """The outcomes not acknowledged yet; calling it again acknowledges the ones it returned before."""
+        self.acknowledge(self._handed)
+        numbered = self.collect_numbered(now)
+        self._handed = [outcome_id for outcome_id, _ in numbered]
+        return [outcome for _, outcome in numbered]
 
-    def _emit(self, outcome: AttemptOutcome) -> None:
-        self._outcomes.append(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome()
+    def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]:
+        """Every outcome not acknowledged yet, oldest first, with the id to ``acknowledge`` it by once the
+        engine has committed it (handed out again until then)."""
+        self._due_triggers(now)
+        stored = self._store.outcomes() if self._store is not None else list(self._memory)
+        if stored:
+            self._handed_upto = max(self._handed_upto, stored[-1].outcome_id)
+        return [(o.outcome_id, _decode(o)) for o in stored]
+
+    def acknowledge(self, outcome_ids: list[int]) -> None:
+        """The engine has committed these outcomes: they leave the outbox."""
+        if not outcome_ids:
+            return
+        if self._store is not None:
+            self._store.delete_outcomes(list(outcome_ids))
+        else:
+            gone = set(outcome_ids)
+            self._memory = [o for o in self._memory if o.outcome_id not in gone]
+
+    def _has_unhanded(self) -> bool:
+        if self._store is not None:
+            return self._store.has_outcomes(self._handed_upto)
+        return any(o.outcome_id > self._handed_upto for o in self._memory)
+
+    def _due_triggers(self, now: datetime) -> None:
+        for job in list(self._jobs.values()):
+            if job.next_trigger_at is None or job.next_trigger_at > now:
+                continue
+            if job.triggers_sent < self.settings.max_triggers:
+                self._retrigger(job, now)
+            elif job.state is JobState.WAITING_SESSION:
+                self._finish(job.attempt_id, "unreachable")
+            else:  # the device may be running the Exec: its next session tells, not silence
+                self._stop_triggers(job)
 
     def take_triggers(self) -> list[TriggerRequest]:
         out, self._triggers = self._triggers, []
@@ -188,24 +251,42 @@ class OmadmDriver:
         if self.on_trigger is not None:
             self.on_trigger()
 
-    def _save(self, job: OmadmJob, expected: JobState) -> bool:
-        """Write the job if its stored state is still ``expected`` (True without a store); if not, another writer
-        moved it and this driver lets it go rather than act on a stale copy."""
-        if self._store is None or self._store.update_job(job.row(), expected.value, self._clock()):
+    def _save(self, job: OmadmJob, expected: JobState, outcome: tuple[str, str] | None = None) -> bool:
+        """Write the job (and queue ``outcome`` with it) if its stored state is still ``expected`` (True without
+        a store); if not, another writer moved it and this driver lets it go rather than act on a stale copy."""
+        if self._store is None or self._store.update_job(job.row(), expected.value, self._clock(), outcome):
+            if self._store is None and outcome is not None:
+                self._remember(job.attempt_id, outcome)
+            if outcome is not None:
+                self._wake()
             return True
         log.warning("OMA-DM job %s changed in the store; step not applied", job.attempt_id)
         self._forget(job.attempt_id)
         return False
 
-    def _move(self, job: OmadmJob, state: JobState) -> bool:
-        """Commit the job's move to ``state``; the caller acts on it only if this returns True."""
+    def _move(self, job: OmadmJob, state: JobState, progress: str = "") -> bool:
+        """Commit the job's move to ``state`` (with a progress outcome if ``progress``); the caller acts on it
+        only if this returns True."""
         expected, job.state = job.state, state
-        return self._save(job, expected)
+        return self._save(job, expected, ("progress", progress) if progress else None)
 
-    def _drop(self, attempt_id: str) -> None:
+    def _finish(self, attempt_id: str, kind: str, value: str = "") -> None:
+        """End the attempt: its job goes and its outcome is queued, in one transaction."""
+        outcome = (kind, value)
         if self._store is not None:
-            self._store.delete_job(attempt_id)
+            self._store.delete_job(attempt_id, outcome, self._clock())
+        else:
+            self._remember(attempt_id, outcome)
         self._forget(attempt_id)
+        self._wake()
+
+    def _remember(self, attempt_id: str, outcome: tuple[str, str]) -> None:
+        last = self._memory[-1].outcome_id if self._memory else self._handed_upto
+        self._memory.append(StoredOutcome(last + 1, attempt_id, *outcome))
+
+    def _wake(self) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     def _forget(self, attempt_id: str) -> None:
         job = self._jobs.pop(attempt_id, None)
@@ -219,24 +300,24 @@ class OmadmDriver:
         return None if attempt_id is None else self._jobs.get(attempt_id)
 
     def jobs_for(self, device_id: str, base_url: str) -> list[FumoJob]:
-        """The FUMO job a new session of this device should run (at most one), marked as sent."""
+        """The FUMO job a new session of this device should check and maybe run (at most one)."""
         job = self.job_of(device_id)
         if job is None:
             return []
-        if job.state is not JobState.WAITING_SESSION:
+        prior = _PRIOR.get(job.state)
+        if prior is None:
             self._stop_triggers(job)
             return []
         package = self._packages.get_package(job.package_id)
         if package is None:
-            self._drop(job.attempt_id)
-            self._emit(UpdateFailed(job.attempt_id, "package-missing"))
+            self._finish(job.attempt_id, "failed", "package-missing")
             return []
         job.next_trigger_at = None
-        if not self._move(job, JobState.EXEC_SENT):
+        if not (self._move(job, JobState.EXEC_SENT) if prior is PriorExec.NONE else self._save(job, job.state)):
             return []
         base = (self.settings.download_base_url or base_url).rstrip("/")
         return [FumoJob(job.attempt_id, f"{base}{self.settings.download_path}/{package.package_id}",
-                        package.name, package.version_to, self.settings.fumo_root)]
+                        package.name, package.version_to, self.settings.fumo_root, prior)]
 
     def _stop_triggers(self, job: OmadmJob) -> None:
         if job.next_trigger_at is not None:
@@ -245,7 +326,11 @@ class OmadmDriver:
 
     def observe(self, event: ev.DmEvent, now: datetime) -> None:
         """Turn a DM session event into attempt outcomes."""
-        if isinstance(event, ev.FumoExecAccepted):
+        if isinstance(event, ev.FumoJobChecked):
+            self._checked(event)
+        elif isinstance(event, ev.FumoExecSent):
+            self._exec_sent(event)
+        elif isinstance(event, ev.FumoExecAccepted):
             self._exec_accepted(event)
         elif isinstance(event, ev.FumoExecRefused):
             self._exec_refused(event)
@@ -254,38 +339,60 @@ class OmadmDriver:
         elif isinstance(event, ev.DeviceDetailReported):
             self._detail(event)
         elif isinstance(event, ev.SessionEnded):
-            self._ended(event)
+            self._ended(event, now)
+
+    def _checked(self, event: ev.FumoJobChecked) -> None:
+        """What the device's FwV and State say of a job before its Exec (``fumo.exec_needed``)."""
+        job = self._jobs.get(event.correlator)
+        if job is None or event.runs:
+            return
+        if event.firmware_version is not None and event.firmware_version == job.firmware_to:
+            self._finish(job.attempt_id, "succeeded", event.firmware_version)
+        elif event.state in _FAILED_STATES and job.state in (JobState.EXEC_ISSUED, JobState.ACCEPTED):
+            self._finish(job.attempt_id, "failed", f"state-{event.state}")
+        elif (event.state in BUSY_STATES or event.state in _UPDATED_STATES) and job.state in (
+                JobState.EXEC_SENT, JobState.EXEC_ISSUED):
+            self._move(job, JobState.ACCEPTED, "downloading")  # under way: followed, not started again
+
+    def _exec_sent(self, event: ev.FumoExecSent) -> None:
+        job = self._jobs.get(event.correlator)
+        if job is not None and job.state is JobState.EXEC_SENT:
+            self._move(job, JobState.EXEC_ISSUED)
 
     def _exec_accepted(self, event: ev.FumoExecAccepted) -> None:
         job = self._jobs.get(event.correlator)
-        if job is not None and job.state is JobState.EXEC_SENT and self._move(job, JobState.ACCEPTED):
-            self._emit(AttemptProgressed(job.attempt_id, "downloading"))
+        if job is not None and job.state in (JobState.EXEC_SENT, JobState.EXEC_ISSUED):
+            self._move(job, JobState.ACCEPTED, "downloading")
 
     def _exec_refused(self, event: ev.FumoExecRefused) -> None:
         if event.correlator in self._jobs:
-            self._drop(event.correlator)
-            self._emit(UpdateFailed(event.correlator, f"{event.command} status {event.status}"))
+            self._finish(event.correlator, "failed", f"{event.command} status {event.status}")
 
     def _result(self, event: ev.FumoResultReported) -> None:
+        """A 1226: its Correlator names the job; one the job followed (not its own Exec) names an older one."""
         job = self._jobs.get(event.correlator)
+        if job is None:
+            followed = self.job_of(event.device_id)
+            job = followed if followed is not None and followed.state is JobState.ACCEPTED else None
         if job is None or job.state is JobState.AWAITING_VERSION:
             return
         if is_success(event.result_code):
-            if self._move(job, JobState.AWAITING_VERSION):
-                self._emit(AttemptProgressed(job.attempt_id, "installed"))
+            self._move(job, JobState.AWAITING_VERSION, "installed")
         else:
-            self._drop(job.attempt_id)
-            self._emit(UpdateFailed(job.attempt_id, str(event.result_code)))
+            self._finish(job.attempt_id, "failed", str(event.result_code))
 
     def _detail(self, event: ev.DeviceDetailReported) -> None:
+        """FwV after a successful 1226 ends the job whatever it says (the engine compares it with the target);
+        FwV equal to the target ends any job: the device runs it."""
         job = self.job_of(event.device_id)
         version = event.values.get("FwV")
-        if job is not None and job.state is JobState.AWAITING_VERSION and version is not None:
-            self._drop(job.attempt_id)
-            self._emit(UpdateSucceeded(job.attempt_id, version))
+        if job is not None and version is not None and (
+                job.state is JobState.AWAITING_VERSION or version == job.firmware_to):
+            self._finish(job.attempt_id, "succeeded", version)
 
-    def _ended(self, event: ev.SessionEnded) -> None:
+    def _ended(self, event: ev.SessionEnded, now: datetime) -> None:
+        """A session that ended before its job's Exec went out: the job waits for the next, with a Package 0."""
         job = self.job_of(event.device_id)
         if job is not None and job.state is JobState.EXEC_SENT:
+            job.next_trigger_at = now + self.settings.trigger_interval
             self._move(job, JobState.WAITING_SESSION)
-

@@ -4,6 +4,10 @@ address a device announced, and the FUMO job of each running attempt (reference 
 Nonces are written before the message that carries them is sent, jobs before the driver acts on them,
 so a restarted server resumes where it was. Every write is guarded and says whether it applied.
 Its tables are migration 4 of ``schema.MIGRATIONS``.
+
+The outbox ``omadm_outcomes`` holds the attempt outcomes the engine has not taken yet: an outcome is
+written in the same transaction as the job change it comes from and deleted only when acknowledged. It is
+created here when missing (``CREATE TABLE IF NOT EXISTS``) until it has a migration of its own.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ from datetime import datetime
 
 from .sqlite import SqliteDatabase, parse_ts, ts
 
-__all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore"]
+__all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore", "StoredOutcome"]
 
 _NONCE_COLUMNS = ("server_nonce", "client_nonce", "trigger_addr")
+_OUTBOX = """CREATE TABLE IF NOT EXISTS omadm_outcomes (
+    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+)"""
 
 
 @dataclass(frozen=True)
@@ -43,9 +54,21 @@ class FumoJobRow:
     session_ids: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class StoredOutcome:
+    """An outcome in the outbox: ``kind`` (progress, succeeded, failed, unreachable, cancelled) and its value."""
+
+    outcome_id: int
+    attempt_id: str
+    kind: str
+    value: str = ""
+
+
 class SqliteOmadmStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        with db.transaction() as conn:
+            conn.execute(_OUTBOX)
 
     # --- nonces ------------------------------------------------------------------------------------
 
@@ -103,16 +126,55 @@ class SqliteOmadmStore:
         except sqlite3.IntegrityError:
             return False
 
-    def update_job(self, job: FumoJobRow, expected_state: str, now: datetime) -> bool:
-        """Write the job's progress if its stored state is still ``expected_state``."""
+    def update_job(self, job: FumoJobRow, expected_state: str, now: datetime,
+                   outcome: tuple[str, str] | None = None) -> bool:
+        """Write the job's progress if its stored state is still ``expected_state``, with ``outcome`` (kind,
+        value) queued in the same transaction."""
         with self._db.transaction() as conn:
-            return conn.execute(
+            applied = conn.execute(
                 "UPDATE omadm_jobs SET state = ?, triggers_sent = ?, next_trigger_at = ?, session_ids = ?,"
                 " updated_at = ? WHERE attempt_id = ? AND state = ?",
                 (job.state, job.triggers_sent, ts(job.next_trigger_at), json.dumps(list(job.session_ids)), ts(now),
                  job.attempt_id, expected_state),
             ).rowcount > 0
+            if applied and outcome is not None:
+                self._queue(conn, job.attempt_id, outcome, now)
+            return applied
 
-    def delete_job(self, attempt_id: str) -> bool:
+    def delete_job(self, attempt_id: str, outcome: tuple[str, str] | None = None,
+                   now: datetime | None = None) -> bool:
+        """Delete the job; queue its final ``outcome`` in the same transaction (also when no job is stored:
+        an attempt the driver never kept, such as a cancel before the job was written)."""
         with self._db.transaction() as conn:
-            return conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ?", (attempt_id,)).rowcount > 0
+            deleted = conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ?", (attempt_id,)).rowcount > 0
+            if outcome is not None and now is not None:
+                self._queue(conn, attempt_id, outcome, now)
+            return deleted
+
+    # --- the outcome outbox ------------------------------------------------------------------------
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, attempt_id: str, outcome: tuple[str, str], now: datetime) -> None:
+        conn.execute("INSERT INTO omadm_outcomes (attempt_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
+                     (attempt_id, outcome[0], outcome[1][:1024], ts(now)))
+
+    def outcomes(self, after_id: int = 0, limit: int = 1000) -> list[StoredOutcome]:
+        """Queued outcomes with an id above ``after_id``, oldest first."""
+        rows = self._db.execute("SELECT outcome_id, attempt_id, kind, value FROM omadm_outcomes"
+                                " WHERE outcome_id > ? ORDER BY outcome_id LIMIT ?", (after_id, limit))
+        return [StoredOutcome(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def has_outcomes(self, after_id: int = 0) -> bool:
+        return self._db.execute("SELECT 1 FROM omadm_outcomes WHERE outcome_id > ? LIMIT 1",
+                                (after_id,)).fetchone() is not None
+
+    def has_final_outcome(self, attempt_id: str) -> bool:
+        """Whether the attempt's end is queued and not yet acknowledged."""
+        return self._db.execute("SELECT 1 FROM omadm_outcomes WHERE attempt_id = ? AND kind != 'progress' LIMIT 1",
+                                (attempt_id,)).fetchone() is not None
+
+    def delete_outcomes(self, outcome_ids: list[int]) -> int:
+        """Remove acknowledged outcomes; returns how many were there."""
+        with self._db.transaction() as conn:
+            return sum(conn.execute("DELETE FROM omadm_outcomes WHERE outcome_id = ?", (i,)).rowcount
+                       for i in outcome_ids)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "SessionStarted", "Authenticated", "AuthenticationFailed", "NonceIssued", "ClientNonceReceived",
     "DeviceInfoReported", "DeviceDetailReported", "FumoExecAccepted", "FumoExecRefused", "FumoResultReported",
-    "FumoStateRead", "FumoRequested", "SessionEnded", "DmEvent",
+    "FumoStateRead", "FumoRequested", "FumoJobChecked", "FumoExecSent", "SessionEnded", "DmEvent",
 ]
 
 
@@ -96,6 +96,26 @@ class FumoRequested:
 
 
 @dataclass(frozen=True)
+class FumoJobChecked:
+    """The device's FwV and FUMO ``State`` were read before a job's Exec (``None``: not readable); ``runs``
+    says whether the session sends the Exec. A job that does not run is already done or under way."""
+
+    device_id: str
+    correlator: str
+    firmware_version: str | None
+    state: int | None
+    runs: bool
+
+
+@dataclass(frozen=True)
+class FumoExecSent:
+    """A job's Exec is in the reply being sent: from now on the device may be running it."""
+
+    device_id: str
+    correlator: str
+
+
+@dataclass(frozen=True)
 class SessionEnded:
     device_id: str
     session_id: str
@@ -104,4 +124,4 @@ class SessionEnded:
 
 DmEvent = (SessionStarted | Authenticated | AuthenticationFailed | NonceIssued | ClientNonceReceived
            | DeviceInfoReported | DeviceDetailReported | FumoExecAccepted | FumoExecRefused | FumoResultReported
-           | FumoStateRead | FumoRequested | SessionEnded)
+           | FumoStateRead | FumoRequested | FumoJobChecked | FumoExecSent | SessionEnded)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "FumoState", "FumoTree", "ALERT_TYPE_PREFIX", "ALERT_TYPES", "RESULT_REASONS", "result_reason",
-    "is_success", "TERMINAL_STATES", "FUMO_URN",
+    "is_success", "TERMINAL_STATES", "FUMO_URN", "PriorExec", "BUSY_STATES", "exec_needed",
 ]
 
 FUMO_URN = "urn:oma:mo:oma-fumo:1.0"
@@ -41,6 +41,31 @@ class FumoState(enum.IntEnum):
 
 
 TERMINAL_STATES = frozenset({20, 70, 80, 90, 100})
+# A FUMO operation is under way (download or update); a new Exec would start a second one.
+BUSY_STATES = frozenset({30, 40, 50, 60})
+
+
+class PriorExec(enum.Enum):
+    """What the server knows of an earlier Exec of the same job: none was sent, one may have reached the
+    device (its session was cut before the Exec's status came back), or the device accepted one (202)."""
+
+    NONE = "none"
+    MAYBE = "maybe"
+    ACCEPTED = "accepted"
+
+
+def exec_needed(prior: PriorExec, target_version: str, firmware_version: str | None, state: int | None) -> bool:
+    """Whether a job's Exec may be sent, from the device's ``./DevDetail/FwV`` and ``x/State`` read first.
+
+    Never to a device already on the target version, never while a FUMO operation is under way (§5.3.1.10:
+    30-60), never again after an accepted Exec, and after an Exec that may have arrived only if the device is
+    idle (10 or no State node): a finished operation (20, 70-100) is its answer, reported by a 1226 or read.
+    """
+    if target_version and firmware_version == target_version:
+        return False
+    if state in BUSY_STATES or prior is PriorExec.ACCEPTED:
+        return False
+    return not (prior is PriorExec.MAYBE and state in TERMINAL_STATES)
 
 
 @dataclass(frozen=True)

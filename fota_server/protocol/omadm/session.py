@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from ..errors import DecodeError, PeerError
 from . import events as ev
 from .digests import AUTH_MAC, AUTH_MD5, decode_nonce, encode_nonce, md5_credential
-from .fumo import ALERT_TYPE_PREFIX, ALERT_TYPES, FumoTree, result_reason
+from .fumo import ALERT_TYPE_PREFIX, ALERT_TYPES, FumoTree, PriorExec, exec_needed, result_reason
 from .server_auth import DeviceCredential, check_client
 from .syncml import Chal, Command, Cred, Encoding, Item, Message, Meta, SyncHdr, encode_message
 
@@ -27,6 +27,7 @@ __all__ = ["DmServerSession", "ServerSessionConfig", "FumoJob", "SessionState", 
 
 ALERT_SERVER_INITIATED, ALERT_CLIENT_INITIATED = "1200", "1201"
 ALERT_NEXT_MESSAGE, ALERT_ABORT, ALERT_GENERIC = "1222", "1223", "1226"
+FW_VERSION = "./DevDetail/FwV"
 
 
 class SessionState(enum.Enum):
@@ -51,19 +52,25 @@ class ServerSessionConfig:
 
 @dataclass(frozen=True)
 class FumoJob:
-    """One FUMO DownloadAndUpdate to run in this session; the Correlator ties its later 1226 to it."""
+    """One FUMO DownloadAndUpdate to run in this session; the Correlator ties its later 1226 to it.
+
+    The session reads ``./DevDetail/FwV`` and the job's ``State`` node first and sends the Replace and Exec
+    only if ``fumo.exec_needed`` allows it (``pkg_version`` is the target version; ``prior`` what is known of
+    an earlier Exec of this job); ``FumoJobChecked`` tells the outcome of the check."""
 
     correlator: str
     pkg_url: str
     pkg_name: str = ""
     pkg_version: str = ""
     root: str = "./FUMO"
+    prior: PriorExec = PriorExec.NONE
 
 
 @dataclass(frozen=True)
 class _Sent:
     command: Command
     correlator: str = ""
+    check: bool = False  # a Get read before the jobs' Exec
 
 
 class DmServerSession:
@@ -96,6 +103,8 @@ class DmServerSession:
         self._server_password, self._client_nonce = server_password, client_nonce
         self._requeue: list[tuple[Command, str]] = []
         self._refusals = 0
+        self._checks = 0                   # check Gets queued or sent whose Status has not come back
+        self._read: dict[str, str] = {}    # FwV and the State nodes the device reported, by path
 
     # --- the machine's surface ---------------------------------------------------------------
 
@@ -187,6 +196,7 @@ class DmServerSession:
             status = self._handle(message, command)
             if status is not None and not command.no_resp:
                 statuses.append(status)
+        self._release_jobs()
         if self.finished:
             return self._compose(statuses, True, keep_open=True)
         self._queue.extendleft(reversed(self._requeue))
@@ -212,7 +222,10 @@ class DmServerSession:
             return None
         code = int(command.data)
         if code in (401, 407):  # the client did not accept our Cred: send the command again
-            self._requeue.append((sent.command, sent.correlator))
+            self._requeue.append((sent.command, _CHECK if sent.check else sent.correlator))
+            return None
+        if sent.check:
+            self._checks -= 1
             return None
         if not sent.correlator:
             return None
@@ -240,10 +253,13 @@ class DmServerSession:
         self._events.append(ev.ClientNonceReceived(self.device_id, nonce))
 
     def _on_results(self, message: Message, command: Command) -> Command:
+        self._read.update({i.source: i.data for i in command.items
+                           if i.source == FW_VERSION or i.source.endswith("/State")})
         detail = {i.source.rsplit("/", 1)[-1]: i.data for i in command.items if i.source.startswith("./DevDetail/")}
         if detail:
             self._events.append(ev.DeviceDetailReported(self.device_id, detail))
-        for item in command.items:
+        sent = self._sent.get((command.msg_ref or 0, command.cmd_ref or 0))
+        for item in command.items if sent is None or not sent.check else ():  # a check says FumoJobChecked
             if item.source.endswith("/State") and item.data.strip().isdigit():
                 self._events.append(ev.FumoStateRead(self.device_id, int(item.data)))
         return self._status(message, command, 200)
@@ -288,15 +304,38 @@ class DmServerSession:
         return status
 
     def _queue_session_commands(self) -> None:
+        """The inventory, then (with jobs) a check: FwV and each job's State are read before any Exec."""
         if self.config.inventory:
             self._queue.append((_get(*self.config.inventory), ""))
-        for job in self._jobs:
-            tree = FumoTree(job.root)
-            items = [Item(target=tree.pkg_name, data=job.pkg_name), Item(target=tree.pkg_version, data=job.pkg_version)]
-            items = [i for i in items if i.data] + [Item(target=tree.pkg_url, data=job.pkg_url, meta=_CHR)]
-            self._queue.append((Command("Replace", 0, items=tuple(items)), job.correlator))
-            self._queue.append((Command("Exec", 0, correlator=job.correlator,
-                                        items=(Item(target=tree.download_and_update),)), job.correlator))
+        if not self._jobs:
+            return
+        paths = [] if FW_VERSION in self.config.inventory else [FW_VERSION]
+        paths += dict.fromkeys(FumoTree(job.root).state for job in self._jobs)
+        for path in paths:  # one Get each: a device may answer a Get with a missing node with no Results
+            self._checks += 1
+            self._queue.append((_get(path), _CHECK))
+
+    def _release_jobs(self) -> None:
+        """Once every check was answered: send the Exec of the jobs that need one (``fumo.exec_needed``)."""
+        if self._checks or not self._jobs or not self._started:
+            return
+        jobs, self._jobs = self._jobs, []
+        version = self._read.get(FW_VERSION)
+        for job in jobs:
+            raw = self._read.get(FumoTree(job.root).state, "").strip()
+            state = int(raw) if raw.isdigit() and len(raw) <= 4 else None
+            runs = exec_needed(job.prior, job.pkg_version, version, state)
+            self._events.append(ev.FumoJobChecked(self.device_id, job.correlator, version, state, runs))
+            if runs:
+                self._queue_job(job)
+
+    def _queue_job(self, job: FumoJob) -> None:
+        tree = FumoTree(job.root)
+        items = [Item(target=tree.pkg_name, data=job.pkg_name), Item(target=tree.pkg_version, data=job.pkg_version)]
+        items = [i for i in items if i.data] + [Item(target=tree.pkg_url, data=job.pkg_url, meta=_CHR)]
+        self._queue.append((Command("Replace", 0, items=tuple(items)), job.correlator))
+        self._queue.append((Command("Exec", 0, correlator=job.correlator,
+                                    items=(Item(target=tree.download_and_update),)), job.correlator))
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -312,7 +351,11 @@ class DmServerSession:
                 chosen.append(self._queue.popleft())
                 body = trial
         for number, (command, correlator) in enumerate(chosen, start=len(statuses) + 1):
-            self._sent[(self._out_msg_id, number)] = _Sent(replace(command, cmd_id=number), correlator)
+            check = correlator == _CHECK
+            self._sent[(self._out_msg_id, number)] = _Sent(replace(command, cmd_id=number),
+                                                           "" if check else correlator, check)
+            if command.name == "Exec" and correlator:
+                self._events.append(ev.FumoExecSent(self.device_id, correlator))
         if not chosen and not keep_open and self.state is SessionState.ACTIVE:
             self._end("aborted" if self._aborted else "completed")
         return body
@@ -355,6 +398,7 @@ class DmServerSession:
 
 
 _CHR = Meta(format="chr", type="text/plain")
+_CHECK = "\x00check"  # the queue's mark of a check Get (correlators are printable text)
 
 
 def _get(*paths: str) -> Command:

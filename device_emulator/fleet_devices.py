@@ -68,6 +68,10 @@ class FleetDevice:
         """What the device's own machine counted: downloads started, flashes, firmware versions run."""
         raise NotImplementedError
 
+    def running(self) -> bool:
+        """The device's tasks still run: nothing (a server gone, refused connections) has ended them."""
+        raise NotImplementedError
+
     def state(self) -> str:
         if self.offline.active(asyncio.get_running_loop().time()):
             return "offline"
@@ -193,6 +197,9 @@ class Lwm2mFleetDevice(FleetDevice):
     def version(self) -> str:
         return self.client.firmware_version
 
+    def running(self) -> bool:
+        return self.link is not None and self.link.running()
+
     def tally(self) -> tuple[int, int, tuple[str, ...]]:
         firmware = self.client.firmware
         return firmware.downloads, firmware.flashes, tuple(self.client.versions)
@@ -288,6 +295,9 @@ class HttpFleetDevice(FleetDevice):
     def version(self) -> str:
         return self.machine.state.firmware_version
 
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def tally(self) -> tuple[int, int, tuple[str, ...]]:
         return self.machine.downloads, self.machine.flashes, tuple(self.machine.versions)
 
@@ -364,6 +374,9 @@ class OmadmFleetDevice(FleetDevice):
         except SessionFailed as exc:
             self.failed_sessions += 1
             log.info("%s: session failed: %s", self.plan.device_id, exc)
+        except Exception as exc:  # a bug, not the network: say so, and the device tries again next interval
+            self.failed_sessions += 1
+            log.warning("%s: session broke: %r", self.plan.device_id, exc)
         self.note_results(seen)
 
     def note_results(self, seen: int = 0) -> None:
@@ -379,6 +392,9 @@ class OmadmFleetDevice(FleetDevice):
 
     def version(self) -> str:
         return self.device.firmware_version
+
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def tally(self) -> tuple[int, int, tuple[str, ...]]:
         return self.device.downloads, self.device.flashes, tuple(self.device.versions)

@@ -88,6 +88,7 @@ class CoapLink:
         self._t0 = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []         # the uplink pump and the timers, for the link's life
         self._uplinks: asyncio.Queue[Uplink] = asyncio.Queue()
         self.changed = asyncio.Event()                    # set whenever the machine may have moved
         self.answered: list[tuple[str, str, str]] = []   # (method, path, code) of every server request
@@ -109,9 +110,12 @@ class CoapLink:
     async def start(self) -> None:
         await self._open()
         self.client.start(self.now())
-        self._spawn(self._pump_uplinks())
-        self._spawn(self._timers())
+        self._loops = [self._spawn(self._pump_uplinks()), self._spawn(self._timers())]
         self._flush()
+
+    def running(self) -> bool:
+        """The link's own tasks still run (nothing the server did has ended them)."""
+        return bool(self._loops) and not any(task.done() for task in self._loops)
 
     async def stop(self, deregister: bool = True) -> None:
         if deregister and self.client.location:
@@ -124,10 +128,11 @@ class CoapLink:
         if self.context is not None:
             await self.context.shutdown()
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ---------------------------------------------------------------- serving the server
 

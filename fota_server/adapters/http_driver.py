@@ -4,6 +4,17 @@ The engine's ``StartAttempt`` becomes an offer that the device sees at its next 
 flow step 3). The device's status reports move the offer on and queue attempt outcomes in the same
 transaction; ``collect(now)`` hands them to the engine. Success is confirmed by the version the device
 reports at the check-in after its reboot.
+
+Every check-in first compares the version the device runs with the offer's: a device on the target
+version is reported as ``UpdateSucceeded`` and never shown the offer (even one it has not acted on, say
+after its status reports were lost); a device that reported success but comes back on another version
+has failed. A ``StartAttempt`` for an attempt that has an offer continues it (and hands the engine the
+offer's end again if it has one: the engine may not have recorded it); a new attempt for a device whose
+open offer is the same package, already downloading or installing, takes that offer over in the state it
+is in: the device is followed, not restarted.
+
+Outcomes stay in the outbox until acknowledged: ``collect(now)`` takes the previous call's batch as
+acknowledged, ``collect_numbered(now)`` with ``acknowledge(ids)`` acknowledges explicitly.
 """
 
 from __future__ import annotations
@@ -54,8 +65,34 @@ _ENGINE_CODES = {
 }
 
 
+# The device has acted on the offer: a new attempt of the same update follows it rather than restarts it.
+_UNDER_WAY = (OfferState.DOWNLOADING, OfferState.DOWNLOADED, OfferState.INSTALLING, OfferState.REPORTED_SUCCESS)
+_WRONG_VERSION = "wrong-version"  # result_code of an offer whose device reported success on another version
+_OUTCOME_KINDS: dict[str, Callable[[str, str], AttemptOutcome]] = {
+    "progress": AttemptProgressed, "downloaded": lambda attempt_id, _value: PackageDownloaded(attempt_id),
+    "succeeded": UpdateSucceeded, "failed": UpdateFailed,
+    "cancelled": lambda attempt_id, _value: AttemptCancelled(attempt_id),
+}
+
+
 def engine_code(report: StatusReport) -> str:
     return _ENGINE_CODES.get(report.code, report.reason)
+
+
+def _final_outcome(offer: OfferRecord) -> tuple[str, str] | None:
+    """The outcome an offer's state stands for, for handing it to the engine again (None: still under way)."""
+    if offer.state == OfferState.SUCCEEDED:
+        return ("succeeded", offer.version_to)
+    if offer.state == OfferState.FAILED and offer.result_code == _WRONG_VERSION:
+        return ("succeeded", offer.detail)
+    if offer.state == OfferState.FAILED:
+        code = int(offer.result_code) if offer.result_code.isdigit() else 0
+        return ("failed", engine_code(StatusReport(offer.offer_id, ReportState.FAILURE, code)))
+    if offer.state == OfferState.CANCELLED:
+        return ("cancelled", "")
+    if offer.state == OfferState.DOWNLOADED and not offer.install_allowed:
+        return ("downloaded", "")
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,6 +143,8 @@ class HttpDriver:
         self._campaign_lookup = campaign_lookup
         self._rng = rng or random.Random()
         self.on_outcome = on_outcome  # called when an outcome is queued, e.g. the runner's EngineHandle.wake
+        self._handed: list[int] = []  # outcome ids the last collect() handed out
+        self._handed_upto = 0         # highest outcome id handed out by this process
 
     # ---- engine side -------------------------------------------------------------------------------
     def submit(self, command: DriverCommand, now: datetime) -> None:
@@ -131,7 +170,13 @@ class HttpDriver:
         if known is not None:
             if command.install and known.open and not known.install_allowed:
                 self.offers.transition(known.offer_id, known.state, known.state, now, install_allowed=True)
+            self._redeliver(known, now)
             return
+        stale = self.offers.open_offer(command.device_id)
+        if (stale is not None and stale.package_id == command.package_id and stale.state in _UNDER_WAY
+                and self.offers.adopt(stale, command.attempt_id, command.campaign_id, command.install,
+                                      self._schedules(command.campaign_id), now)):
+            return  # the device goes on with the same update where it is
         stale = self.offers.open_offer(command.device_id)
         if stale is not None:  # an older attempt the engine has moved past: it is superseded, not continued
             self.offers.transition(stale.offer_id, stale.state, OfferState.CANCELLED, now,
@@ -142,6 +187,13 @@ class HttpDriver:
                                       self._schedules(command.campaign_id), now)
         if added is None:
             self.offers.push_outcome(command.attempt_id, "failed", "install-failed", now)
+            self._wake()
+
+    def _redeliver(self, offer: OfferRecord, now: datetime) -> None:
+        """Queue the end (or the download) an offer reached again, unless an outcome of it is still queued."""
+        outcome = _final_outcome(offer)
+        if outcome is not None and not self.offers.has_outcome(offer.attempt_id):
+            self.offers.push_outcome(offer.attempt_id, *outcome, now)
             self._wake()
 
     def _cancel(self, command: CancelAttempt, now: datetime) -> None:
@@ -155,22 +207,27 @@ class HttpDriver:
         self._wake()
 
     def next_deadline(self) -> datetime | None:
-        return _EPOCH if self.offers.has_outcomes() else None
+        return _EPOCH if self.offers.has_outcomes(self._handed_upto) else None
 
     def collect(self, now: datetime) -> list[AttemptOutcome]:
-        out: list[AttemptOutcome] = []
-        for attempt_id, kind, value in self.offers.take_outcomes():
-            if kind == "progress":
-                out.append(AttemptProgressed(attempt_id, value))
-            elif kind == "downloaded":
-                out.append(PackageDownloaded(attempt_id))
-            elif kind == "succeeded":
-                out.append(UpdateSucceeded(attempt_id, value))
-            elif kind == "failed":
-                out.append(UpdateFailed(attempt_id, value))
-            else:
-                out.append(AttemptCancelled(attempt_id))
-        return out
+        """The outcomes not acknowledged yet; calling it again acknowledges the ones it returned before."""
+        self.acknowledge(self._handed)
+        numbered = self.collect_numbered(now)
+        self._handed = [outcome_id for outcome_id, _ in numbered]
+        return [outcome for _, outcome in numbered]
+
+    def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]:
+        """Every outcome not acknowledged yet, oldest first, with the id to ``acknowledge`` it by once the
+        engine has committed it (handed out again until then)."""
+        rows = self.offers.outcomes()
+        if rows:
+            self._handed_upto = max(self._handed_upto, rows[-1][0])
+        return [(outcome_id, _OUTCOME_KINDS[kind](attempt_id, value)) for outcome_id, attempt_id, kind, value in rows]
+
+    def acknowledge(self, outcome_ids: list[int]) -> None:
+        """The engine has committed these outcomes: they leave the outbox."""
+        if outcome_ids:
+            self.offers.delete_outcomes(list(outcome_ids))
 
     def _wake(self) -> None:
         if self.on_outcome is not None:
@@ -239,15 +296,19 @@ class HttpDriver:
                      p.size, p.sha256, p.signature, view.install_open, (p.file_name or f"{p.name}.bin")[:128])
 
     def _confirm(self, view: OfferView, checkin: CheckIn, now: datetime) -> OfferView | None:
+        """The version the device runs ends the offer: on the target it succeeded (whatever the offer's
+        state: it is never shown again); after a success report on any other version it failed."""
         version = {"firmware": checkin.firmware_version, "software": checkin.software_version,
                    "config": checkin.config_version}.get(view.package.kind, checkin.firmware_version)
-        reported_success = view.record.state == OfferState.REPORTED_SUCCESS
-        if not reported_success and version != view.record.version_to:
+        record = view.record
+        if version == record.version_to and record.state != OfferState.CANCELLING:
+            self.offers.transition(record.offer_id, record.state, OfferState.SUCCEEDED, now,
+                                   outcome=("succeeded", version))
+        elif record.state == OfferState.REPORTED_SUCCESS:  # the engine records it as the wrong version
+            self.offers.transition(record.offer_id, record.state, OfferState.FAILED, now, result_code=_WRONG_VERSION,
+                                   detail=version[:128], outcome=("succeeded", version))
+        else:
             return view
-        if view.record.state in (OfferState.OFFERED, OfferState.CANCELLING) and not reported_success:
-            return view
-        self.offers.transition(view.record.offer_id, view.record.state, OfferState.SUCCEEDED, now,
-                               outcome=("succeeded", version))
         self._wake()
         return None
 

@@ -310,5 +310,34 @@ class SqliteOfferStore:
                 conn.execute("DELETE FROM http_outcomes WHERE outcome_id <= ?", (rows[-1]["outcome_id"],))
         return [(r["attempt_id"], r["kind"], r["value"]) for r in rows]
 
-    def has_outcomes(self) -> bool:
-        return self._db.execute("SELECT 1 FROM http_outcomes LIMIT 1").fetchone() is not None
+    def has_outcomes(self, after_id: int = 0) -> bool:
+        return self._db.execute("SELECT 1 FROM http_outcomes WHERE outcome_id > ? LIMIT 1",
+                                (after_id,)).fetchone() is not None
+
+    def outcomes(self, limit: int = 1000) -> list[tuple[int, str, str, str]]:
+        """Queued outcomes, oldest first, as (outcome id, attempt id, kind, value); they stay until deleted."""
+        rows = self._db.execute("SELECT outcome_id, attempt_id, kind, value FROM http_outcomes"
+                                " ORDER BY outcome_id LIMIT ?", (limit,))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def delete_outcomes(self, outcome_ids: list[int]) -> int:
+        """Remove acknowledged outcomes; returns how many were there."""
+        with self._db.transaction() as conn:
+            return sum(conn.execute("DELETE FROM http_outcomes WHERE outcome_id = ?", (i,)).rowcount
+                       for i in outcome_ids)
+
+    def has_outcome(self, attempt_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM http_outcomes WHERE attempt_id = ? LIMIT 1",
+                                (attempt_id,)).fetchone() is not None
+
+    def adopt(self, offer: OfferRecord, attempt_id: str, campaign_id: str, install_allowed: bool, schedules: str,
+              now: datetime) -> bool:
+        """Hand an open offer to a new attempt of the same update, keeping its state (the device goes on where
+        it is); applies only if the offer is still as read."""
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "UPDATE http_offers SET attempt_id = ?, campaign_id = ?, install_allowed = ?, schedules = ?,"
+                " detail = ?, updated_at = ? WHERE offer_id = ? AND attempt_id = ? AND state = ?",
+                (attempt_id, campaign_id, int(install_allowed or offer.install_allowed), schedules,
+                 f"continued by attempt {attempt_id} from {offer.attempt_id}"[:1024], ts(now), offer.offer_id,
+                 offer.attempt_id, offer.state)).rowcount > 0

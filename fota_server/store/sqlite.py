@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlite_utils
 
 from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
+from .health import StorageHealth, StorageOpenError, StorageUnavailable
 from .schema import MIGRATIONS
 
 __all__ = [
@@ -38,19 +41,31 @@ def parse_ts(text: str | None) -> datetime | None:
 
 
 class SqliteDatabase:
-    """Opens (and migrates) the database file; hands out one store per aggregate."""
+    """Opens (and migrates) the database file; hands out one store per aggregate. A file that cannot be
+    opened, created or migrated raises ``StorageOpenError`` naming the path and why.
+
+    ``health`` follows whether writes succeed: a transaction that fails because the storage is full,
+    read-only or failing raises :class:`StorageUnavailable` and starts an episode; the next commit ends it.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        self.db = sqlite_utils.Database(conn)
+        self.health = StorageHealth(f"database {path}")
         self.lock = threading.RLock()
-        if path != ":memory:":
-            self.db.enable_wal()
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self.migrate()
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            self.db = sqlite_utils.Database(conn)
+            if path != ":memory:":
+                self.db.enable_wal()
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.migrate()
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise StorageOpenError("database", path, _open_failure(path, exc)) from exc
         self.accounts = SqliteAccountStore(self)
         self.tokens = SqliteTokenStore(self)
         self.devices = SqliteDeviceStore(self)
@@ -64,15 +79,46 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolls back on any exception."""
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on any exception.
+
+        A failure of the storage itself (full, read-only, I/O error) is raised as ``StorageUnavailable``
+        and reported to ``health``; a commit reports that writes work."""
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
-            except BaseException:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.OperationalError as exc:
+                unavailable = self.health.failed(exc)
+                if unavailable is None or unavailable is exc:
+                    raise
+                raise unavailable from exc
+        self.health.succeeded()
+
+    def _rollback(self) -> None:
+        """Roll back what is still open (SQLite may already have rolled back after SQLITE_FULL or IOERR)."""
+        if self.conn.in_transaction:
+            try:
                 self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+            except sqlite3.OperationalError:
+                pass  # the connection reports the original error; SQLite ends the transaction itself
+
+    def probe_write(self) -> bool:
+        """Whether a tiny write commits now (rate-limited by ``health.probe_interval_s``; between probes,
+        the last known state). A committed probe ends a storage episode."""
+        if not self.health.probe_due():
+            return self.health.problem is None
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO schema_migrations VALUES (0, '')")
+                conn.execute("DELETE FROM schema_migrations WHERE version = 0")
+        except StorageUnavailable:
+            return False
+        return True
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         with self.lock:
@@ -104,6 +150,30 @@ class SqliteDatabase:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+def _open_failure(path: str, exc: sqlite3.Error) -> str:
+    """SQLite's reason, with what is wrong with the path when that can be told."""
+    hint = None if path == ":memory:" or path.startswith("file:") else _path_problem(Path(path))
+    return f"{exc} ({hint})" if hint else str(exc)
+
+
+def _path_problem(path: Path) -> str | None:
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "it is a directory"
+    if not directory.exists():
+        return f"directory {directory} does not exist"
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    existing = path if path.exists() else directory
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{existing} is on a read-only file system"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "no permission to read and write it"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"no permission to create files in directory {directory}"
+    return None
 
 
 def _split_sql(script: str) -> list[str]:

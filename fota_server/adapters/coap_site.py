@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from ..store.health import RETRY_AFTER_S
+
 import aiocoap
 import aiocoap.resource as resource
 
@@ -12,15 +14,20 @@ __all__ = ["build_site", "HealthResource"]
 
 
 class HealthResource(resource.Resource):
-    """``GET /health``: a JSON document, so a lab can check the CoAP port with any client."""
+    """``GET /health``: a JSON document, so a lab can check the CoAP port with any client; 5.03 with Max-Age
+    while the storage cannot be written (the document says why)."""
 
     def __init__(self, status: Callable[[], dict[str, object]]) -> None:
         super().__init__()
         self._status = status
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        payload = json.dumps(self._status()).encode()
-        return aiocoap.Message(payload=payload, content_format=50)
+        status = self._status()
+        payload = json.dumps(status).encode()
+        if status.get("status") == "ok":
+            return aiocoap.Message(payload=payload, content_format=50)
+        return aiocoap.Message(code=aiocoap.SERVICE_UNAVAILABLE, payload=payload, content_format=50,
+                               max_age=RETRY_AFTER_S)
 
 
 def build_site(status: Callable[[], dict[str, object]]) -> resource.Site:

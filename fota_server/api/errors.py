@@ -3,11 +3,16 @@
 - OAuth token endpoint: ``OauthProviderException`` body ``{error, error_description, error_uri}``.
 - Session endpoints: ``ConnectivityManagementResultException`` ``{errorCode, errorMessage}``.
 - SMS endpoints: ``FotaV{1,2,3}ResultException`` ``{errorCode, errorMessage}``.
+
+A write that fails because the storage cannot be written (``StorageUnavailable``, or a firmware file that
+hits ENOSPC/EROFS) answers 503 with ``Retry-After`` in the same models (``temporarily_unavailable`` on the
+token endpoint, ``{"error", "detail"}`` on device paths); other errors stay 500s.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,8 +21,10 @@ from ..errors import (
     AuthError, Conflict, DomainError, InvalidClient, InvalidGrant, InvalidRequest, LoginFailed, NotFound,
     Unauthorized,
 )
+from ..store.health import RETRY_AFTER_S, StorageHealth, StorageUnavailable, storage_reason
 
-__all__ = ["STATUS_BY_ERROR", "error_response", "oauth_error_response", "PayloadTooLarge", "install_error_handlers"]
+__all__ = ["STATUS_BY_ERROR", "error_response", "oauth_error_response", "PayloadTooLarge", "install_error_handlers",
+           "storage_unavailable_response", "STORAGE_ERROR_CODE"]
 
 log = logging.getLogger("fota_server.api")
 
@@ -68,6 +75,44 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+STORAGE_ERROR_CODE = "StorageUnavailable"
+
+
+def storage_unavailable_response(request: Request, exc: StorageUnavailable) -> JSONResponse:
+    """503 with Retry-After, in the error model of the path (management, token endpoint or device)."""
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    message = f"the server cannot store changes now ({exc.reason}: {exc.detail}); try again later"
+    path = request.url.path
+    if path.startswith("/api/ts/"):
+        body: dict[str, str] = {"error": "temporarily_unavailable", "error_description": message,
+                                "error_uri": "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1"}
+    elif path.startswith("/api/"):
+        body = {"errorCode": STORAGE_ERROR_CODE, "errorMessage": message}
+    else:
+        body = {"error": "unavailable", "detail": message}
+    return JSONResponse(body, 503, headers=headers)
+
+
+def _storage_health(request: Request) -> StorageHealth | None:
+    services = getattr(request.app.state, "services", None)
+    health = getattr(getattr(services, "db", None), "health", None)
+    return health if isinstance(health, StorageHealth) else None
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    """SQLite and OS errors: a storage that cannot be written is a 503; anything else is re-raised (500)."""
+    reason = storage_reason(exc)
+    if reason is None:
+        raise exc
+    unavailable = exc if isinstance(exc, StorageUnavailable) else None
+    health = _storage_health(request)
+    if unavailable is None and health is not None:
+        unavailable = health.failed(exc)  # e.g. a firmware file that did not fit: the episode starts here
+    if unavailable is None:
+        unavailable = StorageUnavailable(reason, str(exc), RETRY_AFTER_S)
+    return storage_unavailable_response(request, unavailable)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"errorCode": "NotFound", "errorMessage": f"no such endpoint: {request.method} {request.url.path}"}, 404)
 
@@ -77,4 +122,5 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers() -> dict[type[Exception] | int, object]:
-    return {DomainError: _domain_error, 404: _not_found, 405: _method_not_allowed}
+    return {DomainError: _domain_error, sqlite3.OperationalError: _storage_error, OSError: _storage_error,
+            404: _not_found, 405: _method_not_allowed}

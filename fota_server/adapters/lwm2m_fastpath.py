@@ -25,6 +25,7 @@ from ..protocol.lwm2m.coap_message import (
     decode_message, encode_message, uint_bytes, uint_value,
 )
 from ..protocol.lwm2m.registration import RdReply
+from ..store.health import StorageUnavailable
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_site import Lwm2mServer
 
@@ -33,6 +34,7 @@ __all__ = ["FastPath", "install_fast_path"]
 log = logging.getLogger("fota_server.lwm2m")
 
 _GET, _POST, _DELETE = 1, 2, 4
+_MAX_AGE = 14
 _UNDERSTOOD = {3, 7, URI_PATH, CONTENT_FORMAT, URI_QUERY, 17, BLOCK2, SIZE2}  # Uri-Host/Port, Accept too
 EXCHANGE_LIFETIME_S = 247.0
 
@@ -125,6 +127,8 @@ class FastPath(asyncio.DatagramProtocol):
                 log.warning("LwM2M registration request from %s refused: %s (%s)", addr, exc, exc.hint)
                 hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
                 return self._reply(request, hint)
+            except StorageUnavailable as exc:  # a write it needs failed; Max-Age says when to try again
+                return self._reply(request, "5.03", ((_MAX_AGE, uint_bytes(exc.retry_after_s)),))
             if reply is None:
                 return None
             return self._reply(request, reply.code, tuple((LOCATION_PATH, p.encode()) for p in reply.location))

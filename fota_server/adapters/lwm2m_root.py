@@ -3,6 +3,7 @@ reached the tuned figures" 2 and 3)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import aiocoap
@@ -10,10 +11,13 @@ import aiocoap.interfaces
 import aiocoap.resource as resource
 
 from ..protocol.errors import PeerError
+from ..store.health import StorageUnavailable
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_site import Lwm2mServer, Lwm2mSettings, peer_error_reply
+from .lwm2m_site import Lwm2mServer, Lwm2mSettings, peer_error_reply, unavailable_reply
 
 __all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
+
+log = logging.getLogger("fota_server.lwm2m")
 
 
 class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
@@ -60,6 +64,8 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
                 return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
         except PeerError as exc:
             return peer_error_reply(server, "registration request", request, exc)
+        except StorageUnavailable as exc:
+            return unavailable_reply(exc)
         return aiocoap.Message(code=aiocoap.NOT_FOUND if rest else aiocoap.METHOD_NOT_ALLOWED)
 
     async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
@@ -99,9 +105,15 @@ class Lwm2mEndpoint:
         return int(self.fast_path.port)
 
     async def stop(self) -> None:
+        """Stop the server (its flush timer is cancelled and it flushes), close the sockets, then flush what
+        arrived meanwhile: after this returns nothing writes registrations, so the database may close."""
         await self.server.stop()
         if self.context is not None:
             await self.context.shutdown()
+        self.server.flush()
+        if self.server.unsaved:
+            log.warning("%d LwM2M registrations could not be saved before stopping; those devices will "
+                        "register again", self.server.unsaved)
 
 
 def lwm2m_endpoint(services: Any, site: resource.Site | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from ..protocol.lwm2m.registration import (
     RdReply, Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
 from ..protocol.lwm2m.values import Values
+from ..store.health import RETRY_AFTER_S, StorageUnavailable
 from ..store.ports import DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, code_of
 
-__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "add_lwm2m_resources", "peer_error_reply"]
+__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "add_lwm2m_resources", "peer_error_reply",
+           "unavailable_reply"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -47,6 +50,8 @@ class Lwm2mSettings:
     read_device_data: bool = True
     max_registrations: int = 1_000_000
     persist_delay_s: float = 0.05         # registrations are written to SQLite in batches this often
+    persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
+    max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]
@@ -74,6 +79,8 @@ class Lwm2mServer:
         self._last_read: dict[str, float] = {}
         self._unsaved: dict[str, Registration | None] = {}   # reg_id -> to save, or None to delete
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_failing = False
+        self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._waiting_until: datetime | None = None
@@ -91,6 +98,10 @@ class Lwm2mServer:
         self._spawn(self._expire_forever())
 
     async def stop(self) -> None:
+        """Cancel the pending flush, flush once, and write nothing after this (the database closes next);
+        a change that arrives later is saved by ``flush()`` if the owner calls it before closing."""
+        self._stopped = True
+        self._cancel_flush()
         self.flush()
         for task in list(self._tasks):
             task.cancel()
@@ -113,7 +124,10 @@ class Lwm2mServer:
                         await self._changed.wait()
                 except TimeoutError:
                     pass
-            self.expire(self.clock.now())
+            try:
+                self.expire(self.clock.now())
+            except StorageUnavailable:
+                pass  # a listener could not write (logged once by the store's health); tried again next turn
 
     def expire(self, now: datetime) -> None:
         self.book.on_timer(now)
@@ -140,8 +154,10 @@ class Lwm2mServer:
 
     def on_register(self, query: Sequence[str], payload: bytes, content_format: int | None, confirmable: bool,
                     remote: Any, address: str, identity: str | None = None) -> RdReply:
-        """Register (§6.2.1); raises PeerError for a request to answer with its hint."""
+        """Register (§6.2.1); raises PeerError for a request to answer with its hint, and StorageUnavailable
+        (5.03) while registrations cannot be saved and too many wait to be."""
         params = parse_register(query, payload, content_format, confirmable)
+        self._check_backlog()
         if identity is None and self.requires_dtls(device_id_for_endpoint(params.endpoint)[1]):
             log.warning("plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
                         params.endpoint)
@@ -153,6 +169,7 @@ class Lwm2mServer:
     def on_update(self, reg_id: str, query: Sequence[str], payload: bytes, content_format: int | None,
                   remote: Any, address: str, identity: str | None = None) -> RdReply:
         params = parse_update(query, payload, content_format)
+        self._check_backlog()
         reply = self.book.update(reg_id, params, address, self.clock.now(), identity)
         self._dispatch(remote)
         return reply
@@ -188,22 +205,60 @@ class Lwm2mServer:
         if self.store is None:
             return
         self._unsaved[reg_id] = registration
-        if self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
+        if self._flush_handle is None and not self._flush_failing:
+            self._schedule_flush(self.settings.persist_delay_s)
+
+    def _schedule_flush(self, delay_s: float, retry: bool = False) -> None:
+        if self._stopped:
+            return  # after stop() only an explicit flush() writes: the database may be closed
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (tools, tests): write through; a refused batch waits for flush()
+            if not retry:
                 self.flush()
-                return
-            self._flush_handle = loop.call_later(self.settings.persist_delay_s, self.flush)
+            return
+        self._flush_handle = loop.call_later(delay_s, self.flush)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
 
     def flush(self) -> None:
-        """Save what changed since the last flush."""
-        self._flush_handle = None
+        """Save what changed since the last flush. If the batch cannot be written, it is kept (newer changes
+        win over it) and tried again every ``persist_retry_s``."""
+        self._cancel_flush()
         if self.store is None or not self._unsaved:
+            self._flush_failing = False
             return
         pending, self._unsaved = self._unsaved, {}
         saves = [r for r in pending.values() if r is not None]
-        self.store.apply(saves, [reg_id for reg_id, r in pending.items() if r is None])
+        try:
+            self.store.apply(saves, [reg_id for reg_id, r in pending.items() if r is None])
+        except sqlite3.OperationalError as exc:
+            pending.update(self._unsaved)
+            self._unsaved = pending
+            if not self._flush_failing and not isinstance(exc, StorageUnavailable):
+                log.warning("registrations could not be saved (%s); %d kept to try again", exc, len(pending))
+            self._flush_failing = True
+            self._schedule_flush(self.settings.persist_retry_s, retry=True)
+            return
+        self._flush_failing = False
+
+    @property
+    def unsaved(self) -> int:
+        """Registrations changed in memory and not yet saved."""
+        return len(self._unsaved)
+
+    @property
+    def flush_scheduled(self) -> bool:
+        """Whether a flush (or its retry) is waiting on a timer."""
+        return self._flush_handle is not None
+
+    def _check_backlog(self) -> None:
+        if self._flush_failing and len(self._unsaved) >= self.settings.max_unsaved:
+            raise StorageUnavailable("full", f"{len(self._unsaved)} registrations wait to be saved",
+                                     RETRY_AFTER_S)
 
     def _wants_device_data(self, event: Registered | Updated) -> bool:
         if not self.settings.read_device_data:
@@ -229,15 +284,22 @@ class Lwm2mServer:
             return None
         report = device_report(values)
         self.reports[endpoint] = report
-        if self.devices is not None:
-            device_id = device_id_for_endpoint(endpoint)[1]
-            for candidate in (device_id, endpoint):
-                if self.devices.find_device(candidate) is not None:
-                    self.devices.record_report(candidate, self.clock.now(), **report.fields())
-                    break
-        for listener in list(self.report_listeners):
-            listener(endpoint, report)
+        try:
+            self._record_report(endpoint, report)
+            for listener in list(self.report_listeners):
+                listener(endpoint, report)
+        except StorageUnavailable:
+            pass  # logged once by the store's health; read again at a later Update
         return report
+
+    def _record_report(self, endpoint: str, report: DeviceReport) -> None:
+        if self.devices is None:
+            return
+        device_id = device_id_for_endpoint(endpoint)[1]
+        for candidate in (device_id, endpoint):
+            if self.devices.find_device(candidate) is not None:
+                self.devices.record_report(candidate, self.clock.now(), **report.fields())
+                return
 
     def count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:
         self.refused[what] += 1
@@ -255,6 +317,11 @@ def _identity(request: aiocoap.Message) -> str | None:
     """The endpoint the security layer vouches for (DTLS-PSK), when the transport says so."""
     endpoint = getattr(request.remote, "lwm2m_endpoint", None)
     return endpoint if isinstance(endpoint, str) else None
+
+
+def unavailable_reply(exc: StorageUnavailable) -> aiocoap.Message:
+    """5.03 Service Unavailable; Max-Age says when to try again (RFC 7252 §5.9.3.4)."""
+    return aiocoap.Message(code=aiocoap.SERVICE_UNAVAILABLE, max_age=exc.retry_after_s)
 
 
 def peer_error_reply(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
@@ -278,6 +345,8 @@ class RdResource(resource.Resource):
             return self._server.register(request)
         except PeerError as exc:
             return peer_error_reply(self._server, "Register", request, exc)
+        except StorageUnavailable as exc:
+            return unavailable_reply(exc)
 
 
 class RdEntryResource(resource.Resource, resource.PathCapable):
@@ -302,6 +371,8 @@ class RdEntryResource(resource.Resource, resource.PathCapable):
             return self._server.update(reg_id, request)
         except PeerError as exc:
             return peer_error_reply(self._server, "Update", request, exc)
+        except StorageUnavailable as exc:
+            return unavailable_reply(exc)
 
     async def render_delete(self, request: aiocoap.Message) -> aiocoap.Message:
         reg_id = self._reg_id(request)

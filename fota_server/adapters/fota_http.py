@@ -9,7 +9,9 @@ device logs, and per-device token provisioning. Wire contract: protocol/http_fot
     PUT  /api/fota/http/v1/{account}/devices/{deviceId}/token   (management auth) -> a new device token
 
 Handlers decode, call ``HttpDriver`` and encode. A device's bad input is a ``PeerError`` answered with its
-hint as the status and ``{"error", "detail"}``; it is logged once and counted, never raised further.
+hint as the status and ``{"error", "detail"}``; it is logged once and counted, never raised further. A write
+the storage refuses (disk full, read-only) raises ``StorageUnavailable``, which ``api/errors.py`` answers
+with 503, ``{"error": "unavailable", "detail"}`` and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ class CheckInRecorder:
             return
         try:
             self._driver.http_devices.record_checkins(batch)
-        except Exception as exc:  # the store failed: every waiting request fails with it
+        except Exception as exc:  # the store failed: every waiting request fails with it (503 if it is full)
             committed.set_exception(exc)
+            committed.exception()  # retrieved here: a request that went away meanwhile must not leave it unread
             return
         committed.set_result(None)
 

@@ -5,7 +5,8 @@ The handler reads the body (capped at our MaxMsgSize), decodes it, routes it to 
 client's encoding with the client's Content-Type spelling. The nonces of both directions and the Package 0
 address are committed to the store before the reply that carries them is sent, and reloaded at start-up,
 so a restarted server asks a device for nothing it already gave. A device's bad input gets a clear status
-and one WARNING; nothing it sends can break the handler.
+and one WARNING; nothing it sends can break the handler. While the store cannot be written (disk full,
+read-only), an exchange that needs a write is answered 503 with ``Retry-After`` and its session dropped.
 
 Wiring: ``build_omadm(services, ...)`` puts an ``OmadmServer`` in ``services.extra["omadm"]``; ``routes``
 serve ``POST /dm``. Firmware for PkgURL is served by ``fota_http`` at ``/fw/{package_id}`` (Range, ETag).
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..api.bodies import read_json_object, require_str
+from ..store.health import StorageUnavailable
 from ..api.management import management
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
@@ -66,6 +68,7 @@ class _Reply:
     status: int
     body: bytes = b""
     encoding: Encoding | None = None
+    retry_after_s: int | None = None
 
 
 class OmadmServer:
@@ -84,6 +87,7 @@ class OmadmServer:
         for row in self.store.load_nonces():
             self._cache(row.device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
         self._unsaved: set[str] = set()  # devices whose new nonce did not reach the store in this exchange
+        self._handling: DmServerSession | None = None  # the session of the exchange being handled
         self._peer_host = ""
         self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
                                             lambda d: self.client_nonces.get(d, b""), notifiers,
@@ -94,6 +98,13 @@ class OmadmServer:
     # --- one exchange --------------------------------------------------------------------------
 
     def handle(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str = "") -> _Reply:
+        self._handling = None
+        try:
+            return self._exchange(body, mac_header, base_url, peer_host)
+        except StorageUnavailable as exc:  # logged once by the store's health, not per exchange
+            return self._refuse_unstored(exc)
+
+    def _exchange(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str) -> _Reply:
         now = self._monotonic()
         self._peer_host = peer_host
         self._unsaved.clear()
@@ -101,7 +112,7 @@ class OmadmServer:
         limits = Limits(max_bytes=self.settings.session.max_msg_size)
         try:
             message, encoding = decode_message(body, limits)
-            session = self._session_for(message, encoding, base_url, now)
+            session = self._handling = self._session_for(message, encoding, base_url, now)
             session.receive(message, body, now, mac_header)
         except PeerError as exc:
             PEER_ERRORS[type(exc).__name__] += 1
@@ -117,10 +128,20 @@ class OmadmServer:
     def _refuse_unsaved(self, session: DmServerSession) -> _Reply:
         """A nonce we could not commit is never sent: the session is dropped and the device tries again later."""
         self._unsaved.clear()
+        self._drop(session)
+        return _Reply(503, b"device state changed meanwhile; try again")
+
+    def _refuse_unstored(self, exc: StorageUnavailable) -> _Reply:
+        """What the session learnt could not be stored: nothing of it is sent, the session is dropped."""
+        self._unsaved.clear()
+        if self._handling is not None:
+            self._drop(self._handling)
+        return _Reply(503, b"the server cannot store changes now; try again later", retry_after_s=exc.retry_after_s)
+
+    def _drop(self, session: DmServerSession) -> None:
         for key, open_session in list(self.sessions.items()):
             if open_session is session:
                 del self.sessions[key]
-        return _Reply(503, b"device state changed meanwhile; try again")
 
     def _session_for(self, message: Message, encoding: Encoding, base_url: str, now: float) -> DmServerSession:
         h = message.header
@@ -240,7 +261,10 @@ class OmadmServer:
                 async with asyncio.timeout(poll_s):
                     await self._wake.wait()
             self._wake.clear()
-            await self.dispatcher.dispatch()
+            try:
+                await self.dispatcher.dispatch()
+            except StorageUnavailable:
+                pass  # logged once by the store's health; the next round tries again
 
 
 def _address_text(address: tuple[str, int] | None) -> str:
@@ -318,7 +342,8 @@ async def dm_endpoint(request: Request) -> Response:
     peer = request.client.host if request.client is not None else ""
     reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
     if reply.encoding is None:
-        return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status)
+        headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}
+        return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status, headers=headers)
     return Response(reply.body, reply.status, media_type=_reply_type(content_type, reply.encoding))
 
 

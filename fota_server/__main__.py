@@ -19,6 +19,7 @@ from .devices import NewDevice
 from .errors import DomainError
 from .services import Services
 from .sample_data import ensure_sample_data, quickstart_text
+from .store.health import StorageOpenError, StorageUnavailable
 
 __all__ = ["main"]
 
@@ -231,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args, config)
+    except StorageOpenError as exc:  # one line naming the path and why, no traceback
+        print(f"fota-server: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"fota-server: cannot write database {config.db_path}: {exc.detail}", file=sys.stderr)
+        return 1
     except DomainError as exc:
         print(f"fota-server: {exc.message}", file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ from .services import Services
 from .signing import load_or_create_signer
 from .adapters.tls_cert import load_or_create_certificate, uvicorn_ssl_options
 from .store.campaigns_sqlite import SqliteCampaignStores
+from .store.health import StorageOpenError
 from .store.sqlite import SqliteDatabase
 
 __all__ = ["build_services", "build_http_app", "serve", "RunningServer", "listening_socket"]
@@ -54,13 +55,19 @@ log = logging.getLogger("fota_server")
 
 
 def build_services(config: Config, clock: Clock | None = None) -> Services:
+    """Open the database (first: a missing directory is reported, not created) and the data directory;
+    either failing raises ``StorageOpenError`` naming the path and why."""
     clock = clock or SystemClock()
     data_dir = config.resolved_data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase(config.db_path)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        signer = load_or_create_signer(data_dir / "signing-key.pem")
+    except OSError as exc:
+        db.close()
+        raise StorageOpenError("data directory", str(data_dir), exc.strerror or str(exc)) from exc
     auth = AuthService(db.accounts, db.tokens, clock, timedelta(seconds=config.token_ttl_s),
                        timedelta(seconds=config.session_ttl_s))
-    signer = load_or_create_signer(data_dir / "signing-key.pem")
     firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
                                   config.max_firmware_bytes)
     devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)

@@ -1,0 +1,238 @@
+"""``fota-server run`` on a small tmpfs that fills up: health, management API, HTTP devices and LwM2M
+registration while nothing can be written, and everything continuing by itself once space returns; and
+start-up on a database that cannot be opened."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import httpx
+import pytest
+
+from fota_server.protocol.image import build_image
+from fota_server.protocol.lwm2m.coap_message import (
+    CON, CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, decode_message, encode_message,
+)
+from tests.serverproc import ServerProcess, cli, create_account
+
+pytestmark = pytest.mark.integration
+
+ACC = "0000123456-00001"
+MAKE, MODEL = "Acme", "Gateway-2"
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``path`` for the test (skipped where mounting is not permitted)."""
+    path.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                                 capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as exc:
+        pytest.skip(f"no mount command: {exc}")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+
+
+def fill(disk: Path) -> Path:
+    """Write a filler file until the file system refuses another byte."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 16, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0) -> T:
+    """Call ``get`` until ``done`` holds for its result, for at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = get()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"still not done: {value!r}"
+        time.sleep(0.05)
+
+
+def session(base: str, creds: dict[str, Any]) -> dict[str, str]:
+    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
+                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    sess = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
+                      json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
+    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": sess}
+
+
+def http_device(db: Path, device_id: str) -> str:
+    cli("device", "add", device_id, "--account", ACC, "--protocol", "HTTP", "--make", MAKE, "--model", MODEL,
+        "--firmware", "1.0.0", "--license", db=db)
+    return str(json.loads(cli("device", "token", device_id, "--account", ACC, db=db).stdout)["token"])
+
+
+def campaign_body(device_id: str) -> dict[str, Any]:
+    today = date.today()
+    return {"softwareName": "gw-2", "softwareFrom": "1.0.0", "softwareTo": "2.0.0", "distributionType": "HTTP",
+            "startDate": today.isoformat(), "endDate": (today + timedelta(days=2)).isoformat(),
+            "deviceList": [device_id]}
+
+
+def register(coap_port: int, endpoint: str) -> str:
+    """A LwM2M Register over UDP; the answer's code as ``c.dd``."""
+    request = CoapMessage(CON, 2, 0x1234, b"\x01\x02", (
+        (URI_PATH, b"rd"), (CONTENT_FORMAT, b"\x28"), (URI_QUERY, f"ep={endpoint}".encode()),
+        (URI_QUERY, b"lt=600"), (URI_QUERY, b"lwm2m=1.1"), (URI_QUERY, b"b=U")), b"</1/0>,</3/0>,</5/0>")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(encode_message(request), ("127.0.0.1", coap_port))
+        answer = decode_message(sock.recv(1500))
+    return f"{answer.code >> 5}.{answer.code & 31:02d}"
+
+
+def saved_registrations(db: Path) -> set[str]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in conn.execute("SELECT endpoint FROM lwm2m_registrations")}
+    finally:
+        conn.close()
+
+
+def report(client: httpx.Client, base: str, campaign_id: str) -> dict[str, str]:
+    response = client.get(f"{base}/api/fota/v2/reports/{ACC}/campaigns/{campaign_id}/devices")
+    assert response.status_code == 200, response.text
+    return {row["deviceId"]: row["status"] for row in response.json()["deviceList"]}
+
+
+def update_device(device: httpx.Client, device_id: str) -> None:
+    """Check in until the update is offered, report it installed, and check in with the new version."""
+    answer = poll(lambda: device.post(f"/http/v1/devices/{device_id}/checkin", json={"firmwareVersion": "1.0.0"}),
+                  lambda r: r.status_code == 200 and "update" in r.json())
+    update_id = answer.json()["update"]["updateId"]
+    for state in ("downloading", "downloaded", "installing"):
+        assert device.post(f"/http/v1/devices/{device_id}/status",
+                           json={"updateId": update_id, "state": state}).status_code == 200
+    done = device.post(f"/http/v1/devices/{device_id}/status",
+                       json={"updateId": update_id, "state": "success", "version": "2.0.0"})
+    assert done.status_code == 200, done.text
+    after = device.post(f"/http/v1/devices/{device_id}/checkin", json={"firmwareVersion": "2.0.0"})
+    assert after.status_code == 200 and "update" not in after.json(), after.text
+
+
+def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "size=4m") as disk:
+        db = disk / "fota.db"
+        creds = create_account(db, ACC)
+        tokens = {d: http_device(db, d) for d in ("gw-1", "gw-2")}
+        image = tmp_path / "gw.bin"
+        image.write_bytes(build_image(MAKE, MODEL, "2.0.0", 4096))
+        cli("firmware", "add", str(image), "--name", "gw-2", "--make", MAKE, "--model", MODEL, "--from", "1.0.0",
+            "--to", "2.0.0", "--protocol", "HTTP", db=db)
+        server = ServerProcess(db).start()
+        try:
+            base = server.base_url
+            with httpx.Client(base_url=base, headers=session(base, creds), timeout=10) as api, \
+                    httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tokens['gw-1']}"},
+                                 timeout=10) as gw1, \
+                    httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tokens['gw-2']}"},
+                                 timeout=10) as gw2:
+                assert api.get("/health").status_code == 200
+                first = api.post(f"/api/fota/v2/campaigns/{ACC}", json=campaign_body("gw-1"))
+                assert first.status_code == 200, first.text
+
+                filler = fill(disk)
+                refused = api.post(f"/api/fota/v2/campaigns/{ACC}", json=campaign_body("gw-2"))
+                assert refused.status_code == 503, refused.text
+                assert int(refused.headers["retry-after"]) > 0
+                assert refused.json()["errorCode"] == "StorageUnavailable" and refused.json()["errorMessage"]
+
+                health = poll(lambda: api.get("/health"), lambda r: r.status_code == 503)
+                assert int(health.headers["retry-after"]) > 0
+                body = health.json()
+                assert (body["status"], body["storage"]) == ("unavailable", "full")
+                assert "full" in body["detail"] and body["since"]
+
+                checkin = gw1.post("/http/v1/devices/gw-1/checkin", json={"firmwareVersion": "1.0.0"})
+                assert checkin.status_code == 503 and int(checkin.headers["retry-after"]) > 0
+                assert checkin.json()["error"] == "unavailable"
+
+                # registrations are written behind: the Register is answered and kept until it can be saved
+                assert register(server.ports["coap"], "urn:imei:490154203237518") == "2.01"
+                assert "urn:imei:490154203237518" not in saved_registrations(db)
+
+                filler.unlink()
+                poll(lambda: api.get("/health"), lambda r: r.status_code == 200 and r.json()["status"] == "ok")
+                retried = api.post(f"/api/fota/v2/campaigns/{ACC}", json=campaign_body("gw-2"))
+                assert retried.status_code == 200, retried.text
+                poll(lambda: saved_registrations(db), lambda saved: "urn:imei:490154203237518" in saved)
+
+                # both campaigns go on: the one that ran into the full disk and the one created after it
+                update_device(gw1, "gw-1")
+                update_device(gw2, "gw-2")
+                for campaign in (first.json()["id"], retried.json()["id"]):
+                    poll(lambda: report(api, base, campaign),
+                         lambda rows: set(rows.values()) == {"UpgradeSuccess"})
+        finally:
+            code = server.stop()
+        output = "".join(server.output)
+        assert code == 0, output
+        assert output.count("cannot be written (full)") == 1, output    # one line per episode
+        assert output.count("can be written again") == 1, output
+        assert "Traceback" not in output, output
+
+
+def run_server(db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli("run", "--http-port", "0", "--coap-port", "0", "--coaps-port", "0", *extra, db=db, check=False)
+
+
+def assert_one_line(proc: subprocess.CompletedProcess[str], path: Path, why: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"fota-server: cannot open database {path}: ") and why in lines[0], lines[0]
+
+
+def test_a_database_in_a_missing_directory_is_named_and_the_server_exits_2(tmp_path: Path) -> None:
+    db = tmp_path / "nonexistent-dir" / "x.db"
+    assert_one_line(run_server(db), db, f"directory {db.parent} does not exist")
+    assert_one_line(cli("account", "list", db=db, check=False), db, "does not exist")
+    assert not db.parent.exists()
+
+
+def test_a_directory_as_the_database_exits_2(tmp_path: Path) -> None:
+    assert_one_line(run_server(tmp_path), tmp_path, "it is a directory")
+    assert_one_line(cli("firmware", "list", db=tmp_path, check=False), tmp_path, "it is a directory")
+
+
+def test_a_file_that_is_not_a_database_exits_2(tmp_path: Path) -> None:
+    db = tmp_path / "notes.db"
+    db.write_text("shopping list\n" * 200)
+    assert_one_line(run_server(db), db, "not a database")
+
+
+def test_a_database_on_a_read_only_file_system_exits_2(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "size=1m,ro") as disk:
+        db = disk / "fota.db"
+        assert_one_line(run_server(db), db, "read-only file system")
+        assert_one_line(cli("device", "list", "--account", ACC, db=db, check=False), db, "read-only file system")

@@ -176,6 +176,9 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
                 checkin = gw1.post("/http/v1/devices/gw-1/checkin", json={"firmwareVersion": "1.0.0"})
                 assert checkin.status_code == 503 and int(checkin.headers["retry-after"]) > 0
                 assert checkin.json()["error"] == "unavailable"
+                ddi = gw1.get(f"/{ACC}/controller/v1/gw-1", headers={"Authorization": f"TargetToken {tokens['gw-1']}"})
+                assert ddi.status_code == 503 and int(ddi.headers["retry-after"]) > 0
+                assert set(report(api, base, first.json()["id"])) == {"gw-1"}  # calls that only read still work
 
                 # registrations are written behind: the Register is answered and kept until it can be saved
                 assert register(server.ports["coap"], "urn:imei:490154203237518") == "2.01"

@@ -178,6 +178,7 @@ class RunningServer:
             http_base=f"{'https' if config.https else 'http'}://{_url_host(host)}:{self.services.ports['http']}")
         blobs = FileBlobStore(config.resolved_data_dir / "blobs")
         self._lwm2m_driver = Lwm2mDriver(self._lwm2m.server, self.services.db.packages, blobs, settings)
+        self._lwm2m_driver.on_device_back = campaigns.device_back
         return self._lwm2m_driver
 
     async def _start_coaps(self) -> None:
@@ -259,16 +260,16 @@ def coap_port_to_bind(config: Config) -> int:
 
 async def serve(config: Config, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before anything starts: a signal at any time stops cleanly
+        loop.add_signal_handler(sig, stop.set)
     services = build_services(config)
     server = RunningServer(services)
     ports = await server.start()
     log.info("listening on %s: %s", config.host, ", ".join(f"{k} {v}" for k, v in ports.items()))
     if on_ready:
         on_ready(ports)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await server.stop()

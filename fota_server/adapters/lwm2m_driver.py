@@ -24,7 +24,10 @@ from ..protocol.errors import PeerError
 from ..protocol.lwm2m import firmware_messages as fm
 from ..protocol.lwm2m.content import ContentFormat, decode_values
 from ..protocol.lwm2m.firmware import FirmwareUpdate
-from ..protocol.lwm2m.registration import Registered, RegistrationEvent
+from ..protocol.lwm2m.device_data import device_id_for_endpoint
+from ..protocol.lwm2m.paths import LwM2MPath
+from ..protocol.lwm2m.values import Values
+from ..protocol.lwm2m.registration import Registered, RegistrationEvent, Updated
 from ..records import Package
 from ..store.ports import PackageStore
 from .blobs import FileBlobStore
@@ -106,7 +109,7 @@ class UpdateSession:
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            for path in (fm.LwM2MPath(5, 0, 3), fm.LwM2MPath(5, 0, 5)):
+            for path in (LwM2MPath(5, 0, 3), LwM2MPath(5, 0, 5)):
                 self.server.downlink.cancel_observation(self.endpoint, path)
 
     async def _next_input(self) -> None:
@@ -163,14 +166,14 @@ class UpdateSession:
         return await self.server.downlink.push(self.endpoint, command.path, image, self._push_szx,
                                                self._push_block_timeout_s, deadline_s, progress)
 
-    def _notified(self, path: fm.LwM2MPath) -> Callable[[DownlinkReply], None]:
+    def _notified(self, path: LwM2MPath) -> Callable[[DownlinkReply], None]:
         def on_notify(reply: DownlinkReply) -> None:
             values = self._values(reply, path)
             if values:
                 self._inputs.put_nowait(("notify", values))
         return on_notify
 
-    def _values(self, reply: DownlinkReply, path: fm.LwM2MPath) -> fm.Values:
+    def _values(self, reply: DownlinkReply, path: LwM2MPath) -> Values:
         if reply.code != "2.05" or not reply.payload:
             return {}
         try:
@@ -201,6 +204,9 @@ class Lwm2mDriver:
         self._on_outcome = on_outcome
         self._attempts: dict[str, _Attempt] = {}
         self._outcomes: list[AttemptOutcome] = []
+        self._parked: set[str] = set()   # devices whose last attempt ended unreachable
+        # called with the device id when a parked device registers or updates its registration
+        self.on_device_back: Callable[[str], None] = lambda _device_id: None
         server.listeners.append(self._on_registration)
 
     # ---------------------------------------------------------------- ProtocolDriver
@@ -209,9 +215,11 @@ class Lwm2mDriver:
         if isinstance(command, StartAttempt):
             if command.attempt_id in self._attempts:
                 return  # already running (a resumed attempt we still drive)
-            attempt = _Attempt(command)
-            self._attempts[command.attempt_id] = attempt
-            attempt.task = asyncio.get_running_loop().create_task(self._run(attempt))
+            self._supersede(command.device_id)
+            self._parked.discard(command.device_id)
+            started = _Attempt(command)
+            self._attempts[command.attempt_id] = started
+            started.task = asyncio.get_running_loop().create_task(self._run(started))
             return
         attempt = self._attempts.get(command.attempt_id)
         if attempt is None:
@@ -226,6 +234,15 @@ class Lwm2mDriver:
             elif attempt.task is not None:
                 attempt.task.cancel()
                 self._report(AttemptCancelled(command.attempt_id))
+
+    def _supersede(self, device_id: str) -> None:
+        """Stop any older attempt still running for the device (the engine has moved past it, e.g. on its
+        timeout): two machines must never drive one device's Object 5."""
+        for attempt_id, attempt in list(self._attempts.items()):
+            if attempt.command.device_id == device_id and attempt.task is not None:
+                log.info("LwM2M attempt %s for %s superseded by a newer one", attempt_id, device_id)
+                attempt.task.cancel()
+                del self._attempts[attempt_id]
 
     def next_deadline(self) -> datetime | None:
         return _EPOCH if self._outcomes else None
@@ -243,11 +260,23 @@ class Lwm2mDriver:
     # ---------------------------------------------------------------- attempts
 
     def _report(self, outcome: AttemptOutcome) -> None:
+        if isinstance(outcome, DeviceUnreachable):
+            attempt = self._attempts.get(outcome.attempt_id)
+            if attempt is not None:
+                self._parked.add(attempt.command.device_id)
         self._outcomes.append(outcome)
         if self._on_outcome is not None:
             self._on_outcome()
 
     def _on_registration(self, event: RegistrationEvent) -> None:
+        if isinstance(event, (Registered, Updated)) and self._parked:
+            device_id = device_id_for_endpoint(event.registration.endpoint)[1]
+            if device_id in self._parked:
+                self._parked.discard(device_id)
+                try:
+                    self.on_device_back(device_id)
+                except Exception:  # e.g. the database refuses writes: the daily retry still comes
+                    log.warning("could not bring the retry of %s forward", device_id, exc_info=True)
         if not isinstance(event, Registered):
             return
         for attempt in self._attempts.values():

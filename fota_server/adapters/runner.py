@@ -22,7 +22,9 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
-from ..campaign.drivers import AttemptOutcome, DriverCommand, ProtocolDriver, SimulatedDevice, SimulatedDriver
+from ..campaign.drivers import (
+    AttemptOutcome, DriverCommand, DurableOutcomes, ProtocolDriver, SimulatedDevice, SimulatedDriver,
+)
 from ..campaign.engine import CampaignEngine
 from ..campaign.service import CampaignService
 from ..clock import Clock
@@ -63,7 +65,9 @@ class EngineHandle:
         self.drivers = dict(drivers)
         self._clock = clock
         self._callbacks = callbacks
-        self._outcomes: deque[AttemptOutcome] = deque()
+        # outcomes to record: (the driver that keeps it until acknowledged and its id, or None; the outcome)
+        self._outcomes: deque[tuple[tuple[DurableOutcomes, int] | None, AttemptOutcome]] = deque()
+        self._queued: set[tuple[int, int]] = set()   # (id of driver, outcome id) of durable outcomes queued
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +79,7 @@ class EngineHandle:
         self.ticks = 0
 
     def report(self, outcome: AttemptOutcome) -> None:
-        self._outcomes.append(outcome)
+        self._outcomes.append((None, outcome))
         self._wake.set()
 
     def wake(self) -> None:
@@ -128,8 +132,10 @@ class EngineHandle:
             return
         self._head_tries += 1
         if self._head_tries >= _MAX_OUTCOME_TRIES:
-            outcome = self._outcomes.popleft()
+            kept, outcome = self._outcomes.popleft()
             self._head_tries = 0
+            if kept is not None:
+                self._queued.discard((id(kept[0]), kept[1]))
             log.error("outcome %r could not be recorded after %d tries; its attempt will be re-issued",
                       outcome, _MAX_OUTCOME_TRIES)
 
@@ -144,15 +150,29 @@ class EngineHandle:
             self._resync = False
         ready += self.service.take_commands()
         for driver in self._unique_drivers():
-            self._outcomes.extend(driver.collect(now))
+            self._take_outcomes(driver, now)
         while self._outcomes:
-            ready += engine.on_outcome(self._outcomes[0], now)
+            kept, outcome = self._outcomes[0]
+            ready += engine.on_outcome(outcome, now)
             self._outcomes.popleft()
             self._head_tries = 0
+            if kept is not None:
+                self._queued.discard((id(kept[0]), kept[1]))
+                kept[0].acknowledge([kept[1]])
         ready += engine.tick(now)
         if self._callbacks is not None:
             self._callbacks.poll(now)
         self.ticks += 1
+
+    def _take_outcomes(self, driver: ProtocolDriver, now: datetime) -> None:
+        if not isinstance(driver, DurableOutcomes):
+            self._outcomes.extend((None, outcome) for outcome in driver.collect(now))
+            return
+        for outcome_id, outcome in driver.collect_numbered(now):
+            key = (id(driver), outcome_id)
+            if key not in self._queued:
+                self._queued.add(key)
+                self._outcomes.append(((driver, outcome_id), outcome))
 
     def _unique_drivers(self) -> list[ProtocolDriver]:
         seen: dict[int, ProtocolDriver] = {}

@@ -15,12 +15,12 @@ import heapq
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Protocol, Union
+from typing import Callable, Protocol, Union, runtime_checkable
 
 __all__ = [
     "StartAttempt", "InstallPackage", "CancelAttempt", "DriverCommand",
     "AttemptProgressed", "PackageDownloaded", "UpdateSucceeded", "UpdateFailed", "DeviceUnreachable",
-    "AttemptCancelled", "AttemptOutcome", "ProtocolDriver", "SimulatedDevice", "SimulatedDriver",
+    "AttemptCancelled", "AttemptOutcome", "ProtocolDriver", "DurableOutcomes", "SimulatedDevice", "SimulatedDriver",
 ]
 
 
@@ -103,6 +103,15 @@ class ProtocolDriver(Protocol):
     def submit(self, command: DriverCommand, now: datetime) -> None: ...
     def next_deadline(self) -> datetime | None: ...
     def collect(self, now: datetime) -> list[AttemptOutcome]: ...
+
+
+@runtime_checkable
+class DurableOutcomes(Protocol):
+    """A driver that keeps its outcomes in storage until the engine has committed them: the runner takes
+    them with ids and acknowledges each one after its commit (a crash in between delivers it again)."""
+
+    def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]: ...
+    def acknowledge(self, outcome_ids: list[int]) -> None: ...
 
 
 @dataclass

@@ -80,16 +80,18 @@ class CampaignEngine:
         return ctx.commands
 
     def recover(self, now: datetime) -> list[DriverCommand]:
-        """After a restart: the commands that continue every attempt that was running, same attempt ids."""
+        """After a restart (or a failed step): the commands that continue every attempt that was running,
+        same attempt ids; drivers take an attempt they still drive as already running."""
         commands: list[DriverCommand] = []
         for attempt in self._rows.attempts(running_only=True, limit=1_000_000):
             row = self._rows.get_row(attempt.campaign_id, attempt.device_id)
             campaign = self._campaigns.get_campaign(attempt.campaign_id)
             if row is None or campaign is None or row.attempt_id != attempt.attempt_id:
                 continue
-            if row.status == DeviceStatus.IN_PROGRESS:
+            if row.status in (DeviceStatus.IN_PROGRESS, DeviceStatus.DOWNLOADED):
                 commands.append(self._start_command(row, campaign, resumed=True))
-            elif row.status == DeviceStatus.INSTALLING:
+            elif row.status == DeviceStatus.INSTALLING:  # a driver that lost its state installs on resuming
+                commands.append(dataclasses.replace(self._start_command(row, campaign, resumed=True), install=True))
                 commands.append(InstallPackage(row.attempt_id, row.device_id, campaign.spec.protocol))
         return commands
 
@@ -293,7 +295,7 @@ class CampaignEngine:
         if row.status == DeviceStatus.IN_PROGRESS:
             ctx.free_slot(campaign.account_name, row.cell)
         ended = T.end_attempt(row, campaign, now, kind, code, reason)
-        not_before = now + retry_delay(row.attempts)
+        not_before = now + retry_delay(row.attempts, ctx.first_retry(campaign.account_name))
         if kind == Kind.UNREACHABLE and campaign.spec.protocol == "LWM2M":
             if row.unreachable_count + 1 > LWM2M_RETRY_DAYS:
                 retryable, reason = False, R.NOT_REACHABLE_FINAL

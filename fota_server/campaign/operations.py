@@ -21,7 +21,7 @@ from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
 from .scheduling import PilotRule, normalise_windows
 from .tick import ENGINE_DEFAULTS
 from .drivers import CancelAttempt
-from .policy import check_dates, end_instant, start_instant
+from .policy import check_dates, end_instant, next_open, start_instant
 from .reasons import EngineReason as R
 from .scheduling import MAX_DEVICE_ID_LEN, device_problem
 from . import transitions as T
@@ -258,6 +258,27 @@ class CampaignOperations:
             after = page[-1].device_id
         self.on_change()
         return self.get_campaign(account, campaign_id)
+
+    def device_back(self, device_id: str) -> int:
+        """A device that was unreachable talks to us again (an LwM2M registration or its Update): its rows
+        that wait for a later retry because it did not answer are retried now (within the campaign's
+        windows) rather than at the next daily retry. Returns how many rows were moved."""
+        now = self._clock.now()
+        moved = []
+        for row in self._rows.device_rows(device_id[:MAX_DEVICE_ID_LEN]):
+            if (row.status != DeviceStatus.PENDING or not row.unreachable_count or row.wake_at is None
+                    or row.wake_at <= now):
+                continue
+            campaign = self._campaigns.get_campaign(row.campaign_id)
+            if campaign is None or campaign.status != CampaignStatus.SCHEDULED:
+                continue
+            at = next_open(T.attempt_windows(campaign), now, campaign.start_at, campaign.end_at)
+            if at is not None and at < row.wake_at:
+                moved.append(T.to_pending(row, at, now, row.result_reason))
+        applied = sum(self._rows.apply(moved)) if moved else 0
+        if applied:
+            self.on_change()
+        return applied
 
     def offer_device(self, device_id: str) -> list[str]:
         """Join the device to a running campaign with autoAddDevicesFlag that it matches; returns its id."""

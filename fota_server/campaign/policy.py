@@ -94,10 +94,11 @@ def next_open(windows: Sequence[TimeWindow], not_before: datetime, start_at: dat
     return None  # pragma: no cover - a non-empty window list always opens within two days
 
 
-def retry_delay(failed_attempts: int) -> timedelta:
-    """Backoff after the n-th failed attempt (1-based): 5 min, 15 min, 1 h, 4 h, 12 h, then daily."""
+def retry_delay(failed_attempts: int, first: timedelta = RETRY_DELAYS[0]) -> timedelta:
+    """Backoff after the n-th failed attempt (1-based): 5 min, 15 min, 1 h, 4 h, 12 h, then daily; the
+    whole ladder scaled so that its first step is ``first`` (an account's ``first_retry_s``)."""
     index = min(max(failed_attempts, 1), len(RETRY_DELAYS)) - 1
-    return RETRY_DELAYS[index]
+    return RETRY_DELAYS[index] * (first / RETRY_DELAYS[0])
 
 
 def next_daily_retry(now: datetime) -> datetime:

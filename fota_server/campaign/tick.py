@@ -20,6 +20,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "unknown_cell_cap": None,    # the group of devices with no known cell; None = cell_cap
     "global_cap": 1000,          # devices updating at once per account
     "attempt_timeout_s": 3600,   # a device that started and went silent fails after this
+    "first_retry_s": 300,        # the first retry after a failed attempt; later ones back off from it
     "pilot_cap": 20,
     "pilot_min_devices": 5,
     "pilot_min_success": 0.5,
@@ -96,6 +97,9 @@ class TickContext:
 
     def timeout(self, account_name: str) -> timedelta:
         return timedelta(seconds=int(self.setting(account_name, "attempt_timeout_s")))
+
+    def first_retry(self, account_name: str) -> timedelta:
+        return timedelta(seconds=max(1, int(self.setting(account_name, "first_retry_s"))))
 
     # -- slots ------------------------------------------------------------------------------------
 

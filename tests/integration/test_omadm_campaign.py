@@ -109,19 +109,24 @@ def test_v1_campaign_to_30_omadm_devices(tmp_path: Path) -> None:
 
 
 class WatchedDriver(OmadmDriver):
-    """The OMA-DM driver, noting what the engine runner collects (the runner feeds it to the engine at once)."""
+    """The OMA-DM driver, noting what the engine runner acknowledges (recorded by the engine)."""
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab.services.db.packages)
         self.collected: list[AttemptOutcome] = []
         self.changed = asyncio.Event()
 
-    def collect(self, now: datetime) -> list[AttemptOutcome]:
-        out = super().collect(now)
-        if out:
-            self.collected += out
-            self.changed.set()
+    def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]:
+        out = super().collect_numbered(now)
+        self._pending = dict(out)
         return out
+
+    def acknowledge(self, outcome_ids: list[int]) -> None:
+        super().acknowledge(outcome_ids)
+        taken = [self._pending[i] for i in outcome_ids if i in getattr(self, "_pending", {})]
+        if taken:
+            self.collected += taken
+            self.changed.set()
 
 
 def test_v1_campaign_through_the_engine_runner(tmp_path: Path) -> None:

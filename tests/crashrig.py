@@ -1,0 +1,236 @@
+"""A rollout rehearsed the way a bad day goes, judged by the devices.
+
+``rehearse`` runs ``fota-server run`` as a child process on one SQLite file, imports a mixed emulated fleet
+(``device-emulator`` plans, ``fota-server device import``), adds one image per protocol, schedules a v3 LwM2M,
+a v2 HTTP and a v1 OMA-DM campaign over the SMS API, and runs the fleet in this process. While devices
+update, the server is killed (SIGKILL) or stopped (SIGTERM) and started again on the same ports, at the
+shares of updated devices the caller asks for; packet loss comes from the fleet's own fault hooks.
+
+The verdict comes from what each emulated device recorded (flashes, the versions it ran, Updates the server
+answered 4.04 because it had forgotten the registration), set against the campaign reports and the
+registrations the server kept. Used by the integration tests and by ``tools/bench_crash.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from device_emulator.fleet import Fleet, ServerUrls
+from device_emulator.fleet_devices import Lwm2mFleetDevice
+from device_emulator.fleet_provision import write_manifest
+from device_emulator.fleet_spec import FleetSpec, plan_devices
+from device_emulator.results import FleetResult
+from fota_server.app import build_services
+from fota_server.config import load_config
+from fota_server.protocol.image import build_image
+
+from tests.serverproc import ServerProcess, cli, create_account
+
+__all__ = ["Interruption", "Rehearsal", "rehearse", "MAKE", "MODEL", "FROM", "TO"]
+
+MAKE, MODEL, FROM, TO = "FOTA Emulator", "EMU-R", "1.0.0", "2.0.0"
+PACKAGES = {"LWM2M": "rehearsal-lwm2m", "HTTP": "rehearsal-http", "OMADM": "rehearsal-omadm"}
+FINAL = ("UpgradeSuccess", "UpgradeFailed")
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """Stop the server with ``sig`` once ``share`` of the fleet's devices run the new version, then start
+    it again on the same ports."""
+
+    share: float
+    sig: int = signal.SIGKILL
+
+
+@dataclass
+class Rehearsal:
+    fleet: FleetResult
+    rows: dict[str, dict[str, Any]]            # campaign report rows by device id
+    kept: set[str]                              # LwM2M endpoints registered in the database at the end
+    forgotten: dict[str, int]                   # LwM2M Updates answered 4.04, by device id
+    endpoints: dict[str, str]                   # LwM2M endpoint by device id
+    interruptions: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False                      # every row final and every device settled before the deadline
+    exit_code: int | None = None                # of the final SIGTERM stop
+
+    def doubled(self) -> list[str]:
+        """Devices that flashed more than once."""
+        return [d.device_id for d in self.fleet.devices if d.flashes > 1]
+
+    def disagreements(self) -> list[str]:
+        """Devices whose report row says something other than what the device runs."""
+        out = []
+        for device in self.fleet.devices:
+            row = self.rows.get(device.device_id, {})
+            reported_success = row.get("status") == "UpgradeSuccess"
+            if reported_success != (device.final_version == TO):
+                out.append(device.device_id)
+        return out
+
+    def stuck(self) -> list[str]:
+        """Rows that are not final."""
+        return [d.device_id for d in self.fleet.devices if self.rows.get(d.device_id, {}).get("status") not in FINAL]
+
+    def lost_registrations(self) -> list[str]:
+        """LwM2M devices the server forgot: an Update answered 4.04, or no registration kept at the end."""
+        return sorted(device_id for device_id, endpoint in self.endpoints.items()
+                      if self.forgotten.get(device_id, 0) or endpoint not in self.kept)
+
+    def summary(self) -> dict[str, Any]:
+        flashes: dict[str, int] = {}
+        for device in self.fleet.devices:
+            key = "never" if device.flashes == 0 else "once" if device.flashes == 1 else "twiceOrMore"
+            flashes[key] = flashes.get(key, 0) + 1
+        return {"devices": len(self.fleet.devices), "updated": sum(d.final_version == TO for d in self.fleet.devices),
+                "flashes": flashes, "doubleUpdates": len(self.doubled()), "disagreements": len(self.disagreements()),
+                "stuckRows": len(self.stuck()), "lostRegistrations": len(self.lost_registrations()),
+                "interruptions": self.interruptions, "finished": self.finished,
+                "elapsedSeconds": round(self.fleet.elapsed_s, 1)}
+
+
+def _prepare(tmp: Path, spec: FleetSpec, image_size: int, settings: dict[str, Any]) -> dict[str, Any]:
+    db = tmp / "fota.db"
+    plans = plan_devices(spec)
+    creds = create_account(db, spec.account, licenses=len(plans) + 10)
+    manifest = tmp / "fleet.json"
+    write_manifest(plans, spec.account, manifest)
+    imported = json.loads(cli("device", "import", str(manifest), db=db).stdout)
+    assert imported["errors"] == [], imported["errors"][:3]
+    for protocol, name in PACKAGES.items():
+        image = tmp / f"{name}.bin"
+        image.write_bytes(build_image(MAKE, MODEL, TO, image_size))
+        cli("firmware", "add", str(image), "--name", name, "--make", MAKE, "--model", MODEL, "--from", FROM,
+            "--to", TO, "--protocol", protocol, db=db)
+    services = build_services(load_config(environ={}, flags={"db_path": str(db)}))
+    services.db.accounts.update_settings(spec.account, settings)
+    services.db.close()
+    return creds
+
+
+def _headers(base: str, creds: dict[str, Any]) -> dict[str, str]:
+    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
+                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    session = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
+                         json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
+    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
+
+
+def _schedule(base: str, headers: dict[str, str], account: str, ids: dict[str, list[str]]) -> list[str]:
+    """One campaign per protocol that has devices; the URLs of their device reports."""
+    today, end = date.today().isoformat(), (date.today() + timedelta(days=2)).isoformat()
+    urls = []
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        if ids["LWM2M"]:
+            r = client.post(f"/api/fota/v3/campaigns/firmware/{account}", json={
+                "firmwareName": PACKAGES["LWM2M"], "firmwareFrom": FROM, "firmwareTo": TO, "protocol": "LWM2M",
+                "startDate": today, "endDate": end, "deviceList": ids["LWM2M"]})
+            assert r.status_code == 200, r.text
+            urls.append(f"/api/fota/v3/reports/{account}/campaigns/{r.json()['id']}/devices")
+        if ids["HTTP"]:
+            r = client.post(f"/api/fota/v2/campaigns/{account}", json={
+                "softwareName": PACKAGES["HTTP"], "softwareFrom": FROM, "softwareTo": TO, "distributionType": "HTTP",
+                "startDate": today, "endDate": end, "deviceList": ids["HTTP"]})
+            assert r.status_code == 200, r.text
+            urls.append(f"/api/fota/v2/reports/{account}/campaigns/{r.json()['id']}/devices")
+        if ids["OMADM"]:
+            r = client.post("/api/fota/v1/upgrades", json={
+                "accountName": account, "firmwareName": PACKAGES["OMADM"], "firmwareTo": TO, "startDate": today,
+                "endDate": end, "deviceList": ids["OMADM"]})
+            assert r.status_code == 200, r.text
+            urls.append(f"/api/fota/v1/upgrades/{account}/upgrade/{r.json()['id']}")
+    return urls
+
+
+async def _report_rows(client: httpx.AsyncClient, urls: list[str]) -> dict[str, dict[str, Any]] | None:
+    """Every report's rows (all pages), or None while the server is away."""
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        for url in urls:
+            last = ""
+            while True:
+                response = await client.get(url + (f"?lastSeenDeviceId={last}" if last else ""))
+                if response.status_code != 200:
+                    return None
+                body = response.json()
+                page = body.get("deviceList", [])
+                rows.update({d["deviceId"]: d for d in page})
+                if not body.get("hasMoreData") or not page:
+                    break
+                last = page[-1]["deviceId"]
+    except httpx.HTTPError:
+        return None
+    return rows
+
+
+def _kept_endpoints(db: Path) -> set[str]:
+    with sqlite3.connect(db, timeout=30) as conn:
+        return {row[0] for row in conn.execute("SELECT endpoint FROM lwm2m_registrations")}
+
+
+def _server(db: Path, ports: dict[str, int] | None, extra: list[str]) -> ServerProcess:
+    args = list(extra)
+    if ports:
+        args += ["--http-port", str(ports["http"]), "--coap-port", str(ports["coap"])]
+        if "coaps" in ports:
+            args += ["--coaps-port", str(ports["coaps"])]
+    return ServerProcess(db, args).start(timeout_s=60)
+
+
+async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption], *, image_size: int = 4096,
+                   settings: dict[str, Any] | None = None, timeout_s: float = 240.0, server_args: list[str] = (),  # type: ignore[assignment]
+                   on_progress: Callable[[str], None] | None = None) -> Rehearsal:
+    """Run the whole rehearsal; returns what the devices and the server say. Bounded by ``timeout_s``."""
+    settings = {"cell_cap": 10, "first_retry_s": 5, "pilot_cap": 1_000_000, **(settings or {})}
+    creds = await asyncio.to_thread(_prepare, tmp, spec, image_size, settings)
+    db = tmp / "fota.db"
+    server = await asyncio.to_thread(_server, db, None, list(server_args))
+    plans = plan_devices(spec)
+    ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
+    try:
+        headers = await asyncio.to_thread(_headers, server.base_url, creds)
+        report_urls = await asyncio.to_thread(_schedule, server.base_url, headers, spec.account, ids)
+        urls = ServerUrls(coap=f"coap://127.0.0.1:{server.ports['coap']}", http=server.base_url)
+        done: list[dict[str, Any]] = []
+        async with Fleet.from_spec(spec, urls) as fleet, \
+                httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as client:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + timeout_s
+            pending = sorted(interruptions, key=lambda i: i.share)
+            rows: dict[str, dict[str, Any]] = {}
+            finished = False
+            while loop.time() < end:
+                updated = sum(d.version() == TO for d in fleet.devices)
+                if pending and updated >= pending[0].share * len(plans):
+                    step = pending.pop(0)
+                    code = await asyncio.to_thread(server.stop, step.sig)
+                    done.append({"share": step.share, "signal": signal.Signals(step.sig).name, "exitCode": code,
+                                 "updated": updated, "at": round(fleet.elapsed(), 1)})
+                    if on_progress is not None:
+                        on_progress(f"{signal.Signals(step.sig).name} at {updated}/{len(plans)} updated "
+                                    f"(exit {code}); starting again")
+                    server = await asyncio.to_thread(_server, db, server.ports, list(server_args))
+                    continue
+                got = await _report_rows(client, report_urls)
+                if got is not None:
+                    rows = got
+                    if (not pending and len(rows) == len(plans) and all(r["status"] in FINAL for r in rows.values())
+                            and all(d.state() in ("updated", "failed") for d in fleet.devices)):
+                        finished = True
+                        break
+                await fleet.wait_until(lambda _f: False, 0.5)
+            result = fleet.result()
+            lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
+            forgotten = {d.plan.device_id: int(getattr(d.client, "forgotten", 0)) for d in lwm2m}
+            endpoints = {d.plan.device_id: d.plan.endpoint for d in lwm2m}
+    finally:
+        exit_code = await asyncio.to_thread(server.stop, signal.SIGTERM)
+    return Rehearsal(result, rows, _kept_endpoints(db), forgotten, endpoints, done, finished, exit_code)

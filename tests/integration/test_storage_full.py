@@ -4,6 +4,7 @@ start-up on a database that cannot be opened."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -19,11 +20,14 @@ from typing import Any, Callable, Iterator, TypeVar
 import httpx
 import pytest
 
+from device_emulator.links.omadm import SessionFailed
 from fota_server.protocol.image import build_image
 from fota_server.protocol.lwm2m.coap_message import (
     CON, CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, decode_message, encode_message,
 )
 from tests.serverproc import ServerProcess, cli, create_account
+
+from .test_omadm_fixtures import app_of, make_lab, serving
 
 pytestmark = pytest.mark.integration
 
@@ -203,6 +207,28 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
         assert output.count("cannot be written (full)") == 1, output    # one line per episode
         assert output.count("can be written again") == 1, output
         assert "Traceback" not in output, output
+
+
+def test_an_omadm_exchange_the_store_refuses_is_answered_503_and_its_session_dropped(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path)
+    db = lab.services.db
+
+    async def scenario() -> str:
+        async with serving(app_of(lab)) as url:
+            link = lab.link(url, lab.device())
+            try:
+                db.execute("PRAGMA query_only = ON")   # SQLite answers as for a read-only database
+                with pytest.raises(SessionFailed, match="HTTP 503"):
+                    await link.session()
+                assert not lab.omadm.sessions
+                assert db.health.problem is not None and db.health.problem.reason == "readonly"
+                db.execute("PRAGMA query_only = OFF")
+                return (await link.session()).state.value
+            finally:
+                await link.aclose()
+
+    assert asyncio.run(scenario()) == "ended"
+    assert db.health.problem is None
 
 
 def run_server(db: Path, *extra: str) -> subprocess.CompletedProcess[str]:

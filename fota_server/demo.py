@@ -6,12 +6,17 @@ the three protocols, let ``device-emulator fleet provision`` draw the fleet (dev
 20 cells, a few with injected faults) and import it, start ``device-emulator fleet run`` as its own process,
 schedule a pilot of 10 LwM2M devices over the SMS API, then, once the pilot has updated, the full campaigns
 (v3 for LwM2M, v2 for HTTP, v1 for OMA-DM), and print progress until every device has had its say.
+
+The final report has the campaigns' view (updated, failed, retrying per protocol) and the devices' own:
+how many devices of each protocol flashed an image once, never, or twice or more, as the emulated devices
+counted it in the fleet's results file. No device may ever be flashed twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 import tempfile
 from collections import Counter
@@ -166,7 +171,27 @@ async def _follow(client: httpx.AsyncClient, campaigns: list[dict[str, str]], op
         await asyncio.sleep(options.progress_s)
 
 
-def _report(rows: dict[str, list[dict[str, Any]]]) -> None:
+def _device_flashes(results: Path) -> list[dict[str, Any]] | None:
+    """Each device's protocol, id and flash count from the fleet's results file; None if there is none."""
+    try:
+        devices = json.loads(results.read_text())["devices"]
+        return [{"protocol": d["protocol"], "deviceId": d["device_id"], "flashes": int(d["flashes"])}
+                for d in devices]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _flash_report(protocols: list[str], devices: list[dict[str, Any]] | None) -> None:
+    if devices is None:
+        _say("flashes: the fleet left no results")
+        return
+    _say("Flashes, as the devices counted them (every device of the fleet, the pilot's too):")
+    for protocol in protocols:
+        counts = Counter(min(d["flashes"], 2) for d in devices if d["protocol"] == protocol)
+        _say(f"{protocol:10} flashes: {counts[1]} devices once, {counts[0]} never, {counts[2]} twice or more")
+
+
+def _report(rows: dict[str, list[dict[str, Any]]], devices: list[dict[str, Any]] | None) -> None:
     _say("\nFinal report")
     _say(f"{'protocol':10} {'devices':>8} {'updated':>8} {'failed':>8} {'retrying':>9}")
     failed: list[tuple[str, dict[str, Any]]] = []
@@ -176,11 +201,29 @@ def _report(rows: dict[str, list[dict[str, Any]]]) -> None:
         retry = [r for r in rs if r["status"] == "UpgradePending" and "recentAttemptTime" in r]
         failed += [(protocol, r) for r in bad + retry]
         _say(f"{protocol:10} {len(rs):>8} {ok:>8} {len(bad):>8} {len(retry):>9}")
+    _say("")
+    _flash_report(list(rows), devices)
     if failed:
         _say("\nDevices that did not update, and why:")
         for protocol, r in failed:
             when = f" (next attempt {r['nextAttemptTime']})" if r.get("nextAttemptTime") else ""
             _say(f"  {protocol:6} {r['deviceId']}  {r['status']}: {r.get('resultReason', '')}{when}")
+    doubled = [d for d in devices or [] if d["flashes"] > 1]
+    if doubled:
+        _say("\nDevices flashed more than once:")
+        for d in doubled:
+            _say(f"  {d['protocol']:6} {d['deviceId']}  {d['flashes']} flashes")
+
+
+async def _stop_fleet(fleet: asyncio.subprocess.Process) -> None:
+    """SIGTERM: the fleet stops its devices and writes its results file; killed if it takes too long."""
+    if fleet.returncode is None:
+        fleet.terminate()
+    try:
+        await asyncio.wait_for(fleet.wait(), 60)
+    except TimeoutError:
+        fleet.kill()
+        await fleet.wait()
 
 
 async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
@@ -194,6 +237,7 @@ async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
         "--coap", f"coap://127.0.0.1:{ports['coap']}", "--http-url", base, "--duration", str(options.timeout_s),
         "--results", str(workdir / "fleet-results.json"), "--progress-s", "30",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    rows: dict[str, list[dict[str, Any]]] | None = None
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             await _session(client, creds)
@@ -206,12 +250,12 @@ async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
                 devices = await _devices(client, protocol)
                 if devices:
                     campaigns.append(await _schedule(client, protocol, devices))
-            _report(await _follow(client, campaigns, options, "full"))
+            rows = await _follow(client, campaigns, options, "full")
     finally:
-        if fleet.returncode is None:
-            fleet.terminate()
-        await fleet.wait()
+        await _stop_fleet(fleet)
         await server.stop()
+    if rows is not None:
+        _report(rows, _device_flashes(workdir / "fleet-results.json"))
     if options.keep is not None:
         _say(f"\ndatabase: {workdir / 'demo.db'}; fleet results (per device): {workdir / 'fleet-results.json'}")
     else:

@@ -57,3 +57,13 @@ def test_provision_then_run_a_fleet_against_a_server_process(tmp_path: Path) -> 
             entry["protocol"], entry["servingCell"], entry["firmwareVersion"])
         assert got["result_code"] is None and got["fault"] in ("none", "latency")
     assert sum(d["fault"] == "latency" for d in data["devices"]) == 1 + 1 + 1  # 30% of 4, 3 and 2, rounded
+    # no campaign ran: no device downloaded or flashed anything, each ran only the version it started with
+    assert data["flashedTwiceOrMore"] == 0
+    for entry in devices:
+        got = by_id[entry["deviceId"]]
+        assert (got["downloads"], got["flashes"], got["versions"]) == (0, 0, [entry["firmwareVersion"]])
+    for protocol in ("LWM2M", "HTTP", "OMADM"):
+        count = sum(d["protocol"] == protocol for d in devices)
+        line = next(line for line in ran.stdout.splitlines() if line.startswith(protocol) and "flashes:" in line)
+        assert line.split("flashes:")[1].split() == ["0", "devices", "once,", str(count), "never,", "0", "twice",
+                                                     "or", "more"]

@@ -126,3 +126,7 @@ def test_mixed_fleet_against_fota_server_run(tmp_path: Path) -> None:
         device = by_id[plan.device_id]
         assert device.result_code == expected_result(plan.fault, plan.protocol), (plan, device)
         assert device.final_version == ("2.0.0" if status.value == "UpgradeSuccess" else "1.0.0"), (plan, device)
+        # by the device's own count: one flash if it updated or rebooted into its old image, else none
+        flashed = status.value == "UpgradeSuccess" or plan.fault is FleetFault.REBOOT_LOOP
+        assert device.flashes == (1 if flashed else 0), (plan, device)
+    assert result.doubled() == []

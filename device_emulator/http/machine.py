@@ -11,7 +11,8 @@ The machine counts what the device did: ``downloads`` is how many offered images
 ``flashes`` how many installs wrote an image and rebooted (whatever version then came up; an install that
 fails before writing is none), and ``versions`` the firmware versions it ran, in order, from the first.
 A request that fails (connection refused, reset, timeout) ends nothing: the device checks in again after
-at most its interval, or 30 s.
+at most its interval, or 30 s; a download that fails is resumed after 1, 2, 4 ... s (at most 30 s) and
+given up after ``max_retries`` tries, so a server restart of half a minute does not cost the update.
 """
 
 from __future__ import annotations
@@ -289,8 +290,8 @@ class HttpDeviceMachine:
         self._events.append(DownloadCut(len(u.image)))
         if u.retries > self._max_retries:
             self._finish(ResultCode.CONNECTION_LOST, f"download failed {u.retries} times")
-        else:
-            self._wait(self._retry_s, ("retry", None), now)
+        else:  # 1, 2, 4 ... s: a server restarting within half a minute does not cost the update
+            self._wait(min(30.0, self._retry_s * 2 ** (u.retries - 1)), ("retry", None), now)
 
     def _verify(self, u: _Update) -> None:
         if self.faults.corrupt_image and u.image:

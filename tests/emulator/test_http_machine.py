@@ -132,6 +132,33 @@ def test_a_cut_download_resumes_where_it_stopped(pair: Pair) -> None:
     assert (pair.machine.downloads, pair.machine.flashes) == (1, 1)  # resumed Range requests: one download
 
 
+def test_a_download_rides_out_a_server_gone_for_twenty_seconds(pair: Pair) -> None:
+    """The server dies part way through the image and is back 20 s later: the device retries at 1, 2, 4 ...
+    s, resumes where it stopped, and it is still one download and one flash."""
+    serve = pair._fetch
+    etag = etag_for(pair.package.sha256)
+    tries: list[tuple[float, int]] = []
+
+    def fetch(command: FetchImage) -> None:
+        tries.append((pair.now, command.offset))
+        if len(tries) == 1:  # the first transfer is cut by the server's death
+            pair.machine.receive(ImageBytes(0, pair.image[:70_000], etag), pair.now)
+            pair.machine.receive(ImageEnded(200, False), pair.now)
+        elif pair.now < tries[0][0] + 20:  # connection refused while the server is away
+            pair.machine.receive(ImageEnded(0, False), pair.now)
+        else:
+            serve(command)
+
+    pair._fetch = fetch  # type: ignore[method-assign]
+    _start(pair)
+    pair.run(until=200)
+    gaps = [b - a for (a, _), (b, _) in zip(tries, tries[1:])]
+    assert gaps == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert tries[-1][1] == 70_000  # resumed with a Range request
+    assert pair.machine.state.firmware_version == "1.1.0"
+    assert (pair.machine.downloads, pair.machine.flashes) == (1, 1)
+
+
 def test_too_many_cuts_report_connection_lost(pair: Pair) -> None:
     pair.machine.faults = HttpFaults(cut_after=10, cuts=100)
     _start(pair)

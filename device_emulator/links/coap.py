@@ -32,6 +32,7 @@ __all__ = ["CoapLink", "free_udp_port"]
 
 log = logging.getLogger("device_emulator.lwm2m")
 MAX_DOWNLOAD_BLOCKS = 1 << 16
+BLOCK_RETRY_S = (1.0, 2.0, 4.0, 8.0)
 _METHOD_NAMES = {aiocoap.GET: "GET", aiocoap.PUT: "PUT", aiocoap.POST: "POST", aiocoap.DELETE: "DELETE"}
 
 
@@ -271,16 +272,30 @@ class CoapLink:
             self.client.download_failed(self.now())
         self._flush()
 
+    async def _block(self, uri: str, num: int) -> Any:
+        """One Block2 of a pull download; a block that gets no answer at all is asked for again after 1, 2, 4
+        and 8 s (a server restarting meanwhile is waited for), then the download fails."""
+        for pause in (*BLOCK_RETRY_S, None):
+            if self.context is None:
+                raise OSError("the device's socket is closed")
+            message = aiocoap.Message(code=aiocoap.GET, uri=uri)
+            message.opt.block2 = AiocoapBlock.BlockwiseTuple(num, 0, 6)
+            if num == 0:
+                message.opt.size2 = 0
+            try:
+                return await self.context.request(message, handle_blockwise=False).response
+            except (aiocoap.error.Error, OSError):
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause / self.speed)
+        raise AssertionError("unreachable")
+
     async def _download_coap(self, uri: str) -> None:
         etag: bytes | None = None
         for num in range(MAX_DOWNLOAD_BLOCKS):
             if self.context is None:
                 break
-            message = aiocoap.Message(code=aiocoap.GET, uri=uri)
-            message.opt.block2 = AiocoapBlock.BlockwiseTuple(num, 0, 6)
-            if num == 0:
-                message.opt.size2 = 0
-            response = await self.context.request(message, handle_blockwise=False).response
+            response = await self._block(uri, num)
             if response.code != aiocoap.CONTENT or (etag is not None and response.opt.etag != etag):
                 self.client.download_failed(self.now())
                 return

@@ -182,7 +182,8 @@ def _server(db: Path, ports: dict[str, int] | None, extra: list[str]) -> ServerP
         args += ["--http-port", str(ports["http"]), "--coap-port", str(ports["coap"])]
         if "coaps" in ports:
             args += ["--coaps-port", str(ports["coaps"])]
-    return ServerProcess(db, args).start(timeout_s=60)
+    # devices are told to check in every few seconds (a lab's setting; the default is minutes)
+    return ServerProcess(db, args, {"FOTA_HTTP_CHECKIN_INTERVAL_S": "5"}).start(timeout_s=60)
 
 
 async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption], *, image_size: int = 4096,

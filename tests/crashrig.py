@@ -230,7 +230,7 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                 await fleet.wait_until(lambda _f: False, 0.5)
             result = fleet.result()
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
-            forgotten = {d.plan.device_id: int(getattr(d.client, "forgotten", 0)) for d in lwm2m}
+            forgotten = {d.plan.device_id: d.client.forgotten for d in lwm2m}
             endpoints = {d.plan.device_id: d.plan.endpoint for d in lwm2m}
     finally:
         exit_code = await asyncio.to_thread(server.stop, signal.SIGTERM)

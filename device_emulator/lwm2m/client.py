@@ -77,6 +77,7 @@ class LwM2MClient:
         self.registrations = 0
         self.reboots = 0
         self.unanswered = 0                 # Registers and Updates that got no answer at all
+        self.forgotten = 0                  # Updates answered 4.04: the server had lost the registration
         self.versions: list[str] = [config.firmware_version]   # firmware versions run, in order
         self.observed: set[LwM2MPath] = set()
         self.attributes: dict[LwM2MPath, tuple[str, ...]] = {}
@@ -146,6 +147,8 @@ class LwM2MClient:
             self._schedule_update(now)
         elif code in ("4.04", "4.00", "4.03", "timeout"):
             self._note_unanswered(code)
+            if code == "4.04":
+                self.forgotten += 1
             self.location = ()
             self.start(now)  # the server forgot us, or is gone: a full Register (retried with backoff)
         else:

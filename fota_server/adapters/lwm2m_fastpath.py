@@ -34,6 +34,7 @@ __all__ = ["FastPath", "install_fast_path"]
 log = logging.getLogger("fota_server.lwm2m")
 
 _GET, _POST, _DELETE = 1, 2, 4
+_CREATED = 2 << 5 | 1
 _MAX_AGE = 14
 _UNDERSTOOD = {3, 7, URI_PATH, CONTENT_FORMAT, URI_QUERY, 17, BLOCK2, SIZE2}  # Uri-Host/Port, Accept too
 EXCHANGE_LIFETIME_S = 247.0
@@ -74,6 +75,15 @@ class FastPath(asyncio.DatagramProtocol):
             self._inner.datagram_received(data, addr)
             return
         self.answered += 1
+        if data[1] == _POST and answer[1] == _CREATED:  # a Register: answered once its registration is saved
+            self._server.after_saved(lambda saved: self._send_held(data, addr, answer, saved))
+            return
+        self._transport.sendto(answer, addr)
+
+    def _send_held(self, data: bytes, addr: Any, answer: bytes, saved: bool) -> None:
+        if not saved:  # not committed: 5.03 with Max-Age, and a retransmission is handled afresh
+            self._recent.pop((addr, int.from_bytes(data[2:4], "big")), None)
+            answer = encode_message(self._reply(decode_message(data), "5.03", ((_MAX_AGE, uint_bytes(5)),)))
         self._transport.sendto(answer, addr)
 
     def error_received(self, exc: Exception) -> None:

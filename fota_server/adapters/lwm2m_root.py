@@ -42,7 +42,10 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
         path = request.opt.uri_path
         head = path[0] if path else ""
         if head == "rd":
-            return self._registration(request, path[1:])
+            answer = self._registration(request, path[1:])
+            if len(path) == 1 and answer.code == aiocoap.CREATED:
+                await self._server.saved()  # a Register is answered once its registration is committed
+            return answer
         if head == "fw" and self._firmware is not None:
             if request.code != aiocoap.GET:
                 return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)

@@ -79,6 +79,7 @@ class Lwm2mServer:
         self._last_read: dict[str, float] = {}
         self._unsaved: dict[str, Registration | None] = {}   # reg_id -> to save, or None to delete
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._after_save: list[Callable[[bool], None]] = []   # answers held until the batch they wait for is saved
         self._flush_failing = False
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -242,8 +243,43 @@ class Lwm2mServer:
                 log.warning("registrations could not be saved (%s); %d kept to try again", exc, len(pending))
             self._flush_failing = True
             self._schedule_flush(self.settings.persist_retry_s, retry=True)
+            self._release_answers(saved=False)
             return
         self._flush_failing = False
+        self._release_answers()
+
+    def after_saved(self, answer: Callable[[bool], None]) -> None:
+        """Call ``answer(True)`` once every registration changed so far is saved, or ``answer(False)`` when
+        that save fails: a Register is answered 2.01 only after its registration is committed (group commit:
+        one transaction per ``persist_delay_s`` still serves many Registers), so a device never holds a
+        location the server could forget in a crash; while the storage refuses writes it gets 5.03."""
+        if self.store is None or not self._unsaved:
+            answer(True)
+        elif self._flush_failing:
+            answer(False)
+        else:
+            self._after_save.append(answer)
+
+    async def saved(self) -> None:
+        """Wait until every registration changed so far is saved; ``StorageUnavailable`` if that fails."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def settle(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.after_saved(settle)
+        if not await done:
+            raise StorageUnavailable("unavailable", "the registration could not be saved",
+                                     int(max(1, self.settings.persist_retry_s * 5)))
+
+    def _release_answers(self, saved: bool = True) -> None:
+        answers, self._after_save = self._after_save, []
+        for answer in answers:
+            try:
+                answer(saved)
+            except Exception:  # a socket gone meanwhile must not stop the others
+                log.debug("a held answer could not be sent", exc_info=True)
 
     @property
     def unsaved(self) -> int:
@@ -342,7 +378,9 @@ class RdResource(resource.Resource):
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
-            return self._server.register(request)
+            answer = self._server.register(request)
+            await self._server.saved()
+            return answer
         except PeerError as exc:
             return peer_error_reply(self._server, "Register", request, exc)
         except StorageUnavailable as exc:

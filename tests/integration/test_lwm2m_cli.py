@@ -15,6 +15,14 @@ from tests.integration.test_lwm2m_interop import Lab, run
 pytestmark = pytest.mark.integration
 
 
+async def _located(stdout: asyncio.StreamReader) -> str:
+    """The first location the device prints in a status line."""
+    while line := await stdout.readline():
+        if line.startswith(b"{") and (location := json.loads(line).get("location", "")):
+            return str(location)
+    return ""
+
+
 def test_one_device_command_registers_and_answers_reads(tmp_path: Path) -> None:
     async def scenario(lab: Lab) -> None:
         registered = asyncio.Event()
@@ -26,6 +34,9 @@ def test_one_device_command_registers_and_answers_reads(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             await asyncio.wait_for(registered.wait(), 15)
+            assert process.stdout is not None
+            # the Register's answer goes out once its registration is saved: the device says so
+            located = await asyncio.wait_for(_located(process.stdout), 15)
             endpoint = "urn:imei:356938035643809"
             assert lab.server.book.by_endpoint(endpoint) is not None
             reply = await lab.server.downlink.request(endpoint, "GET", P(3, 0, 3), timeout_s=10)
@@ -34,7 +45,6 @@ def test_one_device_command_registers_and_answers_reads(tmp_path: Path) -> None:
             assert reply.code == "2.04"
         finally:
             process.terminate()
-            out, _ = await asyncio.wait_for(process.communicate(), 15)
-        statuses = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-        assert any(s.get("location", "").startswith("rd/") for s in statuses)
+            await asyncio.wait_for(process.communicate(), 15)
+        assert located.startswith("rd/")
     run(tmp_path, scenario)

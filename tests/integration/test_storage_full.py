@@ -24,6 +24,7 @@ from device_emulator.links.omadm import SessionFailed
 from fota_server.protocol.image import build_image
 from fota_server.protocol.lwm2m.coap_message import (
     CON, CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, decode_message, encode_message,
+    uint_value,
 )
 from tests.serverproc import ServerProcess, cli, create_account
 
@@ -103,16 +104,20 @@ def campaign_body(device_id: str) -> dict[str, Any]:
             "deviceList": [device_id]}
 
 
-def register(coap_port: int, endpoint: str) -> str:
-    """A LwM2M Register over UDP; the answer's code as ``c.dd``."""
-    request = CoapMessage(CON, 2, 0x1234, b"\x01\x02", (
+def register(coap_port: int, endpoint: str, mid: int = 0x1234) -> tuple[str, int | None]:
+    """A LwM2M Register over UDP; the answer's code as ``c.dd`` and its Max-Age (the server's own requests
+    to the device, such as its Read of /3/0, are skipped)."""
+    request = CoapMessage(CON, 2, mid, b"\x01\x02", (
         (URI_PATH, b"rd"), (CONTENT_FORMAT, b"\x28"), (URI_QUERY, f"ep={endpoint}".encode()),
         (URI_QUERY, b"lt=600"), (URI_QUERY, b"lwm2m=1.1"), (URI_QUERY, b"b=U")), b"</1/0>,</3/0>,</5/0>")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(10)
         sock.sendto(encode_message(request), ("127.0.0.1", coap_port))
-        answer = decode_message(sock.recv(1500))
-    return f"{answer.code >> 5}.{answer.code & 31:02d}"
+        while True:
+            answer = decode_message(sock.recv(1500))
+            if answer.code >> 5 and answer.mid == mid:
+                break
+    return f"{answer.code >> 5}.{answer.code & 31:02d}", uint_value(answer.first(14))
 
 
 def saved_registrations(db: Path) -> set[str]:
@@ -184,15 +189,17 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
                 assert ddi.status_code == 503 and int(ddi.headers["retry-after"]) > 0
                 assert set(report(api, base, first.json()["id"])) == {"gw-1"}  # calls that only read still work
 
-                # registrations are written behind: the Register is answered and kept until it can be saved
-                assert register(server.ports["coap"], "urn:imei:490154203237518") == "2.01"
+                # a Register is answered once its registration is saved: until then 5.03 and when to try again
+                code, max_age = register(server.ports["coap"], "urn:imei:490154203237518")
+                assert code == "5.03" and max_age is not None and max_age > 0
                 assert "urn:imei:490154203237518" not in saved_registrations(db)
 
                 filler.unlink()
                 poll(lambda: api.get("/health"), lambda r: r.status_code == 200 and r.json()["status"] == "ok")
                 retried = api.post(f"/api/fota/v2/campaigns/{ACC}", json=campaign_body("gw-2"))
                 assert retried.status_code == 200, retried.text
-                poll(lambda: saved_registrations(db), lambda saved: "urn:imei:490154203237518" in saved)
+                assert register(server.ports["coap"], "urn:imei:490154203237518", 0x1235)[0] == "2.01"
+                assert "urn:imei:490154203237518" in saved_registrations(db)  # saved before it was answered
 
                 # both campaigns go on: the one that ran into the full disk and the one created after it
                 update_device(gw1, "gw-1")

@@ -44,7 +44,7 @@ from .devices import DeviceRegistry
 from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
-from .adapters.tls_cert import load_or_create_certificate, uvicorn_ssl_options
+from .adapters.tls_cert import UvicornSslOptions, load_or_create_certificate, uvicorn_ssl_options
 from .store.campaigns_sqlite import SqliteCampaignStores
 from .store.health import StorageOpenError
 from .store.sqlite import SqliteDatabase
@@ -86,7 +86,7 @@ def build_http_app(services: Services) -> Starlette:
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
                 *callbacks.routes, *device_credentials.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
-        exception_handlers=install_error_handlers(),  # type: ignore[arg-type]
+        exception_handlers=install_error_handlers(),
     )
     app.state.services = services
     openapi.install(app.state)
@@ -196,7 +196,7 @@ class RunningServer:
             return
         self.services.ports["coaps"] = coaps.port
 
-    def _tls_options(self) -> dict[str, object]:
+    def _tls_options(self) -> UvicornSslOptions:
         config = self.services.config
         if not config.https:
             return {}

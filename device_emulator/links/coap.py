@@ -14,11 +14,11 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import aiocoap  # type: ignore[import-untyped]
-import aiocoap.interfaces  # type: ignore[import-untyped]
-import aiocoap.resource as resource  # type: ignore[import-untyped]
+import aiocoap
+import aiocoap.interfaces
+import aiocoap.resource as resource
 import httpx
-from aiocoap.optiontypes import BlockOption as AiocoapBlock  # type: ignore[import-untyped]
+from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
 from device_emulator.lwm2m.client import LwM2MClient
 from device_emulator.lwm2m.messages import (
@@ -45,7 +45,7 @@ def _dotted(code: aiocoap.Code) -> str:
     return f"{int(code) >> 5}.{int(code) & 31:02d}"
 
 
-class _ClientRoot(resource.Resource, aiocoap.interfaces.ObservableResource):  # type: ignore[misc]
+class _ClientRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
     """Every path of the device, answered by the client machine (no Site routing, no Block1 spooling)."""
 
     def __init__(self, link: "CoapLink") -> None:

@@ -206,7 +206,7 @@ class Lwm2mDriver:
         self._outcomes: list[AttemptOutcome] = []
         self._parked: set[str] = set()   # devices whose last attempt ended unreachable
         # called with the device id when a parked device registers or updates its registration
-        self.on_device_back: Callable[[str], None] = lambda _device_id: None
+        self.on_device_back: Callable[[str], object] = lambda _device_id: None
         server.listeners.append(self._on_registration)
 
     # ---------------------------------------------------------------- ProtocolDriver

@@ -70,7 +70,7 @@ class Lwm2mServer:
         self.devices = devices
         self.downlink = Downlink(settings.queue_awake_s, monotonic)
         self.listeners: list[RegistrationListener] = []
-        self.report_listeners: list[Callable[[str, DeviceReport], None]] = []
+        self.report_listeners: list[Callable[[str, DeviceReport], object]] = []
         # a device with a DTLS credential may register only over CoAPS (set by the wiring)
         self.requires_dtls: Callable[[str], bool] = lambda _device_id: False  # (endpoint, what /3/0 and /4/0 said)
         self.reports: dict[str, DeviceReport] = {}

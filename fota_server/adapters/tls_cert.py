@@ -8,13 +8,23 @@ import os
 import ssl
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["self_signed_certificate", "load_or_create_certificate", "uvicorn_ssl_options"]
+__all__ = ["self_signed_certificate", "load_or_create_certificate", "uvicorn_ssl_options", "UvicornSslOptions"]
+
+
+class UvicornSslOptions(TypedDict, total=False):
+    """The TLS keyword arguments of ``uvicorn.Config`` that the server sets."""
+
+    ssl_certfile: str
+    ssl_keyfile: str
+    ssl_ca_certs: str
+    ssl_cert_reqs: int
 
 
 def _san(hosts: list[str]) -> x509.SubjectAlternativeName:
@@ -63,9 +73,10 @@ def load_or_create_certificate(directory: Path, hosts: list[str], now: datetime 
 
 
 def uvicorn_ssl_options(cert_path: Path | str, key_path: Path | str, client_ca: Path | str | None = None
-                        ) -> dict[str, object]:
+                        ) -> UvicornSslOptions:
     """Keyword arguments for ``uvicorn.Config``; with ``client_ca`` a client certificate is required (mutual TLS)."""
-    options: dict[str, object] = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
+    options: UvicornSslOptions = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
     if client_ca is not None:
-        options.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        options["ssl_ca_certs"] = str(client_ca)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
     return options

@@ -82,8 +82,8 @@ def _windows(body: dict[str, Any], key: str) -> tuple[TimeWindow, ...]:
         if not isinstance(item, dict):
             raise InvalidRequest(f"each entry of {key!r} must be an object {{startTime, endTime}}", "InvalidWindow")
         try:  # int in V2/V3TimeWindow, string in DownloadTimeWindow (§10.10)
-            pairs.append((int(item.get("startTime", 0)), int(item.get("endTime"))))
-        except (TypeError, ValueError):
+            pairs.append((int(item.get("startTime", 0)), int(item["endTime"])))
+        except (KeyError, TypeError, ValueError):
             raise InvalidRequest(f"{key!r}: startTime and endTime must be hours", "InvalidWindow") from None
     return parse_windows(pairs)
 

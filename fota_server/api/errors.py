@@ -16,6 +16,7 @@ import sqlite3
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
 
 from ..errors import (
     AuthError, Conflict, DomainError, InvalidClient, InvalidGrant, InvalidRequest, LoginFailed, NotFound,
@@ -121,6 +122,6 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"errorCode": "MethodNotAllowed", "errorMessage": f"{request.method} is not allowed on {request.url.path}"}, 405)
 
 
-def install_error_handlers() -> dict[type[Exception] | int, object]:
+def install_error_handlers() -> dict[type[Exception] | int, ExceptionHandler]:
     return {DomainError: _domain_error, sqlite3.OperationalError: _storage_error, OSError: _storage_error,
             404: _not_found, 405: _method_not_allowed}

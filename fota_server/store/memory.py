@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict, cast
 
 from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 
@@ -17,6 +17,19 @@ __all__ = [
 ]
 
 _REPORTABLE = {"make", "model", "firmware_version", "software_version", "serving_cell", "imei", "mdn", "protocol"}
+
+
+class _Reported(TypedDict, total=False):
+    """The device fields a report may set (``_REPORTABLE``)."""
+
+    make: str
+    model: str
+    firmware_version: str
+    software_version: str
+    serving_cell: str
+    imei: str
+    mdn: str
+    protocol: str
 
 
 class MemoryAccountStore:
@@ -137,7 +150,8 @@ class MemoryDeviceStore:
         device = self.devices.get(device_id)
         if device is None:
             return False
-        self.devices[device_id] = dataclasses.replace(device, last_seen_at=seen_at, **reported)
+        fields = cast(_Reported, reported)  # its keys were checked against _REPORTABLE above
+        self.devices[device_id] = dataclasses.replace(device, last_seen_at=seen_at, **fields)
         return True
 
     def set_firmware_version(self, device_id: str, new_version: str, expected_version: str) -> bool:

@@ -38,11 +38,11 @@ COAPS_PORT = 5684
 _MIN_TIMER_STEP_S = 0.01     # a deadline that does not move cannot make the timer spin
 
 
-class DtlsSessionClosed(error.NetworkError):  # type: ignore[misc]
+class DtlsSessionClosed(error.NetworkError):
     """The DTLS session to this remote ended (close_notify, eviction, replacement or shutdown)."""
 
 
-class DtlsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
+class DtlsRemote(interfaces.EndpointAddress):
     """One authenticated DTLS session as an aiocoap remote. Equal only to itself."""
 
     is_multicast = False
@@ -124,7 +124,7 @@ class _DatagramSocket(asyncio.DatagramProtocol):
         raise error.NetworkError("CoAPS requests go only to devices with an open DTLS session")
 
 
-class DtlsMessageInterface(GenericMessageInterface):  # type: ignore[misc]
+class DtlsMessageInterface(GenericMessageInterface):
     """The CoAPS listener: UDP socket, DTLS sessions per peer, aiocoap message interface."""
 
     def __init__(self, mman: interfaces.MessageManager, log_: logging.Logger, loop: asyncio.AbstractEventLoop,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..errors import DecodeError
@@ -45,7 +46,8 @@ class LwM2MPath:
     def child(self, child_id: int) -> "LwM2MPath":
         if self.depth >= 4:
             raise ValueError("a resource instance has no children")
-        return LwM2MPath(*self.ids, child_id)
+        level = ("instance_id", "resource_id", "resource_instance_id")[self.depth - 1]
+        return dataclasses.replace(self, **{level: child_id})
 
     def is_prefix_of(self, other: "LwM2MPath") -> bool:
         return other.ids[:self.depth] == self.ids

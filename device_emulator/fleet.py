@@ -18,7 +18,7 @@ import resource
 import ssl
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +28,7 @@ from .fleet_devices import FleetDevice, HttpFleetDevice, Lwm2mFleetDevice, Omadm
 from .fleet_spec import DevicePlan, FleetSpec, plan_devices
 from .results import FleetResult
 
-__all__ = ["ServerUrls", "Fleet", "run_fleet", "raise_file_limit", "Progress"]
+__all__ = ["ServerUrls", "Fleet", "FleetOptions", "run_fleet", "raise_file_limit", "Progress"]
 
 Progress = Callable[[float, "Counter[tuple[str, str]]"], None]
 
@@ -47,6 +47,14 @@ class ServerUrls:
 
     def dm_url(self) -> str:
         return self.omadm or self.http.rstrip("/") + "/dm"
+
+
+class FleetOptions(TypedDict, total=False):
+    """The ``Fleet`` keyword arguments that a fleet spec does not set (``Fleet.from_spec``, ``run_fleet``)."""
+
+    public_key_pem: bytes | None
+    devices_per_pool: int
+    verify: ssl.SSLContext | bool
 
 
 def _tls_context(verify: bool) -> ssl.SSLContext:
@@ -91,9 +99,9 @@ class Fleet:
         self.startup_s = 0.0
 
     @classmethod
-    def from_spec(cls, spec: FleetSpec, urls: ServerUrls, **kwargs: object) -> "Fleet":
+    def from_spec(cls, spec: FleetSpec, urls: ServerUrls, **kwargs: Unpack[FleetOptions]) -> "Fleet":
         return cls(plan_devices(spec), urls, params=spec.fault_params, start_rate_per_s=spec.start_rate_per_s,
-                   lwm2m_queue_mode=spec.lwm2m_queue_mode, **kwargs)  # type: ignore[arg-type]
+                   lwm2m_queue_mode=spec.lwm2m_queue_mode, **kwargs)
 
     def _build(self, index: int, plan: DevicePlan) -> FleetDevice:
         hooks = hooks_for(plan.fault, plan.protocol, self.params)
@@ -180,9 +188,10 @@ def settled(fleet: Fleet) -> bool:
 async def run_fleet(spec: FleetSpec | Iterable[DevicePlan], urls: ServerUrls, *,
                     until: Callable[[Fleet], bool] | None = None, duration_s: float = 600.0,
                     on_progress: Progress | None = None, progress_s: float = 5.0,
-                    before_stop: Callable[[Fleet], object] | None = None, **kwargs: object) -> FleetResult:
+                    before_stop: Callable[[Fleet], object] | None = None,
+                    **kwargs: Unpack[FleetOptions]) -> FleetResult:
     """Run a fleet until ``until(fleet)`` holds or ``duration_s`` passes; the per-device results."""
-    fleet = Fleet.from_spec(spec, urls, **kwargs) if isinstance(spec, FleetSpec) else Fleet(spec, urls, **kwargs)  # type: ignore[arg-type]
+    fleet = Fleet.from_spec(spec, urls, **kwargs) if isinstance(spec, FleetSpec) else Fleet(spec, urls, **kwargs)
     async with fleet:
         await fleet.wait_until(until or (lambda _f: False), duration_s, on_progress=on_progress,
                                progress_s=progress_s)

@@ -20,7 +20,7 @@ import signal
 import ssl
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 from ..campaign.drivers import (
     AttemptOutcome, DriverCommand, DurableOutcomes, ProtocolDriver, SimulatedDevice, SimulatedDriver,
@@ -44,7 +44,7 @@ def build_campaign_service(services: Any) -> CampaignService:
     """The campaign service over the services' SQLite database (kept in ``services.extra["campaigns"]``)."""
     existing = getattr(services, "campaigns", None) or services.extra.get("campaigns")
     if existing is not None:
-        return existing  # type: ignore[no-any-return]
+        return cast(CampaignService, existing)
     db = services.db
     stores = SqliteCampaignStores(db)
     engine = CampaignEngine(stores.campaigns, stores.rows, db.devices, db.accounts)

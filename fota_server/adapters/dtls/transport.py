@@ -19,7 +19,7 @@ import logging
 import math
 import socket
 from collections import Counter, OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from aiocoap import Message, error, interfaces
 from aiocoap.numbers import constants
@@ -106,7 +106,7 @@ class _DatagramSocket(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:

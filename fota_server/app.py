@@ -179,6 +179,7 @@ class RunningServer:
         blobs = FileBlobStore(config.resolved_data_dir / "blobs")
         self._lwm2m_driver = Lwm2mDriver(self._lwm2m.server, self.services.db.packages, blobs, settings)
         self._lwm2m_driver.on_device_back = campaigns.device_back
+        self._lwm2m_driver.park(campaigns.unreachable_waiting("LWM2M"))
         return self._lwm2m_driver
 
     async def _start_coaps(self) -> None:

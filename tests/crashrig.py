@@ -14,13 +14,12 @@ registrations the server kept. Used by the integration tests and by ``tools/benc
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import httpx
 
@@ -33,7 +32,7 @@ from fota_server.app import build_services
 from fota_server.config import load_config
 from fota_server.protocol.image import build_image
 
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, create_account, import_fleet, session_headers
 
 __all__ = ["Interruption", "Rehearsal", "rehearse", "MAKE", "MODEL", "FROM", "TO"]
 
@@ -103,50 +102,32 @@ def _prepare(tmp: Path, spec: FleetSpec, image_size: int, settings: dict[str, An
     creds = create_account(db, spec.account, licenses=len(plans) + 10)
     manifest = tmp / "fleet.json"
     write_manifest(plans, spec.account, manifest)
-    imported = json.loads(cli("device", "import", str(manifest), db=db).stdout)
-    assert imported["errors"] == [], imported["errors"][:3]
-    for protocol, name in PACKAGES.items():
-        image = tmp / f"{name}.bin"
-        image.write_bytes(build_image(MAKE, MODEL, TO, image_size))
-        cli("firmware", "add", str(image), "--name", name, "--make", MAKE, "--model", MODEL, "--from", FROM,
-            "--to", TO, "--protocol", protocol, db=db)
+    image = build_image(MAKE, MODEL, TO, image_size)
+    import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL, FROM, TO)
     services = build_services(load_config(environ={}, flags={"db_path": str(db)}))
     services.db.accounts.update_settings(spec.account, settings)
     services.db.close()
     return creds
 
 
-def _headers(base: str, creds: dict[str, Any]) -> dict[str, str]:
-    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
-    session = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
-                         json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
-    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
-
-
 def _schedule(base: str, headers: dict[str, str], account: str, ids: dict[str, list[str]]) -> list[str]:
-    """One campaign per protocol that has devices; the URLs of their device reports."""
-    today, end = date.today().isoformat(), (date.today() + timedelta(days=2)).isoformat()
+    """One campaign per protocol that has devices (v3 LwM2M, v2 HTTP, v1 OMA-DM); their device reports."""
+    dates = {"startDate": date.today().isoformat(), "endDate": (date.today() + timedelta(days=2)).isoformat()}
+    requests = {
+        "LWM2M": (f"/api/fota/v3/campaigns/firmware/{account}", f"/api/fota/v3/reports/{account}/campaigns/{{}}/devices",
+                  {"firmwareName": PACKAGES["LWM2M"], "firmwareFrom": FROM, "firmwareTo": TO, "protocol": "LWM2M"}),
+        "HTTP": (f"/api/fota/v2/campaigns/{account}", f"/api/fota/v2/reports/{account}/campaigns/{{}}/devices",
+                 {"softwareName": PACKAGES["HTTP"], "softwareFrom": FROM, "softwareTo": TO, "distributionType": "HTTP"}),
+        "OMADM": ("/api/fota/v1/upgrades", f"/api/fota/v1/upgrades/{account}/upgrade/{{}}",
+                  {"accountName": account, "firmwareName": PACKAGES["OMADM"], "firmwareTo": TO}),
+    }
     urls = []
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-        if ids["LWM2M"]:
-            r = client.post(f"/api/fota/v3/campaigns/firmware/{account}", json={
-                "firmwareName": PACKAGES["LWM2M"], "firmwareFrom": FROM, "firmwareTo": TO, "protocol": "LWM2M",
-                "startDate": today, "endDate": end, "deviceList": ids["LWM2M"]})
-            assert r.status_code == 200, r.text
-            urls.append(f"/api/fota/v3/reports/{account}/campaigns/{r.json()['id']}/devices")
-        if ids["HTTP"]:
-            r = client.post(f"/api/fota/v2/campaigns/{account}", json={
-                "softwareName": PACKAGES["HTTP"], "softwareFrom": FROM, "softwareTo": TO, "distributionType": "HTTP",
-                "startDate": today, "endDate": end, "deviceList": ids["HTTP"]})
-            assert r.status_code == 200, r.text
-            urls.append(f"/api/fota/v2/reports/{account}/campaigns/{r.json()['id']}/devices")
-        if ids["OMADM"]:
-            r = client.post("/api/fota/v1/upgrades", json={
-                "accountName": account, "firmwareName": PACKAGES["OMADM"], "firmwareTo": TO, "startDate": today,
-                "endDate": end, "deviceList": ids["OMADM"]})
-            assert r.status_code == 200, r.text
-            urls.append(f"/api/fota/v1/upgrades/{account}/upgrade/{r.json()['id']}")
+        for protocol, (path, report, body) in requests.items():
+            if ids[protocol]:
+                response = client.post(path, json={**body, **dates, "deviceList": ids[protocol]})
+                assert response.status_code == 200, response.text
+                urls.append(report.format(response.json()["id"]))
     return urls
 
 
@@ -176,7 +157,7 @@ def _kept_endpoints(db: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT endpoint FROM lwm2m_registrations")}
 
 
-def _server(db: Path, ports: dict[str, int] | None, extra: list[str]) -> ServerProcess:
+def _server(db: Path, ports: dict[str, int] | None, extra: Sequence[str]) -> ServerProcess:
     args = list(extra)
     if ports:
         args += ["--http-port", str(ports["http"]), "--coap-port", str(ports["coap"])]
@@ -187,7 +168,7 @@ def _server(db: Path, ports: dict[str, int] | None, extra: list[str]) -> ServerP
 
 
 async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption], *, image_size: int = 4096,
-                   settings: dict[str, Any] | None = None, timeout_s: float = 240.0, server_args: list[str] = (),  # type: ignore[assignment]
+                   settings: dict[str, Any] | None = None, timeout_s: float = 240.0, server_args: Sequence[str] = (),
                    on_progress: Callable[[str], None] | None = None) -> Rehearsal:
     """Run the whole rehearsal; returns what the devices and the server say. Bounded by ``timeout_s``."""
     settings = {"cell_cap": 10, "first_retry_s": 5, "pilot_cap": 1_000_000, **(settings or {})}
@@ -197,7 +178,7 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
     plans = plan_devices(spec)
     ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
     try:
-        headers = await asyncio.to_thread(_headers, server.base_url, creds)
+        headers = await asyncio.to_thread(session_headers, server.base_url, creds)
         report_urls = await asyncio.to_thread(_schedule, server.base_url, headers, spec.account, ids)
         urls = ServerUrls(coap=f"coap://127.0.0.1:{server.ports['coap']}", http=server.base_url)
         done: list[dict[str, Any]] = []
@@ -208,6 +189,8 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
             pending = sorted(interruptions, key=lambda i: i.share)
             rows: dict[str, dict[str, Any]] = {}
             finished = False
+            report_every_s = 1.0 if len(plans) <= 1000 else 5.0  # the reports are read while devices update
+            next_report = loop.time()
             while loop.time() < end:
                 updated = sum(d.version() == TO for d in fleet.devices)
                 if pending and updated >= pending[0].share * len(plans):
@@ -220,11 +203,16 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                                     f"(exit {code}); starting again")
                     server = await asyncio.to_thread(_server, db, server.ports, list(server_args))
                     continue
+                settled = all(d.state() in ("updated", "failed") for d in fleet.devices)
+                if not settled and loop.time() < next_report:
+                    await fleet.wait_until(lambda _f: False, 0.5)
+                    continue
+                next_report = loop.time() + report_every_s
                 got = await _report_rows(client, report_urls)
                 if got is not None:
                     rows = got
-                    if (not pending and len(rows) == len(plans) and all(r["status"] in FINAL for r in rows.values())
-                            and all(d.state() in ("updated", "failed") for d in fleet.devices)):
+                    if (not pending and settled and len(rows) == len(plans)
+                            and all(r["status"] in FINAL for r in rows.values())):
                         finished = True
                         break
                 await fleet.wait_until(lambda _f: False, 0.5)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerProcess", "cli", "create_account"]
+__all__ = ["ServerProcess", "cli", "create_account", "session_headers", "import_fleet"]
 
 _READY = re.compile(r"listening on (\S+): (.*)")
 
@@ -34,6 +34,30 @@ def cli(*args: str, db: Path, env: dict[str, str] | None = None, check: bool = T
 def create_account(db: Path, name: str, licenses: int = 100) -> dict[str, Any]:
     creds: dict[str, Any] = json.loads(cli("account", "create", name, "--licenses", str(licenses), "--json", db=db).stdout)
     return creds
+
+
+def session_headers(base: str, creds: dict[str, Any]) -> dict[str, str]:
+    """An OAuth token and a session for the account's user: the two headers every SMS API call carries."""
+    import httpx
+
+    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
+                       data={"grant_type": "client_credentials"}).json()["access_token"]
+    session = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
+                         json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
+    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
+
+
+def import_fleet(db: Path, manifest: Path, images: dict[str, tuple[str, bytes]], make: str, model: str,
+                 version_from: str, version_to: str) -> None:
+    """``fota-server device import`` of a fleet manifest, then ``firmware add`` of one image per protocol
+    (``images``: protocol -> (firmware name, image bytes))."""
+    imported = json.loads(cli("device", "import", str(manifest), db=db).stdout)
+    assert imported["errors"] == [], imported["errors"][:3]
+    for protocol, (name, image) in images.items():
+        path = db.parent / f"{name}.bin"
+        path.write_bytes(image)
+        cli("firmware", "add", str(path), "--name", name, "--make", make, "--model", model, "--from", version_from,
+            "--to", version_to, "--protocol", protocol, db=db)
 
 
 @dataclass

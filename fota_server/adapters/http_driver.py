@@ -26,6 +26,7 @@ from datetime import datetime, timezone, time as dtime
 from typing import Any, Callable
 
 from ..campaign.drivers import (
+    collect_acknowledging,
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DriverCommand, InstallPackage,
     PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
@@ -211,10 +212,8 @@ class HttpDriver:
 
     def collect(self, now: datetime) -> list[AttemptOutcome]:
         """The outcomes not acknowledged yet; calling it again acknowledges the ones it returned before."""
-        self.acknowledge(self._handed)
-        numbered = self.collect_numbered(now)
-        self._handed = [outcome_id for outcome_id, _ in numbered]
-        return [outcome for _, outcome in numbered]
+        outcomes, self._handed = collect_acknowledging(self, self._handed, now)
+        return outcomes
 
     def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]:
         """Every outcome not acknowledged yet, oldest first, with the id to ``acknowledge`` it by once the

@@ -235,6 +235,10 @@ class Lwm2mDriver:
                 attempt.task.cancel()
                 self._report(AttemptCancelled(command.attempt_id))
 
+    def park(self, device_ids: list[str]) -> None:
+        """Devices whose retry waits because they did not answer (e.g. known from the store at start-up)."""
+        self._parked.update(device_ids)
+
     def _supersede(self, device_id: str) -> None:
         """Stop any older attempt still running for the device (the engine has moved past it, e.g. on its
         timeout): two machines must never drive one device's Object 5."""

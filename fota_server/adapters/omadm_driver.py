@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ..campaign.drivers import (
+    collect_acknowledging,
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
     InstallPackage, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
@@ -190,10 +191,8 @@ class OmadmDriver:
 
     def collect(self, now: datetime) -> list[AttemptOutcome]:
         """The outcomes not acknowledged yet; calling it again acknowledges the ones it returned before."""
-        self.acknowledge(self._handed)
-        numbered = self.collect_numbered(now)
-        self._handed = [outcome_id for outcome_id, _ in numbered]
-        return [outcome for _, outcome in numbered]
+        outcomes, self._handed = collect_acknowledging(self, self._handed, now)
+        return outcomes
 
     def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]:
         """Every outcome not acknowledged yet, oldest first, with the id to ``acknowledge`` it by once the

@@ -20,7 +20,7 @@ from typing import Callable, Protocol, Union, runtime_checkable
 __all__ = [
     "StartAttempt", "InstallPackage", "CancelAttempt", "DriverCommand",
     "AttemptProgressed", "PackageDownloaded", "UpdateSucceeded", "UpdateFailed", "DeviceUnreachable",
-    "AttemptCancelled", "AttemptOutcome", "ProtocolDriver", "DurableOutcomes", "SimulatedDevice", "SimulatedDriver",
+    "AttemptCancelled", "AttemptOutcome", "ProtocolDriver", "DurableOutcomes", "collect_acknowledging", "SimulatedDevice", "SimulatedDriver",
 ]
 
 
@@ -112,6 +112,16 @@ class DurableOutcomes(Protocol):
 
     def collect_numbered(self, now: datetime) -> list[tuple[int, AttemptOutcome]]: ...
     def acknowledge(self, outcome_ids: list[int]) -> None: ...
+
+
+def collect_acknowledging(driver: DurableOutcomes, handed: list[int],
+                          now: datetime) -> tuple[list[AttemptOutcome], list[int]]:
+    """``collect`` for a driver with durable outcomes, for callers that take what they collect at once:
+    the batch ``handed`` out by the previous call is acknowledged first. Returns the outcomes and their ids
+    (to pass as ``handed`` next time)."""
+    driver.acknowledge(handed)
+    numbered = driver.collect_numbered(now)
+    return [outcome for _, outcome in numbered], [outcome_id for outcome_id, _ in numbered]
 
 
 @dataclass

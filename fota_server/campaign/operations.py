@@ -280,6 +280,23 @@ class CampaignOperations:
             self.on_change()
         return applied
 
+    def unreachable_waiting(self, protocol: str) -> list[str]:
+        """Devices of ``protocol`` whose rows wait for a later retry because they did not answer: the
+        protocol part brings their retry forward when they talk again (``device_back``), also after a restart."""
+        found: list[str] = []
+        for account in self._accounts.list_accounts():
+            for campaign in self._campaigns.active_campaigns(account.name):
+                if campaign.spec.protocol != protocol:
+                    continue
+                after = ""
+                while True:
+                    page = self._rows.list_rows(campaign.campaign_id, after, _PAGE, statuses=(DeviceStatus.PENDING,))
+                    found += [r.device_id for r in page if r.unreachable_count]
+                    if len(page) < _PAGE:
+                        break
+                    after = page[-1].device_id
+        return found
+
     def offer_device(self, device_id: str) -> list[str]:
         """Join the device to a running campaign with autoAddDevicesFlag that it matches; returns its id."""
         device = self._devices.find_device(device_id[:MAX_DEVICE_ID_LEN])

@@ -3,11 +3,10 @@ address a device announced, and the FUMO job of each running attempt (reference 
 
 Nonces are written before the message that carries them is sent, jobs before the driver acts on them,
 so a restarted server resumes where it was. Every write is guarded and says whether it applied.
-Its tables are migration 4 of ``schema.MIGRATIONS``.
+Its tables are migrations 4 and 5 of ``schema.MIGRATIONS``.
 
 The outbox ``omadm_outcomes`` holds the attempt outcomes the engine has not taken yet: an outcome is
-written in the same transaction as the job change it comes from and deleted only when acknowledged. It is
-created here when missing (``CREATE TABLE IF NOT EXISTS``) until it has a migration of its own.
+written in the same transaction as the job change it comes from and deleted only when acknowledged.
 """
 
 from __future__ import annotations
@@ -22,13 +21,6 @@ from .sqlite import SqliteDatabase, parse_ts, ts
 __all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore", "StoredOutcome"]
 
 _NONCE_COLUMNS = ("server_nonce", "client_nonce", "trigger_addr")
-_OUTBOX = """CREATE TABLE IF NOT EXISTS omadm_outcomes (
-    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    attempt_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    value TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-)"""
 
 
 @dataclass(frozen=True)
@@ -67,8 +59,6 @@ class StoredOutcome:
 class SqliteOmadmStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
-        with db.transaction() as conn:
-            conn.execute(_OUTBOX)
 
     # --- nonces ------------------------------------------------------------------------------------
 

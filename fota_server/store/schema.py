@@ -301,3 +301,15 @@ CREATE TABLE omadm_jobs (
     updated_at TEXT NOT NULL
 )
 """)
+
+# OMA-DM: the outbox of attempt outcomes the engine has not recorded yet, written in the same transaction as
+# the job change they come from and deleted when the engine acknowledges them (``store/omadm_sqlite.py``).
+MIGRATIONS.append("""
+CREATE TABLE IF NOT EXISTS omadm_outcomes (
+    outcome_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+)
+""")

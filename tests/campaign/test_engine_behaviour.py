@@ -357,3 +357,73 @@ def test_windows_are_checked_and_normalised(world: World) -> None:
     campaign, _ = world.service.schedule_campaign(
         ACCOUNT, world.spec(ids, windows=(TimeWindow(22, 24), TimeWindow(0, 6), TimeWindow(22, 24))))
     assert campaign.spec.windows == (TimeWindow(0, 6), TimeWindow(22, 24))
+
+
+def test_an_unreachable_lwm2m_device_that_comes_back_is_retried_then_not_at_four(make_world: Any) -> None:
+    world = make_world()
+    ids = world.add_devices(1)
+    world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(minutes=2), outcome="unreachable")
+    spec = world.spec(ids, end_date=world.clock.now().date() + timedelta(days=10))
+    campaign, _ = world.service.schedule_campaign(ACCOUNT, spec)
+    world.run(until=world.clock.now() + timedelta(minutes=10))
+    row = world.stores.rows.get_row(campaign.campaign_id, ids[0])
+    assert row.status == DeviceStatus.PENDING and row.wake_at.hour == 4
+    world.driver.devices[ids[0]].outcome = "success"
+    back_at = world.clock.now()
+    assert world.service.device_back(ids[0]) == 1       # its registration Update arrived
+    assert world.service.device_back(ids[0]) == 0       # already moved: nothing twice
+    world.run()
+    assert starts(world)[-1][0] == back_at
+    row = world.stores.rows.get_row(campaign.campaign_id, ids[0])
+    assert (row.status, row.attempts) == (DeviceStatus.SUCCESS, 2)
+
+
+def test_a_device_back_with_no_unreachable_row_moves_nothing(make_world: Any) -> None:
+    world = make_world()
+    ids = world.add_devices(1)
+    world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(minutes=2), outcome="fail:4")
+    campaign, _ = world.service.schedule_campaign(ACCOUNT, world.spec(ids))
+    world.run(until=world.clock.now() + timedelta(minutes=3))
+    row = world.stores.rows.get_row(campaign.campaign_id, ids[0])
+    assert row.status == DeviceStatus.PENDING and row.unreachable_count == 0
+    assert world.service.device_back(ids[0]) == 0
+    assert world.stores.rows.get_row(campaign.campaign_id, ids[0]).wake_at == row.wake_at
+
+
+@pytest.mark.parametrize("first_s", [5, 300])
+def test_first_retry_s_scales_the_retry_ladder(make_world: Any, first_s: int) -> None:
+    world = make_world(settings={"first_retry_s": first_s})
+    ids = world.add_devices(1)
+    world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(seconds=1), outcome="success", fail_times=2)
+    world.service.schedule_campaign(ACCOUNT, world.spec(ids))
+    world.run()
+    times = [t for t, _ in starts(world)]
+    assert len(times) == 3
+    assert times[1] - times[0] == timedelta(seconds=1 + first_s)
+    assert times[2] - times[1] == timedelta(seconds=1 + 3 * first_s)   # 15 min is three times 5 min
+
+
+def test_recovery_continues_downloaded_and_installing_attempts_with_their_ids(make_world: Any) -> None:
+    world = make_world()
+    ids = world.add_devices(2)
+    for device_id in ids:
+        world.driver.devices[device_id] = SimulatedDevice(delay=timedelta(minutes=1))
+    spec = world.spec(ids, api_version="v2", install_windows=(TimeWindow(2, 3),))
+    campaign, _ = world.service.schedule_campaign(ACCOUNT, spec)
+    world.run(until=world.clock.now() + timedelta(minutes=5))
+    rows = {r.device_id: r for r in world.rows(campaign.campaign_id)}
+    assert {r.status for r in rows.values()} == {DeviceStatus.DOWNLOADED}
+    commands = world.engine.recover(world.clock.now())
+    assert sorted((c.attempt_id, type(c).__name__, getattr(c, "resumed", None), getattr(c, "install", None))
+                  for c in commands) == sorted((rows[d].attempt_id, "StartAttempt", True, False) for d in ids)
+
+
+def test_unreachable_waiting_lists_the_devices_parked_until_they_answer(make_world: Any) -> None:
+    world = make_world()
+    ids = world.add_devices(3)
+    world.driver.devices[ids[0]] = SimulatedDevice(delay=timedelta(minutes=2), outcome="unreachable")
+    world.driver.devices[ids[1]] = SimulatedDevice(delay=timedelta(minutes=2), outcome="fail:4")
+    world.service.schedule_campaign(ACCOUNT, world.spec(ids, end_date=world.clock.now().date() + timedelta(days=5)))
+    world.run(until=world.clock.now() + timedelta(minutes=10))
+    assert world.service.unreachable_waiting("LWM2M") == [ids[0]]
+    assert world.service.unreachable_waiting("HTTP") == []

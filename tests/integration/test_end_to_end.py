@@ -9,13 +9,13 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import httpx
 import pytest
 
 from firmware_samples import SAMPLES_DIR, load_manifest
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
 pytestmark = pytest.mark.integration
 ACC = "0000123456-00001"
@@ -23,14 +23,6 @@ ACC = "0000123456-00001"
 
 def _emulator(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "device_emulator", *args], capture_output=True, text=True, timeout=90)
-
-
-def _session(base: str, creds: dict[str, Any]) -> dict[str, str]:
-    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
-    session = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
-                         json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
-    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
 
 
 def _device(db: Path, device_id: str, protocol: str, make: str, model: str, version: str) -> None:
@@ -54,7 +46,7 @@ def test_one_device_of_each_protocol_is_updated(tmp_path: Path, server_factory: 
     public_key.write_text(cli("keys", "public", db=db).stdout)
 
     server = server_factory(db)
-    base, headers = server.base_url, _session(server.base_url, creds)
+    base, headers = server.base_url, session_headers(server.base_url, creds)
     today, end = date.today().isoformat(), (date.today() + timedelta(days=3)).isoformat()
     v3 = httpx.post(f"{base}/api/fota/v3/campaigns/firmware/{ACC}", headers=headers, json={
         "firmwareName": "Acme-Sensor-1-1.0.0-to-1.1.0", "firmwareFrom": "1.0.0", "firmwareTo": "1.1.0",

@@ -7,7 +7,6 @@ implies, as the campaign reports say, and the device must report the code its fa
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from device_emulator.fleet_provision import write_manifest
 from device_emulator.fleet_spec import FleetSpec, plan_devices
 from fota_server.campaign.reasons import EngineReason as R
 from fota_server.protocol.image import build_image
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, create_account, import_fleet, session_headers
 
 from .test_fleet_campaign import expected
 
@@ -38,14 +37,6 @@ SPEC = FleetSpec(lwm2m=8, http=8, omadm=8, models=((MAKE, MODEL, 1.0),), cells=4
                  fault_params=FaultParams(latency_s=0.05), start_rate_per_s=100)
 PACKAGES = {"LWM2M": "emu2-lwm2m", "HTTP": "emu2-http", "OMADM": "emu2-omadm"}
 FINAL = ("UpgradeSuccess", "UpgradeFailed")
-
-
-def _session(base: str, creds: dict[str, Any]) -> dict[str, str]:
-    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
-    session = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
-                         json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
-    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
 
 
 def _schedule(base: str, headers: dict[str, str], ids: dict[str, list[str]]) -> dict[str, str]:
@@ -104,15 +95,12 @@ def test_mixed_fleet_against_fota_server_run(tmp_path: Path) -> None:
     plans = plan_devices(SPEC)
     manifest = tmp_path / "fleet.json"
     write_manifest(plans, ACC, manifest)
-    assert json.loads(cli("device", "import", str(manifest), db=db).stdout)["errors"] == []
-    for protocol, name in PACKAGES.items():
-        image = tmp_path / f"{name}.bin"
-        image.write_bytes(build_image(MAKE, MODEL, "2.0.0", 8192))
-        cli("firmware", "add", str(image), "--name", name, "--make", MAKE, "--model", MODEL, "--from", "1.0.0",
-            "--to", "2.0.0", "--protocol", protocol, db=db)
+    image = build_image(MAKE, MODEL, "2.0.0", 8192)
+    import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL,
+                 "1.0.0", "2.0.0")
     server = ServerProcess(db).start()
     try:
-        headers = _session(server.base_url, creds)
+        headers = session_headers(server.base_url, creds)
         ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
         reports = _schedule(server.base_url, headers, ids)
         rows, result = asyncio.run(asyncio.wait_for(_run(server, headers, reports), 100))

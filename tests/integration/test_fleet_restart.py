@@ -24,9 +24,9 @@ from device_emulator.fleet_provision import write_manifest
 from device_emulator.fleet_spec import FleetSpec, plan_devices
 from device_emulator.results import FleetResult
 from fota_server.protocol.image import build_image
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, cli, create_account, import_fleet, session_headers
 
-from .test_fleet_process import ACC as CAMPAIGN_ACC, MAKE, MODEL, PACKAGES, _schedule, _session
+from .test_fleet_process import ACC as CAMPAIGN_ACC, MAKE, MODEL, PACKAGES, _schedule
 
 pytestmark = pytest.mark.integration
 
@@ -130,18 +130,15 @@ def test_no_device_is_flashed_twice_when_the_server_is_killed_mid_campaign(tmp_p
     plans = plan_devices(CAMPAIGN)
     manifest = tmp_path / "fleet.json"
     write_manifest(plans, CAMPAIGN_ACC, manifest)
-    assert json.loads(cli("device", "import", str(manifest), db=db).stdout)["errors"] == []
-    for protocol, name in PACKAGES.items():
-        image = tmp_path / f"{name}.bin"
-        image.write_bytes(build_image(MAKE, MODEL, "2.0.0", 65536))
-        cli("firmware", "add", str(image), "--name", name, "--make", MAKE, "--model", MODEL, "--from", "1.0.0",
-            "--to", "2.0.0", "--protocol", protocol, db=db)
+    image = build_image(MAKE, MODEL, "2.0.0", 65536)
+    import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL,
+                 "1.0.0", "2.0.0")
     server = ServerProcess(db, env=ENV).start()
     restarted: list[ServerProcess] = []
 
     def schedule() -> None:
         ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
-        _schedule(server.base_url, _session(server.base_url, creds), ids)
+        _schedule(server.base_url, session_headers(server.base_url, creds), ids)
 
     try:
         result, flashed_before = asyncio.run(asyncio.wait_for(_campaign_through_a_kill(server, schedule, restarted),

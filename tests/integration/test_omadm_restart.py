@@ -26,8 +26,8 @@ from fota_server.protocol.omadm.digests import server_password
 from fota_server.protocol.omadm.notification import session_id_text, verify_notification
 from fota_server.protocol.omadm.syncml import decode_message
 from fota_server.store.omadm_sqlite import SqliteOmadmStore
-from tests.integration.test_end_to_end import ACC, _device, _session
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.integration.test_end_to_end import ACC, _device
+from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
 from .test_omadm_fixtures import IMEI as LAB_IMEI, make_lab, start
 
@@ -89,7 +89,7 @@ def _prepare(db: Path) -> dict[str, str]:
 
 def _schedule(base_url: str, creds: dict[str, str]) -> None:
     today = date.today()
-    response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=_session(base_url, creds), json={
+    response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=session_headers(base_url, creds), json={
         "accountName": ACC, "firmwareName": "phone-3.1.0", "firmwareTo": "3.1.0", "startDate": today.isoformat(),
         "endDate": (today + timedelta(days=2)).isoformat(), "deviceList": [IMEI]})
     assert response.status_code < 300, response.text

@@ -19,8 +19,8 @@ from device_emulator.omadm import DmClientSession, OmadmDevice
 from device_emulator.omadm.device import DeviceProfile
 from fota_server.protocol.omadm.notification import session_id_text, verify_notification
 from fota_server.protocol.omadm.digests import server_password
-from tests.integration.test_end_to_end import ACC, _session
-from tests.serverproc import ServerProcess
+from tests.integration.test_end_to_end import ACC
+from tests.serverproc import ServerProcess, session_headers
 
 from .test_omadm_restart import CONTENT_TYPE, IMEI, SECRET, Device, _prepare, _stored, _Triggers
 
@@ -46,7 +46,7 @@ class CountingDevice(OmadmDevice):
 def _schedule(base_url: str, creds: dict[str, Any]) -> str:
     """The campaign (v1 upgrade); the URL of its report."""
     today = date.today()
-    response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=_session(base_url, creds), json={
+    response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=session_headers(base_url, creds), json={
         "accountName": ACC, "firmwareName": "phone-3.1.0", "firmwareTo": "3.1.0", "startDate": today.isoformat(),
         "endDate": (today + timedelta(days=2)).isoformat(), "deviceList": [IMEI]})
     assert response.status_code < 300, response.text
@@ -70,7 +70,7 @@ async def _until_exec_delivered(device: Device, client: httpx.AsyncClient, url: 
 
 async def _report_status(client: httpx.AsyncClient, base_url: str, creds: dict[str, Any], report: str,
                          wanted: str, within_s: float) -> dict[str, Any]:
-    headers = _session(base_url, creds)
+    headers = session_headers(base_url, creds)
     give_up = time.monotonic() + within_s
     while True:
         response = await client.get(f"{base_url}{report}", headers=headers)

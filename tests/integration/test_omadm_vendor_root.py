@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from firmware_samples import SAMPLES_DIR
-from tests.integration.test_end_to_end import ACC, _device, _session
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.integration.test_end_to_end import ACC, _device
+from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_vendor_fumo_root(tmp_path: Path, server_factory: Callable[..., ServerPr
     _device(db, "356938035643803", "OMADM", "Acme", "Phone-3", "3.0.0")
     cli("device", "omadm", "356938035643803", "--account", ACC, "--user", "dm3", "--secret", "s3cret", db=db)
     server = server_factory(db, env={"FOTA_OMADM_FUMO_ROOT": "./FwUpdate/1"})
-    headers = _session(server.base_url, creds)
+    headers = session_headers(server.base_url, creds)
     today = date.today()
     upgrade = httpx.post(f"{server.base_url}/api/fota/v1/upgrades", headers=headers, json={
         "accountName": ACC, "firmwareName": "phone-3.1.0", "firmwareTo": "3.1.0", "startDate": today.isoformat(),

@@ -26,7 +26,7 @@ from fota_server.protocol.lwm2m.coap_message import (
     CON, CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, decode_message, encode_message,
     uint_value,
 )
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
 from .test_omadm_fixtures import app_of, make_lab, serving
 
@@ -81,14 +81,6 @@ def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.
             return value
         assert time.monotonic() < deadline, f"still not done: {value!r}"
         time.sleep(0.05)
-
-
-def session(base: str, creds: dict[str, Any]) -> dict[str, str]:
-    token = httpx.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
-                       data={"grant_type": "client_credentials"}).json()["access_token"]
-    sess = httpx.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
-                      json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
-    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": sess}
 
 
 def http_device(db: Path, device_id: str) -> str:
@@ -161,7 +153,7 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
         server = ServerProcess(db).start()
         try:
             base = server.base_url
-            with httpx.Client(base_url=base, headers=session(base, creds), timeout=10) as api, \
+            with httpx.Client(base_url=base, headers=session_headers(base, creds), timeout=10) as api, \
                     httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tokens['gw-1']}"},
                                  timeout=10) as gw1, \
                     httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tokens['gw-2']}"},

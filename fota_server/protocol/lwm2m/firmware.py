@@ -248,12 +248,16 @@ class FirmwareUpdate:
 
     # ---------------------------------------------------------------- where is the device?
 
-    def _check(self, now: float) -> None:
-        self.phase = Phase.CHECKING
+    def _ask_where(self, phase: Phase) -> Command:
+        """Enter ``phase`` afresh (no timers, no version read yet); the Read of /5/0 that starts it."""
+        self.phase = phase
         self._reported_version = None
         self._phase_deadline = None
         self._next_poll = None
-        self._send(ReadResource(0, OBJECT5), now)
+        return ReadResource(0, OBJECT5)
+
+    def _check(self, now: float) -> None:
+        self._send(self._ask_where(Phase.CHECKING), now)
 
     def _silence(self, now: float, again: Command) -> bool:
         """A request went unanswered: send ``again`` after ``recheck_s``; False once the device has been
@@ -268,11 +272,7 @@ class FirmwareUpdate:
     def _recheck(self, now: float) -> None:
         """An answer that would have said what the device did was lost: ask it where it is again."""
         self._acted = True
-        self.phase = Phase.CHECKING
-        self._reported_version = None
-        self._phase_deadline = None
-        self._next_poll = None
-        self._silence(now, ReadResource(0, OBJECT5))
+        self._silence(now, self._ask_where(Phase.CHECKING))
 
     def _on_check(self, command: Command, reply: Reply, now: float) -> None:
         if reply.code == TIMEOUT_CODE:
@@ -448,11 +448,7 @@ class FirmwareUpdate:
         self._progress(now)
 
     def _verify(self, now: float) -> None:
-        self.phase = Phase.VERIFYING
-        self._phase_deadline = None
-        self._next_poll = None
-        self._reported_version = None
-        self._send(ReadResource(0, OBJECT5), now)
+        self._send(self._ask_where(Phase.VERIFYING), now)
 
     def _on_verify(self, command: Command, reply: Reply, now: float) -> None:
         if reply.code == TIMEOUT_CODE:  # the device may be busy rebooting: ask again, never guess

@@ -422,7 +422,7 @@ def test_a_device_that_never_answers_is_not_answering_not_failed() -> None:
     start(pair)
     pair.run(until=1000)
     assert events(machine)[-1] == DeviceNotAnswering("LwM2M: device not reachable (no answer to /5/0)")
-    assert len(pair.sent) == timeouts.max_unanswered + 1
+    assert len(pair.sent) == 2  # nothing was done to the device yet: a second try is enough to tell
 
 
 # ---------------------------------------------------------------- exactly once: check before acting
@@ -492,20 +492,30 @@ def _lose(kind: type, fate: str, times: int = 1, path: LwM2MPath | None = None) 
 
 
 _VERSION = LwM2MPath(3, 0, 3)
-_LOSSES = {
-    "execute answer": _lose(ExecuteResource, "reply"),
-    "execute request": _lose(ExecuteResource, "request"),
-    "uri write answer": _lose(WriteResource, "reply", path=LwM2MPath(5, 0, 1)),
-    "uri write request": _lose(WriteResource, "request", path=LwM2MPath(5, 0, 1)),
-    "version reads": _lose(ReadResource, "reply", times=3, path=_VERSION),
+_LOSSES: dict[str, Callable[[], Callable[[Command], str]]] = {
+    "execute answer": lambda: _lose(ExecuteResource, "reply"),
+    "execute request": lambda: _lose(ExecuteResource, "request"),
+    "uri write answer": lambda: _lose(WriteResource, "reply", path=LwM2MPath(5, 0, 1)),
+    "uri write request": lambda: _lose(WriteResource, "request", path=LwM2MPath(5, 0, 1)),
+    "version read before acting": lambda: _lose(ReadResource, "reply", times=1, path=_VERSION),
+    "version reads after the reboot": lambda: _after_execute(_lose(ReadResource, "reply", times=3, path=_VERSION)),
 }
+
+
+def _after_execute(lose: Callable[[Command], str]) -> Callable[[Command], str]:
+    executed = [False]
+
+    def after(command: Command) -> str:
+        executed[0] = executed[0] or isinstance(command, ExecuteResource)
+        return lose(command) if executed[0] else ""
+    return after
 
 
 @pytest.mark.parametrize("loss", sorted(_LOSSES))
 def test_a_lost_message_is_followed_up_and_the_device_updates_once(loss: str) -> None:
     machine = FirmwareUpdate(job(), FirmwareTimeouts(poll_interval_s=5, command_s=30))
     pair = Pair(make_client(), machine)
-    pair.lose = _LOSSES[loss]
+    pair.lose = _LOSSES[loss]()
     start(pair)
     pair.run(until=3000)
     assert events(machine)[-1] == UpdateSucceeded("2.0.0")

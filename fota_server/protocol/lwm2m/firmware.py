@@ -261,9 +261,12 @@ class FirmwareUpdate:
 
     def _silence(self, now: float, again: Command) -> bool:
         """A request went unanswered: send ``again`` after ``recheck_s``; False once the device has been
-        silent ``max_unanswered`` times in a row (the attempt then ends as ``DeviceNotAnswering``)."""
+        silent ``max_unanswered`` times in a row, or twice before the attempt did anything (the attempt then
+        ends as ``DeviceNotAnswering``)."""
         self._unanswered += 1
-        if self._unanswered > self.timeouts.max_unanswered:
+        # before this attempt may have changed anything, one more try tells whether the device is there
+        limit = self.timeouts.max_unanswered if self._acted else min(1, self.timeouts.max_unanswered)
+        if self._unanswered > limit:
             self._finish(DeviceNotAnswering(_unreachable(TIMEOUT_CODE, str(again.path))))
             return False
         self._later = (now + self.timeouts.recheck_s, again)

@@ -60,6 +60,7 @@ class Rehearsal:
     interruptions: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False                      # every row final and every device settled before the deadline
     exit_code: int | None = None                # of the final SIGTERM stop
+    detail: list[str] = field(default_factory=list)  # what devices that never settled were doing
 
     def doubled(self) -> list[str]:
         """Devices that flashed more than once."""
@@ -93,6 +94,7 @@ class Rehearsal:
                 "flashes": flashes, "doubleUpdates": len(self.doubled()), "disagreements": len(self.disagreements()),
                 "stuckRows": len(self.stuck()), "lostRegistrations": len(self.lost_registrations()),
                 "interruptions": self.interruptions, "finished": self.finished,
+                "unsettled": self.detail,
                 "elapsedSeconds": round(self.fleet.elapsed_s, 1)}
 
 
@@ -179,13 +181,16 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
     ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
     try:
         headers = await asyncio.to_thread(session_headers, server.base_url, creds)
-        report_urls = await asyncio.to_thread(_schedule, server.base_url, headers, spec.account, ids)
         urls = ServerUrls(coap=f"coap://127.0.0.1:{server.ports['coap']}", http=server.base_url)
         done: list[dict[str, Any]] = []
         async with Fleet.from_spec(spec, urls) as fleet, \
                 httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as client:
             loop = asyncio.get_running_loop()
             end = loop.time() + timeout_s
+            # the campaigns start once every device has been heard from, so that the interruptions fall
+            # where they are asked to (a fleet of thousands takes a while to start)
+            await fleet.wait_until(lambda f: f.count("starting") == 0, timeout_s / 4)
+            report_urls = await asyncio.to_thread(_schedule, server.base_url, headers, spec.account, ids)
             pending = sorted(interruptions, key=lambda i: i.share)
             rows: dict[str, dict[str, Any]] = {}
             finished = False
@@ -205,7 +210,7 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                     continue
                 settled = all(d.state() in ("updated", "failed") for d in fleet.devices)
                 if not settled and loop.time() < next_report:
-                    await fleet.wait_until(lambda _f: False, 0.5)
+                    await fleet.wait_until(lambda _f: False, 0.2)
                     continue
                 next_report = loop.time() + report_every_s
                 got = await _report_rows(client, report_urls)
@@ -217,9 +222,20 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                         break
                 await fleet.wait_until(lambda _f: False, 0.5)
             result = fleet.result()
+            detail = [_detail(d) for d in fleet.devices if d.state() not in ("updated", "failed")][:20]
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
             forgotten = {d.plan.device_id: d.client.forgotten for d in lwm2m}
             endpoints = {d.plan.device_id: d.plan.endpoint for d in lwm2m}
     finally:
         exit_code = await asyncio.to_thread(server.stop, signal.SIGTERM)
-    return Rehearsal(result, rows, _kept_endpoints(db), forgotten, endpoints, done, finished, exit_code)
+    return Rehearsal(result, rows, _kept_endpoints(db), forgotten, endpoints, done, finished, exit_code, detail)
+
+
+def _detail(device: Any) -> str:
+    """What an unsettled device is doing, for the summary."""
+    if isinstance(device, Lwm2mFleetDevice):
+        client, link = device.client, device.link
+        return (f"{device.plan.device_id} phase={client.phase.value} registrations={client.registrations} "
+                f"reboots={client.reboots} unanswered={client.unanswered} running={link.running() if link else None} "
+                f"uplinks={link._uplinks.qsize() if link else None} log={link.uplink_log[-4:] if link else None}")
+    return f"{device.plan.device_id} {device.plan.protocol} {device.state()}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -171,7 +172,7 @@ def _server(db: Path, ports: dict[str, int] | None, extra: Sequence[str]) -> Ser
 
 async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption], *, image_size: int = 4096,
                    settings: dict[str, Any] | None = None, timeout_s: float = 240.0, server_args: Sequence[str] = (),
-                   on_progress: Callable[[str], None] | None = None) -> Rehearsal:
+                   on_progress: Callable[[str], None] | None = None, stall_s: float = 240.0) -> Rehearsal:
     """Run the whole rehearsal; returns what the devices and the server say. Bounded by ``timeout_s``."""
     settings = {"cell_cap": 10, "first_retry_s": 5, "pilot_cap": 1_000_000, **(settings or {})}
     creds = await asyncio.to_thread(_prepare, tmp, spec, image_size, settings)
@@ -196,6 +197,7 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
             finished = False
             report_every_s = 1.0 if len(plans) <= 1000 else 5.0  # the reports are read while devices update
             next_report = loop.time()
+            settled_count, stalled_since = -1, loop.time()
             while loop.time() < end:
                 updated = sum(d.version() == TO for d in fleet.devices)
                 if pending and updated >= pending[0].share * len(plans):
@@ -216,6 +218,12 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                 got = await _report_rows(client, report_urls)
                 if got is not None:
                     rows = got
+                    settled_now = sum(d.state() in ("updated", "failed") for d in fleet.devices)
+                    if settled_now != settled_count:
+                        settled_count, stalled_since = settled_now, loop.time()
+                    elif (not pending and all(r["status"] in FINAL for r in rows.values())
+                          and loop.time() - stalled_since > stall_s):
+                        break  # every row is final and the remaining devices have not moved for a while
                     if (not pending and settled and len(rows) == len(plans)
                             and all(r["status"] in FINAL for r in rows.values())):
                         finished = True
@@ -223,6 +231,9 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                 await fleet.wait_until(lambda _f: False, 0.5)
             result = fleet.result()
             detail = [_detail(d) for d in fleet.devices if d.state() not in ("updated", "failed")][:20]
+            ports = Counter(d.link.port for d in fleet.devices if isinstance(d, Lwm2mFleetDevice) and d.link)
+            if any(n > 1 for n in ports.values()):
+                detail.append(f"LwM2M devices sharing a UDP port: {sum(n for n in ports.values() if n > 1)}")
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
             forgotten = {d.plan.device_id: d.client.forgotten for d in lwm2m}
             endpoints = {d.plan.device_id: d.plan.endpoint for d in lwm2m}

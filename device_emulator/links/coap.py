@@ -332,14 +332,25 @@ def _message(answer: DeviceResponse) -> aiocoap.Message:
     return message
 
 
+_HANDED_OUT: dict[tuple[str, int], float] = {}   # ports given out lately, until their sockets surely hold them
+_HOLD_S = 30.0
+
+
 def free_udp_port(host: str, avoid: int | None) -> int:
-    """A UDP port nobody holds right now (a plain socket's bind refuses ports in use), other than ``avoid``."""
-    for _ in range(20):
+    """A UDP port nobody holds right now (a plain socket's bind refuses ports in use), other than ``avoid``
+    and other than the ports this process handed out in the last ``_HOLD_S`` seconds: between the probe and
+    the (address-reusing) aiocoap bind other devices probe too, and two devices on one port would each get
+    the other's answers."""
+    now = time.monotonic()
+    for key in [k for k, until in _HANDED_OUT.items() if until <= now]:
+        del _HANDED_OUT[key]
+    for _ in range(100):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             probe.bind((host, 0))
             port = int(probe.getsockname()[1])
-        if port != avoid:
+        if port != avoid and (host, port) not in _HANDED_OUT:
+            _HANDED_OUT[(host, port)] = now + _HOLD_S
             return port
     raise OSError("no free UDP port")
 

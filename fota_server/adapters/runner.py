@@ -29,6 +29,7 @@ from ..campaign.engine import CampaignEngine
 from ..campaign.service import CampaignService
 from ..clock import Clock
 from ..store.campaigns_sqlite import SqliteCampaignStores
+from ..store.health import StorageUnavailable
 from .callbacks import CallbackDispatcher
 
 __all__ = ["EngineHandle", "start_engine", "build_campaign_service", "main"]
@@ -119,7 +120,10 @@ class EngineHandle:
                 log.info("campaign engine steps succeed again")
                 self._error_until = None
         except Exception as exc:   # a store error must not end the loop; try again shortly
-            if self._error_until is None:
+            if self._error_until is None and isinstance(exc, StorageUnavailable):
+                log.error("campaign engine paused while storage refuses writes (%s); retrying every %.0f s",
+                          exc.reason, _ERROR_PAUSE_S)
+            elif self._error_until is None:
                 log.exception("campaign engine step failed; retrying every %.0f s", _ERROR_PAUSE_S)
             else:
                 log.debug("campaign engine step failed again: %s", exc)

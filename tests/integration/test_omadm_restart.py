@@ -87,12 +87,14 @@ def _prepare(db: Path) -> dict[str, str]:
     return creds
 
 
-def _schedule(base_url: str, creds: dict[str, str]) -> None:
+def _schedule(base_url: str, creds: dict[str, str]) -> str:
+    """The campaign (v1 upgrade); the URL of its report."""
     today = date.today()
     response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=session_headers(base_url, creds), json={
         "accountName": ACC, "firmwareName": "phone-3.1.0", "firmwareTo": "3.1.0", "startDate": today.isoformat(),
         "endDate": (today + timedelta(days=2)).isoformat(), "deviceList": [IMEI]})
     assert response.status_code < 300, response.text
+    return f"/api/fota/v1/upgrades/{ACC}/upgrade/{response.json()['id']}"
 
 
 def test_nonces_and_fumo_job_survive_a_restart(tmp_path: Path,

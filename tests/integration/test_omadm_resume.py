@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,10 +18,9 @@ from device_emulator.omadm import DmClientSession, OmadmDevice
 from device_emulator.omadm.device import DeviceProfile
 from fota_server.protocol.omadm.notification import session_id_text, verify_notification
 from fota_server.protocol.omadm.digests import server_password
-from tests.integration.test_end_to_end import ACC
 from tests.serverproc import ServerProcess, session_headers
 
-from .test_omadm_restart import CONTENT_TYPE, IMEI, SECRET, Device, _prepare, _stored, _Triggers
+from .test_omadm_restart import CONTENT_TYPE, IMEI, SECRET, Device, _prepare, _schedule, _stored, _Triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -41,16 +39,6 @@ class CountingDevice(OmadmDevice):
         code = super().finish_download(image, download_error)
         self.installs += code == 200
         return code
-
-
-def _schedule(base_url: str, creds: dict[str, Any]) -> str:
-    """The campaign (v1 upgrade); the URL of its report."""
-    today = date.today()
-    response = httpx.post(f"{base_url}/api/fota/v1/upgrades", headers=session_headers(base_url, creds), json={
-        "accountName": ACC, "firmwareName": "phone-3.1.0", "firmwareTo": "3.1.0", "startDate": today.isoformat(),
-        "endDate": (today + timedelta(days=2)).isoformat(), "deviceList": [IMEI]})
-    assert response.status_code < 300, response.text
-    return f"/api/fota/v1/upgrades/{ACC}/upgrade/{response.json()['id']}"
 
 
 async def _until_exec_delivered(device: Device, client: httpx.AsyncClient, url: str, session_id: str) -> None:

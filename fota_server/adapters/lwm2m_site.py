@@ -49,7 +49,7 @@ class Lwm2mSettings:
     device_read_interval_s: float = 300.0  # re-read /3/0 and /4/0 on Update at most this often
     read_device_data: bool = True
     max_registrations: int = 1_000_000
-    persist_delay_s: float = 0.05         # registrations are written to SQLite in batches this often
+    persist_delay_s: float = 0.01         # registrations are written to SQLite in batches this often
     persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
     max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
 

@@ -44,7 +44,7 @@ def test_kills_and_a_restart_mid_campaign_flash_every_device_exactly_once(tmp_pa
 
 @pytest.mark.timeout(300)
 def test_packet_loss_on_every_link_still_flashes_every_device_exactly_once(tmp_path: Path) -> None:
-    spec = FleetSpec(lwm2m=16, http=8, omadm=8, models=((MAKE, MODEL, 1.0),), cells=2, checkin_s=(2.0, 4.0),
+    spec = FleetSpec(lwm2m=12, http=6, omadm=6, models=((MAKE, MODEL, 1.0),), cells=2, checkin_s=(2.0, 4.0),
                      lifetime_s=(60, 120), account="0000777000-00002", seed=9, start_rate_per_s=200,
                      faults={FleetFault.PACKET_LOSS: 1.0}, fault_params=FaultParams(loss_rate=0.2))
     run = asyncio.run(rehearse(tmp_path, spec, [], image_size=2048, timeout_s=240, settings={"cell_cap": 20}))

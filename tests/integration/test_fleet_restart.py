@@ -2,10 +2,8 @@
 the devices run in this process, every device notices (an LwM2M Update or Register unanswered, an HTTP
 check-in refused, an OMA-DM session failed), the server comes back on the same ports, and every device is
 answered by it again without any of the devices' tasks having ended. Judged from the devices: LwM2M
-clients registered or updated again, HTTP and OMA-DM devices got answers after the restart.
-
-Killed with SIGKILL in the middle of a campaign (right after the first device flashed), the restarted
-server carries the campaign on and, by the devices' own count, flashes no device twice."""
+clients registered or updated again, HTTP and OMA-DM devices got answers after the restart. (Restarts in
+the middle of a campaign: test_exactly_once.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from dataclasses import replace
 from typing import Callable
 
 import pytest
@@ -22,11 +19,8 @@ from device_emulator.fleet import Fleet, ServerUrls
 from device_emulator.fleet_devices import FleetDevice, HttpFleetDevice, Lwm2mFleetDevice, OmadmFleetDevice
 from device_emulator.fleet_provision import write_manifest
 from device_emulator.fleet_spec import FleetSpec, plan_devices
-from device_emulator.results import FleetResult
-from fota_server.protocol.image import build_image
-from tests.serverproc import ServerProcess, cli, create_account, import_fleet, session_headers
+from tests.serverproc import ServerProcess, cli, create_account
 
-from .test_fleet_process import ACC as CAMPAIGN_ACC, MAKE, MODEL, PACKAGES, _schedule
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +77,7 @@ async def _ride_out(server: ServerProcess, sig: int, restarted: list[ServerProce
         assert [d.plan.device_id for d in fleet.devices if not d.running()] == []  # no device task ended
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["SIGKILL"])  # SIGTERM: test_exactly_once
 def test_a_mixed_fleet_rides_out_a_server_restart(tmp_path: Path, sig: int) -> None:
     db = tmp_path / "fota.db"
     create_account(db, ACC)
@@ -101,56 +95,3 @@ def test_a_mixed_fleet_rides_out_a_server_restart(tmp_path: Path, sig: int) -> N
             print("".join(process.output))  # shown when the test fails
     assert "Traceback" not in "".join(restarted[0].output)
 
-
-# ------------------------------------------------------------------------------------------------ mid-campaign
-
-CAMPAIGN = replace(SPEC, models=((MAKE, MODEL, 1.0),), account=CAMPAIGN_ACC, seed=9)
-
-
-async def _campaign_through_a_kill(server: ServerProcess, schedule: Callable[[], object],
-                                   restarted: list[ServerProcess]) -> tuple[FleetResult, dict[str, int]]:
-    urls = ServerUrls(coap=f"coap://127.0.0.1:{server.ports['coap']}", http=server.base_url)
-    async with Fleet.from_spec(CAMPAIGN, urls) as fleet:
-        await _until(fleet, "was answered by the first server", lambda d: _answers(d) > 0, 30)
-        await asyncio.to_thread(schedule)
-        flashed = await fleet.wait_until(lambda f: any(d.tally()[1] > 0 for d in f.devices), 45, poll_s=0.02)
-        assert flashed, "no device flashed"
-        assert await asyncio.to_thread(server.stop, signal.SIGKILL) == -signal.SIGKILL
-        flashed_before = {d.plan.device_id: d.tally()[1] for d in fleet.devices}
-        ports = [arg for name in ("http", "coap", "coaps") for arg in (f"--{name}-port", str(server.ports[name]))]
-        restarted.append(ServerProcess(server.db, ports, ENV))
-        await asyncio.to_thread(restarted[0].start)
-        await _until(fleet, "ended its update", lambda d: d.state() in ("updated", "failed"), 60)
-        return fleet.result(), flashed_before
-
-
-def test_no_device_is_flashed_twice_when_the_server_is_killed_mid_campaign(tmp_path: Path) -> None:
-    db = tmp_path / "fota.db"
-    creds = create_account(db, CAMPAIGN_ACC)
-    plans = plan_devices(CAMPAIGN)
-    manifest = tmp_path / "fleet.json"
-    write_manifest(plans, CAMPAIGN_ACC, manifest)
-    image = build_image(MAKE, MODEL, "2.0.0", 65536)
-    import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL,
-                 "1.0.0", "2.0.0")
-    server = ServerProcess(db, env=ENV).start()
-    restarted: list[ServerProcess] = []
-
-    def schedule() -> None:
-        ids = {p: [d.device_id for d in plans if d.protocol == p] for p in PACKAGES}
-        _schedule(server.base_url, session_headers(server.base_url, creds), ids)
-
-    try:
-        result, flashed_before = asyncio.run(asyncio.wait_for(_campaign_through_a_kill(server, schedule, restarted),
-                                                              100))
-        restarted[0].stop()
-    finally:
-        for process in (server, *restarted):
-            process.kill()
-            print("".join(process.output))  # shown when the test fails
-    flashed = sum(d.flashes for d in result.devices)
-    assert 0 < sum(flashed_before.values()) < flashed  # the server died between flashes, and the campaign went on
-    assert result.doubled() == []
-    for device in result.devices:  # each device ran 2.0.0 after exactly one flash, or kept 1.0.0 with none
-        updated = device.final_version == "2.0.0"
-        assert (device.flashes, device.versions) == ((1, ("1.0.0", "2.0.0")) if updated else (0, ("1.0.0",))), device

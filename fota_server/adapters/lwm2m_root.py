@@ -44,7 +44,10 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
         if head == "rd":
             answer = self._registration(request, path[1:])
             if len(path) == 1 and answer.code == aiocoap.CREATED:
-                await self._server.saved()  # a Register is answered once its registration is committed
+                try:  # a Register is answered once its registration is committed
+                    self._server.save_now()
+                except StorageUnavailable as exc:
+                    return unavailable_reply(exc)
             return answer
         if head == "fw" and self._firmware is not None:
             if request.code != aiocoap.GET:

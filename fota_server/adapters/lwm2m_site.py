@@ -260,6 +260,15 @@ class Lwm2mServer:
         else:
             self._after_save.append(answer)
 
+    def save_now(self) -> None:
+        """Save every registration changed so far at once (the CoAP routes through aiocoap answer a Register
+        in the same turn rather than let aiocoap send an empty ACK first); ``StorageUnavailable`` if the
+        storage refuses the write."""
+        self.flush()
+        if self._unsaved:
+            raise StorageUnavailable("unavailable", "the registration could not be saved",
+                                     int(max(1, self.settings.persist_retry_s * 5)))
+
     async def saved(self) -> None:
         """Wait until every registration changed so far is saved; ``StorageUnavailable`` if that fails."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -379,7 +388,7 @@ class RdResource(resource.Resource):
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             answer = self._server.register(request)
-            await self._server.saved()
+            self._server.save_now()
             return answer
         except PeerError as exc:
             return peer_error_reply(self._server, "Register", request, exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from fota_server.campaign import CampaignStatus, DeviceStatus, TimeWindow
@@ -22,10 +21,8 @@ def test_thirty_day_campaign_of_ten_thousand_devices() -> None:
     world.driver.keep_log = True
     today = world.clock.now().date()
     spec = world.spec(ids, end_date=today + timedelta(days=29), windows=(TimeWindow(22, 24), TimeWindow(0, 6)))
-    began = time.perf_counter()
     campaign, _ = world.service.schedule_campaign(ACCOUNT, spec)
     world.run()
-    elapsed = time.perf_counter() - began
     rows = world.rows(campaign.campaign_id)
     by_status: dict[DeviceStatus, int] = {}
     for row in rows:
@@ -34,5 +31,4 @@ def test_thirty_day_campaign_of_ten_thousand_devices() -> None:
     assert {r.result_reason for r in rows if r.status == DeviceStatus.FAILED} == {"LwM2M update result 8: firmware update failed"}
     done = world.service.get_campaign(ACCOUNT, campaign.campaign_id)
     assert done.status == CampaignStatus.ENDED
-    check_invariants(world, campaign.campaign_id, cap=8)
-    assert elapsed < 60, f"took {elapsed:.1f} s"
+    check_invariants(world, campaign.campaign_id, cap=8)  # its speed is measured by tools/bench_engine.py

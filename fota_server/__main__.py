@@ -18,7 +18,7 @@ from .device_import import import_manifest
 from .devices import NewDevice
 from .errors import DomainError
 from .services import Services
-from .sample_data import ensure_sample_data, quickstart_text
+from .sample_data import SAMPLE_ACCOUNT, ensure_sample_data, quickstart_text
 from .store.health import StorageOpenError, StorageUnavailable
 
 __all__ = ["main"]
@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-coaps", dest="coaps_enabled", action="store_const", const=False, help="no CoAPS listener")
     run.add_argument("--https", dest="https", action="store_const", const=True,
                      help="serve HTTPS (a generated self-signed certificate unless tls_cert_file/tls_key_file are set)")
-    run.add_argument("--sample", action="store_true", help="create a sample account and load the sample firmware")
+    run.add_argument("--sample", action="store_true",
+                     help="create a sample account, load the sample firmware and enrol unknown devices into it")
+    run.add_argument("--enroll", dest="enroll", metavar="ACCOUNT",
+                     help="add devices that belong to no account to ACCOUNT on first contact (default: refuse them)")
+    run.add_argument("--enroll-max-devices", dest="enroll_max_devices", type=int, metavar="N",
+                     help="stop enrolling once the account holds N devices (default 1000)")
     run.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default INFO)")
 
     demo = sub.add_parser("demo", help="run the server, a fleet of emulated devices and a campaign, then report")
@@ -130,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Config:
     flags = {k: getattr(args, k, None) for k in
              ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "coaps_port", "coaps_enabled",
-              "https", "log_level")}
+              "https", "log_level", "enroll", "enroll_max_devices")}
     return load_config(args.config, flags=flags)
 
 
@@ -143,6 +148,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         services = build_services(config)
         creds = ensure_sample_data(services)
         services.db.close()
+        if not config.enroll:
+            config = config.with_overrides({"enroll": SAMPLE_ACCOUNT})
     else:
         creds = None
 

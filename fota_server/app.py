@@ -41,6 +41,7 @@ from .campaign.service import CampaignService
 from .clock import Clock, SystemClock
 from .config import Config
 from .devices import DeviceRegistry
+from .enrolment import Enrolment
 from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
@@ -75,8 +76,9 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     campaigns = CampaignService(
         campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks, devices=db.devices,
         licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
+    enrolment = Enrolment(devices, db.devices, config.enroll, config.enroll_max_devices)
     services = Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
-                        campaigns=campaigns)
+                        campaigns=campaigns, enrolment=enrolment)
     services.extra["campaign_stores"] = stores
     return services
 

@@ -46,6 +46,15 @@ class Config:
     tls_cert_file: str = ""  # with https and no files: a self-signed certificate in <data_dir>/tls
     tls_key_file: str = ""
     tls_client_ca: str = ""  # require client certificates signed by this CA (mutual TLS)
+    # device edge
+    enroll: str = ""  # add devices that belong to no account to this account on first contact ("" = refuse them)
+    enroll_max_devices: int = 1000  # enrolment stops once the enrolment account holds this many devices
+    download_token_ttl_s: int = 86400  # how long a firmware download URL handed to a device stays valid
+    omadm_allow_basic: bool = False  # accept OMA-DM syncml:auth-basic (off: MD5 digest / HMAC only)
+    allow_private_callbacks: bool = False  # callback URLs may resolve to loopback, link-local or private ranges
+    max_http_connections: int = 10000  # concurrent HTTP connections; beyond this, 503
+    http_header_timeout_s: int = 10  # a client must send its request head within this long
+    dtls_max_handshakes: int = 10000  # half-open DTLS handshakes kept at once
 
     @property
     def resolved_data_dir(self) -> Path:

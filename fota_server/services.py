@@ -10,6 +10,7 @@ from .campaign.service import CampaignService
 from .clock import Clock
 from .config import Config
 from .devices import DeviceRegistry
+from .enrolment import Enrolment
 from .firmware import FirmwareRepository
 from .store.sqlite import SqliteDatabase
 
@@ -25,5 +26,6 @@ class Services:
     firmware: FirmwareRepository
     devices: DeviceRegistry
     campaigns: CampaignService
+    enrolment: Enrolment
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,6 @@ from .adapters.dtls import (
     DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
 )
 from .adapters.http_driver import HttpFotaSettings
-from .adapters.omadm_driver import OmadmDriverSettings
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
@@ -156,7 +155,7 @@ class RunningServer:
         if config.omadm_sms_hook_url:
             self._hook_client = httpx.AsyncClient(timeout=10)
             hook = HttpHookNotifier(config.omadm_sms_hook_url, self._hook_client)
-        settings = OmadmSettings(driver=OmadmDriverSettings(fumo_root=config.omadm_fumo_root))
+        settings = OmadmSettings.of_config(config)
         omadm = omadm_http.build_omadm(self.services, settings, sms_hook=hook)
         self._tasks.append(asyncio.create_task(omadm.run_dispatcher()))
         return omadm.driver

@@ -51,6 +51,7 @@ class Config:
     enroll_max_devices: int = 1000  # enrolment stops once the enrolment account holds this many devices
     download_token_ttl_s: int = 86400  # how long a firmware download URL handed to a device stays valid
     omadm_allow_basic: bool = False  # accept OMA-DM syncml:auth-basic (off: MD5 digest / HMAC only)
+    omadm_session_idle_s: int = 300  # an OMA-DM session with no message for this long ends (its timer)
     allow_private_callbacks: bool = False  # callback URLs may resolve to loopback, link-local or private ranges
     max_http_connections: int = 10000  # concurrent HTTP connections; beyond this, 503
     http_header_timeout_s: int = 10  # a client must send its request head within this long

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from ..api.bodies import read_json_object, require_str
 from ..store.health import StorageUnavailable
 from ..api.management import management
+from ..config import Config
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
 from ..protocol.omadm.digests import server_password
@@ -61,6 +62,13 @@ class OmadmSettings:
     driver: OmadmDriverSettings = field(default_factory=OmadmDriverSettings)
     max_sessions: int = 10_000
     trigger_addr_any_host: bool = False  # else ./DevInfo/Ext/TriggerAddr must name the device's own IP
+
+    @classmethod
+    def of_config(cls, config: Config) -> "OmadmSettings":
+        """The settings ``fota-server run`` uses: basic auth, idle timeout and FUMO root from the configuration."""
+        session = ServerSessionConfig(allow_basic=config.omadm_allow_basic,
+                                      idle_timeout_s=float(max(1, config.omadm_session_idle_s)))
+        return cls(session=session, driver=OmadmDriverSettings(fumo_root=config.omadm_fumo_root))
 
 
 @dataclass

@@ -18,22 +18,21 @@ from typing import Any, Callable
 
 import aiocoap
 
-from ..protocol.errors import DecodeError, PeerError
+from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.blockwise import BlockOption
 from ..protocol.lwm2m.coap_message import (
     ACK, BLOCK2, CON, CONTENT_FORMAT, ETAG, LOCATION_PATH, NON, SIZE2, URI_PATH, URI_QUERY, CoapMessage,
     decode_message, encode_message, uint_bytes, uint_value,
 )
-from ..protocol.lwm2m.registration import RdReply
-from ..store.health import StorageUnavailable
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_site import Lwm2mServer
+from .lwm2m_site import Lwm2mServer, RdAnswer, RdRequest
 
 __all__ = ["FastPath", "install_fast_path"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
 _GET, _POST, _DELETE = 1, 2, 4
+_METHOD_NAMES = {_GET: "GET", _POST: "POST", _DELETE: "DELETE"}
 _CREATED = 2 << 5 | 1
 _MAX_AGE = 14
 _UNDERSTOOD = {3, 7, URI_PATH, CONTENT_FORMAT, URI_QUERY, 17, BLOCK2, SIZE2}  # Uri-Host/Port, Accept too
@@ -130,41 +129,26 @@ class FastPath(asyncio.DatagramProtocol):
 
     def _respond(self, request: CoapMessage, path: list[str], addr: Any) -> CoapMessage | None:
         if path[:1] == ["rd"] and len(path) <= 2:
-            try:
-                reply = self._registration(request, path, addr)
-            except PeerError as exc:
-                self._server.refused["registration request"] += 1
-                log.warning("LwM2M registration request from %s refused: %s (%s)", addr, exc, exc.hint)
-                hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
-                return self._reply(request, hint)
-            except StorageUnavailable as exc:  # a write it needs failed; Max-Age says when to try again
-                return self._reply(request, "5.03", ((_MAX_AGE, uint_bytes(exc.retry_after_s)),))
-            if reply is None:
-                return None
-            return self._reply(request, reply.code, tuple((LOCATION_PATH, p.encode()) for p in reply.location))
+            answer = self._registration(request, path, addr)
+            if answer.max_age is not None:
+                return self._reply(request, answer.code, ((_MAX_AGE, uint_bytes(answer.max_age)),))
+            return self._reply(request, answer.code, tuple((LOCATION_PATH, p.encode()) for p in answer.location))
         if path[:1] == ["fw"] and len(path) == 2 and request.code == _GET and self._firmware is not None:
             return self._block(self._firmware, request, path[1])
         return None
 
-    def _registration(self, request: CoapMessage, path: list[str], addr: Any) -> RdReply | None:
-        remote, address = self._remote(addr), _hostinfo(addr)
-        content_format = uint_value(request.first(CONTENT_FORMAT))
+    def _registration(self, request: CoapMessage, path: list[str], addr: Any) -> RdAnswer:
+        address = _hostinfo(addr)
         try:
             query = [v.decode("utf-8") for v in request.values(URI_QUERY)]
         except UnicodeDecodeError:
-            raise DecodeError("a query option is not UTF-8", hint="4.00") from None
-        if len(path) == 1:
-            if request.code != _POST:
-                return RdReply("4.05")
-            return self._server.on_register(query, request.payload, content_format, request.mtype == CON,
-                                            remote, address)
-        if not 0 < len(path[1]) <= 32:
-            return RdReply("4.04")
-        if request.code == _POST:
-            return self._server.on_update(path[1], query, request.payload, content_format, remote, address)
-        if request.code == _DELETE:
-            return self._server.on_deregister(path[1], remote)
-        return RdReply("4.05")
+            self._server.count_refusal(address, "registration request",
+                                       DecodeError("a query option is not UTF-8", hint="4.00"))
+            return RdAnswer("4.00")
+        return self._server.handle_rd(RdRequest(
+            _METHOD_NAMES.get(request.code, str(request.code)), path[1] if len(path) == 2 else None, query,
+            request.payload, uint_value(request.first(CONTENT_FORMAT)), request.mtype == CON, address, None,
+            self._remote(addr)))
 
     def _block(self, firmware: FirmwareBlockResource, request: CoapMessage, sha: str) -> CoapMessage:
         raw = uint_value(request.first(BLOCK2))

@@ -10,10 +10,8 @@ import aiocoap
 import aiocoap.interfaces
 import aiocoap.resource as resource
 
-from ..protocol.errors import PeerError
-from ..store.health import StorageUnavailable
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_site import Lwm2mServer, Lwm2mSettings, peer_error_reply, unavailable_reply
+from .lwm2m_site import Lwm2mServer, Lwm2mSettings, admission_for, rd_exchange
 
 __all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
 
@@ -42,13 +40,7 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
         path = request.opt.uri_path
         head = path[0] if path else ""
         if head == "rd":
-            answer = self._registration(request, path[1:])
-            if len(path) == 1 and answer.code == aiocoap.CREATED:
-                try:  # a Register is answered once its registration is committed
-                    self._server.save_now()
-                except StorageUnavailable as exc:
-                    return unavailable_reply(exc)
-            return answer
+            return rd_exchange(self._server, request, tuple(path[1:]))
         if head == "fw" and self._firmware is not None:
             if request.code != aiocoap.GET:
                 return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
@@ -56,23 +48,6 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
         if self._fallback is None:
             return aiocoap.Message(code=aiocoap.NOT_FOUND)
         return await self._fallback.render(request)
-
-    def _registration(self, request: aiocoap.Message, rest: tuple[str, ...]) -> aiocoap.Message:
-        server, code = self._server, request.code
-        try:
-            if not rest and code == aiocoap.POST:
-                return server.register(request)
-            if len(rest) == 1 and 0 < len(rest[0]) <= 32:
-                if code == aiocoap.POST:
-                    return server.update(rest[0], request)
-                if code == aiocoap.DELETE:
-                    return server.deregister(rest[0], request)
-                return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
-        except PeerError as exc:
-            return peer_error_reply(server, "registration request", request, exc)
-        except StorageUnavailable as exc:
-            return unavailable_reply(exc)
-        return aiocoap.Message(code=aiocoap.NOT_FOUND if rest else aiocoap.METHOD_NOT_ALLOWED)
 
     async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
         if self._fallback is not None and request.opt.uri_path[:1] not in (("rd",), ("fw",)):
@@ -131,6 +106,7 @@ def lwm2m_endpoint(services: Any, site: resource.Site | None,
     from .blobs import FileBlobStore
 
     db = services.db
-    server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices)
+    server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices,
+                         admit=admission_for(services.enrolment))
     firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"))
     return Lwm2mEndpoint(server, firmware, site)

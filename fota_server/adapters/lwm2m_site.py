@@ -29,6 +29,8 @@ from ..protocol.lwm2m.registration import (
     RdReply, Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
 from ..protocol.lwm2m.values import Values
+from ..enrolment import Admitted, Enrolment
+from ..peerlog import peer_refused
 from ..store.health import RETRY_AFTER_S, StorageUnavailable
 from ..store.ports import DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
@@ -36,8 +38,8 @@ from .blobs import FileBlobStore
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, code_of
 
-__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdResource", "RdEntryResource", "add_lwm2m_resources", "peer_error_reply",
-           "unavailable_reply"]
+__all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
+           "peer_error_reply", "unavailable_reply", "admission_for"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -57,13 +59,37 @@ class Lwm2mSettings:
 RegistrationListener = Callable[[RegistrationEvent], None]
 
 
+@dataclass(frozen=True, slots=True)
+class RdRequest:
+    """A registration-interface request as any route received it."""
+    method: str                      # "POST", "DELETE", ...
+    reg_id: str | None               # None for /rd, the id for /rd/<id>
+    query: Sequence[str]
+    payload: bytes
+    content_format: int | None
+    confirmable: bool
+    address: str                     # "host:port" the datagram came from
+    identity: str | None = None      # the endpoint a DTLS-PSK session vouches for; None over plain CoAP
+    remote: Any = None               # what the downlink sends requests to
+
+
+@dataclass(frozen=True, slots=True)
+class RdAnswer:
+    code: str
+    location: tuple[str, ...] = ()
+    max_age: int | None = None       # with 5.03: when to try again (RFC 7252 §5.9.3.4)
+
+
 class Lwm2mServer:
     """The runtime of the LwM2M server: live registrations (kept in SQLite), the downlink, device data."""
 
     def __init__(self, clock: Clock, settings: Lwm2mSettings = Lwm2mSettings(),
                  store: SqliteRegistrationStore | None = None, devices: DeviceStore | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 admit: Callable[[str, str], bool] | None = None) -> None:
         self.clock = clock
+        # whether an endpoint may register (it belongs to an account, or enrolment adds it); (endpoint, address)
+        self._admit: Callable[[str, str], bool] = admit or (lambda _endpoint, _address: True)
         self.settings = settings
         self.book = RegistrationBook(timedelta(seconds=settings.grace_s), settings.max_registrations)
         self.store = store
@@ -140,18 +166,32 @@ class Lwm2mServer:
         registration = self.book.by_device(device_id)
         return registration.endpoint if registration is not None else None
 
-    def register(self, request: aiocoap.Message) -> aiocoap.Message:
-        reply = self.on_register(request.opt.uri_query, request.payload, request.opt.content_format,
-                                 request.mtype == aiocoap.CON, request.remote, _address(request), _identity(request))
-        return aiocoap.Message(code=code_of(reply.code), location_path=reply.location)
-
-    def update(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
-        reply = self.on_update(reg_id, request.opt.uri_query, request.payload, request.opt.content_format,
-                               request.remote, _address(request), _identity(request))
-        return aiocoap.Message(code=code_of(reply.code))
-
-    def deregister(self, reg_id: str, request: aiocoap.Message) -> aiocoap.Message:
-        return aiocoap.Message(code=code_of(self.on_deregister(reg_id, request.remote, _identity(request)).code))
+    def handle_rd(self, request: RdRequest) -> RdAnswer:
+        """The one way in for Register (``POST /rd``), Update (``POST /rd/<id>``) and De-register
+        (``DELETE /rd/<id>``), whichever route the datagram took (the fast path, the lean root, a site
+        resource; plain CoAP or CoAPS). A device's bad request is answered with its hint, counted and logged
+        (rate-limited); a write the storage refuses is 5.03 with Max-Age."""
+        try:
+            if request.reg_id is None:
+                if request.method != "POST":
+                    return RdAnswer("4.05")
+                reply = self.on_register(request.query, request.payload, request.content_format, request.confirmable,
+                                         request.remote, request.address, request.identity)
+            elif not 0 < len(request.reg_id) <= 32:
+                return RdAnswer("4.04")
+            elif request.method == "POST":
+                reply = self.on_update(request.reg_id, request.query, request.payload, request.content_format,
+                                       request.remote, request.address, request.identity)
+            elif request.method == "DELETE":
+                reply = self.on_deregister(request.reg_id, request.remote, request.identity)
+            else:
+                return RdAnswer("4.05")
+        except PeerError as exc:
+            self.count_refusal(request.address, "registration request", exc)
+            return RdAnswer(exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00")
+        except StorageUnavailable as exc:
+            return RdAnswer("5.03", max_age=exc.retry_after_s)
+        return RdAnswer(reply.code, reply.location)
 
     def on_register(self, query: Sequence[str], payload: bytes, content_format: int | None, confirmable: bool,
                     remote: Any, address: str, identity: str | None = None) -> RdReply:
@@ -160,9 +200,12 @@ class Lwm2mServer:
         params = parse_register(query, payload, content_format, confirmable)
         self._check_backlog()
         if identity is None and self.requires_dtls(device_id_for_endpoint(params.endpoint)[1]):
-            log.warning("plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
-                        params.endpoint)
+            peer_refused(log, address, "plain Register of a PSK device",
+                         "plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
+                         params.endpoint[:128])
             return RdReply("4.03")
+        if not self._admit(params.endpoint, address):
+            return RdReply("4.03")  # belongs to no account and not enrolled: nothing is stored or read
         reply = self.book.register(params, address, self.clock.now(), identity)
         self._dispatch(remote)
         return reply
@@ -184,6 +227,10 @@ class Lwm2mServer:
         while (event := self.book.next_event()) is not None:
             registration = event.registration
             if isinstance(event, (Registered, Updated)):
+                if isinstance(event, Updated) and event.address_changed:
+                    # NAT rebinding is normal on cellular links: the Update is accepted, and noted
+                    log.info("%s updated its registration from a new address %s", registration.endpoint[:128],
+                             registration.address)
                 if isinstance(event, Registered) and event.replaced is not None:
                     self._persist(event.replaced.reg_id, None)
                 self._persist(registration.reg_id, registration)
@@ -269,19 +316,6 @@ class Lwm2mServer:
             raise StorageUnavailable("unavailable", "the registration could not be saved",
                                      int(max(1, self.settings.persist_retry_s * 5)))
 
-    async def saved(self) -> None:
-        """Wait until every registration changed so far is saved; ``StorageUnavailable`` if that fails."""
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-        def settle(ok: bool) -> None:
-            if not done.done():
-                done.set_result(ok)
-
-        self.after_saved(settle)
-        if not await done:
-            raise StorageUnavailable("unavailable", "the registration could not be saved",
-                                     int(max(1, self.settings.persist_retry_s * 5)))
-
     def _release_answers(self, saved: bool = True) -> None:
         answers, self._after_save = self._after_save, []
         for answer in answers:
@@ -348,7 +382,7 @@ class Lwm2mServer:
 
     def count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:
         self.refused[what] += 1
-        log.warning("LwM2M %s from %s refused: %s (%s)", what, endpoint, exc, exc.hint)
+        peer_refused(log, endpoint, f"LwM2M {what}", "LwM2M %s from %s refused: %s (%s)", what, endpoint, exc, exc.hint)
 
 
 def _address(request: aiocoap.Message) -> str:
@@ -375,8 +409,30 @@ def peer_error_reply(server: Lwm2mServer, what: str, request: aiocoap.Message, e
     return aiocoap.Message(code=code_of(hint))
 
 
+_METHODS = {aiocoap.POST: "POST", aiocoap.DELETE: "DELETE", aiocoap.GET: "GET", aiocoap.PUT: "PUT"}
+
+
+def rd_exchange(server: Lwm2mServer, request: aiocoap.Message, rest: tuple[str, ...]) -> aiocoap.Message:
+    """Answer an aiocoap request for ``/rd`` (``rest`` empty) or ``/rd/<id>`` through ``handle_rd``; a
+    Register's 2.01 leaves only once its registration is saved (5.03 with Max-Age if that fails)."""
+    if len(rest) > 1:
+        return aiocoap.Message(code=aiocoap.NOT_FOUND)
+    answer = server.handle_rd(RdRequest(
+        _METHODS.get(request.code, str(request.code)), rest[0] if rest else None, request.opt.uri_query,
+        request.payload, request.opt.content_format, request.mtype == aiocoap.CON, _address(request),
+        _identity(request), request.remote))
+    if answer.code == "2.01":
+        try:
+            server.save_now()
+        except StorageUnavailable as exc:
+            return unavailable_reply(exc)
+    if answer.max_age is not None:
+        return aiocoap.Message(code=code_of(answer.code), max_age=answer.max_age)
+    return aiocoap.Message(code=code_of(answer.code), location_path=answer.location)
+
+
 class RdResource(resource.Resource):
-    """``POST /rd?ep=…`` Register (LwM2M Core 1.1 §6.2.1)."""
+    """``/rd`` on an aiocoap site: Register (LwM2M Core 1.1 §6.2.1), through ``handle_rd``."""
 
     def __init__(self, server: Lwm2mServer) -> None:
         super().__init__()
@@ -385,47 +441,34 @@ class RdResource(resource.Resource):
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return False
 
-    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-        try:
-            answer = self._server.register(request)
-            self._server.save_now()
-            return answer
-        except PeerError as exc:
-            return peer_error_reply(self._server, "Register", request, exc)
-        except StorageUnavailable as exc:
-            return unavailable_reply(exc)
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        return rd_exchange(self._server, request, ())
 
 
-class RdEntryResource(resource.Resource, resource.PathCapable):
-    """``POST /rd/<id>`` Update and ``DELETE /rd/<id>`` De-register (§6.2.2, §6.2.3)."""
+class RdEntryResource(RdResource, resource.PathCapable):
+    """``/rd/<id>`` on an aiocoap site: Update and De-register (§6.2.2, §6.2.3), through ``handle_rd``."""
 
-    def __init__(self, server: Lwm2mServer) -> None:
-        super().__init__()
-        self._server = server
-
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return False
-
-    def _reg_id(self, request: aiocoap.Message) -> str | None:
-        path = request.opt.uri_path
-        return path[0] if len(path) == 1 and 0 < len(path[0]) <= 32 else None
-
-    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-        reg_id = self._reg_id(request)
-        if reg_id is None:
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        rest = tuple(request.opt.uri_path)
+        if not rest:
             return aiocoap.Message(code=aiocoap.NOT_FOUND)
-        try:
-            return self._server.update(reg_id, request)
-        except PeerError as exc:
-            return peer_error_reply(self._server, "Update", request, exc)
-        except StorageUnavailable as exc:
-            return unavailable_reply(exc)
+        return rd_exchange(self._server, request, rest)
 
-    async def render_delete(self, request: aiocoap.Message) -> aiocoap.Message:
-        reg_id = self._reg_id(request)
-        if reg_id is None:
-            return aiocoap.Message(code=aiocoap.NOT_FOUND)
-        return self._server.deregister(reg_id, request)
+
+def add_rd_resources(site: resource.Site, server: Lwm2mServer) -> None:
+    """Mount ``/rd`` and ``/rd/<id>`` on an aiocoap site."""
+    site.add_resource(["rd"], RdResource(server))
+    site.add_resource(["rd"], RdEntryResource(server))
+
+
+def admission_for(enrolment: Enrolment) -> Callable[[str, str], bool]:
+    """Whether an endpoint may register: its device (``urn:imei:<id>`` -> ``<id>``, or the endpoint name
+    itself) belongs to an account, or enrolment adds it to the enrolment account now."""
+    def admit(endpoint: str, address: str) -> bool:
+        if enrolment.known(endpoint) is not None:
+            return True
+        return isinstance(enrolment.admit(device_id_for_endpoint(endpoint)[1], "LWM2M", peer=address), Admitted)
+    return admit
 
 
 def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),
@@ -433,9 +476,9 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     """Mount ``/rd``, ``/rd/<id>`` and ``/fw/<sha256>`` on the CoAP site; returns the server to ``attach``."""
     if server is None:
         db = services.db
-        server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices)
-    site.add_resource(["rd"], RdResource(server))
-    site.add_resource(["rd"], RdEntryResource(server))
+        server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices,
+                             admit=admission_for(services.enrolment))
+    add_rd_resources(site, server)
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs))
     return server

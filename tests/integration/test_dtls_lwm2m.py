@@ -13,7 +13,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 
 from fota_server.adapters.dtls import create_coaps_context, endpoint_lookup_for, psk_lookup_for
-from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings, RdEntryResource, RdResource
+from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings, add_rd_resources
 from fota_server.clock import SystemClock
 from fota_server.protocol.lwm2m.paths import LwM2MPath
 from tests.integration.test_dtls_fixtures import DEVICES, HOST, DtlsPeer, provisioned_db
@@ -30,8 +30,7 @@ def test_register_bound_to_the_identity_and_update_after_rebinding() -> None:
         db = provisioned_db()
         server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))   # the test drives the reads
         site = resource.Site()
-        site.add_resource(["rd"], RdResource(server))
-        site.add_resource(["rd"], RdEntryResource(server))
+        add_rd_resources(site, server)
         ctx, coaps = await create_coaps_context(site, (HOST, 0), psk_lookup_for(db.credentials), None,
                                                 endpoint_lookup_for(db.credentials))
         server.attach(ctx)

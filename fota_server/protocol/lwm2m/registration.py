@@ -236,6 +236,8 @@ class RegistrationBook:
                 params.endpoint, device_id_for_endpoint(params.endpoint)[1]):
             return RdReply("4.03")  # a DTLS identity registers only as its own device (urn:imei:<id> or <id>)
         old = self.by_endpoint(params.endpoint)
+        if old is not None and old.identity and identity_endpoint != old.identity:
+            return RdReply("4.03")  # a registration made over DTLS is replaced only over the same PSK identity
         if old is None and len(self._by_id) >= self.max_registrations:
             return RdReply("5.03")
         if old is not None:

@@ -124,3 +124,24 @@ def test_registrations_are_found_by_device_id_and_a_psk_identity_may_use_the_urn
                          identity_endpoint="490154203237518").code == "4.03"
     assert book.deregister(reply.location[1], "490154203237518").code == "2.02"
     assert book.by_device("490154203237518") is None
+
+
+def test_a_dtls_registration_is_replaced_only_over_the_same_identity() -> None:
+    book = RegistrationBook(grace=timedelta(seconds=1))
+    secured = book.register(parse_register(["ep=s"], b"", 40), "h:1", T0, identity_endpoint="s")
+    assert secured.code == "2.01"
+    assert book.register(parse_register(["ep=s"], b"", 40), "h:2", T0).code == "4.03"  # plain CoAP
+    assert book.get(secured.location[1]) is not None and book.by_endpoint("s").address == "h:1"  # type: ignore[union-attr]
+    assert book.deregister(secured.location[1]).code == "4.03"
+    again = book.register(parse_register(["ep=s"], b"", 40), "h:3", T0, identity_endpoint="s")
+    assert again.code == "2.01" and again.location != secured.location
+
+
+def test_a_plain_update_from_a_new_address_is_accepted() -> None:
+    book = RegistrationBook(grace=timedelta(seconds=1))
+    reg = book.register(parse_register(["ep=n"], b"", 40), "10.0.0.1:5000", T0)
+    book.next_event()
+    assert book.update(reg.location[1], parse_update([], b"", None), "10.9.9.9:6000", T0).code == "2.04"
+    event = book.next_event()
+    assert event is not None and event.registration.address == "10.9.9.9:6000"
+    assert getattr(event, "address_changed") is True

@@ -10,7 +10,6 @@ protocol/http_fota/README.md.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import secrets
@@ -24,13 +23,13 @@ from starlette.routing import Route
 
 from ..protocol.errors import PeerError
 from ..protocol.http_fota import ddi
-from ..protocol.http_fota.manifest import ReportState, decode_json_object
+from ..protocol.http_fota.manifest import ReportState, decode_json_object, utf8_text
 from ..protocol.http_fota.ranges import etag_matches
 from ..records import Device, Package
 from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, OfferRecord
 from .fota_http import (
-    _body, authenticate_device, checkin_recorder, http_driver_of, image_response, peer_error_response,
+    GATEWAY_SETTING, _body, authenticate_device, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
     safe_file_name,
 )
 from .http_driver import HttpDriver, OfferView
@@ -38,7 +37,6 @@ from .http_driver import HttpDriver, OfferView
 __all__ = ["routes", "issue_gateway_token", "GATEWAY_SETTING"]
 
 log = logging.getLogger("fota_server.ddi")
-GATEWAY_SETTING = "ddi_gateway_token_sha256"
 BASE = "/{tenant}/controller/v1/{controller_id}"
 _HASH_CACHE: dict[str, tuple[str, str]] = {}
 _MAX_CACHE = 256
@@ -52,28 +50,13 @@ def issue_gateway_token(services: Services, account_name: str) -> str:
     return token
 
 
-def _gateway_device(services: Services, tenant: str, controller_id: str, token: str) -> Device:
-    account = services.db.accounts.get_account(tenant)
-    stored = account.setting(GATEWAY_SETTING) if account else None
-    if not stored or not hmac.compare_digest(stored, hashlib.sha256(token.encode()).hexdigest()):
-        raise PeerError("the gateway token is not valid for this tenant", hint=401)
-    if len(controller_id) > 64 or not controller_id.isprintable():
-        raise PeerError("controllerId must be at most 64 printable characters", hint=400)
-    device = services.db.devices.find_device(controller_id)
-    if device is None:
-        services.db.devices.add_device(Device(controller_id, tenant, "HTTP", created_at=services.clock.now()))
-        device = services.db.devices.find_device(controller_id)
-    if device is None or device.account_name != tenant:
-        raise PeerError("the gateway token is not valid for this controller", hint=401)
-    return device
-
-
 def _authenticate(request: Request, services: Services) -> Device:
     tenant, controller_id = request.path_params["tenant"], request.path_params["controller_id"]
     header = request.headers.get("authorization", "")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() == "gatewaytoken" and token.strip():
-        return _gateway_device(services, tenant, controller_id, token.strip())
+        return gateway_device(services, tenant, controller_id, token.strip(),
+                              request.client.host if request.client else "")
     device = authenticate_device(services, controller_id, header, schemes=("targettoken", "bearer"))
     if tenant not in (device.account_name, "DEFAULT"):
         raise PeerError("the controller does not belong to this tenant", hint=401)
@@ -101,7 +84,7 @@ def _base(request: Request) -> str:
 
 def _action_id(request: Request) -> int:
     text = request.path_params.get("action_id", "")
-    if not text.isdigit() or len(text) > 15:
+    if not text.isascii() or not text.isdigit() or len(text) > 15:  # isdigit alone takes "²", int() does not
         raise PeerError(f"action {text[:20]!r} not found", hint=404)
     return int(text)
 
@@ -245,7 +228,7 @@ async def installed_base(request: Request, services: Services, device: Device, d
 async def put_installed_base(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
     body = decode_json_object(await _body(request, ddi.MAX_DDI_BODY), ddi.MAX_DDI_BODY, "installedBase")
     version = body.get("version")
-    if isinstance(version, str) and 0 < len(version) <= 128:
+    if isinstance(version, str) and 0 < len(version) <= 128 and utf8_text(version, "version"):
         driver.http_devices.record_checkin(device.device_id, device.account_name, services.clock.now(), version,
                                            "ddi-installedBase", firmware_version=version)
     return Response(status_code=200)

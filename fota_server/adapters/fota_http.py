@@ -1,8 +1,9 @@
 """HTTP(S) pull FOTA endpoint (Starlette): image download with Range/ETag, device check-in, status reports,
 device logs, and per-device token provisioning. Wire contract: protocol/http_fota/README.md.
 
-    GET|HEAD /fw/{package_id}                            image, resumable (206, 416, If-Range, If-None-Match)
-    GET|HEAD /fw/sha256/{sha256}                          the same image by its hash
+    GET|HEAD /fw/{package_id}?t=<token>                  image, resumable (206, 416, If-Range, If-None-Match)
+    GET|HEAD /fw/sha256/{sha256}?t=<token>                the same image by its hash
+    (the download token the URL was handed out with, ``download_tokens.py``; without a valid one: 401)
     POST /http/v1/devices/{deviceId}/checkin             Authorization: Bearer <device token>
     POST /http/v1/devices/{deviceId}/status
     POST /http/v1/devices/{deviceId}/logs
@@ -17,6 +18,7 @@ with 503, ``{"error": "unavailable", "detail"}`` and ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import re
@@ -31,17 +33,20 @@ from starlette.routing import Route
 from ..api.bodies import read_body
 from ..api.errors import PayloadTooLarge
 from ..api.management import management
+from ..download_tokens import TokenCheck
 from ..errors import NotFound
+from ..peerlog import peer_refused
 from ..protocol.errors import PeerError
 from ..protocol.http_fota import manifest
 from ..protocol.http_fota.ranges import RangeNotSatisfiable, etag_for, etag_matches, if_range_allows, parse_range
 from ..devices import token_hash
+from ..enrolment import Admitted
 from ..records import Device, Package
 from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
 from .http_driver import HttpDriver, HttpFotaSettings
 
-__all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device",
+__all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
            "image_response", "safe_file_name", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
@@ -57,7 +62,7 @@ def build_http_driver(services: Services, settings: HttpFotaSettings = HttpFotaS
                       on_outcome: Callable[[], None] | None = None) -> HttpDriver:
     db = services.db
     return HttpDriver(db.devices, db.packages, SqliteHttpDeviceStore(db), SqliteOfferStore(db), settings,
-                      campaign_lookup, on_outcome=on_outcome)
+                      campaign_lookup, on_outcome=on_outcome, tokens=services.download_tokens)
 
 
 def http_driver_of(services: Services) -> HttpDriver:
@@ -76,11 +81,40 @@ def issue_http_token(services: Services, device_id: str, account_name: str | Non
     return services.devices.new_http_token(device.account_name, device_id)
 
 
+GATEWAY_SETTING = "ddi_gateway_token_sha256"
+
+
+def gateway_device(services: Services, account_name: str | None, device_id: str, token: str, peer: str = "") -> Device:
+    """The device a gateway token speaks for: a device of the token's account, or an unknown one that
+    enrolment adds to the enrolment account (``--enroll``) when the token is that account's; PeerError 401
+    otherwise. ``account_name`` None: the device's own account, or else the enrolment account."""
+    if len(device_id) > 64 or not device_id.isprintable():
+        raise PeerError("a device id must be at most 64 printable characters", hint=400)
+    known = services.db.devices.find_device(device_id)
+    account_name = account_name or (known.account_name if known is not None else services.enrolment.account)
+    account = services.db.accounts.get_account(account_name) if account_name else None
+    stored = account.setting(GATEWAY_SETTING) if account else None
+    if not stored or not hmac.compare_digest(stored, hashlib.sha256(token.encode()).hexdigest()):
+        raise PeerError("the gateway token is not valid for this account", hint=401)
+    if known is None:
+        admission = services.enrolment.admit(device_id, "HTTP", peer=peer, account=account_name)
+        if not isinstance(admission, Admitted):
+            raise PeerError(f"device {device_id[:64]!r} belongs to no account and was not enrolled "
+                            f"({admission.reason})", hint=403)
+        known = admission.device
+    if known.account_name != account_name:
+        raise PeerError("the gateway token is not valid for this device", hint=401)
+    return known
+
+
 def authenticate_device(services: Services, device_id: str, authorization: str,
-                        schemes: tuple[str, ...] = ("bearer", "targettoken")) -> Device:
-    """The device named in the path, if the header carries its token; PeerError 401 otherwise."""
+                        schemes: tuple[str, ...] = ("bearer", "targettoken"), peer: str = "") -> Device:
+    """The device named in the path, if the header carries its token (or its account's gateway token);
+    PeerError 401 otherwise."""
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
+    if scheme.lower() == "gatewaytoken" and token and len(token) <= 256:
+        return gateway_device(services, None, device_id[:256], token, peer)
     if scheme.lower() not in schemes or not token or len(token) > 256:
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
     found = http_driver_of(services).http_devices.device_and_token_hash(device_id[:256])
@@ -143,7 +177,8 @@ def _device_endpoint(handler: Callable[[Request, Services, Device], Awaitable[Re
         services: Services = request.app.state.services
         try:
             device = authenticate_device(services, request.path_params["device_id"],
-                                         request.headers.get("authorization", ""))
+                                         request.headers.get("authorization", ""),
+                                         peer=request.client.host if request.client else "")
             return await handler(request, services, device)
         except PeerError as exc:
             return peer_error_response(request, exc)
@@ -238,11 +273,41 @@ def _not_found(what: str) -> JSONResponse:
     return JSONResponse({"error": "not_found", "detail": f"no image {what}"}, 404)
 
 
+_TOKEN_REFUSALS = {
+    TokenCheck.INVALID: "the download token is not valid for this image",
+    TokenCheck.EXPIRED: "the download token has expired; check in again for a new URL",
+    TokenCheck.WRONG_DEVICE: "the download token was issued to another device",
+}
+_NO_TOKEN = "a download token is required (the 't' query of the URL the device was given)"
+
+
+def _token_refusal(request: Request, services: Services, sha256: str) -> JSONResponse | None:
+    """None if the request's ``t`` query is a valid download token for the image ``sha256``; else the 401."""
+    token = request.query_params.get("t")
+    if not token:
+        return _unauthorized(request, _NO_TOKEN)
+    outcome = services.download_tokens.check(token, sha256)
+    return None if outcome is TokenCheck.OK else _unauthorized(request, _TOKEN_REFUSALS[outcome])
+
+
+def _unauthorized(request: Request, detail: str) -> JSONResponse:
+    """401 with the error model of this file; logged once per client and interval (``peerlog``)."""
+    PEER_ERRORS["unauthorized"] += 1
+    client = request.client.host if request.client else "?"
+    peer_refused(log, client, "download token", "%s %s from %s refused: 401 %s", request.method, request.url.path,
+                 client, detail)
+    return JSONResponse({"error": "unauthorized", "detail": detail}, 401,
+                        headers={"WWW-Authenticate": 'Bearer realm="fota-download", error="invalid_token"'})
+
+
 async def image_by_id(request: Request) -> Response:
     services: Services = request.app.state.services
     package_id = request.path_params["package_id"]
     package = services.db.packages.get_package(package_id) if len(package_id) <= 64 else None
-    return image_response(request, services, package) if package else _not_found(f"with id {package_id[:64]!r}")
+    if package is None:
+        return _not_found(f"with id {package_id[:64]!r}") if request.query_params.get("t") else _unauthorized(
+            request, _NO_TOKEN)
+    return _token_refusal(request, services, package.sha256) or image_response(request, services, package)
 
 
 async def image_by_sha256(request: Request) -> Response:
@@ -250,6 +315,9 @@ async def image_by_sha256(request: Request) -> Response:
     sha = request.path_params["sha256"].lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         return _not_found("with that hash; give 64 hex digits")
+    refusal = _token_refusal(request, services, sha)
+    if refusal is not None:
+        return refusal
     package_id = http_driver_of(services).http_devices.package_id_by_sha256(sha)
     package = services.db.packages.get_package(package_id) if package_id else None
     return image_response(request, services, package) if package else _not_found(f"with SHA-256 {sha}")

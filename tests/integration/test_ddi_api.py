@@ -158,9 +158,31 @@ def test_ddi_auth(ddi_lab: Lab) -> None:
         assert client.get("/DEFAULT/controller/v1/d1", headers={"Authorization": f"TargetToken {token1}"}).status_code == 200
         gateway = ddi_http.issue_gateway_token(ddi_lab.services, "acme")
         answer = client.get("/acme/controller/v1/new-one", headers={"Authorization": f"GatewayToken {gateway}"})
-        assert answer.status_code == 200
-    device = ddi_lab.services.db.devices.find_device("new-one")
-    assert device is not None and device.account_name == "acme" and device.protocol == "HTTP"
+        assert answer.status_code == 403  # enrolment is off: an unknown controller is not added
+    assert ddi_lab.services.db.devices.find_device("new-one") is None
+
+
+def test_a_gateway_token_enrols_unknown_controllers_into_the_enrolment_account(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, extra_routes=ddi_http.routes, enroll="acme")
+    try:
+        gateway = ddi_http.issue_gateway_token(lab.services, "acme")
+        with httpx.Client(base_url=lab.url, timeout=10) as client:
+            answer = client.get("/acme/controller/v1/new-one", headers={"Authorization": f"GatewayToken {gateway}"})
+            assert answer.status_code == 200
+            # the plain HTTP check-in takes the gateway token too
+            checkin = client.post("/http/v1/devices/new-two/checkin", json={"firmwareVersion": "1.0"},
+                                  headers={"Authorization": f"GatewayToken {gateway}"})
+            assert checkin.status_code == 200, checkin.text
+            refused = client.post("/http/v1/devices/new-three/checkin", json={"firmwareVersion": "1.0"},
+                                  headers={"Authorization": "GatewayToken wrong"})
+            assert refused.status_code == 401
+        for device_id in ("new-one", "new-two"):
+            device = lab.services.db.devices.find_device(device_id)
+            assert device is not None and device.account_name == "acme" and device.protocol == "HTTP"
+        assert lab.services.db.devices.find_device("new-three") is None
+    finally:
+        lab.server.stop()
+        lab.services.db.close()
 
 
 @pytest.mark.parametrize("body", [b"{}", b"nope", b'{"status": {"execution": "exploded"}}', b"{" + b" " * 20000 + b"}"])

@@ -108,10 +108,11 @@ class Lab:
 
 def make_lab(tmp_path: Path, extra_routes: Sequence[BaseRoute] | None = None, ssl: dict[str, Any] | None = None,
              settings: HttpFotaSettings = HttpFotaSettings(), campaign_lookup_of: Any = None,
-             start: datetime = START) -> Lab:
+             start: datetime = START, enroll: str = "") -> Lab:
     """``campaign_lookup_of(services)`` gives the driver its campaign lookup (None: no windows on offers)."""
     clock = FakeClock(start)
-    services = build_services(Config(db_path=str(tmp_path / "fota.db"), coap_enabled=False), clock=clock)
+    services = build_services(Config(db_path=str(tmp_path / "fota.db"), coap_enabled=False, enroll=enroll),
+                              clock=clock)
     services.auth.create_account("acme")
     lookup = campaign_lookup_of(services) if campaign_lookup_of else None
     driver = fota_http.build_http_driver(services, settings, lookup)

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from ..errors import InvalidClient, InvalidRequest, LoginFailed, Unauthorized
 from ..services import Services
+from ..throttle import FailureThrottle
 from .bodies import read_body, read_json_object, require_str
 
 __all__ = ["routes", "bearer_token", "session_token"]
@@ -24,6 +25,18 @@ MAX_AUTH_BODY = 4096
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def _throttle(request: Request, name: str) -> FailureThrottle:
+    """The app's failure throttle for ``name`` (token, login): 10 failures a minute per key."""
+    throttles: dict[str, FailureThrottle] | None = getattr(request.app.state, "auth_throttles", None)
+    if throttles is None:
+        throttles = request.app.state.auth_throttles = {}
+    return throttles.setdefault(name, FailureThrottle())
+
+
+def _address_key(request: Request) -> str:
+    return "address:" + (request.client.host if request.client else "?")
 
 
 def bearer_token(request: Request) -> str:
@@ -55,11 +68,15 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
 
 
 async def token(request: Request) -> JSONResponse:
-    client_id, secret = _basic_credentials(request)
+    """Client credentials; failed ones are counted per client id and source address (429 when too many)."""
+    throttle, address = _throttle(request, "token"), _address_key(request)
+    with throttle.guard((address,), InvalidClient):
+        client_id, secret = _basic_credentials(request)
     raw = await read_body(request, MAX_AUTH_BODY)
     form = parse_qs(raw.decode("utf-8", "replace"))
     grant_type = form.get("grant_type", [""])[0]
-    issued = _services(request).auth.issue_access_token(client_id, secret, grant_type)
+    with throttle.guard((address, "client:" + client_id), InvalidClient):
+        issued = _services(request).auth.issue_access_token(client_id, secret, grant_type)
     log.info("access token issued to client %s", client_id)
     body = {"access_token": issued.value, "token_type": "bearer", "expires_in": issued.expires_in}
     if "scope" in form:
@@ -74,7 +91,9 @@ async def login(request: Request) -> JSONResponse:
         username, password = require_str(body, "username"), require_str(body, "password")
     except InvalidRequest as exc:
         raise LoginFailed(exc.message, exc.error_code) from None
-    issued = _services(request).auth.login(access, username, password)
+    keys = (_address_key(request), "user:" + username)
+    with _throttle(request, "login").guard(keys, LoginFailed):   # wrong username or password
+        issued = _services(request).auth.login(access, username, password)
     log.info("session opened for user %s", username)
     return JSONResponse({"sessionToken": issued.value})
 

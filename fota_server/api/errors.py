@@ -7,6 +7,10 @@
 A write that fails because the storage cannot be written (``StorageUnavailable``, or a firmware file that
 hits ENOSPC/EROFS) answers 503 with ``Retry-After`` in the same models (``temporarily_unavailable`` on the
 token endpoint, ``{"error", "detail"}`` on device paths); other errors stay 500s.
+
+Too many failed credential checks (``Throttled``, see ``throttle.py``) answer 429 with ``Retry-After``: on the
+token endpoint ``{"error": "slow_down", ...}``, on the session endpoints ``{"errorCode": "TooManyRequests", ...}``.
+Refusals are logged through the rate-limited peer log (one line per client address and error code a minute).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from ..errors import (
     AuthError, Conflict, DomainError, InvalidClient, InvalidGrant, InvalidRequest, LoginFailed, NotFound,
     Unauthorized,
 )
+from ..peerlog import peer_refused
 from ..store.health import RETRY_AFTER_S, StorageHealth, StorageUnavailable, storage_reason
+from ..throttle import Throttled
 
 __all__ = ["STATUS_BY_ERROR", "error_response", "oauth_error_response", "PayloadTooLarge", "install_error_handlers",
            "storage_unavailable_response", "STORAGE_ERROR_CODE"]
@@ -36,6 +42,7 @@ class PayloadTooLarge(DomainError):
 
 # Ordered most specific first; the first matching class wins.
 STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
+    (Throttled, 429),
     (InvalidClient, 401),
     (InvalidGrant, 400),
     (LoginFailed, 400),
@@ -53,24 +60,34 @@ def status_for(exc: DomainError) -> int:
     return next(status for cls, status in STATUS_BY_ERROR if isinstance(exc, cls))
 
 
+def _headers(exc: DomainError, status: int, realm: str) -> dict[str, str] | None:
+    if isinstance(exc, Throttled):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return {"WWW-Authenticate": f'{realm} realm="fota"'} if status == 401 else None
+
+
 def error_response(exc: DomainError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": 'Bearer realm="fota"'} if status == 401 else None
-    return JSONResponse({"errorCode": exc.error_code, "errorMessage": exc.message}, status, headers=headers)
+    return JSONResponse({"errorCode": exc.error_code, "errorMessage": exc.message}, status,
+                        headers=_headers(exc, status, "Bearer"))
 
 
 def oauth_error_response(exc: DomainError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": 'Basic realm="fota"'} if status == 401 else None
     code = exc.error_code if isinstance(exc, (InvalidClient, InvalidGrant)) else "invalid_request"
-    body = {"error": code, "error_description": exc.message, "error_uri": "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"}
-    return JSONResponse(body, status, headers=headers)
+    uri = "https://www.rfc-editor.org/rfc/rfc6749#section-5.2"
+    if isinstance(exc, Throttled):   # RFC 8628 §3.5 registers slow_down for token endpoint responses
+        code, uri = "slow_down", "https://www.rfc-editor.org/rfc/rfc6585#section-4"
+    body = {"error": code, "error_description": exc.message, "error_uri": uri}
+    return JSONResponse(body, status, headers=_headers(exc, status, "Basic"))
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, DomainError):  # registered for DomainError only
         raise exc
-    log.warning("%s %s refused: %s (%s)", request.method, request.url.path, exc.error_code, exc.message)
+    client = request.client.host if request.client else "?"
+    peer_refused(log, client, exc.error_code, "%s %s from %s refused: %s (%s)", request.method, request.url.path,
+                 client, exc.error_code, exc.message)
     if request.url.path.startswith("/api/ts/"):
         return oauth_error_response(exc)
     return error_response(exc)

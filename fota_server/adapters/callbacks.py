@@ -9,6 +9,9 @@
   delivery defers the whole listener (all its events) to the retry time, so a dead listener costs one
   request per backoff step, not one per event.
 - HTTPS listeners are verified against the system trust store (or the ``verify`` given, e.g. a test CA).
+- Unless ``allow_private``, each delivery resolves the listener's host again and goes only to a checked
+  public address (``callback_targets``): a name that now resolves to loopback, link-local or private ranges
+  (DNS rebinding) gets nothing, and the delivery counts as failed.
 
 The dispatcher never sleeps: the runner calls ``poll(now)`` and sleeps until ``next_due(now)``.
 """
@@ -26,6 +29,7 @@ import httpx
 from ..campaign.model import CallbackEvent
 from ..campaign.ports import CallbackStore
 from ..clock import Clock
+from .callback_targets import ForbiddenTarget, Resolver, UnresolvedTarget, pinned_request, resolve_host
 
 __all__ = ["CallbackDispatcher", "BACKOFF", "backoff_after"]
 
@@ -43,8 +47,11 @@ def backoff_after(attempts: int) -> timedelta:
 
 class CallbackDispatcher:
     def __init__(self, store: CallbackStore, clock: Clock, *, verify: ssl.SSLContext | bool | str = True,
-                 timeout_s: float = 10.0, batch: int = 500, on_idle: Callable[[], None] = lambda: None) -> None:
+                 timeout_s: float = 10.0, batch: int = 500, on_idle: Callable[[], None] = lambda: None,
+                 allow_private: bool = False, resolve: Resolver = resolve_host) -> None:
         self._store = store
+        self._allow_private = allow_private
+        self._resolve = resolve
         self._clock = clock
         self._client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout_s), follow_redirects=False,
                                          headers={"content-type": "application/json", "user-agent": "fota-server"})
@@ -91,9 +98,13 @@ class CallbackDispatcher:
 
     async def _post(self, event: CallbackEvent) -> bool:
         try:
-            response = await self._client.post(event.url, json=event.payload)
+            target = await pinned_request(event.url, allow_private=self._allow_private, resolve=self._resolve)
+            response = await self._client.post(target.url, json=event.payload, headers=target.headers,
+                                               extensions=target.extensions)
             ok = 200 <= response.status_code < 300
             problem = f"HTTP {response.status_code}"
+        except (ForbiddenTarget, UnresolvedTarget, httpx.InvalidURL) as exc:
+            ok, problem = False, str(exc)
         except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
             ok, problem = False, f"{type(exc).__name__}: {exc}"
         if not ok:

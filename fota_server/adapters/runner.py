@@ -220,7 +220,8 @@ async def start_engine(services: Any, drivers: Mapping[str, ProtocolDriver], *,
     """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers."""
     service = build_campaign_service(services)
     stores = services.extra.get("campaign_stores") or SqliteCampaignStores(services.db)
-    callbacks = CallbackDispatcher(stores.callbacks, services.clock, verify=callback_verify)
+    callbacks = CallbackDispatcher(stores.callbacks, services.clock, verify=callback_verify,
+                                   allow_private=services.config.allow_private_callbacks)
     handle = EngineHandle(service, drivers, services.clock, callbacks)
     callbacks.on_idle = handle.wake
     service.on_change = handle.wake

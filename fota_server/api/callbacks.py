@@ -1,4 +1,8 @@
-"""Callback listener endpoints: v1 by name and service, v2 and v3 one URL per account and version."""
+"""Callback listener endpoints: v1 by name and service, v2 and v3 one URL per account and version.
+
+A URL whose host is or resolves to a loopback, link-local, private, unspecified, multicast or reserved address
+is refused (400 ``InvalidCallbackUrl``) unless the server allows private callbacks (``callback_targets``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..adapters.callback_targets import check_callback_url
 from ..errors import InvalidRequest
 from ..services import Services
 from .bodies import read_json_object, require_str
@@ -22,6 +27,12 @@ def _version(request: Request) -> str:
     return request.url.path.split("/")[3]
 
 
+async def _callback_url(body: dict[str, object], services: Services) -> str:
+    url = require_str(body, "url", _MAX_URL)
+    await check_callback_url(url, allow_private=services.config.allow_private_callbacks)
+    return url
+
+
 @management
 async def v1_list(request: Request, services: Services, account: str) -> Response:
     return JSONResponse([{"aname": account, "name": lst.name, "url": lst.url}
@@ -34,7 +45,7 @@ async def v1_register(request: Request, services: Services, account: str) -> Res
     name = require_str(body, "name", 64)
     if name != "Fota":
         raise InvalidRequest("'name' must be the service name 'Fota'", "InvalidServiceName")
-    services.campaigns.register_listener(account, "v1", require_str(body, "url", _MAX_URL), name)
+    services.campaigns.register_listener(account, "v1", await _callback_url(body, services), name)
     return JSONResponse({"accountName": account, "serviceName": name})
 
 
@@ -53,7 +64,7 @@ async def summary(request: Request, services: Services, account: str) -> Respons
 @management
 async def register(request: Request, services: Services, account: str) -> Response:
     body = await read_json_object(request, _MAX_BODY)
-    listener = services.campaigns.register_listener(account, _version(request), require_str(body, "url", _MAX_URL))
+    listener = services.campaigns.register_listener(account, _version(request), await _callback_url(body, services))
     return JSONResponse({"url": listener.url})
 
 

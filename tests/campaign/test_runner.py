@@ -59,7 +59,8 @@ def seed(services: Any, protocol_of: Any, count: int) -> list[str]:
 def test_runner_drives_campaigns_and_delivers_callbacks(tmp_path: Path) -> None:
     async def scenario() -> None:
         listener = await Listener().start()
-        services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "r.db")}))
+        services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "r.db"),
+                                                                 "allow_private_callbacks": True}))  # loopback listener
         ids = seed(services, lambda i: "LWM2M" if i % 2 else "HTTP", 10)
         service = build_campaign_service(services)
         service.register_listener(ACCOUNT, "v3", f"http://127.0.0.1:{listener.port}/events")

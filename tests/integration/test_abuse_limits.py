@@ -14,7 +14,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.serverproc import ServerProcess, cli, create_account
+from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
 pytestmark = pytest.mark.integration
 TOKEN = "/api/ts/v1/oauth2/token"
@@ -100,3 +100,38 @@ def test_login_failures_are_throttled_per_user_and_per_address(
         assert login(client, second, second["password"]).status_code == 429
     with _client_from("127.0.1.41") as client:
         assert login(client, second, second["password"]).status_code == 200
+
+
+def _callback_server(tmp_path: Path, server_factory: Callable[..., ServerProcess],
+                     env: dict[str, str] | None = None) -> tuple[ServerProcess, dict[str, str]]:
+    db = tmp_path / "fota.db"
+    creds = create_account(db, "cb")
+    server = server_factory(db, "--no-coap", env=env)
+    return server, session_headers(server.base_url, creds)
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_callback_urls_into_private_ranges_are_refused(tmp_path: Path, server_factory: Callable[..., ServerProcess],
+                                                       version: str) -> None:
+    server, headers = _callback_server(tmp_path, server_factory)
+    url = f"{server.base_url}/api/fota/{version}/callbacks/cb"
+    for target in ("http://127.0.0.1:9/cb", "http://localhost/cb", "https://[::1]/cb", "http://[::ffff:127.0.0.1]/cb",
+                   "http://169.254.169.254/latest/meta-data", "http://[fe80::1]/cb", "http://10.0.0.1/cb",
+                   "http://192.168.1.1/cb", "http://0.0.0.0/cb", "http://224.0.0.1/cb", "http://240.0.0.1/cb"):
+        refused = httpx.post(url, headers=headers, json={"url": target}, timeout=30)
+        assert refused.status_code == 400, (target, refused.text)
+        assert refused.json()["errorCode"] == "InvalidCallbackUrl", refused.json()
+    assert httpx.get(url, headers=headers, timeout=30).json() == {}
+    for target in ("http://8.8.8.8/cb", "https://listener.example/fota"):   # public; does not resolve (yet)
+        assert httpx.post(url, headers=headers, json={"url": target}, timeout=30).json() == {"url": target}
+    v1 = httpx.post(f"{server.base_url}/api/fota/v1/callbacks/cb", headers=headers, timeout=30,
+                    json={"name": "Fota", "url": "http://localhost:8080/cb"})
+    assert v1.status_code == 400 and v1.json()["errorCode"] == "InvalidCallbackUrl"
+
+
+def test_private_callback_urls_are_accepted_when_the_configuration_allows_them(
+        tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:
+    server, headers = _callback_server(tmp_path, server_factory, env={"FOTA_ALLOW_PRIVATE_CALLBACKS": "1"})
+    url = f"{server.base_url}/api/fota/v3/callbacks/cb"
+    assert httpx.post(url, headers=headers, json={"url": "http://127.0.0.1:9/cb"}, timeout=30).json() == {
+        "url": "http://127.0.0.1:9/cb"}

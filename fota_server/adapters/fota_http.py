@@ -166,7 +166,8 @@ def peer_error_response(request: Request, exc: PeerError) -> JSONResponse:
     code = _ERROR_CODES.get(status, "refused")
     PEER_ERRORS[code] += 1
     client = request.client.host if request.client else "?"
-    log.warning("%s %s from %s refused: %s %s", request.method, request.url.path, client, status, exc)
+    peer_refused(log, client, code, "%s %s from %s refused: %s %s", request.method, request.url.path, client, status,
+                 exc)
     headers = {"WWW-Authenticate": 'Bearer realm="fota-device"'} if status == 401 else None
     return JSONResponse({"error": code, "detail": str(exc)}, status, headers=headers)
 

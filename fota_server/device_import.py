@@ -40,6 +40,10 @@ def _text(entry: dict[str, Any], key: str) -> str:
     value = entry.get(key, "")
     if not isinstance(value, str):
         raise InvalidRequest(f"{key!r} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's "\ud800" decodes to a lone surrogate that no store can write
+        raise InvalidRequest(f"{key!r} holds a lone surrogate") from None
     return value
 
 
@@ -76,12 +80,14 @@ def _devices(raw: bytes) -> tuple[str, list[Any]]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the manifest is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("the manifest is nested too deeply") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise InvalidRequest(f"the manifest must be an object with \"format\": \"{MANIFEST_FORMAT}\"")
     devices = data.get("devices")
     if not isinstance(devices, list) or len(devices) > MAX_MANIFEST_DEVICES:
         raise InvalidRequest(f"'devices' must be a list of at most {MAX_MANIFEST_DEVICES} devices")
-    return str(data.get("account", "")), devices
+    return _text(data, "account"), devices
 
 
 def import_manifest(raw: bytes, registry: DeviceRegistry, licenses: LicenseStore, clock: Clock,

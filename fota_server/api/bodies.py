@@ -15,7 +15,7 @@ __all__ = ["read_body", "read_json_object", "require_str"]
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {max_bytes}")
     body = bytearray()
     async for chunk in request.stream():
@@ -34,6 +34,8 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", "InvalidJson") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply", "InvalidJson") from None
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object", "InvalidJson")
     return value

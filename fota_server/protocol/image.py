@@ -84,19 +84,27 @@ def parse_header(data: bytes) -> ImageHeader:
         raise DecodeError("image header truncated or too large", hint=6)
     try:
         fields = json.loads(data[_PREFIX.size:_PREFIX.size + hdr_len].decode())
-        header = ImageHeader(
-            make=str(fields["make"]),
-            model=str(fields["model"]),
-            version=str(fields["version"]),
-            payload_size=int(fields["payload_size"]),
-            payload_sha256=str(fields["payload_sha256"]),
-            header_size=_PREFIX.size + hdr_len,
-        )
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"image header is not valid: {exc}", hint=6) from None
-    if header.payload_size < 0:
-        raise DecodeError("negative payload size", hint=6)
-    return header
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DecodeError(f"image header is not JSON: {exc}", hint=6) from None
+    if not isinstance(fields, dict):
+        raise DecodeError("image header is not a JSON object", hint=6)
+    size = fields.get("payload_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 53:
+        raise DecodeError("payload_size must be a whole number of bytes", hint=6)
+    return ImageHeader(make=_field(fields, "make"), model=_field(fields, "model"), version=_field(fields, "version"),
+                       payload_size=size, payload_sha256=_field(fields, "payload_sha256"),
+                       header_size=_PREFIX.size + hdr_len)
+
+
+def _field(fields: dict[str, object], key: str) -> str:
+    value = fields.get(key)
+    if not isinstance(value, str):
+        raise DecodeError(f"image header field {key!r} must be text", hint=6)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(f"image header field {key!r} holds a lone surrogate", hint=6) from None
+    return value
 
 
 def verify_image(data: bytes) -> ImageHeader:

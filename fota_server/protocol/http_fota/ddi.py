@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DecodeError
-from .manifest import ReportState, ResultCode, StatusReport, decode_json_object
+from .manifest import ReportState, ResultCode, StatusReport, decode_json_object, utf8_text
 
 __all__ = [
     "MAX_DDI_BODY", "format_sleep", "parse_sleep", "content_hash", "Artifact", "Chunk", "Deployment",
@@ -36,7 +36,7 @@ def format_sleep(seconds: float) -> str:
 
 def parse_sleep(text: str) -> int:
     parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() and len(p) == 2 for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) == 2 for p in parts):
         raise DecodeError(f"sleep {text!r} is not HH:MM:SS", hint=422)
     hours, minutes, seconds = (int(p) for p in parts)
     if minutes > 59 or seconds > 59:
@@ -163,7 +163,7 @@ def _details(status: dict[str, Any]) -> tuple[str, ...]:
         return ()
     if not isinstance(details, list) or not all(isinstance(d, str) for d in details):
         raise DecodeError("'details' must be a list of strings", hint=400)
-    return tuple(d[:1024] for d in details[:50])
+    return tuple(utf8_text(d[:1024], "details") for d in details[:50])
 
 
 def _progress(result: dict[str, Any]) -> tuple[int, int] | None:
@@ -224,4 +224,5 @@ def decode_config_data(body: bytes) -> tuple[str, dict[str, str]]:
     for key, value in data.items():
         if not isinstance(value, str) or len(key) > 128 or len(value) > 512:
             raise DecodeError("configData values must be strings (keys up to 128, values up to 512)", hint=400)
+        utf8_text(key + value, "data")
     return mode, dict(data)

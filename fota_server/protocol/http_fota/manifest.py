@@ -27,7 +27,7 @@ __all__ = [
     "MAX_CHECKIN_BYTES", "MAX_REPORT_BYTES", "MAX_LOG_BYTES", "MAX_FIELD_LEN", "MAX_LOG_ENTRIES", "UPDATE_KINDS",
     "CheckIn", "Offer", "CheckInAnswer", "ReportState", "StatusReport", "LogEntry",
     "decode_json_object", "decode_checkin", "encode_checkin", "decode_answer", "encode_answer",
-    "decode_report", "encode_report", "decode_logs", "encode_logs", "ResultCode", "result_reason",
+    "decode_report", "encode_report", "decode_logs", "encode_logs", "ResultCode", "result_reason", "utf8_text",
 ]
 
 MAX_CHECKIN_BYTES = 4096
@@ -61,6 +61,15 @@ def _text(obj: dict[str, Any], key: str, *, required: bool = False, max_len: int
         raise DecodeError(f"{key!r} must be a {'non-empty ' if required else ''}string", hint=422)
     if len(value) > max_len:
         raise DecodeError(f"{key!r} is longer than {max_len} characters", hint=422)
+    return utf8_text(value, key)
+
+
+def utf8_text(value: str, what: str) -> str:
+    """``value`` if it encodes as UTF-8: JSON's ``\\ud800`` decodes to a lone surrogate no store can write."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(f"{what!r} holds a lone surrogate", hint=422) from None
     return value
 
 
@@ -287,9 +296,11 @@ def _log_time(obj: dict[str, Any]) -> datetime:
     text = _text(obj, "logTime", required=True, max_len=40)
     try:
         instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return instant.replace(tzinfo=timezone.utc) if instant.tzinfo is None else instant.astimezone(timezone.utc)
     except ValueError:
         raise DecodeError("'logTime' must be an ISO 8601 date-time", hint=422) from None
-    return instant.replace(tzinfo=timezone.utc) if instant.tzinfo is None else instant.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC instant Python can hold
+        raise DecodeError("'logTime' is out of range in UTC", hint=422) from None
 
 
 def _log_entry(obj: Any) -> LogEntry:

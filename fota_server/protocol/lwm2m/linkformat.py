@@ -180,7 +180,7 @@ def _parse_object_list(data: bytes) -> ObjectList:
 
 
 def _small_int(text: str | None) -> int | None:
-    if text is None or not text.isdigit() or len(text) > 5:
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 5:
         return None
     return int(text)
 

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import DecodeError
 from .objects import ResourceType
 from .paths import LwM2MPath
-from .values import ObjLink, Value, Values, coerce, type_of
+from .values import ObjLink, Value, Values, checked_text, coerce, type_of
 
 __all__ = ["decode_lwm2m_json", "encode_lwm2m_json", "MAX_LWM2M_JSON_BYTES"]
 
@@ -89,7 +89,7 @@ def _value(key: str, raw: Any, kind: ResourceType | None) -> Value:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise DecodeError("opaque LwM2M JSON value is not base64", hint="4.00") from None
-    return coerce(raw, kind)
+    return coerce(checked_text(raw, "LwM2M JSON sv"), kind)
 
 
 def encode_lwm2m_json(base: LwM2MPath, values: Values) -> bytes:

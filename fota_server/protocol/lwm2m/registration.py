@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Sequence, Union
 
-from ..errors import DecodeError, PeerError
+from ..errors import DecodeError
 from .device_data import device_id_for_endpoint
 from .linkformat import ObjectList, parse_object_list
 
@@ -116,16 +116,16 @@ def _objects(payload: bytes, content_format: int | None) -> ObjectList:
 def parse_register(
     query: Sequence[str], payload: bytes, content_format: int | None, confirmable: bool = True
 ) -> RegistrationParams:
-    """Validate a Register request; raises DecodeError (4.00) or PeerError (4.12 for an unsupported version)."""
+    """Validate a Register request; raises only DecodeError (4.00, or 4.12 for an unsupported version)."""
     if not confirmable:
-        raise PeerError("Register must be confirmable", hint="4.00")
+        raise DecodeError("Register must be confirmable", hint="4.00")
     pairs = _query_pairs(query)
     endpoint = pairs.pop("ep", None)
     if not endpoint or len(endpoint) > MAX_ENDPOINT_CHARS or not endpoint.isprintable():
         raise DecodeError("ep is missing or not a printable name", hint="4.00")
     version = pairs.pop("lwm2m", "1.0") or ""
     if version not in SUPPORTED_VERSIONS:
-        raise PeerError(f"LwM2M version {version[:8]!r} is not supported", hint="4.12")
+        raise DecodeError(f"LwM2M version {version[:8]!r} is not supported", hint="4.12")
     lifetime = _lifetime(pairs.pop("lt")) if "lt" in pairs else DEFAULT_LIFETIME_S
     binding, queue = _binding(pairs.pop("b")) if "b" in pairs else ("U", False)
     if "Q" in pairs:

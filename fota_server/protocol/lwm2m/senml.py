@@ -16,7 +16,7 @@ import cbor2
 
 from ..errors import DecodeError
 from .paths import LwM2MPath
-from .values import ObjLink, Value, Values, coerce, type_of
+from .values import ObjLink, Value, Values, checked_text, coerce, type_of
 
 __all__ = ["decode_senml_json", "encode_senml_json", "decode_senml_cbor", "encode_senml_cbor",
            "MAX_SENML_BYTES", "MAX_SENML_RECORDS"]
@@ -136,7 +136,7 @@ def _record_value(record: dict[str, Any], opaque: Callable[[Any], bytes]) -> Val
     if key == "vs":
         if not isinstance(raw, str):
             raise DecodeError("SenML vs must be text", hint="4.00")
-        return raw
+        return checked_text(raw, "SenML vs")
     if key == "vb":
         if not isinstance(raw, bool):
             raise DecodeError("SenML vb must be a boolean", hint="4.00")

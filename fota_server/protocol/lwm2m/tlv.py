@@ -14,7 +14,7 @@ from typing import Union
 
 from ..errors import DecodeError
 from .objects import ResourceType
-from .paths import LwM2MPath
+from .paths import MAX_ID, LwM2MPath
 from .values import ObjLink, Value, Values, type_of
 
 __all__ = ["TlvKind", "Tlv", "decode_tlv", "encode_tlv", "tlv_to_values", "values_to_tlv",
@@ -179,6 +179,8 @@ def _entry_parent(entry: Tlv, base: LwM2MPath) -> LwM2MPath:
 
 
 def _flatten(entry: Tlv, parent: LwM2MPath, out: Values) -> None:
+    if entry.identifier > MAX_ID:
+        raise DecodeError(f"TLV identifier {entry.identifier} is above {MAX_ID}", hint="4.00")
     path = parent.child(entry.identifier)
     if isinstance(entry.value, tuple):
         for child in entry.value:

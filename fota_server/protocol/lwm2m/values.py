@@ -15,7 +15,26 @@ from ..errors import DecodeError
 from .objects import ResourceType, resource_def
 from .paths import LwM2MPath
 
-__all__ = ["ObjLink", "Value", "Values", "coerce", "text_to_value", "value_to_text", "type_of"]
+__all__ = ["ObjLink", "Value", "Values", "coerce", "text_to_value", "value_to_text", "type_of", "checked_text",
+           "ascii_digits"]
+
+_DIGITS = frozenset("0123456789")
+
+
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (``str.isdigit`` also takes "²" and "١", which ``int`` refuses
+    or reads as numbers no device means)."""
+    return bool(text) and all(c in _DIGITS for c in text)
+
+
+def checked_text(text: str, what: str) -> str:
+    """``text`` if it encodes as UTF-8; a JSON escape such as ``\\ud800`` decodes to a lone surrogate that
+    no store or log can write, so it is refused here (DecodeError 4.00)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError(f"{what} holds a lone surrogate", hint="4.00") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -31,7 +50,7 @@ class ObjLink:
     @classmethod
     def parse(cls, text: str) -> "ObjLink":
         left, sep, right = text.partition(":")
-        if not sep or not left.isdigit() or not right.isdigit() or len(left) > 5 or len(right) > 5:
+        if not sep or not ascii_digits(left) or not ascii_digits(right) or len(left) > 5 or len(right) > 5:
             raise DecodeError(f"not an object link: {text[:32]!r}", hint="4.00")
         obj, inst = int(left), int(right)
         if obj > 0xFFFF or inst > 0xFFFF:
@@ -70,7 +89,7 @@ def coerce(value: Value, kind: ResourceType | None) -> Value:
     elif kind is ResourceType.BOOLEAN and isinstance(value, bool):
         return value
     elif kind is ResourceType.STRING and isinstance(value, str):
-        return value
+        return checked_text(value, "a string value")
     elif kind is ResourceType.OPAQUE and isinstance(value, bytes):
         return value
     elif kind is ResourceType.OBJLNK and isinstance(value, ObjLink):
@@ -81,15 +100,18 @@ def coerce(value: Value, kind: ResourceType | None) -> Value:
 
 
 def text_to_value(text: str, kind: ResourceType | None) -> Value:
-    """Parse the plain-text form (Content-Format 0) of a single value of the given type."""
+    """Parse the plain-text form (Content-Format 0) of a single value of the given type.
+
+    Numbers are ASCII only: ``int`` and ``float`` also read "١٢", "1_000" and surrounding blanks.
+    """
     try:
         if kind in (ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME):
-            if len(text) > 24:
-                raise ValueError("too long")
+            if len(text) > 24 or not ascii_digits(text[1:] if text[:1] in "+-" else text):
+                raise ValueError("not a decimal integer")
             return int(text, 10)
         if kind is ResourceType.FLOAT:
-            if len(text) > 64:
-                raise ValueError("too long")
+            if len(text) > 64 or not text.isascii() or "_" in text or text != text.strip():
+                raise ValueError("not a decimal number")
             number = float(text)
             if not math.isfinite(number):
                 raise ValueError("not finite")

@@ -129,7 +129,7 @@ class Message:
 
 def _int(text: str, what: str) -> int:
     text = text.strip()
-    if not text.isdigit() or len(text) > 10:
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
         raise DecodeError(f"{what} is not a number: {text[:20]!r}", hint="400")
     return int(text)
 

@@ -164,7 +164,9 @@ class DmClientSession:
                 return
         if status.data in ("200", "212"):
             self._send_cred = False
-        elif status.data in ("401", "407"):
+        elif status.data not in ("401", "407"):  # 403, 408, 503...: the server ends the session
+            self._fail(f"session refused ({status.data})")
+        else:
             self._challenges += 1
             if status.chal is None or self._challenges > self.config.max_challenges:
                 self._fail(f"authentication refused ({status.data})")

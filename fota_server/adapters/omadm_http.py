@@ -5,8 +5,16 @@ The handler reads the body (capped at our MaxMsgSize), decodes it, routes it to 
 client's encoding with the client's Content-Type spelling. The nonces of both directions and the Package 0
 address are committed to the store before the reply that carries them is sent, and reloaded at start-up,
 so a restarted server asks a device for nothing it already gave. A device's bad input gets a clear status
-and one WARNING; nothing it sends can break the handler. While the store cannot be written (disk full,
-read-only), an exchange that needs a write is answered 503 with ``Retry-After`` and its session dropped.
+and one rate-limited WARNING (``peerlog``); nothing it sends can break the handler. While the store cannot be
+written (disk full, read-only), an exchange that needs a write is answered 503 with ``Retry-After`` and its
+session dropped.
+
+Every decoded message that no session takes is answered in SyncML (``protocol.omadm.refusal``): a client
+with no credential gets a 401 with a Chal like a wrong password, and nothing about it is stored; a
+continuation of a session we no longer have gets 408; one out of sequence 400. Authentication failures are
+counted per device and per address (``omadm_throttle``); a blocked one gets HTTP 429 with ``Retry-After``
+and a SyncML 503. Who may authenticate, and enrolment, is ``omadm_access``. Idle sessions end on a timer
+(``run_dispatcher``) as well as on the next request, which looks only at the sessions due.
 
 Wiring: ``build_omadm(services, ...)`` puts an ``OmadmServer`` in ``services.extra["omadm"]``; ``routes``
 serve ``POST /dm``. Firmware for PkgURL is served by ``fota_http`` at ``/fw/{package_id}`` (Range, ETag).
@@ -34,14 +42,20 @@ from ..api.management import management
 from ..config import Config
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
-from ..protocol.omadm.digests import server_password
-from ..protocol.omadm.session import DeviceCredential, DmServerSession, ServerSessionConfig
+from ..enrolment import Refused
+from ..peerlog import peer_refused
+from ..protocol.omadm.digests import AUTH_MAC, AUTH_MD5, parse_mac_header
+from ..protocol.omadm.refusal import REFUSAL_CODES, challenge, refusal
+from ..protocol.omadm.session import DmServerSession, ServerSessionConfig
 from ..protocol.omadm.syncml import Encoding, Message, decode_message, encoding_of_content_type
 from ..protocol.omadm.tree import Limits
-from ..records import Credential, Device
+from ..records import Device
 from ..services import Services
 from ..store.omadm_sqlite import SqliteOmadmStore
+from .omadm_access import CREDENTIAL_KIND, ClientIdentity, OmadmAccess, device_key
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
+from .omadm_sessions import SessionTable
+from .omadm_throttle import AuthThrottle, ThrottleSettings
 from .omadm_notify import HttpHookNotifier, Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
 __all__ = [
@@ -51,8 +65,7 @@ __all__ = [
 
 log = logging.getLogger("fota_server.omadm")
 PEER_ERRORS: Counter[str] = Counter()
-CREDENTIAL_KIND = "omadm"
-_ID_PREFIXES = ("IMEI:", "MEID:", "ESN:", "IMSI:")
+_BUSY_RETRY_S = 30  # Retry-After when every session slot is taken
 _STATUS_FOR_HINT: dict[str | int, int] = {"413": 413, "415": 415, 413: 413, 415: 415, 503: 503}
 
 
@@ -61,6 +74,7 @@ class OmadmSettings:
     session: ServerSessionConfig = field(default_factory=ServerSessionConfig)
     driver: OmadmDriverSettings = field(default_factory=OmadmDriverSettings)
     max_sessions: int = 10_000
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     trigger_addr_any_host: bool = False  # else ./DevInfo/Ext/TriggerAddr must name the device's own IP
 
     @classmethod
@@ -88,7 +102,9 @@ class OmadmServer:
         self.services, self.driver, self.settings = services, driver, settings
         self._monotonic = monotonic
         self.store = store or SqliteOmadmStore(services.db)
-        self.sessions: dict[tuple[str, str], DmServerSession] = {}
+        self.sessions = SessionTable()
+        self.access = OmadmAccess(services)
+        self.throttle = AuthThrottle(settings.throttle)
         self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
         self.client_nonces: dict[str, bytes] = {}  # client -> server nonce (Package 0 digest), per device
         self.trigger_addresses: dict[str, tuple[str, int]] = {}
@@ -96,8 +112,11 @@ class OmadmServer:
             self._cache(row.device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
         self._unsaved: set[str] = set()  # devices whose new nonce did not reach the store in this exchange
         self._handling: DmServerSession | None = None  # the session of the exchange being handled
+        self._enrolling: dict[int, ClientIdentity] = {}  # id(session) -> enrolment credential, until admitted
+        self._refusal: int | None = None  # the SyncML status the exchange ends with instead of the session's reply
         self._peer_host = ""
-        self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self._secret,
+        self._now_s = 0.0
+        self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self.access.srvcred_of,
                                             lambda d: self.client_nonces.get(d, b""), notifiers,
                                             settings.session.server_id)
         self._wake = asyncio.Event()
@@ -113,92 +132,141 @@ class OmadmServer:
             return self._refuse_unstored(exc)
 
     def _exchange(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str) -> _Reply:
-        now = self._monotonic()
+        now = self._now_s = self._monotonic()
         self._peer_host = peer_host
         self._unsaved.clear()
         self.expire(now)
-        limits = Limits(max_bytes=self.settings.session.max_msg_size)
         try:
-            message, encoding = decode_message(body, limits)
-            session = self._handling = self._session_for(message, encoding, base_url, now)
-            session.receive(message, body, now, mac_header)
-        except PeerError as exc:
+            message, encoding = decode_message(body, Limits(max_bytes=self.settings.session.max_msg_size))
+        except DecodeError as exc:  # no SyncHdr to answer to: plain text
             PEER_ERRORS[type(exc).__name__] += 1
-            log.warning("OMA-DM peer error: %s", exc)
+            peer_refused(log, peer_host or "?", "omadm undecodable", "OMA-DM message from %s refused: %s",
+                         peer_host or "?", exc)
             return _Reply(_STATUS_FOR_HINT.get(exc.hint or 400, 400), str(exc).encode())
+        h = message.header
+        session = self.sessions.get((h.source, h.session_id))
+        if session is None or not session.authenticated:  # an authentication attempt: throttled first
+            retry_after = self.throttle.retry_after(device_key(h.source), peer_host, now)
+            if retry_after is not None:
+                return self._throttled(message, encoding, retry_after)
+        return self._run(session, message, encoding, body, mac_header, base_url)
+
+    def _run(self, session: DmServerSession | None, message: Message, encoding: Encoding, body: bytes,
+             mac_header: str | None, base_url: str) -> _Reply:
+        self._refusal = None
+        try:
+            if session is None:
+                session = self._open(message, encoding, mac_header, base_url)
+                if session is None:
+                    return self._unknown(message, encoding, mac_header)
+            self._handling = session
+            session.receive(message, body, self._now_s, mac_header)
+        except PeerError as exc:
+            return self._peer_error(message, encoding, exc)
         finally:
-            self._drain_all()
+            if self._handling is not None:
+                self._drain(self._handling)
+        if self._refusal is not None:
+            return self._syncml(message, encoding, self._refusal)
         reply = session.to_send()
         if self._unsaved:
             return self._refuse_unsaved(session)
         return _Reply(200, reply or b"", encoding)
 
+    def _open(self, message: Message, encoding: Encoding, mac_header: str | None,
+              base_url: str) -> DmServerSession | None:
+        """A new session of a known (or enrolling) device; None for a client no credential is known for."""
+        h = message.header
+        if not h.source or not h.session_id or len(h.source) > 128 or len(h.session_id) > 32:
+            raise PeerError("SyncHdr needs a Source LocURI (128 at most) and a SessionID (32 at most)", hint=400)
+        if h.msg_id != 1:
+            raise PeerError(f"MsgID {h.msg_id} continues a session that is not open (expired or unknown)", hint=408)
+        if len(self.sessions) >= self.settings.max_sessions:
+            raise PeerError("too many open DM sessions", hint=503)
+        identity = self.access.identify(h.source, h.loc_name, _mac_user(mac_header))
+        if identity is None:
+            return None
+        device_id, enrolling = identity.device_id, identity.enrolling
+        jobs = [] if enrolling else self.driver.jobs_for(device_id, base_url)
+        session = DmServerSession(
+            self.settings.session, device_id, h.session_id, encoding, identity.credential,
+            b"" if enrolling else self.nonces.get(device_id, b""), jobs, self._now_s,
+            server_password=identity.srvcred, client_nonce=b"" if enrolling else self.client_nonces.get(device_id, b""),
+            fresh_nonce_only=enrolling)
+        self.sessions.add((h.source, h.session_id), session)
+        if enrolling:
+            self._enrolling[id(session)] = identity
+        return session
+
+    # --- refusals: SyncML answers ----------------------------------------------------------------
+
+    def _syncml(self, message: Message, encoding: Encoding, code: int, http_status: int = 200,
+                retry_after_s: int | None = None, chal_type: str = AUTH_MD5) -> _Reply:
+        chal = challenge(secrets.token_bytes(16), chal_type) if code in (401, 407) else None
+        body = refusal(message, encoding, code, self.settings.session.server_uri, chal)
+        return _Reply(http_status, body, encoding, retry_after_s)
+
+    def _unknown(self, message: Message, encoding: Encoding, mac_header: str | None) -> _Reply:
+        """No credential for this client (and no enrolment): 401 like a wrong password, nothing stored."""
+        h = message.header
+        proved = h.cred is not None or mac_header is not None
+        if proved:
+            self._count_failure(h.source)
+        peer_refused(log, self._peer_host or h.source[:64], "omadm unknown device",
+                     "OMA-DM device %s from %s refused: no OMA-DM credential (and no enrolment)", h.source[:128],
+                     self._peer_host or "?")
+        return self._syncml(message, encoding, 401 if proved else 407,
+                            chal_type=AUTH_MAC if mac_header is not None else AUTH_MD5)
+
+    def _throttled(self, message: Message, encoding: Encoding, retry_after_s: int) -> _Reply:
+        """Too many failed authentications from this address or for this device: HTTP 429 with Retry-After and
+        a SyncML 503 (no Chal: trying again at once cannot help), the credential not even looked at."""
+        peer_refused(log, self._peer_host or "?", "omadm auth throttled",
+                     "OMA-DM authentication for %s from %s refused for %d s: too many failures",
+                     message.header.source[:128], self._peer_host or "?", retry_after_s)
+        return self._syncml(message, encoding, 503, 429, retry_after_s)
+
+    def _peer_error(self, message: Message, encoding: Encoding, exc: PeerError) -> _Reply:
+        PEER_ERRORS[type(exc).__name__] += 1
+        code = _syncml_code(exc.hint)
+        peer_refused(log, self._peer_host or "?", f"omadm {code}", "OMA-DM message of %s from %s refused: %s",
+                     message.header.source[:128], self._peer_host or "?", exc)
+        if code == 503:
+            return self._syncml(message, encoding, code, 503, _BUSY_RETRY_S)
+        return self._syncml(message, encoding, code)
+
     def _refuse_unsaved(self, session: DmServerSession) -> _Reply:
         """A nonce we could not commit is never sent: the session is dropped and the device tries again later."""
         self._unsaved.clear()
-        self._drop(session)
+        self._forget(session)
         return _Reply(503, b"device state changed meanwhile; try again")
 
     def _refuse_unstored(self, exc: StorageUnavailable) -> _Reply:
         """What the session learnt could not be stored: nothing of it is sent, the session is dropped."""
         self._unsaved.clear()
         if self._handling is not None:
-            self._drop(self._handling)
+            self._forget(self._handling)
         return _Reply(503, b"the server cannot store changes now; try again later", retry_after_s=exc.retry_after_s)
 
-    def _drop(self, session: DmServerSession) -> None:
-        for key, open_session in list(self.sessions.items()):
-            if open_session is session:
-                del self.sessions[key]
-
-    def _session_for(self, message: Message, encoding: Encoding, base_url: str, now: float) -> DmServerSession:
-        h = message.header
-        key = (h.source, h.session_id)
-        session = self.sessions.get(key)
-        if session is not None:
-            return session
-        if not h.source or not h.session_id or len(h.source) > 128 or len(h.session_id) > 32:
-            raise DecodeError("SyncHdr needs a Source LocURI and a SessionID", hint=400)
-        if len(self.sessions) >= self.settings.max_sessions:
-            raise PeerError("too many open DM sessions", hint=503)
-        credential = self._credential(h.source, h.loc_name)
-        device_id = credential.device_id if credential else h.source
-        jobs = self.driver.jobs_for(device_id, base_url) if credential else []
-        secret = None if credential is None else DeviceCredential(credential.identity, credential.secret)
-        session = DmServerSession(
-            self.settings.session, device_id, h.session_id, encoding, secret, self.nonces.get(device_id, b""), jobs,
-            now, server_password=None if credential is None else server_password(credential.secret),
-            client_nonce=self.client_nonces.get(device_id, b""))
-        self.sessions[key] = session
-        return session
-
-    def _credential(self, dev_id: str, loc_name: str) -> Credential | None:
-        store = self.services.db.credentials
-        if loc_name:
-            credential = store.find_by_identity(CREDENTIAL_KIND, loc_name)
-            return credential if credential is not None and _same_device(credential.device_id, dev_id) else None
-        for candidate in _candidate_ids(dev_id):
-            credential = store.get_credential(candidate, CREDENTIAL_KIND)
-            if credential is not None:
-                return credential
-        return None
-
-    def _secret(self, device_id: str) -> str | None:
-        credential = self.services.db.credentials.get_credential(device_id, CREDENTIAL_KIND)
-        return None if credential is None else credential.secret
+    def _forget(self, session: DmServerSession) -> None:
+        self.sessions.drop(session)
+        self._enrolling.pop(id(session), None)
 
     # --- events ----------------------------------------------------------------------------------
 
-    def _drain_all(self) -> None:
-        for key, session in list(self.sessions.items()):
-            while (event := session.next_event()) is not None:
-                self._on_event(event)
-            if session.finished:
-                del self.sessions[key]
+    def _drain(self, session: DmServerSession) -> None:
+        while self._refusal is None and (event := session.next_event()) is not None:
+            self._on_event(event, session)
+        if session.finished or self._refusal is not None:
+            self._forget(session)
 
-    def _on_event(self, event: ev.DmEvent) -> None:
+    def _on_event(self, event: ev.DmEvent, session: DmServerSession) -> None:
         now = self.services.clock.now()
-        if isinstance(event, ev.NonceIssued):
+        if isinstance(event, ev.Authenticated):
+            self._authenticated(session)
+        elif isinstance(event, ev.AuthenticationFailed):
+            self._auth_failed(event, session)
+        elif isinstance(event, ev.NonceIssued) and id(session) not in self._enrolling:
             self._book(event.device_id, self.nonces, event.nonce, self.store.set_server_nonce, now)
         elif isinstance(event, ev.ClientNonceReceived):
             self._book(event.device_id, self.client_nonces, event.nonce, self.store.set_client_nonce, now)
@@ -208,9 +276,33 @@ class OmadmServer:
             reported = {"firmware_version": event.values.get("FwV"), "software_version": event.values.get("SwV")}
             self.services.db.devices.record_report(event.device_id, now,
                                                    **{k: v[:128] for k, v in reported.items() if v})
-        elif isinstance(event, ev.AuthenticationFailed):
-            log.warning("OMA-DM authentication failed for %s (status %s)", event.device_id[:128], event.status)
-        self.driver.observe(event, now)
+        if self._refusal is None:
+            self.driver.observe(event, now)
+
+    def _authenticated(self, session: DmServerSession) -> None:
+        """Clears the device's failure count; a device that used the enrolment credential is admitted now
+        (or the exchange ends in a SyncML 403 and nothing of the session is kept)."""
+        self.throttle.succeeded(device_key(session.device_id))
+        identity = self._enrolling.pop(id(session), None)
+        if identity is None:
+            return
+        admission = self.access.admit(identity, self._peer_host)
+        if isinstance(admission, Refused):
+            self._refusal = 403
+
+    def _auth_failed(self, event: ev.AuthenticationFailed, session: DmServerSession) -> None:
+        if event.status != 401:
+            return  # 407: no credential sent yet, the normal first step
+        peer_refused(log, self._peer_host or event.device_id[:64], "omadm authentication failed",
+                     "OMA-DM authentication of %s from %s failed (status %s)", event.device_id[:128],
+                     self._peer_host or "?", event.status)
+        self._count_failure(session.device_id)
+
+    def _count_failure(self, dev_id: str) -> None:
+        if self.throttle.failed(device_key(dev_id), self._peer_host, self._now_s):
+            peer_refused(log, self._peer_host or dev_id[:64], "omadm auth blocked",
+                         "OMA-DM authentication for %s from %s blocked for %.0f s after %d failures", dev_id[:128],
+                         self._peer_host or "?", self.throttle.settings.block_s, self.throttle.settings.max_failures)
 
     def _book(self, device_id: str, book: dict[str, bytes], nonce: bytes,
               write: Callable[[str, bytes, bytes, datetime], bool], now: datetime) -> None:
@@ -254,25 +346,52 @@ class OmadmServer:
     # --- timers and Package 0 ----------------------------------------------------------------------
 
     def expire(self, now: float) -> None:
-        """End the sessions idle past their deadline (the runner may call this too)."""
-        for session in self.sessions.values():
+        """End the sessions idle past their deadline: the timer task calls this, and so does each request."""
+        self._now_s = max(self._now_s, now)
+        for session in self.sessions.due(now):
             session.on_timer(now)
-        self._drain_all()
+            if session.authenticated:
+                log.info("OMA-DM session %s of %s ended: idle for %.0f s", session.session_id, session.device_id,
+                         self.settings.session.idle_timeout_s)
+            self._refusal = None
+            self._drain(session)
 
     def trigger_address(self, device: Device) -> tuple[str, int] | None:
         return self.trigger_addresses.get(device.device_id)
 
     async def run_dispatcher(self, poll_s: float = 1.0) -> None:
-        """Send Package 0s as the driver asks for them; runs until cancelled."""
+        """The endpoint's timers: send Package 0s as the driver asks for them, and end idle sessions when their
+        deadline comes (not only when another request arrives); runs until cancelled."""
         while True:
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancellation
-                async with asyncio.timeout(poll_s):
+                async with asyncio.timeout(self._wait_s(poll_s)):
                     await self._wake.wait()
             self._wake.clear()
             try:
+                self.expire(self._monotonic())
                 await self.dispatcher.dispatch()
             except StorageUnavailable:
                 pass  # logged once by the store's health; the next round tries again
+
+
+    def _wait_s(self, poll_s: float) -> float:
+        deadline = self.sessions.next_deadline()
+        return poll_s if deadline is None else min(poll_s, max(0.01, deadline - self._monotonic()))
+
+
+def _syncml_code(hint: str | int | None) -> int:
+    """The SyncML status of a PeerError's hint (the session's are SyncML codes already)."""
+    code = int(hint) if isinstance(hint, int) or (isinstance(hint, str) and hint.isdigit()) else 400
+    return code if code in REFUSAL_CODES.values() else 400
+
+
+def _mac_user(mac_header: str | None) -> str:
+    if mac_header is None:
+        return ""
+    try:
+        return parse_mac_header(mac_header).username
+    except DecodeError:
+        return ""
 
 
 def _address_text(address: tuple[str, int] | None) -> str:
@@ -282,18 +401,6 @@ def _address_text(address: tuple[str, int] | None) -> str:
     return f"{host}:{address[1]}"
 
 
-def _candidate_ids(dev_id: str) -> list[str]:
-    ids = [dev_id]
-    for prefix in _ID_PREFIXES:
-        if dev_id.upper().startswith(prefix):
-            ids.append(dev_id[len(prefix):])
-    return ids
-
-
-def _same_device(device_id: str, dev_id: str) -> bool:
-    return device_id in _candidate_ids(dev_id)
-
-
 def build_omadm(services: Services, settings: OmadmSettings | None = None, driver: OmadmDriver | None = None,
                 notifiers: list[Package0Notifier] | None = None, sms_hook: HttpHookNotifier | None = None
                 ) -> OmadmServer:
@@ -301,7 +408,8 @@ def build_omadm(services: Services, settings: OmadmSettings | None = None, drive
     HTTP hook when one is given), unless notifiers are given."""
     settings = settings or OmadmSettings()
     store = SqliteOmadmStore(services.db)
-    driver = driver or OmadmDriver(services.db.packages, settings.driver, store=store, clock=services.clock.now)
+    driver = driver or OmadmDriver(services.db.packages, settings.driver, store=store, clock=services.clock.now,
+                                   tokens=services.download_tokens)
     holder: list[OmadmServer] = []
     default: list[Package0Notifier] = [UdpNotifier(lambda device: holder[0].trigger_address(device))]
     if sms_hook is not None:
@@ -349,10 +457,10 @@ async def dm_endpoint(request: Request) -> Response:
         return PlainTextResponse("message larger than our MaxMsgSize", 413)
     peer = request.client.host if request.client is not None else ""
     reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
+    headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}
     if reply.encoding is None:
-        headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}
         return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status, headers=headers)
-    return Response(reply.body, reply.status, media_type=_reply_type(content_type, reply.encoding))
+    return Response(reply.body, reply.status, headers=headers, media_type=_reply_type(content_type, reply.encoding))
 
 
 @management

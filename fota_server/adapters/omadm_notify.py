@@ -18,7 +18,6 @@ from typing import Callable, Protocol
 
 import httpx
 
-from ..protocol.omadm.digests import server_password
 from ..protocol.omadm.notification import CONTENT_TYPE, Notification, UiMode, build_notification
 from ..records import Device
 from .omadm_driver import OmadmDriver, TriggerRequest
@@ -103,18 +102,18 @@ class TriggerDispatcher:
 
     driver: OmadmDriver
     find_device: Callable[[str], Device | None]
-    secret_of: Callable[[str], str | None]
+    srvcred_of: Callable[[str], str | None]  # the device's server password (SRVCRED), None: no credential
     client_nonce_of: Callable[[str], bytes]
     notifiers: list[Package0Notifier]
     server_id: str = "fota-server"
     ui_mode: UiMode = UiMode.BACKGROUND
 
     def build(self, request: TriggerRequest) -> bytes | None:
-        secret = self.secret_of(request.device_id)
-        if secret is None:
+        srvcred = self.srvcred_of(request.device_id)
+        if srvcred is None:
             return None
         notification = Notification(self.server_id, request.session_id, self.ui_mode)
-        return build_notification(notification, server_password(secret), self.client_nonce_of(request.device_id))
+        return build_notification(notification, srvcred, self.client_nonce_of(request.device_id))
 
     async def dispatch(self) -> list[str]:
         """Send every pending trigger through the first notifier that takes it; returns the devices reached."""

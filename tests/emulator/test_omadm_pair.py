@@ -15,6 +15,7 @@ from fota_server.protocol.image import build_image
 from fota_server.protocol.omadm import events as ev
 from fota_server.protocol.omadm.digests import AUTH_BASIC, AUTH_MAC, server_password
 from fota_server.protocol.omadm.fumo import result_reason
+from fota_server.protocol.omadm.refusal import refusal
 from fota_server.protocol.omadm.session import (
     DeviceCredential, DmServerSession, FumoJob, ServerSessionConfig, SessionState,
 )
@@ -49,7 +50,11 @@ class Server:
                                       nonce_source=lambda: next(self.counter).to_bytes(16, "big"),
                                       server_password=password, client_nonce=self.client_nonce)
             self.sessions[message.header.session_id] = session
-        session.receive(message, body, now, mac)
+        try:
+            session.receive(message, body, now, mac)
+        except PeerError as exc:  # what the adapter does: a SyncML refusal with the hint as its status
+            assert isinstance(exc.hint, int)
+            return refusal(message, encoding, exc.hint, "/dm")
         while (event := session.next_event()) is not None:
             self.events.append(event)
             if isinstance(event, ev.NonceIssued):
@@ -135,7 +140,7 @@ def test_unknown_device_is_challenged_like_a_wrong_password() -> None:
 
 @pytest.mark.parametrize("auth", [AUTH_BASIC, AUTH_MAC])
 def test_basic_and_mac_authentication(auth: str) -> None:
-    server, dev = Server(nonce=b"n0"), device()
+    server, dev = Server(nonce=b"n0", config=ServerSessionConfig(allow_basic=True)), device()
     client = DmClientSession(config(auth=auth), dev, "1", b"")
     run_session(server, client)
     assert client.state is ClientState.ENDED
@@ -143,11 +148,11 @@ def test_basic_and_mac_authentication(auth: str) -> None:
     assert server.of(ev.DeviceDetailReported)
 
 
-def test_basic_can_be_disallowed() -> None:
-    server = Server(config=ServerSessionConfig(allow_basic=False))
+def test_basic_is_refused_by_default() -> None:
+    server = Server()
     client = DmClientSession(config(auth=AUTH_BASIC), device(), "1", b"")
     run_session(server, client)
-    assert client.state is ClientState.FAILED
+    assert client.state is ClientState.FAILED and not server.of(ev.Authenticated)
 
 
 def full_update(fault: Fault, root: str = "./FUMO", encoding: Encoding = Encoding.XML) -> tuple[Server, OmadmDevice]:
@@ -212,8 +217,9 @@ def test_retransmitted_message_gets_the_same_reply_and_out_of_order_is_refused()
     assert first is not None
     reply = server.handle(first.body, 1.0)
     assert server.handle(first.body, 2.0) == reply
-    with pytest.raises(PeerError):
-        server.handle(first.body.replace(b"<MsgID>1<", b"<MsgID>5<"), 3.0)
+    refused, _ = decode_message(server.handle(first.body.replace(b"<MsgID>1<", b"<MsgID>5<"), 3.0))
+    assert [(c.cmd, c.data) for c in refused.commands][:1] == [("SyncHdr", "400")]  # SyncML, not an exception
+    assert refused.header.target == "IMEI:356938035643809"
     assert server.sessions["1"].state is SessionState.ERROR
 
 

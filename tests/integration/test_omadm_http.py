@@ -11,9 +11,11 @@ import pytest
 
 from device_emulator.links.omadm import SessionFailed
 from device_emulator.omadm import DmClientSession, Fault
+from fota_server.adapters.omadm_http import OmadmSettings, build_omadm
 from fota_server.campaign.drivers import AttemptProgressed, UpdateFailed, UpdateSucceeded
 from fota_server.campaign.reasons import FUMO_REASONS, lookup
 from fota_server.protocol.omadm.digests import AUTH_BASIC, AUTH_MAC
+from fota_server.protocol.omadm.session import ServerSessionConfig
 from fota_server.protocol.omadm.syncml import Encoding, decode_message
 
 from .test_omadm_fixtures import IMEI, START, app_of, make_lab, serving, start
@@ -96,6 +98,7 @@ def test_every_fumo_result_code_reaches_the_engine_with_its_reason(tmp_path: Pat
 @pytest.mark.parametrize("auth", [AUTH_BASIC, AUTH_MAC])
 def test_basic_and_hmac_over_http(tmp_path: Path, auth: str) -> None:
     lab = make_lab(tmp_path)
+    lab.omadm = build_omadm(lab.services, OmadmSettings(session=ServerSessionConfig(allow_basic=True)))
 
     async def scenario() -> None:
         async with serving(app_of(lab)) as url:

@@ -22,7 +22,7 @@ from ..errors import DecodeError
 __all__ = [
     "AUTH_BASIC", "AUTH_MD5", "AUTH_MAC", "MAC_HEADER", "basic_credential", "parse_basic_credential",
     "md5_credential", "mac_value", "mac_header", "parse_mac_header", "MacHeader", "credentials_match",
-    "decode_nonce", "encode_nonce", "b64_md5", "server_password",
+    "decode_nonce", "encode_nonce", "b64_md5", "server_password", "inner_digest", "md5_of_inner", "mac_of_inner",
 ]
 
 AUTH_BASIC = "syncml:auth-basic"
@@ -54,14 +54,26 @@ def parse_basic_credential(data: str) -> tuple[str, str]:
     return username, password
 
 
+def inner_digest(username: str, password: str) -> str:
+    """``B64(H(user ":" password))``: all a server needs to check MD5 and MAC credentials (never basic ones
+    in clear, but a basic credential's own inner digest can be compared with it)."""
+    return b64_md5(f"{username}:{password}".encode()).decode()
+
+
+def md5_of_inner(inner: str, nonce: bytes) -> str:
+    return base64.b64encode(hashlib.md5(inner.encode() + b":" + nonce).digest()).decode()
+
+
+def mac_of_inner(inner: str, nonce: bytes, body: bytes) -> str:
+    return base64.b64encode(hashlib.md5(inner.encode() + b":" + nonce + b":" + b64_md5(body)).digest()).decode()
+
+
 def md5_credential(username: str, password: str, nonce: bytes) -> str:
-    inner = b64_md5(f"{username}:{password}".encode())
-    return base64.b64encode(hashlib.md5(inner + b":" + nonce).digest()).decode()
+    return md5_of_inner(inner_digest(username, password), nonce)
 
 
 def mac_value(username: str, password: str, nonce: bytes, body: bytes) -> str:
-    inner = b64_md5(f"{username}:{password}".encode())
-    return base64.b64encode(hashlib.md5(inner + b":" + nonce + b":" + b64_md5(body)).digest()).decode()
+    return mac_of_inner(inner_digest(username, password), nonce, body)
 
 
 def mac_header(username: str, password: str, nonce: bytes, body: bytes) -> str:

@@ -1,6 +1,8 @@
 """Checking a client's credentials on the server side (OMA-TS-DM_Security-V1_2_1 §5.3-5.4; reference §6).
 
-The result is a SyncML status for the SyncHdr: 212 accepted, 407 missing, 401 invalid.
+The result is a SyncML status for the SyncHdr: 212 accepted, 407 missing, 401 invalid. The server needs
+only the inner digest ``B64(H(user ":" password))`` of a credential: MD5 and MAC values are computed from
+it, and a basic credential (accepted only when allowed) is checked by computing its own inner digest.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from dataclasses import dataclass
 
 from ..errors import DecodeError
 from .digests import (
-    AUTH_BASIC, AUTH_MAC, AUTH_MD5, credentials_match, mac_value, md5_credential, parse_basic_credential,
-    parse_mac_header,
+    AUTH_BASIC, AUTH_MAC, AUTH_MD5, credentials_match, inner_digest, mac_of_inner, md5_of_inner,
+    parse_basic_credential, parse_mac_header,
 )
 from .syncml import Cred
 
@@ -21,10 +23,16 @@ ACCEPTED, INVALID, MISSING = 212, 401, 407
 
 @dataclass(frozen=True)
 class DeviceCredential:
-    """The client credential (CLCRED) of one device as the server stores it."""
+    """The client credential (CLCRED) of one device as the server stores it: the password in clear, or
+    only its inner digest ``digest`` (an enrolled device's, derived from its account's enrolment secret)."""
 
     username: str
-    password: str
+    password: str = ""
+    digest: str = ""
+
+    @property
+    def inner(self) -> str:
+        return self.digest or inner_digest(self.username, self.password)
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class AuthCheck:
 
 def check_client(
     cred: Cred | None, mac_header: str | None, body: bytes, loc_name: str,
-    credential: DeviceCredential | None, nonce: bytes, allow_basic: bool = True,
+    credential: DeviceCredential | None, nonce: bytes, allow_basic: bool = False,
 ) -> AuthCheck:
     """Check the Cred of a SyncHdr or the ``x-syncml-hmac`` header against the stored credential."""
     if mac_header is not None:
@@ -49,7 +57,7 @@ def check_client(
     if credential is None or (loc_name and loc_name != credential.username):
         return AuthCheck(INVALID)
     if cred.meta.type == AUTH_MD5:
-        expected = md5_credential(credential.username, credential.password, nonce)
+        expected = md5_of_inner(credential.inner, nonce)
         return AuthCheck(ACCEPTED, AUTH_MD5) if credentials_match(expected, cred.data) else AuthCheck(INVALID)
     if cred.meta.type == AUTH_BASIC and allow_basic:
         return _check_basic(cred.data, credential)
@@ -62,7 +70,7 @@ def _check_basic(data: str, credential: DeviceCredential) -> AuthCheck:
     except DecodeError:
         return AuthCheck(INVALID)
     same_user = credentials_match(credential.username, username)
-    same_password = credentials_match(credential.password, password)
+    same_password = credentials_match(credential.inner, inner_digest(username, password))
     return AuthCheck(ACCEPTED, AUTH_BASIC) if same_user and same_password else AuthCheck(INVALID)
 
 
@@ -73,5 +81,5 @@ def _check_mac(header_value: str, body: bytes, credential: DeviceCredential | No
         return AuthCheck(INVALID)
     if credential is None or header.username != credential.username:
         return AuthCheck(INVALID)
-    expected = mac_value(credential.username, credential.password, nonce, body)
+    expected = mac_of_inner(credential.inner, nonce, body)
     return AuthCheck(ACCEPTED, AUTH_MAC) if credentials_match(expected, header.mac) else AuthCheck(INVALID)

@@ -6,6 +6,13 @@ response and drains ``next_event()``. The session authenticates (407/401 challen
 fresh NextNonce), reads the inventory, runs FUMO jobs (Replace PkgURL, Exec with a Correlator),
 takes Generic Alert 1226 results, splits its package to fit the client's MaxMsgSize and ends when it
 has nothing more to send.
+
+Authentication (Security §5; reference §6): basic is refused unless ``allow_basic``; every 401 and 407
+carries a Chal with a nonce made for it; our own Cred (SRVCRED) goes only into messages after the client
+authenticated, so a wrong password never earns it; with ``fresh_nonce_only`` (enrolment, where one secret
+serves a whole account) only a credential over a nonce this session issued is accepted. Our header's Target
+echoes the client's Source. A message that breaks the sequence raises PeerError with a SyncML status as its
+hint (400, 408 for the continuation of a session this machine never saw, 413); ``refusal`` builds the answer.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ class ServerSessionConfig:
     idle_timeout_s: float = 300.0
     max_messages: int = 64
     max_challenges: int = 2
-    allow_basic: bool = True
+    allow_basic: bool = False
     inventory: tuple[str, ...] = ("./DevDetail/FwV", "./DevDetail/SwV", "./DevDetail/HwV")
     server_id: str = "fota-server"
 
@@ -78,7 +85,7 @@ class DmServerSession:
         self, config: ServerSessionConfig, device_id: str, session_id: str, encoding: Encoding,
         credential: DeviceCredential | None, nonce: bytes, jobs: Sequence[FumoJob] = (), now: float = 0.0,
         nonce_source: Callable[[], bytes] = lambda: secrets.token_bytes(16), resp_uri: str = "",
-        server_password: str | None = None, client_nonce: bytes = b"",
+        server_password: str | None = None, client_nonce: bytes = b"", fresh_nonce_only: bool = False,
     ) -> None:
         """``nonce`` is the last NextNonce we gave this client; ``client_nonce`` the last one it gave us, which our
         Cred (``server_password``, the SRVCRED secret) must use (reference §6, §12: newest nonce, empty at first)."""
@@ -105,6 +112,10 @@ class DmServerSession:
         self._refusals = 0
         self._checks = 0                   # check Gets queued or sent whose Status has not come back
         self._read: dict[str, str] = {}    # FwV and the State nodes the device reported, by path
+        self._authenticated = False        # the client proved its credential in this session
+        self._fresh_only, self._issued = fresh_nonce_only, False
+        self._cred_sent = False            # our last message carried our Cred
+        self._peer_uri = device_id         # the client's Source LocURI, our Target
 
     # --- the machine's surface ---------------------------------------------------------------
 
@@ -115,6 +126,7 @@ class DmServerSession:
             self._reply = self._last[2]
             return
         self._check_acceptable(message, msg_id)
+        self._peer_uri = message.header.source or self._peer_uri
         self._messages += 1
         self._deadline = now + self.config.idle_timeout_s
         meta = message.header.meta
@@ -127,7 +139,7 @@ class DmServerSession:
             header_status = self._header_status(message, 200)
         if header_status.data not in ("200", "212"):
             refusal = [header_status, *self._refuse_all(message, int(header_status.data))]
-            self._reply = self._compose(refusal, True, keep_open=True)
+            self._reply = self._compose(refusal, True, keep_open=True, trusted=False)
         else:
             self._reply = self._answer(message, header_status)
         self._last = (msg_id, body, self._reply)
@@ -148,6 +160,10 @@ class DmServerSession:
             self._end("expired")
 
     @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @property
     def finished(self) -> bool:
         return self.state in (SessionState.ENDED, SessionState.ERROR)
 
@@ -159,6 +175,9 @@ class DmServerSession:
         if message.header.session_id != self.session_id:
             self._fail()
             raise PeerError("SessionID changed within the session", hint=400)
+        if self._last[0] == 0 and msg_id != 1:
+            self._fail()
+            raise PeerError(f"MsgID {msg_id} continues a session that is not open (expired or unknown)", hint=408)
         if msg_id != self._last[0] + 1:
             self._fail()
             raise PeerError(f"MsgID {msg_id} out of sequence (expected {self._last[0] + 1})", hint=400)
@@ -168,24 +187,28 @@ class DmServerSession:
 
     def _authenticate(self, message: Message, body: bytes, mac_header: str | None) -> Command:
         h = message.header
+        scheme = AUTH_MAC if mac_header else AUTH_MD5
+        if self._fresh_only and not self._issued:  # no credential can be over a nonce of ours yet
+            return self._header_status(message, 401 if h.cred or mac_header else 407, self._challenge(scheme))
         check = check_client(h.cred, mac_header, body, h.loc_name, self._credential, self._nonce,
                              self.config.allow_basic)
         if check.accepted:
             first = self.state is SessionState.AWAITING_AUTH
-            self._scheme, self.state = check.scheme, SessionState.ACTIVE
+            self._scheme, self.state, self._authenticated = check.scheme, SessionState.ACTIVE, True
             if first:
                 self._events.append(ev.Authenticated(self.device_id, check.scheme))
             return self._header_status(message, 212 if first else 200, self._challenge(check.scheme))
         self._challenges += 1
         final = self._challenges > self.config.max_challenges
         self._events.append(ev.AuthenticationFailed(self.device_id, check.status, final))
+        chal = self._challenge(scheme)
         if final:
             self._end("auth_failed", SessionState.ERROR)
-            return self._header_status(message, 401)
-        return self._header_status(message, check.status, self._challenge(mac_header and AUTH_MAC or AUTH_MD5))
+            return self._header_status(message, 401, chal)
+        return self._header_status(message, check.status, chal)
 
     def _challenge(self, scheme: str) -> Chal:
-        self._nonce = self._nonce_source()
+        self._nonce, self._issued = self._nonce_source(), True
         self._events.append(ev.NonceIssued(self.device_id, self._nonce))
         return Chal(Meta(format="b64", type=AUTH_MAC if scheme == AUTH_MAC else AUTH_MD5,
                          next_nonce=encode_nonce(self._nonce)))
@@ -236,7 +259,7 @@ class DmServerSession:
         return None
 
     def _take_client_nonce(self, status: Command) -> None:
-        if status.data in ("401", "407"):
+        if status.data in ("401", "407") and self._cred_sent:  # it refused our Cred, not just asked for one
             self._refusals += 1
             if self._refusals > self.config.max_challenges:
                 self._queue.clear()
@@ -339,8 +362,10 @@ class DmServerSession:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _compose(self, statuses: list[Command], final: bool, keep_open: bool = False) -> bytes:
+    def _compose(self, statuses: list[Command], final: bool, keep_open: bool = False, trusted: bool = True) -> bytes:
+        """``trusted``: the message being answered passed authentication (only then may it carry our Cred)."""
         self._out_msg_id += 1
+        self._cred_sent = trusted and self._authenticated and self._server_password is not None
         chosen: list[tuple[Command, str]] = []
         body = self._encode(statuses, chosen, final and not self._queue)
         if self.state is SessionState.ACTIVE and not keep_open:
@@ -363,15 +388,15 @@ class DmServerSession:
     def _encode(self, statuses: list[Command], chosen: list[tuple[Command, str]], final: bool) -> bytes:
         commands = [replace(c, cmd_id=n) for n, c in enumerate([*statuses, *(c for c, _ in chosen)], start=1)]
         ver_dtd, ver_proto = self._peer_proto
-        header = SyncHdr(session_id=self.session_id, msg_id=self._out_msg_id, target=self.device_id,
+        header = SyncHdr(session_id=self.session_id, msg_id=self._out_msg_id, target=self._peer_uri,
                          source=self.config.server_uri, ver_dtd=ver_dtd, ver_proto=ver_proto, resp_uri=self._resp_uri,
                          meta=Meta(max_msg_size=self.config.max_msg_size, max_obj_size=self.config.max_obj_size),
-                         loc_name=self.config.server_id if self._server_password is not None else "",
-                         cred=self._server_cred())
+                         loc_name=self.config.server_id if self._cred_sent else "", cred=self._server_cred())
         return encode_message(Message(header, tuple(commands), final), self.encoding)
 
     def _server_cred(self) -> Cred | None:
-        if self._server_password is None:
+        """Our Cred, only to a client that authenticated: it is what the real device trusts us by."""
+        if self._server_password is None or not self._cred_sent:
             return None
         digest = md5_credential(self.config.server_id, self._server_password, self._client_nonce)
         return Cred(Meta(format="b64", type=AUTH_MD5), digest)

@@ -1,0 +1,76 @@
+"""The open DM sessions of the OMA-DM endpoint, by (DevId, SessionID), with their idle deadlines in a heap.
+
+A request touches only its own session; ``due(now)`` hands out the sessions whose idle deadline has passed
+in O(log n) each, so 10,000 idle sessions cost a request nothing. The endpoint's timer task calls it (and
+so does each request), so an idle session ends on time even when no other request arrives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from typing import Iterator
+
+from ..protocol.omadm.session import DmServerSession
+
+__all__ = ["SessionKey", "SessionTable"]
+
+SessionKey = tuple[str, str]
+
+
+class SessionTable:
+    def __init__(self) -> None:
+        self._sessions: dict[SessionKey, DmServerSession] = {}
+        self._keys: dict[int, SessionKey] = {}  # id(session) -> its key
+        self._heap: list[tuple[float, int, SessionKey, DmServerSession]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[SessionKey]:
+        return iter(list(self._sessions))
+
+    def get(self, key: SessionKey) -> DmServerSession | None:
+        return self._sessions.get(key)
+
+    def add(self, key: SessionKey, session: DmServerSession) -> None:
+        old = self._sessions.get(key)
+        if old is not None:
+            self._keys.pop(id(old), None)
+        self._sessions[key] = session
+        self._keys[id(session)] = key
+        self._schedule(key, session)
+
+    def drop(self, session: DmServerSession) -> None:
+        """Forget the session (its heap entry goes when it comes up)."""
+        key = self._keys.pop(id(session), None)
+        if key is not None and self._sessions.get(key) is session:
+            del self._sessions[key]
+        if len(self._heap) > 4 * len(self._sessions) + 1024:  # mostly entries of sessions gone: rebuild
+            self._heap = []
+            for live_key, live in self._sessions.items():
+                self._schedule(live_key, live)
+
+    def next_deadline(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, now: float) -> list[DmServerSession]:
+        """The open sessions whose idle deadline is ``now`` or earlier; a session whose deadline moved on is
+        put back with its new one."""
+        out: list[DmServerSession] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, _, key, session = heapq.heappop(self._heap)
+            if self._sessions.get(key) is not session:
+                continue  # dropped or replaced meanwhile
+            deadline = session.next_deadline()
+            if deadline is not None and deadline > now:
+                self._schedule(key, session)
+            else:
+                out.append(session)
+        return out
+
+    def _schedule(self, key: SessionKey, session: DmServerSession) -> None:
+        deadline = session.next_deadline()
+        heapq.heappush(self._heap, (-math.inf if deadline is None else deadline, next(self._order), key, session))

@@ -101,7 +101,8 @@ async def _serve_http(image: bytes) -> tuple[asyncio.Server, int]:
 
 @contextlib.asynccontextmanager
 async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    services = build_services(Config(db_path=str(tmp_path / "fota.db")))
+    services = build_services(Config(db_path=str(tmp_path / "fota.db"), enroll="lab"))  # devices join on contact
+    services.auth.create_account("lab")
     package = services.firmware.add(io.BytesIO(IMAGE), name="emu-2.0.0", make="FOTA Emulator", model="EMU-LWM2M",
                                     version_from="1.0.0", version_to="2.0.0", protocol="LWM2M")
     site = resource.Site()

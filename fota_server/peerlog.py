@@ -18,7 +18,7 @@ __all__ = ["PeerLog", "PEER_LOG", "peer_refused"]
 
 
 class PeerLog:
-    def __init__(self, interval_s: float = 60.0, max_lines: int = 200, max_peers: int = 10_000,
+    def __init__(self, interval_s: float = 60.0, max_lines: int = 100, max_peers: int = 10_000,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self.max_lines = max_lines
@@ -36,7 +36,7 @@ class PeerLog:
                 level: int = logging.WARNING) -> bool:
         """Count a refusal of ``kind`` from ``peer`` and log ``message % args`` unless this peer and kind
         were logged less than ``interval_s`` ago; returns whether a line was written."""
-        peer, kind = str(peer)[:80], str(kind)[:80]
+        peer, kind = _host(str(peer))[:80], str(kind)[:80]
         now = self._monotonic()
         with self._lock:
             self.counts[kind] += 1
@@ -67,6 +67,14 @@ class PeerLog:
         else:
             logger.log(level, message, *args)
         return True
+
+
+def _host(peer: str) -> str:
+    """The host of ``host:port`` or ``[v6]:port``: a flood from many ports of one host is one peer."""
+    if peer.startswith("["):
+        return peer[:peer.find("]") + 1] or peer
+    host, sep, port = peer.rpartition(":")
+    return host if sep and host and ":" not in host and port.isdigit() else peer
 
 
 PEER_LOG = PeerLog()

@@ -40,3 +40,12 @@ def test_bad_config_is_refused_with_a_clear_error(tmp_path: Path, content: str) 
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Config().http_port = 1  # type: ignore[misc]
+
+
+def test_enrolment_is_off_by_default_and_set_by_file_or_flag(tmp_path: Path) -> None:
+    assert (Config().enroll, Config().enroll_max_devices) == ("", 1000)
+    path = tmp_path / "lab.toml"
+    path.write_text('[server]\nenroll = "0000123456-00001"\nenroll_max_devices = 50\n')
+    config = load_config(str(path), environ={})
+    assert (config.enroll, config.enroll_max_devices) == ("0000123456-00001", 50)
+    assert load_config(str(path), environ={}, flags={"enroll": "other"}).enroll == "other"

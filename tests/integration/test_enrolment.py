@@ -139,3 +139,16 @@ def test_a_registration_survives_a_restart_under_its_id_and_new_ids_never_repeat
     finally:
         device.close()
         assert server.stop() == 0
+
+
+def test_run_sample_enrols_into_the_sample_account(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "fota.db", extra_args=["--sample"]).start()
+    device = Device(server.ports["coap"])
+    try:
+        code, _ = device.register("urn:imei:490154203237599")
+        assert code == "2.01"
+    finally:
+        device.close()
+        assert server.stop() == 0
+    listed = cli("device", "list", "--account", "0000123456-00001", db=tmp_path / "fota.db").stdout
+    assert "490154203237599" in listed

@@ -148,8 +148,8 @@ def test_an_overlong_identity_is_refused_without_a_lookup() -> None:
 def test_a_non_utf8_identity_is_refused_without_an_error_log(caplog: pytest.LogCaptureFixture) -> None:
     client = DtlsPskClient("x", b"k")
     client._identity = b"\xff\xfe-device"
-    with caplog.at_level(logging.WARNING, logger="fota_server.dtls"):
-        session = _connect(_core(), client)
+    with caplog.at_level(logging.WARNING, logger="fota_server.dtls"):   # an address no other test logs for
+        session = _connect(_core(), client, address=("192.0.2.99", 40000))
     assert session.state is SessionState.CLOSED
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
@@ -258,3 +258,17 @@ def test_missing_psk_hook_is_reported_clearly(monkeypatch: pytest.MonkeyPatch) -
         check_coaps_support()
     with pytest.raises(DtlsHookUnavailable):
         DtlsServerCore(KEYS.get)
+
+
+def test_a_verified_client_hello_is_dropped_without_state_when_no_handshake_may_open() -> None:
+    core = _core()
+    client = DtlsPskClient("dev-1", KEYS["dev-1"])
+    client.start(0.0)
+    session, replies = core.accept(ADDRESS, client.to_send()[0], 0.0, may_open=False)
+    assert session is None and len(replies) == 1          # the cookie exchange stays as it was: stateless
+    client.receive(replies[0], 0.0)
+    hello_with_cookie = client.to_send()[0]
+    assert core.accept(ADDRESS, hello_with_cookie, 0.0, may_open=False) == (None, [])
+    assert core.handshakes_refused == 1
+    session, flight = core.accept(ADDRESS, hello_with_cookie, 0.0)   # the client's retransmission, once there is room
+    assert session is not None and flight and core.handshakes_refused == 1

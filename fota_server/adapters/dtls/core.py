@@ -25,11 +25,12 @@ from typing import Any, Callable
 
 from OpenSSL import SSL
 
+from ...peerlog import peer_refused
 from .datagrams import client_hello_random, pack_datagrams, split_records
 
 __all__ = [
     "DtlsSettings", "DtlsServerCore", "DtlsSession", "SessionState", "PskLookup",
-    "DtlsHookUnavailable", "check_psk_hook", "DEFAULT_CIPHERS",
+    "DtlsHookUnavailable", "check_psk_hook", "DEFAULT_CIPHERS", "peer_host",
 ]
 
 log = logging.getLogger("fota_server.dtls")
@@ -66,7 +67,7 @@ class DtlsSettings:
     handshake_timeout_s: float = 30.0
     idle_timeout_s: float = 600.0
     max_sessions: int = 10_000
-    max_handshakes: int = 512
+    max_handshakes: int = 512            # half-open (cookie-verified, unfinished) handshakes at once
     max_datagram_bytes: int = 16384 + 1024     # one full record (RFC 6347 §4.1: 2^14 plaintext) plus overhead
     max_identity_bytes: int = 128
     cookie_rotation_s: float = 300.0      # a cookie stays valid for one to two of these
@@ -109,6 +110,7 @@ class DtlsServerCore:
         self._cookie_window = 0
         self._active: DtlsSession | None = None
         self._context = self._build_context()
+        self.handshakes_refused = 0      # verified ClientHellos dropped because ``may_open`` was false
 
     def _build_context(self) -> SSL.Context:
         ffi, lib = _binding()
@@ -153,11 +155,13 @@ class DtlsServerCore:
             except UnicodeDecodeError:
                 name = ""
             if not name or len(raw) > self.settings.max_identity_bytes:
-                log.warning("DTLS handshake from %s with an unusable PSK identity %r", session.address, raw[:64])
+                peer_refused(log, peer_host(session.address), "DTLS unusable PSK identity",
+                             "DTLS handshake from %s with an unusable PSK identity %r", session.address, raw[:64])
                 return 0
             key = self._psk_lookup(name)
             if not key or len(key) > max_psk_len:
-                log.warning("DTLS handshake from %s with unknown PSK identity %r", session.address, name)
+                peer_refused(log, peer_host(session.address), "DTLS unknown PSK identity",
+                             "DTLS handshake from %s with unknown PSK identity %r", session.address, name[:64])
                 return 0
             ffi.memmove(psk_out, key, len(key))
             session.identity = name
@@ -166,11 +170,15 @@ class DtlsServerCore:
             log.exception("PSK lookup failed")
             return 0
 
-    def accept(self, address: Any, datagram: bytes, now: float) -> tuple["DtlsSession | None", list[bytes]]:
+    def accept(self, address: Any, datagram: bytes, now: float,
+               may_open: bool = True) -> tuple["DtlsSession | None", list[bytes]]:
         """The stateless cookie step for an epoch-0 ClientHello from ``address``.
 
         Without a valid cookie the reply is a HelloVerifyRequest and no state is kept. With one,
-        a new handshaking session is returned together with the server's first flight.
+        a new handshaking session is returned together with the server's first flight; unless
+        ``may_open`` is false (too many handshakes under way): then the ClientHello is dropped, no
+        state is kept, and ``handshakes_refused`` counts it. A spoofed flood never gets past the cookie,
+        so it costs neither state nor a place among the half-open handshakes.
         """
         self._cookie_window = int(now // self.settings.cookie_rotation_s)
         connection = SSL.Connection(self._context, None)
@@ -184,6 +192,9 @@ class DtlsServerCore:
             return None, _drain(connection, self.settings.mtu)
         except SSL.Error:
             return None, []
+        if not may_open:
+            self.handshakes_refused += 1
+            return None, []
         session = DtlsSession(self, connection, address, now, client_hello_random(datagram))
         session.step(now)
         return session, session.to_send()
@@ -195,6 +206,11 @@ class DtlsServerCore:
             return action()
         finally:
             self._active = None
+
+
+def peer_host(address: Any) -> str:
+    """The host part of a peer's address: the key its refusals are logged under (any port, one line)."""
+    return str(address[0]) if isinstance(address, tuple) and address else str(address)
 
 
 def read_records(connection: SSL.Connection) -> list[bytes]:

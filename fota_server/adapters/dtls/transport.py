@@ -26,7 +26,8 @@ from aiocoap.numbers import constants
 from aiocoap.transports.generic_udp import GenericMessageInterface
 from aiocoap.util import hostportjoin, hostportsplit
 
-from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState
+from ...peerlog import PEER_LOG, peer_refused
+from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState, peer_host
 from .datagrams import client_hello_random, is_initial_client_hello
 from .deadlines import Deadlines
 
@@ -95,6 +96,13 @@ class DtlsRemote(interfaces.EndpointAddress):
 
 
 SessionListener = Callable[[DtlsRemote], None]
+
+
+def _peer_of(remote: Any, port: bool = False) -> str:
+    """A remote's host (the key its refusals are logged under), or host and port to show."""
+    if port:
+        return str(getattr(remote, "hostinfo", remote))
+    return peer_host(getattr(remote, "address", remote))
 EndpointLookup = Callable[[str], "str | None"]
 
 
@@ -111,8 +119,10 @@ class _DatagramSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
             self._interface.datagram_received(data, addr)
-        except Exception:  # nothing a peer sends may stop the listener
-            log.exception("dropping a datagram from %s after an internal error", addr)
+        except Exception as exc:  # nothing a peer sends may stop the listener; one line, no traceback
+            self._interface.counters["datagrams_failed"] += 1
+            peer_refused(log, peer_host(addr), "DTLS datagram failed", "dropping a datagram from %s after an "
+                         "internal error: %s: %s", addr, type(exc).__name__, exc)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error on the CoAPS socket: %s", exc)
@@ -143,8 +153,8 @@ class DtlsMessageInterface(GenericMessageInterface):
         self.on_closed: SessionListener | None = None
         self.hostinfo_local = ""
         self.port = 0
-        # datagrams_dropped, hello_verify_sent, handshakes_completed, handshakes_failed, sessions_ended,
-        # coap_unparsable
+        # datagrams_dropped, datagrams_failed, hello_verify_sent, handshakes_completed, handshakes_failed,
+        # handshakes_refused, sessions_ended, coap_unparsable, coap_failed
         self.counters: Counter[str] = Counter()
 
     @classmethod
@@ -199,14 +209,17 @@ class DtlsMessageInterface(GenericMessageInterface):
             message = Message.decode(datagram, remote=address)
         except (error.UnparsableMessage, ValueError):   # aiocoap also raises UnicodeDecodeError
             self.counters["coap_unparsable"] += 1
-            log.warning("dropping an unparsable CoAP message from %r", address)
+            peer_refused(log, _peer_of(address), "CoAPS unparsable", "dropping an unparsable CoAP message from %s",
+                         _peer_of(address, port=True))
             return
         if self._mman is None:
             return
         try:
             self._mman.dispatch_message(message)
-        except Exception:
-            log.exception("dropping a CoAP message from %r after an internal error", address)
+        except Exception as exc:
+            self.counters["coap_failed"] += 1
+            peer_refused(log, _peer_of(address), "CoAPS dispatch failed", "dropping a CoAP message from %s after "
+                         "an internal error: %s: %s", _peer_of(address, port=True), type(exc).__name__, exc)
 
     # --- lookups for the LwM2M layer
 
@@ -263,14 +276,20 @@ class DtlsMessageInterface(GenericMessageInterface):
         return session is None or client_hello_random(data) != session.hello_random
 
     def _accept(self, address: Any, data: bytes, now: float) -> DtlsSession | None:
+        """The cookie exchange stays stateless; a verified ClientHello opens a session only while fewer
+        than ``max_handshakes`` handshakes are half-open (beyond that it is dropped and counted)."""
         handshaking = len(self._sessions) - len(self._remotes)
-        if handshaking >= self._settings.max_handshakes:
-            self.counters["datagrams_dropped"] += 1
-            return None
-        session, replies = self._core.accept(address, data, now)
+        refused_before = self._core.handshakes_refused
+        session, replies = self._core.accept(address, data, now,
+                                             may_open=handshaking < self._settings.max_handshakes)
         self._sendto(replies, address)
         if session is None:
-            self.counters["hello_verify_sent" if replies else "datagrams_dropped"] += 1
+            if self._core.handshakes_refused != refused_before:
+                self.counters["handshakes_refused"] += 1
+                peer_refused(log, peer_host(address), "DTLS handshake refused", "DTLS handshake from %s refused: "
+                             "%d handshakes are under way already", address, handshaking)
+            else:
+                self.counters["hello_verify_sent" if replies else "datagrams_dropped"] += 1
             return None
         old = self._sessions.get(address)
         if old is not None:
@@ -323,9 +342,11 @@ class DtlsMessageInterface(GenericMessageInterface):
         remote = self._remotes.pop(session, None)
         if remote is None:
             self.counters["handshakes_failed"] += 1
-            level = logging.WARNING if session.identity is not None else logging.INFO
-            log.log(level, "DTLS handshake with %s (identity %r) did not complete: %s",
-                    session.address, session.identity, reason)
+            if reason != "server shutting down":
+                level = logging.WARNING if session.identity is not None else logging.INFO
+                PEER_LOG.refused(log, peer_host(session.address), "DTLS handshake failed",
+                                 "DTLS handshake with %s (identity %r) did not complete: %s", session.address,
+                                 session.identity, reason, level=level)
             return
         self.counters["sessions_ended"] += 1
         if self._by_identity.get(remote.psk_identity) is session:

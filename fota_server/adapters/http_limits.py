@@ -1,0 +1,102 @@
+"""Limits of the HTTP listener: a header-read timeout and a cap on concurrent connections, for uvicorn.
+
+uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but sets no timer on a connection
+that has not yet sent a complete request head: a client that connects and sends nothing, or a few bytes a
+minute (slowloris), holds a connection for ever. ``head_timeout_protocol(timeout_s)`` is uvicorn's h11
+protocol with one timer more: from the moment a connection waits for a request head (it opened, or the first
+bytes of the next request on a kept-alive connection arrived) the whole head must arrive within
+``timeout_s``, or the connection is closed. The request body and the response are not timed here.
+
+``uvicorn_limits(config)`` gives the keyword arguments for ``uvicorn.Config``: this protocol, and
+``limit_concurrency`` such that up to ``max_http_connections`` connections are served and a request on any
+connection beyond them is answered 503 (uvicorn counts the connection making the request among them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypedDict
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..config import Config
+from ..peerlog import peer_refused
+
+__all__ = ["HeadTimeoutH11Protocol", "head_timeout_protocol", "uvicorn_limits", "UvicornLimits"]
+
+log = logging.getLogger("fota_server.http")
+
+
+class HeadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol; a connection that does not send its request head within ``head_timeout_s``
+    is closed."""
+
+    head_timeout_s: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()      # the first bytes of the next request on a kept-alive connection
+        super().data_received(data)
+        self._settle_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._settle_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _settle_head_timer(self) -> None:
+        """A head has arrived (the peer is sending a body, or is done): no timer until the next request."""
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_head_timer()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        host = self.client[0] if self.client else "?"
+        peer_refused(log, host, "HTTP request head timeout", "HTTP connection from %s closed: no complete request "
+                     "head within %.0f s", host, self.head_timeout_s)
+        self.transport.close()
+
+
+def head_timeout_protocol(timeout_s: float) -> type[HeadTimeoutH11Protocol]:
+    """The protocol class for ``uvicorn.Config(http=...)`` with this header-read timeout."""
+    class Protocol(HeadTimeoutH11Protocol):
+        head_timeout_s = float(timeout_s)
+    return Protocol
+
+
+class UvicornLimits(TypedDict):
+    http: type[asyncio.Protocol]
+    limit_concurrency: int | None
+
+
+def uvicorn_limits(config: Config) -> UvicornLimits:
+    """``uvicorn.Config`` keyword arguments for ``max_http_connections`` and ``http_header_timeout_s``
+    (0 turns either off)."""
+    protocol: type[asyncio.Protocol] = (head_timeout_protocol(config.http_header_timeout_s)
+                                        if config.http_header_timeout_s > 0 else H11Protocol)
+    cap = config.max_http_connections
+    return {"http": protocol, "limit_concurrency": cap + 1 if cap > 0 else None}

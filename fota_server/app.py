@@ -18,11 +18,13 @@ from starlette.applications import Starlette
 
 from .adapters import ddi_http, fota_http, omadm_http
 from .adapters.blobs import FileBlobStore
+from .adapters.coap_peer_log import quiet_peer_logs
 from .adapters.coap_site import build_site
 from .adapters.dtls import (
     DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
 )
 from .adapters.http_driver import HttpFotaSettings
+from .adapters.http_limits import uvicorn_limits
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
@@ -126,7 +128,7 @@ class RunningServer:
             drivers["LWM2M"] = await self._start_coap()
         app = build_http_app(self.services)
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                             **self._tls_options()))
+                                             **uvicorn_limits(config), **self._tls_options()))
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
         while not self._http.started:
             if self._http_task.done():
@@ -166,6 +168,8 @@ class RunningServer:
         self._lwm2m = lwm2m_endpoint(self.services, site)
         self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config))
         self._coap = self._lwm2m.context
+        if self._coap is not None:   # aiocoap's line per bad datagram: rate-limited through the peer log
+            quiet_peer_logs(self._coap.log)
         campaigns = self.services.campaigns
         self._lwm2m.server.report_listeners.append(
             lambda endpoint, _report: campaigns.offer_device(device_id_for_endpoint(endpoint)[1]))
@@ -191,7 +195,8 @@ class RunningServer:
         try:
             coaps = await add_coaps_transport(
                 self._coap, (config.host, config.coaps_port), psk_lookup_for(creds),
-                DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s)),
+                DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s),
+                             max_handshakes=config.dtls_max_handshakes),
                 endpoint_lookup=endpoint_lookup_for(creds))
         except DtlsHookUnavailable as exc:
             log.error("CoAPS (DTLS-PSK) is off: %s", exc)

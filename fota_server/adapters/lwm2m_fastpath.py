@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import aiocoap
 
+from ..peerlog import peer_refused
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.blockwise import BlockOption
 from ..protocol.lwm2m.coap_message import (
@@ -71,7 +72,11 @@ class FastPath(asyncio.DatagramProtocol):
             answer = None
         if answer is None:
             self.passed_on += 1
-            self._inner.datagram_received(data, addr)
+            try:
+                self._inner.datagram_received(data, addr)
+            except ValueError as exc:  # aiocoap lets UnicodeDecodeError out of an option it cannot decode
+                peer_refused(log, str(addr[0]), "CoAP unparsable", "dropping an unparsable CoAP datagram from %s: %s",
+                             _hostinfo(addr), exc)
             return
         self.answered += 1
         if data[1] == _POST and answer[1] == _CREATED:  # a Register: answered once its registration is saved

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .adapters.omadm_access import set_enrolment_secret
 from .app import build_services, serve
 from .config import Config, ConfigError, load_config
 from .demo import DemoOptions, run_demo
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print the credentials as JSON")
     lst = account.add_parser("list", help="list accounts")
     _common(lst)
+    enrol = account.add_parser("omadm-enrol-secret", help="set the OMA-DM enrolment user name and secret of an "
+                               "account (used with run --enroll ACCOUNT; stored as digests)")
+    _common(enrol)
+    enrol.add_argument("name")
+    enrol.add_argument("--secret", required=True)
+    enrol.add_argument("--user", default="enrol", help="the user name devices send (default enrol)")
 
     firmware = sub.add_parser("firmware", help="manage the firmware repository").add_subparsers(
         dest="action", required=True)
@@ -208,6 +215,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 print(f"account:       {creds.account_name}\nclient id:     {creds.client_id}\n"
                       f"client secret: {creds.client_secret}\nusername:      {creds.username}\n"
                       f"password:      {creds.password}\n(secrets are stored hashed; keep these now)")
+        elif args.command == "account" and args.action == "omadm-enrol-secret":
+            _print_json(set_enrolment_secret(services, args.name, args.user, args.secret))
         elif args.command == "account":
             _print_json([{"name": a.name, "licenseCount": a.license_count} for a in services.db.accounts.list_accounts()])
         elif args.command == "firmware" and args.action == "add":

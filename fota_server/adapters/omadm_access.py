@@ -7,7 +7,8 @@
   account's enrolment user name and secret. Only the inner digest ``B64(H(user ":" secret))`` (enough for
   MD5 digest and MAC) and the SRVCRED derived from the secret are stored, in the account's settings. On
   success the device is added to ACCOUNT (``Enrolment.admit``) and keeps a copy of those derived values as
-  its own credential (kind ``omadm-enrolled``), so changing the account's secret later does not lock it out.
+  its own OMA-DM credential (identity ``enrolled:<device id>``, secret ``derived:<json>``; the user name
+  it authenticates with is in the JSON), so changing the account's secret later does not lock it out.
 * Anyone else is refused with a SyncML 401 and nothing is stored.
 """
 
@@ -26,12 +27,12 @@ from ..records import Credential
 from ..services import Services
 
 __all__ = [
-    "CREDENTIAL_KIND", "ENROLLED_KIND", "ENROLMENT_SETTING", "ClientIdentity", "OmadmAccess", "device_key",
+    "CREDENTIAL_KIND", "ENROLMENT_SETTING", "ClientIdentity", "OmadmAccess", "device_key",
     "set_enrolment_secret",
 ]
 
 CREDENTIAL_KIND = "omadm"
-ENROLLED_KIND = "omadm-enrolled"
+_ENROLLED_IDENTITY, _DERIVED_SECRET = "enrolled:", "derived:"
 ENROLMENT_SETTING = "omadm_enrolment"
 DEFAULT_ENROLMENT_USER = "enrol"
 _ID_PREFIXES = ("IMEI:", "MEID:", "ESN:", "IMSI:")
@@ -87,14 +88,11 @@ class OmadmAccess:
         if loc_name:
             found = store.find_by_identity(CREDENTIAL_KIND, loc_name)
             if found is not None and found.device_id in candidate_ids(dev_id):
-                return _plain(found)
+                return _identity_of(found)
         for candidate in candidate_ids(dev_id):
-            plain = store.get_credential(candidate, CREDENTIAL_KIND)
-            if plain is not None:
-                return _plain(plain)
-            enrolled = store.get_credential(candidate, ENROLLED_KIND)
-            if enrolled is not None:
-                return _derived(candidate, json.loads(enrolled.secret))
+            found = store.get_credential(candidate, CREDENTIAL_KIND)
+            if found is not None:
+                return _identity_of(found)
         return None
 
     def _enrolment(self, dev_id: str, user: str) -> ClientIdentity | None:
@@ -122,12 +120,25 @@ class OmadmAccess:
         if admission.device.account_name != identity.account:
             return Refused("unknown", f"device belongs to another account than {identity.account}")
         cred = identity.credential
-        secret = json.dumps({"user": cred.username, "digest": cred.inner, "srvcred": identity.srvcred})
-        stored = Credential(identity.device_id, ENROLLED_KIND, identity.device_id, secret,
+        secret = _DERIVED_SECRET + json.dumps({"user": cred.username, "digest": cred.inner,
+                                               "srvcred": identity.srvcred})
+        stored = Credential(identity.device_id, CREDENTIAL_KIND, _ENROLLED_IDENTITY + identity.device_id, secret,
                             self._services.clock.now())
         if not self._services.db.credentials.set_credential(stored):
             return Refused("invalid", "the device's credential could not be stored")
         return admission
+
+
+def _identity_of(credential: Credential) -> ClientIdentity:
+    """A provisioned credential (secret in clear), or one enrolment gave (derived values only)."""
+    if credential.identity.startswith(_ENROLLED_IDENTITY) and credential.secret.startswith(_DERIVED_SECRET):
+        try:
+            value = json.loads(credential.secret[len(_DERIVED_SECRET):])
+        except ValueError:
+            value = None
+        if isinstance(value, dict) and value.get("digest") and value.get("srvcred"):
+            return _derived(credential.device_id, value)
+    return _plain(credential)
 
 
 def _plain(credential: Credential) -> ClientIdentity:

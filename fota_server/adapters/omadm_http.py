@@ -179,13 +179,13 @@ class OmadmServer:
         h = message.header
         if not h.source or not h.session_id or len(h.source) > 128 or len(h.session_id) > 32:
             raise PeerError("SyncHdr needs a Source LocURI (128 at most) and a SessionID (32 at most)", hint=400)
+        identity = self.access.identify(h.source, h.loc_name, _mac_user(mac_header))
+        if identity is None:
+            return None
         if h.msg_id != 1:
             raise PeerError(f"MsgID {h.msg_id} continues a session that is not open (expired or unknown)", hint=408)
         if len(self.sessions) >= self.settings.max_sessions:
             raise PeerError("too many open DM sessions", hint=503)
-        identity = self.access.identify(h.source, h.loc_name, _mac_user(mac_header))
-        if identity is None:
-            return None
         device_id, enrolling = identity.device_id, identity.enrolling
         jobs = [] if enrolling else self.driver.jobs_for(device_id, base_url)
         session = DmServerSession(

@@ -6,8 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_emulator.omadm import ClientConfig, DeviceProfile, DmClientSession, OmadmDevice
+from device_emulator.omadm.client import ClientState
 from fota_server.protocol.errors import PeerError
-from fota_server.protocol.omadm.syncml import Chal, Command, Encoding, Item, Message, Meta, SyncHdr, encode_message
+from fota_server.protocol.omadm.refusal import challenge, refusal
+from fota_server.protocol.omadm.syncml import (
+    Chal, Command, Encoding, Item, Message, Meta, SyncHdr, decode_message, encode_message,
+)
 
 _paths = st.sampled_from(["./DevDetail/FwV", "./DevInfo", "./FUMO/DownloadAndUpdate", "./FUMO/DownloadAndUpdate/PkgURL",
                           "./FUMO/State", "./Nope", ""])
@@ -39,3 +43,21 @@ def test_client_answers_or_raises_peer_error(replies: list[tuple[list[Command], 
         except PeerError:
             assert client.finished
             return
+
+
+def test_a_refused_session_ends_the_client_with_the_status() -> None:
+    """A SyncML refusal (403 not admitted, 408 session gone, 503 throttled) fails the session at once; a 401
+    with a challenge is answered with a new credential."""
+    for code, state in (("403", ClientState.FAILED), ("408", ClientState.FAILED), ("503", ClientState.FAILED),
+                        ("401", ClientState.WAITING)):
+        client = DmClientSession(ClientConfig("u", "p"), OmadmDevice(DeviceProfile("IMEI:1")), "1", b"")
+        sent = client.to_send()
+        assert sent is not None
+        message = decode_message(sent.body)[0]
+        chal = challenge(b"\x02" * 16) if code == "401" else None
+        client.receive(refusal(message, Encoding.XML, int(code), "/dm", chal))
+        assert client.state is state, code
+        if state is ClientState.FAILED:
+            assert code in client.failure and client.to_send() is None
+        else:
+            assert client.to_send() is not None and client.nonce == b"\x02" * 16

@@ -42,6 +42,7 @@ from .campaign.service import CampaignService
 from .clock import Clock, SystemClock
 from .config import Config
 from .devices import DeviceRegistry
+from .download_tokens import DownloadTokens, load_or_create_download_key
 from .enrolment import Enrolment
 from .firmware import FirmwareRepository
 from .services import Services
@@ -65,6 +66,7 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         signer = load_or_create_signer(data_dir / "signing-key.pem")
+        download_key = load_or_create_download_key(data_dir / "download-key")
     except OSError as exc:
         db.close()
         raise StorageOpenError("data directory", str(data_dir), exc.strerror or str(exc)) from exc
@@ -78,8 +80,9 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
         campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks, devices=db.devices,
         licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
     enrolment = Enrolment(devices, db.devices, config.enroll, config.enroll_max_devices)
+    download_tokens = DownloadTokens(download_key, clock.now, config.download_token_ttl_s)
     services = Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
-                        campaigns=campaigns, enrolment=enrolment)
+                        campaigns=campaigns, enrolment=enrolment, download_tokens=download_tokens)
     services.extra["campaign_stores"] = stores
     return services
 
@@ -178,11 +181,14 @@ class RunningServer:
             creds = self.services.db.credentials
             self._lwm2m.server.requires_dtls = lambda device_id: creds.get_credential(device_id, "psk") is not None
         host = config.advertised_host
+        coaps_port = self.services.ports.get("coaps")
         settings = Lwm2mDriverSettings(
             coap_base=f"coap://{_url_host(host)}:{self.services.ports['coap']}",
+            coaps_base=f"coaps://{_url_host(host)}:{coaps_port}" if coaps_port else "",
             http_base=f"{'https' if config.https else 'http'}://{_url_host(host)}:{self.services.ports['http']}")
         blobs = FileBlobStore(config.resolved_data_dir / "blobs")
-        self._lwm2m_driver = Lwm2mDriver(self._lwm2m.server, self.services.db.packages, blobs, settings)
+        self._lwm2m_driver = Lwm2mDriver(self._lwm2m.server, self.services.db.packages, blobs, settings,
+                                         tokens=self.services.download_tokens)
         self._lwm2m_driver.on_device_back = campaigns.device_back
         self._lwm2m_driver.park(campaigns.unreachable_waiting("LWM2M"))
         return self._lwm2m_driver

@@ -10,6 +10,7 @@ from .campaign.service import CampaignService
 from .clock import Clock
 from .config import Config
 from .devices import DeviceRegistry
+from .download_tokens import DownloadTokens
 from .enrolment import Enrolment
 from .firmware import FirmwareRepository
 from .store.sqlite import SqliteDatabase
@@ -27,5 +28,6 @@ class Services:
     devices: DeviceRegistry
     campaigns: CampaignService
     enrolment: Enrolment
+    download_tokens: DownloadTokens
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -30,6 +30,7 @@ from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DriverCommand, InstallPackage,
     PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
+from ..download_tokens import DownloadTokens
 from ..protocol.errors import PeerError
 from ..protocol.http_fota.manifest import CheckIn, CheckInAnswer, Offer, ReportState, ResultCode, StatusReport
 from ..protocol.http_fota.windows import Schedule, TimeWindow, next_checkin_s
@@ -135,8 +136,9 @@ class HttpDriver:
     def __init__(self, devices: DeviceStore, packages: PackageStore, http_devices: SqliteHttpDeviceStore,
                  offers: SqliteOfferStore, settings: HttpFotaSettings = HttpFotaSettings(),
                  campaign_lookup: Callable[[str], Any] | None = None, rng: random.Random | None = None,
-                 on_outcome: Callable[[], None] | None = None) -> None:
+                 on_outcome: Callable[[], None] | None = None, tokens: DownloadTokens | None = None) -> None:
         self.devices = devices
+        self.tokens = tokens  # with None, offered URLs carry no download token (the /fw routes refuse them)
         self.packages = packages
         self.http_devices = http_devices
         self.offers = offers
@@ -291,8 +293,13 @@ class HttpDriver:
 
     def offer_of(self, view: OfferView, base_url: str) -> Offer:
         p = view.package
-        return Offer(view.record.offer_id, p.kind, p.version_to, f"{base_url}{self.settings.download_path}/{p.package_id}",
+        return Offer(view.record.offer_id, p.kind, p.version_to, self.download_url(view.record.device_id, p, base_url),
                      p.size, p.sha256, p.signature, view.install_open, (p.file_name or f"{p.name}.bin")[:128])
+
+    def download_url(self, device_id: str, package: Package, base_url: str) -> str:
+        """``<base_url>/fw/<package id>?t=<download token>``: the image, for this device only, for a while."""
+        url = f"{base_url}{self.settings.download_path}/{package.package_id}"
+        return f"{url}?t={self.tokens.issue(device_id, package.sha256)}" if self.tokens is not None else url
 
     def _confirm(self, view: OfferView, checkin: CheckIn, now: datetime) -> OfferView | None:
         """The version the device runs ends the offer: on the target it succeeded (whatever the offer's

@@ -1,9 +1,11 @@
-"""The CoAP firmware file server ``/fw/<sha256>`` (aiocoap): Block2 with a stable ETag and Size2 on every
-block, stateless and resumable (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2 and 8)."""
+"""The CoAP firmware file server ``/fw/<sha256>/<token>`` (aiocoap): Block2 with a stable ETag and Size2 on
+every block, stateless and resumable (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2 and 8). Every
+block needs the download token of the Package URI (``download_tokens.py``); without a valid one: 4.01."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import mmap
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ import aiocoap
 import aiocoap.resource as resource
 from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
+from ..download_tokens import DownloadTokens, TokenCheck
+from ..peerlog import peer_refused
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m.blockwise import block2_slice
 from .blobs import FileBlobStore
@@ -19,16 +23,26 @@ from .lwm2m_downlink import code_of
 
 __all__ = ["FirmwareBlockResource", "FirmwareBlock", "image_etag"]
 
+log = logging.getLogger("fota_server.lwm2m")
+_REFUSALS = {
+    TokenCheck.INVALID: "no valid download token for this image",
+    TokenCheck.EXPIRED: "the download token has expired",
+    TokenCheck.WRONG_DEVICE: "the download token was issued to another device than this DTLS session's",
+}
+
 
 class FirmwareBlockResource(resource.Resource, resource.PathCapable):
-    """``GET /fw/<sha256>``: the image in exactly the block asked for, with a stable ETag (the first 8 bytes of
-    the SHA-256) and Size2 on every block (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2 and 8)."""
+    """``GET /fw/<sha256>/<token>``: the image in exactly the block asked for, with a stable ETag (the first 8
+    bytes of the SHA-256) and Size2 on every block (RFC 7959 §2.4, §4; reference §6 "Pull" and pitfalls 2
+    and 8); 4.01 without a valid download token, or with one issued to another device than the DTLS
+    session's."""
 
     MAX_OPEN = 16
 
-    def __init__(self, blobs: FileBlobStore) -> None:
+    def __init__(self, blobs: FileBlobStore, tokens: DownloadTokens) -> None:
         super().__init__()
         self._blobs = blobs
+        self._tokens = tokens
         self._open: OrderedDict[str, tuple[mmap.mmap | bytes, bytes]] = OrderedDict()
         self.blocks_served = 0
 
@@ -55,13 +69,17 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
         return entry
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        path = request.opt.uri_path
-        return self.render_block(request, path[0] if len(path) == 1 else "")
+        return self.render_block(request, tuple(request.opt.uri_path))
 
-    def render_block(self, request: aiocoap.Message, sha: str) -> aiocoap.Message:
-        """The block ``request`` asks for of the image named by ``sha`` (a SHA-256 in hex)."""
+    def render_block(self, request: aiocoap.Message, rest: tuple[str, ...]) -> aiocoap.Message:
+        """The block ``request`` asks for of the image named by ``rest`` (``(<sha256 hex>, <token>)``, the path
+        after ``/fw``)."""
+        refusal = self.refusal(rest, _session_device(request), _peer(request))
+        if refusal is not None:
+            return aiocoap.Message(code=code_of(refusal))
         wanted = request.opt.block2
-        block = self.block_for(sha, *((wanted.block_number, wanted.size_exponent) if wanted is not None else (0, 6)))
+        block = self.block_for(rest[0], *((wanted.block_number, wanted.size_exponent) if wanted is not None
+                                          else (0, 6)))
         if isinstance(block, str):
             return aiocoap.Message(code=code_of(block))
         response = aiocoap.Message(code=aiocoap.CONTENT, payload=block.payload, content_format=42)
@@ -70,6 +88,19 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
         if wanted is not None or block.more:
             response.opt.block2 = AiocoapBlock.BlockwiseTuple(block.num, int(block.more), block.szx)
         return response
+
+    def refusal(self, rest: tuple[str, ...] | list[str], device_id: str | None, peer: str) -> str | None:
+        """None if the path after ``/fw`` is ``<sha256>/<token>`` with a token valid for that image (and, on a
+        DTLS session, for its device ``device_id``); else the CoAP code to answer with (4.01, 4.04)."""
+        if len(rest) > 2:
+            return "4.04"
+        sha = rest[0].lower() if rest else ""
+        outcome = self._tokens.check(rest[1], sha, device_id) if len(rest) == 2 else TokenCheck.INVALID
+        if outcome is TokenCheck.OK:
+            return None
+        peer_refused(log, peer, "download token", "CoAP GET /fw/%s from %s refused (4.01): %s", sha[:64], peer,
+                     _REFUSALS[outcome] if len(rest) == 2 else "the Package URI's download token is missing")
+        return "4.01"
 
     def block_for(self, sha: str, num: int, szx: int) -> "FirmwareBlock | str":
         """One block of an image, or the CoAP code to answer with (4.04 unknown image, 4.02 past the end)."""
@@ -94,6 +125,20 @@ class FirmwareBlock:
     payload: bytes
     etag: bytes
     size2: int
+
+
+def _session_device(request: aiocoap.Message) -> str | None:
+    """The device a DTLS session authenticated as (``""`` if its identity belongs to none); None over plain
+    CoAP."""
+    device = getattr(request.remote, "lwm2m_endpoint", None)
+    return device if isinstance(device, str) else None
+
+
+def _peer(request: aiocoap.Message) -> str:
+    try:
+        return str(request.remote.hostinfo)
+    except (AttributeError, ValueError):
+        return "?"
 
 
 def image_etag(image: bytes) -> bytes:

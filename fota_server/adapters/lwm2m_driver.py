@@ -20,6 +20,7 @@ from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
     InstallPackage, PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
+from ..download_tokens import DownloadTokens
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m import firmware_messages as fm
 from ..protocol.lwm2m.content import ContentFormat, decode_values
@@ -37,13 +38,15 @@ from .lwm2m_site import Lwm2mServer
 __all__ = ["Lwm2mDriverSettings", "UpdateSession", "Lwm2mDriver"]
 
 log = logging.getLogger("fota_server.lwm2m")
+MAX_PACKAGE_URI = 255  # Object 5 /5/0/1 Package URI: String, 0..255 bytes (LwM2M Core 1.1, Appendix E.6)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
 class Lwm2mDriverSettings:
-    coap_base: str = ""                 # "coap://192.0.2.10:5683": pull from our /fw/<sha256> Block2 resource
-    http_base: str = ""                 # "http://192.0.2.10:8080": pull from the HTTP endpoint /fw/sha256/<sha256>
+    coap_base: str = ""                 # "coap://192.0.2.10:5683": pull from our /fw/<sha256>/<token> Block2 resource
+    coaps_base: str = ""                # "coaps://192.0.2.10:5684": the same over DTLS, for devices registered on it
+    http_base: str = ""                 # "https://192.0.2.10:8080": pull from the HTTP endpoint /fw/sha256/<sha256>?t=<token>
     prefer: fm.Method = fm.Method.PULL
     allow_push: bool = True
     push_szx: int = 6                   # 1024-byte blocks; the device may ask for less
@@ -51,12 +54,16 @@ class Lwm2mDriverSettings:
     register_wait_s: float = 3600.0     # how long an attempt waits for an unregistered device
     timeouts: fm.FirmwareTimeouts = field(default_factory=fm.FirmwareTimeouts)
 
-    def pull_uris(self, package: Package) -> tuple[str, ...]:
+    def pull_uris(self, package: Package, token: str = "", dtls: bool = False) -> tuple[str, ...]:
+        """The Package URIs to offer, best first: CoAP (CoAPS for a device ``dtls`` registered over DTLS, when
+        CoAPS is on), then HTTP(S); each carries the download ``token`` (a path segment for CoAP, which some
+        LwM2M clients keep when they drop a query; the ``t`` query for HTTP)."""
         uris = []
-        if self.coap_base:
-            uris.append(f"{self.coap_base.rstrip('/')}/fw/{package.sha256}")
+        coap_base = self.coaps_base if dtls and self.coaps_base else self.coap_base
+        if coap_base:
+            uris.append(f"{coap_base.rstrip('/')}/fw/{package.sha256}" + (f"/{token}" if token else ""))
         if self.http_base:
-            uris.append(f"{self.http_base.rstrip('/')}/fw/sha256/{package.sha256}")
+            uris.append(f"{self.http_base.rstrip('/')}/fw/sha256/{package.sha256}" + (f"?t={token}" if token else ""))
         return tuple(_signed(uri, package.signature) for uri in uris)
 
 
@@ -64,8 +71,8 @@ def _signed(uri: str, signature_b64: str) -> str:
     """The Package URI with the image's signature as a ``sig`` query (URL-safe base64), when it fits the
     255 characters a Package URI may have (Object 5 /5/0/1); LwM2M has no other place to carry it.
     The firmware resources ignore the query."""
-    signed = f"{uri}?sig={signature_b64.replace('+', '-').replace('/', '_').rstrip('=')}"
-    return signed if signature_b64 and len(signed) <= 255 else uri
+    signed = f"{uri}{'&' if '?' in uri else '?'}sig={signature_b64.replace('+', '-').replace('/', '_').rstrip('=')}"
+    return signed if signature_b64 and len(signed) <= MAX_PACKAGE_URI else uri
 
 
 class UpdateSession:
@@ -196,11 +203,12 @@ class Lwm2mDriver:
 
     def __init__(self, server: Lwm2mServer, packages: PackageStore, blobs: FileBlobStore,
                  settings: Lwm2mDriverSettings = Lwm2mDriverSettings(),
-                 on_outcome: Callable[[], None] | None = None) -> None:
+                 on_outcome: Callable[[], None] | None = None, tokens: DownloadTokens | None = None) -> None:
         self.server = server
         self.packages = packages
         self.blobs = blobs
         self.settings = settings
+        self.tokens = tokens  # with None, Package URIs carry no download token (the firmware resources refuse them)
         self._on_outcome = on_outcome
         self._attempts: dict[str, _Attempt] = {}
         self._outcomes: list[AttemptOutcome] = []
@@ -323,7 +331,7 @@ class Lwm2mDriver:
 
     async def _update(self, attempt: _Attempt, endpoint: str, package: Package) -> None:
         command, settings = attempt.command, self.settings
-        job = fm.FirmwareJob(command.firmware_to, package.size, settings.pull_uris(package), settings.prefer,
+        job = fm.FirmwareJob(command.firmware_to, package.size, self._pull_uris(endpoint, package), settings.prefer,
                              settings.allow_push, command.install, command.resumed)
         machine = FirmwareUpdate(job, settings.timeouts)
         opened: list[Any] = []
@@ -342,6 +350,13 @@ class Lwm2mDriver:
         finally:
             for mapped in opened:
                 mapped.close()
+
+    def _pull_uris(self, endpoint: str, package: Package) -> tuple[str, ...]:
+        """The Package URIs for this device: bound to it by a download token, CoAPS if it registered over DTLS."""
+        registration = self.server.book.by_endpoint(endpoint)
+        device_id = device_id_for_endpoint(endpoint)[1]
+        token = self.tokens.issue(device_id, package.sha256) if self.tokens is not None else ""
+        return self.settings.pull_uris(package, token, dtls=registration is not None and bool(registration.identity))
 
     def _outcome(self, attempt_id: str, event: fm.FirmwareEvent) -> None:
         if isinstance(event, fm.UpdateSucceeded):

@@ -138,8 +138,8 @@ class FastPath(asyncio.DatagramProtocol):
             if answer.max_age is not None:
                 return self._reply(request, answer.code, ((_MAX_AGE, uint_bytes(answer.max_age)),))
             return self._reply(request, answer.code, tuple((LOCATION_PATH, p.encode()) for p in answer.location))
-        if path[:1] == ["fw"] and len(path) == 2 and request.code == _GET and self._firmware is not None:
-            return self._block(self._firmware, request, path[1])
+        if path[:1] == ["fw"] and len(path) in (2, 3) and request.code == _GET and self._firmware is not None:
+            return self._block(self._firmware, request, path[1:], addr)
         return None
 
     def _registration(self, request: CoapMessage, path: list[str], addr: Any) -> RdAnswer:
@@ -155,10 +155,13 @@ class FastPath(asyncio.DatagramProtocol):
             request.payload, uint_value(request.first(CONTENT_FORMAT)), request.mtype == CON, address, None,
             self._remote(addr)))
 
-    def _block(self, firmware: FirmwareBlockResource, request: CoapMessage, sha: str) -> CoapMessage:
+    def _block(self, firmware: FirmwareBlockResource, request: CoapMessage, rest: list[str], addr: Any) -> CoapMessage:
+        refusal = firmware.refusal(rest, None, _hostinfo(addr))  # plain CoAP: no session vouches for a device
+        if refusal is not None:
+            return self._reply(request, refusal)
         raw = uint_value(request.first(BLOCK2))
         wanted = BlockOption.from_int(raw) if raw is not None else None
-        block = firmware.block_for(sha, *((wanted.num, wanted.szx) if wanted is not None else (0, 6)))
+        block = firmware.block_for(rest[0], *((wanted.num, wanted.szx) if wanted is not None else (0, 6)))
         if isinstance(block, str):
             return self._reply(request, block)
         options = [(ETAG, block.etag), (CONTENT_FORMAT, uint_bytes(42)), (SIZE2, uint_bytes(block.size2))]

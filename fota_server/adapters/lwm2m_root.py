@@ -44,7 +44,7 @@ class Lwm2mRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
         if head == "fw" and self._firmware is not None:
             if request.code != aiocoap.GET:
                 return aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
-            return self._firmware.render_block(request, path[1] if len(path) == 2 else "")
+            return self._firmware.render_block(request, tuple(path[1:]))
         if self._fallback is None:
             return aiocoap.Message(code=aiocoap.NOT_FOUND)
         return await self._fallback.render(request)
@@ -108,5 +108,6 @@ def lwm2m_endpoint(services: Any, site: resource.Site | None,
     db = services.db
     server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices,
                          admit=admission_for(services.enrolment))
-    firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"))
+    firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"),
+                                     services.download_tokens)
     return Lwm2mEndpoint(server, firmware, site)

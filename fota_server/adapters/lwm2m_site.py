@@ -480,5 +480,5 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
                              admit=admission_for(services.enrolment))
     add_rd_resources(site, server)
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
-    site.add_resource(["fw"], FirmwareBlockResource(blobs))
+    site.add_resource(["fw"], FirmwareBlockResource(blobs, services.download_tokens))
     return server

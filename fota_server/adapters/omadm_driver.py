@@ -38,9 +38,11 @@ from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
     InstallPackage, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
+from ..download_tokens import DownloadTokens
 from ..protocol.omadm import events as ev
 from ..protocol.omadm.fumo import BUSY_STATES, PriorExec, is_success
 from ..protocol.omadm.session import FumoJob
+from ..records import Package
 from ..store.omadm_sqlite import FumoJobRow, SqliteOmadmStore, StoredOutcome
 from ..store.ports import PackageStore
 
@@ -123,8 +125,10 @@ class OmadmDriver:
 
     def __init__(self, packages: PackageStore, settings: OmadmDriverSettings = OmadmDriverSettings(),
                  rng: random.Random | None = None, store: SqliteOmadmStore | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 tokens: DownloadTokens | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens  # with None, PkgURLs carry no download token (the /fw routes refuse them)
         self._packages = packages
         self._rng = rng or random.Random()
         self._store, self._clock = store, clock
@@ -314,9 +318,13 @@ class OmadmDriver:
         job.next_trigger_at = None
         if not (self._move(job, JobState.EXEC_SENT) if prior is PriorExec.NONE else self._save(job, job.state)):
             return []
-        base = (self.settings.download_base_url or base_url).rstrip("/")
-        return [FumoJob(job.attempt_id, f"{base}{self.settings.download_path}/{package.package_id}",
+        return [FumoJob(job.attempt_id, self._pkg_url(device_id, package, base_url),
                         package.name, package.version_to, self.settings.fumo_root, prior)]
+
+    def _pkg_url(self, device_id: str, package: Package, base_url: str) -> str:
+        """``<base>/fw/<package id>?t=<download token>``: bound to this device for a while (FUMO PkgURL)."""
+        url = f"{(self.settings.download_base_url or base_url).rstrip('/')}{self.settings.download_path}/{package.package_id}"
+        return f"{url}?t={self.tokens.issue(device_id, package.sha256)}" if self.tokens is not None else url
 
     def _stop_triggers(self, job: OmadmJob) -> None:
         if job.next_trigger_at is not None:

@@ -91,7 +91,7 @@ async def fleet_server(db_path: Path, manifest: dict[str, Any] | None = None, *,
                                Lwm2mDriverSettings(coap_base=f"coap://127.0.0.1:{coap_port}", timeouts=lwm2m_timeouts
                                                    or FirmwareTimeouts(poll_interval_s=0.5, command_s=20,
                                                                        download_s=download_s, update_s=60)),
-                               on_outcome=lambda: wake[0]() if wake else None)
+                               on_outcome=lambda: wake[0]() if wake else None, tokens=services.download_tokens)
     campaigns = build_campaign_service(services)
     http_driver = fota_http.build_http_driver(
         services, HttpFotaSettings(checkin_interval_s=http_interval_s, busy_interval_s=http_interval_s),

@@ -12,6 +12,7 @@ from fota_server.campaign.drivers import (
     AttemptCancelled, AttemptProgressed, CancelAttempt, InstallPackage, PackageDownloaded, UpdateFailed,
     UpdateSucceeded,
 )
+from fota_server.download_tokens import TokenCheck
 from tests.integration.test_http_fixtures import Lab, lab  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,9 @@ def test_a_full_update_drives_the_engine_outcomes(lab: Lab) -> None:
     with _client(lab, token) as client:
         update = _checkin(client, "d1").json()["update"]
         assert update["sha256"] == package.sha256 and update["size"] == package.size
-        assert update["url"] == f"{lab.url}/fw/{package.package_id}" and update["installAllowed"] is True
+        url, _, token = update["url"].partition("?t=")
+        assert url == f"{lab.url}/fw/{package.package_id}" and update["installAllowed"] is True
+        assert lab.services.download_tokens.check(token, package.sha256, "d1") is TokenCheck.OK
         assert update["signature"] == package.signature and update["version"] == "1.1.0"
         uid = update["updateId"]
         for state in ("downloading", "downloaded", "installing"):
@@ -219,6 +222,6 @@ def test_odd_file_names_are_safe_in_headers(lab: Lab) -> None:
                                         model="M1", version_from="1", version_to="9", protocol="HTTP",
                                         file_name='ünï "code"/../x.bin')
     with httpx.Client(base_url=lab.url, timeout=10) as client:
-        answer = client.get(f"/fw/{package.package_id}")
+        answer = client.get(lab.driver.download_url("d1", package, ""))
     assert answer.status_code == 200
     assert answer.headers["content-disposition"] == 'attachment; filename="_n___code__.._x.bin"'

@@ -7,29 +7,36 @@ import hashlib
 import httpx
 import pytest
 
+from fota_server.records import Package
 from tests.integration.test_http_fixtures import Lab, lab  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 
+def _path(lab: Lab, package: Package) -> str:
+    """The download path with its token, as a device's check-in answer gives it (``/fw/<id>?t=<token>``)."""
+    return lab.driver.download_url("d1", package, "")
+
+
 def test_full_download_head_and_etag(lab: Lab) -> None:
     package, image = lab.add_image()
+    path = _path(lab, package)
     with httpx.Client(base_url=lab.url, timeout=10) as client:
-        full = client.get(f"/fw/{package.package_id}")
+        full = client.get(path)
         assert full.status_code == 200 and full.content == image
         etag = full.headers["etag"]
         assert etag == f'"{package.sha256}"' and full.headers["accept-ranges"] == "bytes"
-        head = client.head(f"/fw/{package.package_id}")
+        head = client.head(path)
         assert head.status_code == 200 and head.content == b""
         assert int(head.headers["content-length"]) == len(image)
-        assert client.get(f"/fw/{package.package_id}", headers={"If-None-Match": etag}).status_code == 304
-        by_hash = client.get(f"/fw/sha256/{package.sha256}")
+        assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+        by_hash = client.get(f"/fw/sha256/{package.sha256}?t={lab.services.download_tokens.issue('d1', package.sha256)}")
         assert hashlib.sha256(by_hash.content).hexdigest() == package.sha256
 
 
 def test_ranges(lab: Lab) -> None:
     package, image = lab.add_image()
-    path = f"/fw/{package.package_id}"
+    path = _path(lab, package)
     with httpx.Client(base_url=lab.url, timeout=10) as client:
         part = client.get(path, headers={"Range": "bytes=100-199"})
         assert part.status_code == 206 and part.content == image[100:200]
@@ -50,15 +57,29 @@ def test_ranges(lab: Lab) -> None:
 
 
 def test_unknown_images_are_404(lab: Lab) -> None:
+    unknown = "0" * 64
     with httpx.Client(base_url=lab.url, timeout=10) as client:
-        assert client.get("/fw/nope").status_code == 404
+        assert client.get("/fw/nope", params={"t": lab.services.download_tokens.issue("d1", unknown)}).status_code == 404
         assert client.get("/fw/sha256/xyz").status_code == 404
-        assert client.get("/fw/sha256/" + "0" * 64).json()["error"] == "not_found"
+        answer = client.get(f"/fw/sha256/{unknown}", params={"t": lab.services.download_tokens.issue("d1", unknown)})
+        assert answer.json()["error"] == "not_found"
+
+
+def test_without_a_valid_token_an_image_is_401(lab: Lab) -> None:
+    package, _ = lab.add_image()
+    other, _ = lab.add_image(version_to="1.2.0")
+    with httpx.Client(base_url=lab.url, timeout=10) as client:
+        for url in (f"/fw/{package.package_id}", f"/fw/sha256/{package.sha256}", "/fw/nope",
+                    f"/fw/{package.package_id}?t=garbage", _path(lab, other).replace(other.package_id, package.package_id)):
+            for method in ("GET", "HEAD"):
+                answer = client.request(method, url)
+                assert answer.status_code == 401, (method, url)
+                assert method == "HEAD" or answer.json()["error"] == "unauthorized"
 
 
 def test_a_cut_download_resumes_with_range(lab: Lab) -> None:
     package, image = lab.add_image(payload=3_000_000)
-    path = f"/fw/{package.package_id}"
+    path = _path(lab, package)
     received = bytearray()
     with httpx.Client(base_url=lab.url, timeout=10) as client:
         with client.stream("GET", path) as response:

@@ -71,7 +71,7 @@ async def _scenario(tmp_path: Path) -> None:
     driver = Lwm2mDriver(server, services.db.packages, FileBlobStore(services.config.resolved_data_dir / "blobs"),
                          Lwm2mDriverSettings(coap_base=f"coap://127.0.0.1:{port}", timeouts=FirmwareTimeouts(
                              poll_interval_s=0.5, command_s=20, download_s=40, update_s=40)),
-                         on_outcome=woken.set)
+                         on_outcome=woken.set, tokens=services.download_tokens)
     stores = SqliteCampaignStores(services.db)
     campaigns = CampaignService(campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks,
                                 devices=services.db.devices, licenses=services.db.licenses,

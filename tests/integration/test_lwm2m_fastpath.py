@@ -20,6 +20,7 @@ from fota_server.adapters.lwm2m_fastpath import install_fast_path
 from fota_server.adapters.lwm2m_root import LeanContext, Lwm2mRoot
 from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
 from fota_server.clock import SystemClock
+from fota_server.download_tokens import DownloadTokens
 from fota_server.protocol.image import build_image
 from fota_server.protocol.lwm2m import firmware_messages as fm
 from fota_server.protocol.lwm2m.coap_message import ACK, CON, CoapMessage, decode_message, encode_message
@@ -42,7 +43,8 @@ async def _scenario(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "blobs")
     sha, _, _ = blobs.put(io.BytesIO(IMAGE), 1 << 20)
     server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))
-    firmware = FirmwareBlockResource(blobs)
+    tokens = DownloadTokens(b"k" * 32, SystemClock().now, 3600)
+    firmware = FirmwareBlockResource(blobs, tokens)
     root = Lwm2mRoot(server, firmware, build_site(lambda: {"status": "ok"}))
     context = await LeanContext.create_server_context(root, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
                                                       transports=["simplesocketserver"])
@@ -67,13 +69,17 @@ async def _scenario(tmp_path: Path) -> None:
         garbled = encode_message(CoapMessage(CON, 0x02, 4243, b"", ((11, b"rd"), (15, b"lt=60")), b"</3/0>"))
         transport.sendto(garbled)
         assert decode_message(await asyncio.wait_for(raw.answers.get(), 5)).code == 0x80  # 4.00
+        for mid, path in enumerate(((b"fw", sha.encode()), (b"fw", sha.encode(), b"forged"))):
+            transport.sendto(encode_message(CoapMessage(CON, 0x01, 4300 + mid, b"", tuple((11, p) for p in path))))
+            assert decode_message(await asyncio.wait_for(raw.answers.get(), 5)).code == 0x81  # 4.01: no valid token
 
         await link.start()
         assert await link.wait_until(lambda: link.client.location != (), 10)
         reply = await server.downlink.request("urn:imei:1", "GET", P(3, 0, 3), timeout_s=10)
         assert (reply.code, reply.payload) == ("2.05", b"1.0.0")  # answers to our requests reach aiocoap
 
-        machine = FirmwareUpdate(fm.FirmwareJob("2.0.0", len(IMAGE), (f"coap://127.0.0.1:{port}/fw/{sha}",)),
+        uri = f"coap://127.0.0.1:{port}/fw/{sha}/{tokens.issue('1', sha)}"
+        machine = FirmwareUpdate(fm.FirmwareJob("2.0.0", len(IMAGE), (uri,)),
                                  fm.FirmwareTimeouts(poll_interval_s=0.5, command_s=10, download_s=20, update_s=20))
         session = UpdateSession(server, "urn:imei:1", machine, lambda: IMAGE)
         server.listeners.append(lambda event: session.registered())

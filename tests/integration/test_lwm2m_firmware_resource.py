@@ -18,6 +18,7 @@ from fota_server.adapters.lwm2m_blocks import FirmwareBlockResource
 from fota_server.adapters.lwm2m_root import Lwm2mRoot
 from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
 from fota_server.clock import SystemClock
+from fota_server.download_tokens import DownloadTokens
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,8 @@ async def _scenario(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "blobs")
     sha, _, _ = blobs.put(io.BytesIO(IMAGE), 1 << 20)
     server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))
-    root = Lwm2mRoot(server, FirmwareBlockResource(blobs), build_site(lambda: {"status": "ok"}))
+    tokens = DownloadTokens(b"k" * 32, SystemClock().now, 3600)
+    root = Lwm2mRoot(server, FirmwareBlockResource(blobs, tokens), build_site(lambda: {"status": "ok"}))
     context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", free_udp_port("127.0.0.1", None)),
                                                           transports=["udp6"])
     client = await aiocoap.Context.create_client_context()
@@ -40,20 +42,24 @@ async def _scenario(tmp_path: Path) -> None:
             message.opt.block2 = BlockOption.BlockwiseTuple(block[0], 0, block[1])
         return await client.request(message, handle_blockwise=False).response
 
+    fw = f"/fw/{sha}/{tokens.issue('dev-1', sha)}"
     try:
-        first = await get(f"/fw/{sha}", (0, 6))
+        first = await get(fw, (0, 6))
         assert first.code == aiocoap.CONTENT and first.payload == IMAGE[:1024]
         assert first.opt.etag == hashlib.sha256(IMAGE).digest()[:8] and first.opt.size2 == len(IMAGE)
         assert first.opt.block2.more and first.opt.block2.size_exponent == 6
-        later = await get(f"/fw/{sha}", (9, 4))  # out of order, smaller blocks
+        later = await get(fw, (9, 4))  # out of order, smaller blocks
         assert later.payload == IMAGE[9 * 256:10 * 256] and later.opt.size2 == len(IMAGE)
         assert later.opt.etag == first.opt.etag
-        last = await get(f"/fw/{sha}", (10, 6))
+        last = await get(fw, (10, 6))
         assert last.payload == IMAGE[10240:] and not last.opt.block2.more
-        assert (await get(f"/fw/{sha}", (11, 6))).code == aiocoap.BAD_OPTION
-        assert (await get("/fw/" + "0" * 64)).code == aiocoap.NOT_FOUND
-        assert (await get("/fw/not-a-hash")).code == aiocoap.NOT_FOUND
-        whole = await client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{base}/fw/{sha}")).response
+        assert (await get(fw, (11, 6))).code == aiocoap.BAD_OPTION
+        assert (await get(f"/fw/{'0' * 64}/{tokens.issue('dev-1', '0' * 64)}")).code == aiocoap.NOT_FOUND
+        assert (await get(f"/fw/not-a-hash/{tokens.issue('dev-1', 'not-a-hash')}")).code == aiocoap.NOT_FOUND
+        for refused in (f"/fw/{sha}", f"/fw/{sha}/garbage", f"/fw/{sha}/{tokens.issue('dev-1', '0' * 64)}",
+                        f"/fw/{'0' * 64}", "/fw"):
+            assert (await get(refused, (0, 6))).code == aiocoap.UNAUTHORIZED, refused
+        whole = await client.request(aiocoap.Message(code=aiocoap.GET, uri=f"{base}{fw}")).response
         assert whole.payload == IMAGE
         assert (await get("/health")).code == aiocoap.CONTENT  # everything else goes to the usual site
 

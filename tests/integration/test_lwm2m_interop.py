@@ -49,7 +49,9 @@ class Lab:
 
     @property
     def coap_uri(self) -> str:
-        return f"coap://127.0.0.1:{self.port}/fw/{self.package.sha256}"
+        """The Package URI a campaign writes for the device ``EP``: the image and its download token."""
+        token = self.services.download_tokens.issue(EP.removeprefix("urn:imei:"), self.package.sha256)
+        return f"coap://127.0.0.1:{self.port}/fw/{self.package.sha256}/{token}"
 
     @property
     def http_uri(self) -> str:

@@ -112,7 +112,7 @@ class WatchedDriver(OmadmDriver):
     """The OMA-DM driver, noting what the engine runner acknowledges (recorded by the engine)."""
 
     def __init__(self, lab: Lab) -> None:
-        super().__init__(lab.services.db.packages)
+        super().__init__(lab.services.db.packages, tokens=lab.services.download_tokens)
         self.collected: list[AttemptOutcome] = []
         self.changed = asyncio.Event()
 

@@ -9,7 +9,9 @@ bytes of the next request on a kept-alive connection arrived) the whole head mus
 
 ``uvicorn_limits(config)`` gives the keyword arguments for ``uvicorn.Config``: this protocol, and
 ``limit_concurrency`` such that up to ``max_http_connections`` connections are served and a request on any
-connection beyond them is answered 503 (uvicorn counts the connection making the request among them).
+connection beyond them is answered 503 (uvicorn counts the connection making the request among them). It
+also routes uvicorn's line per refused request ("Invalid HTTP request received.", "Exceeded concurrency
+limit.") through the peer log, so that a flood of them writes one line a minute each, not one per request.
 """
 
 from __future__ import annotations
@@ -22,11 +24,24 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..config import Config
-from ..peerlog import peer_refused
+from ..peerlog import PEER_LOG, peer_refused
 
-__all__ = ["HeadTimeoutH11Protocol", "head_timeout_protocol", "uvicorn_limits", "UvicornLimits"]
+__all__ = ["HeadTimeoutH11Protocol", "head_timeout_protocol", "uvicorn_limits", "UvicornLimits",
+           "UvicornPeerLogFilter"]
 
 log = logging.getLogger("fota_server.http")
+_PER_REQUEST = frozenset({"Invalid HTTP request received.", "Exceeded concurrency limit.",
+                          "Unsupported upgrade request."})
+
+
+class UvicornPeerLogFilter(logging.Filter):
+    """Takes uvicorn's per-request refusal lines out of its log and counts them in the peer log instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg not in _PER_REQUEST:
+            return True
+        PEER_LOG.refused(log, "-", f"uvicorn: {record.msg}", "%s", record.msg, level=record.levelno)
+        return False
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -98,5 +113,8 @@ def uvicorn_limits(config: Config) -> UvicornLimits:
     (0 turns either off)."""
     protocol: type[asyncio.Protocol] = (head_timeout_protocol(config.http_header_timeout_s)
                                         if config.http_header_timeout_s > 0 else H11Protocol)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, UvicornPeerLogFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(UvicornPeerLogFilter())
     cap = config.max_http_connections
     return {"http": protocol, "limit_concurrency": cap + 1 if cap > 0 else None}

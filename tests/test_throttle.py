@@ -85,3 +85,13 @@ def test_memory_stays_bounded_under_a_flood_of_keys_and_expired_keys_are_forgott
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         FailureThrottle(limit=0)
+
+
+def test_the_openapi_document_lists_the_429_of_the_token_and_login_endpoints() -> None:
+    from fota_server.api.openapi import build_openapi
+
+    paths = build_openapi()["paths"]
+    for path, model in (("/api/ts/v1/oauth2/token", "OauthError"), ("/api/m2m/v1/session/login", "ErrorResult")):
+        throttled = paths[path]["post"]["responses"]["429"]
+        assert "Retry-After" in throttled["headers"]
+        assert throttled["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}

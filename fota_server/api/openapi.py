@@ -44,6 +44,7 @@ _EXTRA_MODELS = {
     "PasswordResetRequest": [("oldPassword", "string", True)],
     "PasswordResetResult": [("newPassword", "string", False)],
     "ErrorResult": [("errorCode", "string", True), ("errorMessage", "string", True)],
+    "OauthError": [("error", "string", True), ("error_description", "string", False), ("error_uri", "string", False)],
     "PskRequest": [("identity", "string", True), ("key", "string", True)],
     "PskResult": [("deviceId", "string", False), ("identity", "string", False)],
     "HttpTokenResult": [("deviceId", "string", False), ("token", "string", False)],
@@ -95,6 +96,17 @@ def _body_schema(model: str) -> dict[str, Any] | None:
     return {"$ref": f"#/components/schemas/{model}"}
 
 
+# Failed credential checks are throttled per client (or user) and source address (``throttle.py``).
+_THROTTLED = {"/api/ts/v1/oauth2/token": "OauthError", "/api/m2m/v1/session/login": "ErrorResult"}
+
+
+def _throttled(path: str) -> dict[str, Any]:
+    return {"description": "too many failed attempts from this client or address; not checked, try again after "
+                           "Retry-After seconds (error slow_down / errorCode TooManyRequests)",
+            "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{_THROTTLED[path]}"}}}}
+
+
 def _operation(version: str, method: str, path: str, request: str, response: str) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": p, "in": "path", "required": True, "schema": _schema(_ENUM_PARAMS.get(p, "string"))}
@@ -105,6 +117,8 @@ def _operation(version: str, method: str, path: str, request: str, response: str
         "schema": {"$ref": "#/components/schemas/ErrorResult"}}}}
     op: dict[str, Any] = {"tags": [version], "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
                           "parameters": params, "responses": {"400": error, "401": {"description": "unauthorised"}}}
+    if path in _THROTTLED:
+        op["responses"]["429"] = _throttled(path)
     ok: dict[str, Any] = {"description": "success"}
     schema = _body_schema(response)
     if schema:

@@ -113,6 +113,7 @@ class OmadmServer:
         self._unsaved: set[str] = set()  # devices whose new nonce did not reach the store in this exchange
         self._handling: DmServerSession | None = None  # the session of the exchange being handled
         self._enrolling: dict[int, ClientIdentity] = {}  # id(session) -> enrolment credential, until admitted
+        self._failures: dict[int, int] = {}  # id(session) -> its failed authentications so far
         self._refusal: int | None = None  # the SyncML status the exchange ends with instead of the session's reply
         self._peer_host = ""
         self._now_s = 0.0
@@ -251,6 +252,7 @@ class OmadmServer:
     def _forget(self, session: DmServerSession) -> None:
         self.sessions.drop(session)
         self._enrolling.pop(id(session), None)
+        self._failures.pop(id(session), None)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -282,7 +284,7 @@ class OmadmServer:
     def _authenticated(self, session: DmServerSession) -> None:
         """Clears the device's failure count; a device that used the enrolment credential is admitted now
         (or the exchange ends in a SyncML 403 and nothing of the session is kept)."""
-        self.throttle.succeeded(device_key(session.device_id))
+        self.throttle.succeeded(device_key(session.device_id), self._peer_host, self._failures.pop(id(session), 0))
         identity = self._enrolling.pop(id(session), None)
         if identity is None:
             return
@@ -296,6 +298,7 @@ class OmadmServer:
         peer_refused(log, self._peer_host or event.device_id[:64], "omadm authentication failed",
                      "OMA-DM authentication of %s from %s failed (status %s)", event.device_id[:128],
                      self._peer_host or "?", event.status)
+        self._failures[id(session)] = self._failures.get(id(session), 0) + 1
         self._count_failure(session.device_id)
 
     def _count_failure(self, dev_id: str) -> None:

@@ -4,7 +4,9 @@ Every failed authentication (SyncHdr 401: a wrong credential, a stale nonce, an 
 against the DevId it claimed and the address it came from. After ``max_failures`` within ``window_s``
 that key is blocked for ``block_s``: its messages are refused before any credential is checked (the
 adapter answers HTTP 429 with ``Retry-After`` and a SyncML 503; see README "OMA-DM authentication").
-A successful authentication clears its device's count (not its address's). Plain data, ``now`` in
+A successful authentication clears its device's count, and takes the failures of its own session off its
+address's count (many devices behind one address, each with a stale nonce now and then, are not a
+guesser). Plain data, ``now`` in
 monotonic seconds; the table holds at most ``max_keys`` keys, oldest dropped first.
 """
 
@@ -66,5 +68,10 @@ class AuthThrottle:
             self._counts.popitem(last=False)
         return blocked
 
-    def succeeded(self, device_id: str) -> None:
+    def succeeded(self, device_id: str, peer: str = "", forgiven: int = 0) -> None:
+        """The device authenticated: its count goes, and its address is forgiven the ``forgiven`` failures of
+        the same session (a stale nonce answered right after the challenge is no guess)."""
         self._counts.pop(("device", device_id[:128]), None)
+        count = self._counts.get(("peer", peer[:64])) if peer else None
+        if count is not None:
+            count.failures = max(0, count.failures - forgiven)

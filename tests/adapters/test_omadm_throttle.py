@@ -72,3 +72,16 @@ def test_a_session_whose_deadline_moved_is_put_back() -> None:
     s.receive(decode_message(body)[0], body, 15.0)  # a message at 15 s: idle until 25 s
     assert table.due(10.0) == [] and table.next_deadline() == 25.0
     assert table.due(25.0) == [s]
+
+
+def test_a_session_that_authenticates_is_forgiven_its_failures_at_its_address() -> None:
+    """Many devices behind one address, each failing once on a stale nonce and then authenticating, never
+    block the address; a guesser, who never authenticates, does."""
+    throttle = AuthThrottle(SETTINGS)
+    for n in range(10):
+        throttle.failed(f"dev-{n}", "10.0.0.1", float(n))
+        throttle.succeeded(f"dev-{n}", "10.0.0.1", forgiven=1)
+    assert throttle.retry_after("dev-new", "10.0.0.1", 10.0) is None
+    for n in range(3):
+        throttle.failed("victim", "10.0.0.1", 11.0 + n)
+    assert throttle.retry_after("dev-new", "10.0.0.1", 14.0) is not None

@@ -186,7 +186,7 @@ class OmadmServer:
         if h.msg_id != 1:
             raise PeerError(f"MsgID {h.msg_id} continues a session that is not open (expired or unknown)", hint=408)
         if len(self.sessions) >= self.settings.max_sessions:
-            raise PeerError("too many open DM sessions", hint=503)
+            self._make_room()
         device_id, enrolling = identity.device_id, identity.enrolling
         jobs = [] if enrolling else self.driver.jobs_for(device_id, base_url)
         session = DmServerSession(
@@ -198,6 +198,15 @@ class OmadmServer:
         if enrolling:
             self._enrolling[id(session)] = identity
         return session
+
+    def _make_room(self) -> None:
+        """End the oldest session whose client never authenticated; with none, refuse the new one (503)."""
+        oldest = self.sessions.oldest_unproven()
+        if oldest is None:
+            raise PeerError("too many open DM sessions", hint=503)
+        oldest.close("evicted")
+        self._refusal = None
+        self._drain(oldest)
 
     # --- refusals: SyncML answers ----------------------------------------------------------------
 
@@ -284,6 +293,7 @@ class OmadmServer:
     def _authenticated(self, session: DmServerSession) -> None:
         """Clears the device's failure count; a device that used the enrolment credential is admitted now
         (or the exchange ends in a SyncML 403 and nothing of the session is kept)."""
+        self.sessions.proven(session)
         self.throttle.succeeded(device_key(session.device_id), self._peer_host, self._failures.pop(id(session), 0))
         identity = self._enrolling.pop(id(session), None)
         if identity is None:

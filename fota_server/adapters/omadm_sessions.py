@@ -2,7 +2,9 @@
 
 A request touches only its own session; ``due(now)`` hands out the sessions whose idle deadline has passed
 in O(log n) each, so 10,000 idle sessions cost a request nothing. The endpoint's timer task calls it (and
-so does each request), so an idle session ends on time even when no other request arrives.
+so does each request), so an idle session ends on time even when no other request arrives. When the table
+is full, the oldest session whose client never authenticated makes room (``oldest_unproven``), so clients
+without credentials cannot lock devices out by filling it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import OrderedDict
 from typing import Iterator
 
 from ..protocol.omadm.session import DmServerSession
@@ -23,6 +26,7 @@ class SessionTable:
     def __init__(self) -> None:
         self._sessions: dict[SessionKey, DmServerSession] = {}
         self._keys: dict[int, SessionKey] = {}  # id(session) -> its key
+        self._unproven: OrderedDict[int, DmServerSession] = OrderedDict()  # not authenticated yet, oldest first
         self._heap: list[tuple[float, int, SessionKey, DmServerSession]] = []
         self._order = itertools.count()
 
@@ -41,10 +45,21 @@ class SessionTable:
             self._keys.pop(id(old), None)
         self._sessions[key] = session
         self._keys[id(session)] = key
+        if not session.authenticated:
+            self._unproven[id(session)] = session
         self._schedule(key, session)
+
+    def proven(self, session: DmServerSession) -> None:
+        """The session's client authenticated: it is no longer the first to go when the table is full."""
+        self._unproven.pop(id(session), None)
+
+    def oldest_unproven(self) -> DmServerSession | None:
+        """The session opened longest ago whose client has not authenticated (to make room for a new one)."""
+        return next(iter(self._unproven.values()), None)
 
     def drop(self, session: DmServerSession) -> None:
         """Forget the session (its heap entry goes when it comes up)."""
+        self._unproven.pop(id(session), None)
         key = self._keys.pop(id(session), None)
         if key is not None and self._sessions.get(key) is session:
             del self._sessions[key]

@@ -85,3 +85,15 @@ def test_a_session_that_authenticates_is_forgiven_its_failures_at_its_address() 
     for n in range(3):
         throttle.failed("victim", "10.0.0.1", 11.0 + n)
     assert throttle.retry_after("dev-new", "10.0.0.1", 14.0) is not None
+
+
+def test_the_oldest_unauthenticated_session_is_the_one_to_make_room() -> None:
+    table = SessionTable()
+    first, second = session(0.0), session(1.0)
+    table.add(("dev", "1"), first)
+    table.add(("dev", "2"), second)
+    assert table.oldest_unproven() is first
+    table.proven(first)
+    assert table.oldest_unproven() is second
+    table.drop(second)
+    assert table.oldest_unproven() is None and len(table) == 1

@@ -119,7 +119,7 @@ class FumoExecSent:
 class SessionEnded:
     device_id: str
     session_id: str
-    reason: str  # completed, aborted, expired, auth_failed, error
+    reason: str  # completed, aborted, expired, auth_failed, error, or the reason given to close()
 
 
 DmEvent = (SessionStarted | Authenticated | AuthenticationFailed | NonceIssued | ClientNonceReceived

@@ -159,6 +159,10 @@ class DmServerSession:
         if deadline is not None and now >= deadline:
             self._end("expired")
 
+    def close(self, reason: str) -> None:
+        """End the session from outside (the adapter needs its place); ``SessionEnded`` tells why."""
+        self._end(reason)
+
     @property
     def authenticated(self) -> bool:
         return self._authenticated

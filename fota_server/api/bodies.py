@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -31,14 +32,26 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequest("the request body is empty; a JSON object is required", "InvalidJson")
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate ("\\ud800") fails here
+    except (ValueError, UnicodeError) as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", "InvalidJson") from None
     except RecursionError:
         raise InvalidRequest("the request body is nested too deeply", "InvalidJson") from None
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object", "InvalidJson")
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:20]} is out of range")
+    return number
 
 
 def require_str(body: dict[str, Any], key: str, max_len: int = 256) -> str:

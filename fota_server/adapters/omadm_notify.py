@@ -43,7 +43,7 @@ class Package0Notifier(Protocol):
 def parse_host_port(text: str) -> tuple[str, int] | None:
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(host) > 255:
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 or len(host) > 255:
         return None
     return host, int(port)
 

@@ -85,7 +85,7 @@ def start_index(raw: str | None, name: str = "startIndex") -> int:
     """A v1 ``startIndex`` (path) or v2 ``startIndex`` (query): a non-negative integer; absent means 0."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 20:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20:
         raise InvalidRequest(f"{name} must be a non-negative integer, got {raw[:40]!r}", "InvalidField")
     return int(raw)
 
@@ -93,7 +93,7 @@ def start_index(raw: str | None, name: str = "startIndex") -> int:
 def numeric_imei(device: Device) -> int | None:
     """The device's IMEI as an integer (the v1 cursor), from ``imei`` or an all-digit device id."""
     for candidate in (device.imei, device.device_id):
-        if candidate.isdigit() and len(candidate) <= 20:
+        if candidate.isascii() and candidate.isdigit() and len(candidate) <= 20:
             return int(candidate)
     return None
 

@@ -96,7 +96,7 @@ async def device_history_v1(request: Request, services: Services, account: str) 
 
 def _start_index(request: Request) -> int:
     raw = request.path_params["startIndex"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
         raise InvalidRequest("startIndex must be a non-negative integer", "InvalidField")
     return int(raw)
 

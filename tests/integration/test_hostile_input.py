@@ -163,6 +163,13 @@ def test_management_api_refuses_hostile_json(lab: tuple[ServerProcess, dict[str,
                 answer = client.request(method, path, content=body,
                                         headers={**headers, "Content-Type": "application/json"})
                 _refused(answer, (method, path, body[:100]))
+        for index in ("\u00b2", "1\u00b2", "\u0661", "9" * 30, "-1"):
+            for path in (f"/api/fota/v1/devices/{ACCOUNT}/index/{index}", f"/api/fota/v1/licenses/{ACCOUNT}/index/{index}",
+                         f"/api/fota/v1/licenses/{ACCOUNT}/cancel/index/{index}",
+                         f"/api/fota/v1/reports/{ACCOUNT}/status/Pending/index/{index}"):
+                _refused(client.get(path, headers=headers), path)
+            _refused(client.get(f"/api/fota/v2/licenses/{ACCOUNT}/cancel", params={"startIndex": index},
+                                headers=headers), index)
         assert client.get(f"/api/fota/v3/licenses/{ACCOUNT}", headers=headers).status_code < 500
     _served_normally(server)
 

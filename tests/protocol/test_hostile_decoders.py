@@ -343,3 +343,10 @@ def test_syncml_nesting_is_refused(body: bytes) -> None:
 def test_ddi_sleep_with_non_ascii_digits_is_refused(text: str) -> None:
     with pytest.raises(DecodeError):
         ddi.parse_sleep(text)
+
+
+@pytest.mark.parametrize("text", ["device.example:\u00b2", "10.0.0.1:\u0661\u0662", "h:99999", "h:"])
+def test_a_reported_trigger_address_with_a_bad_port_is_ignored(text: str) -> None:
+    from fota_server.adapters.omadm_notify import parse_host_port
+
+    assert parse_host_port(text) is None

@@ -92,8 +92,9 @@ class DownloadTokens:
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LEN or token.count(".") != 2:
             return TokenCheck.INVALID
         expiry_hex, device_b64, mac_b64 = token.split(".")
-        if not 0 < len(expiry_hex) <= _MAX_EXPIRY_HEX or any(c not in "0123456789abcdef" for c in expiry_hex):
-            return TokenCheck.INVALID
+        if (not 0 < len(expiry_hex) <= _MAX_EXPIRY_HEX or any(c not in "0123456789abcdef" for c in expiry_hex)
+                or expiry_hex[0] == "0"):
+            return TokenCheck.INVALID  # one spelling per token: lowercase hex without leading zeros
         device, mac = _unb64(device_b64, _DEVICE_BYTES), _unb64(mac_b64, _MAC_BYTES)
         expiry = int(expiry_hex, 16)
         if device is None or mac is None or not hmac.compare_digest(mac, self._mac(device, sha256, expiry)):

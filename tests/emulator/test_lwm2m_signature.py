@@ -15,6 +15,7 @@ from fota_server.protocol.lwm2m.objects import FirmwareState, UpdateResult
 from fota_server.records import Package
 from fota_server.signing import Signer
 from fota_server.clock import FakeClock
+from fota_server.download_tokens import DownloadTokens
 
 IMAGE = build_image("Acme", "Sensor-1", "1.1.0", 4000)
 
@@ -28,7 +29,9 @@ def _uris(signer: Signer, image: bytes = IMAGE) -> tuple[str, ...]:
     digest = hashlib.sha256(image)
     package = Package("p1", "firmware", "fw", None, "Acme", "Sensor-1", "1.0.0", "1.1.0", "LWM2M", len(image),
                       digest.hexdigest(), signer.sign_digest(digest.digest()), FakeClock().now())
-    return Lwm2mDriverSettings(coap_base="coap://127.0.0.1:5683", http_base="http://127.0.0.1:8080").pull_uris(package)
+    token = DownloadTokens(b"k" * 32, FakeClock().now, 3600).issue("490154203237518", package.sha256)
+    return Lwm2mDriverSettings(coap_base="coap://127.0.0.1:5683", http_base="http://127.0.0.1:8080").pull_uris(
+        package, token)
 
 
 def _pull(firmware: DeviceFirmware, uri: str, image: bytes = IMAGE) -> tuple[FirmwareState, UpdateResult]:
@@ -40,10 +43,11 @@ def _pull(firmware: DeviceFirmware, uri: str, image: bytes = IMAGE) -> tuple[Fir
 
 def test_package_uris_carry_a_signature_within_255_characters(signer: Signer) -> None:
     uris = _uris(signer)
-    assert [u.split("?")[0] for u in uris] == [
-        f"coap://127.0.0.1:5683/fw/{hashlib.sha256(IMAGE).hexdigest()}",
-        f"http://127.0.0.1:8080/fw/sha256/{hashlib.sha256(IMAGE).hexdigest()}"]
-    assert all("?sig=" in u and len(u) <= 255 and "+" not in u and "/" not in u.split("?")[1] for u in uris)
+    sha = hashlib.sha256(IMAGE).hexdigest()
+    # the CoAP URI's last path segment is its download token
+    assert uris[0].split("?")[0].rsplit("/", 1)[0] == f"coap://127.0.0.1:5683/fw/{sha}"
+    assert uris[1].startswith(f"http://127.0.0.1:8080/fw/sha256/{sha}?t=")
+    assert all("sig=" in u and len(u) <= 255 and "+" not in u and "/" not in u.split("?")[1] for u in uris)
 
 
 def test_a_valid_signature_is_accepted(signer: Signer) -> None:

@@ -137,6 +137,7 @@ async def _serve(kind: str, image_path: str) -> None:
     from fota_server.adapters.lwm2m_root import LeanContext, Lwm2mRoot
     from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
     from fota_server.clock import SystemClock
+    from fota_server.download_tokens import DownloadTokens
     from fota_server.store.registrations_sqlite import SqliteRegistrationStore
     from fota_server.store.sqlite import SqliteDatabase
 
@@ -173,10 +174,11 @@ async def _serve(kind: str, image_path: str) -> None:
         blobs = FileBlobStore(Path(tmp) / "blobs")
         with open(image_path, "rb") as fh:
             sha, _, _ = blobs.put(fh, 1 << 30)
-        firmware = FirmwareBlockResource(blobs)
+        tokens = DownloadTokens(os.urandom(32), SystemClock().now, 86400)
+        firmware = FirmwareBlockResource(blobs, tokens)
         root = Lwm2mRoot(server, firmware, resource.Site())
         (Path(tmp) / "sha").write_text(sha)
-        print(f"sha {sha}", flush=True)
+        print(f"sha {sha} {tokens.issue('bench', sha)}", flush=True)
         transports = ["simplesocketserver"]
     context_type = aiocoap.Context if kind.startswith("stock") else LeanContext
     context = await context_type.create_server_context(root, bind=("127.0.0.1", 0), transports=transports)
@@ -204,13 +206,14 @@ class ServerProcess:
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--image", image_path],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.sha = ""
+        self.token = ""  # the download token the firmware resource wants after the hash
         assert self.process.stdout is not None
         while True:
             line = self.process.stdout.readline()
             if not line:
                 raise RuntimeError(f"server {kind} did not start")
             if line.startswith("sha "):
-                self.sha = line.split()[1]
+                self.sha, self.token = line.split()[1:3]
             if line.startswith("port "):
                 self.port = int(line.split()[1])
                 return
@@ -305,7 +308,7 @@ async def bench_pull(image_path: str, seconds: float, peers: int) -> dict[str, f
     out: dict[str, float] = {}
     for kind in ("stock", "ours"):
         server = ServerProcess(kind, image_path)
-        path = ("fw", "image") if kind == "stock" else ("fw", server.sha)
+        path = ("fw", "image") if kind == "stock" else ("fw", server.sha, server.token)
         try:
             done, lost = await _load(server.port, peers, seconds, _pull_maker(path))
         finally:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import ssl
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +47,15 @@ def _tokens(db: Path, ttl_s: int = 3600) -> DownloadTokens:
     """Tokens under the key of the server using ``db`` (created by its first start)."""
     key = (db.parent / f"{db.name}-data" / "download-key").read_bytes()
     return DownloadTokens(key, lambda: datetime.now(timezone.utc), ttl_s)
+
+
+def session_headers_over(client: httpx.Client, base: str, creds: dict[str, Any]) -> dict[str, str]:
+    """``session_headers`` through ``client`` (which trusts the server's certificate)."""
+    token = client.post(f"{base}/api/ts/v1/oauth2/token", auth=(creds["client_id"], creds["client_secret"]),
+                        data={"grant_type": "client_credentials"}).json()["access_token"]
+    session = client.post(f"{base}/api/m2m/v1/session/login", headers={"Authorization": f"Bearer {token}"},
+                          json={"username": creds["username"], "password": creds["password"]}).json()["sessionToken"]
+    return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
 
 
 def _add_image(db: Path, protocol: str, version_to: str = "1.1.0", size: int = 40_000) -> bytes:
@@ -92,6 +102,41 @@ def test_http_download_needs_a_valid_token(tmp_path: Path, server_factory: Calla
     with httpx.Client(timeout=30) as client:
         resumed = client.get(f"{again.base_url}/fw/sha256/{sha}", params={"t": token}, headers={"Range": "bytes=10-"})
         assert resumed.status_code == 206 and resumed.content == image[10:]
+
+
+def test_with_https_a_checkin_hands_out_an_https_url_with_a_token(
+        tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:
+    db = tmp_path / "fota.db"
+    creds = create_account(db, ACC)
+    device = "356938035643802"
+    cli("device", "add", device, "--account", ACC, "--protocol", "HTTP", "--make", MAKE, "--model", MODEL,
+        "--firmware", "1.0.0", "--license", db=db)
+    device_token = json.loads(cli("device", "token", device, "--account", ACC, db=db).stdout)["token"]
+    image = _add_image(db, "HTTP")
+    server = server_factory(db, "--https")
+    trust = ssl.create_default_context(cafile=str(db.parent / f"{db.name}-data" / "tls" / "https-cert.pem"))
+    base = f"https://127.0.0.1:{server.ports['http']}"
+    with httpx.Client(timeout=30, verify=trust) as client:
+        headers = {"Authorization": f"Bearer {device_token}"}
+        today, end = date.today().isoformat(), (date.today() + timedelta(days=3)).isoformat()
+        campaign = client.post(f"{base}/api/fota/v2/campaigns/{ACC}", headers=session_headers_over(client, base, creds),
+                               json={"softwareName": f"{MAKE}-{MODEL}-HTTP-1.1.0", "softwareFrom": "1.0.0",
+                                     "softwareTo": "1.1.0", "distributionType": "HTTP", "startDate": today,
+                                     "endDate": end, "deviceList": [device]}).json()
+        assert "id" in campaign, campaign
+        update: dict[str, Any] | None = None
+        for _ in range(120):  # the engine offers the update within moments of the campaign's start
+            answer = client.post(f"{base}/http/v1/devices/{device}/checkin", headers=headers,
+                                 json={"firmwareVersion": "1.0.0", "make": MAKE, "model": MODEL})
+            update = answer.json().get("update")
+            if update:
+                break
+            time.sleep(0.25)
+        assert update is not None
+        url, _, token = update["url"].partition("?t=")
+        assert url.startswith(f"{base}/fw/") and _tokens(db).check(token, update["sha256"], device) is TokenCheck.OK
+        assert client.get(update["url"]).content == image
+        assert client.get(url).status_code == 401
 
 
 def test_coap_download_needs_a_valid_token(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:

@@ -9,6 +9,7 @@ import logging
 import mmap
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Sequence
 
 import aiocoap
 import aiocoap.resource as resource
@@ -89,7 +90,7 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
             response.opt.block2 = AiocoapBlock.BlockwiseTuple(block.num, int(block.more), block.szx)
         return response
 
-    def refusal(self, rest: tuple[str, ...] | list[str], device_id: str | None, peer: str) -> str | None:
+    def refusal(self, rest: Sequence[str], device_id: str | None, peer: str) -> str | None:
         """None if the path after ``/fw`` is ``<sha256>/<token>`` with a token valid for that image (and, on a
         DTLS session, for its device ``device_id``); else the CoAP code to answer with (4.01, 4.04)."""
         if len(rest) > 2:

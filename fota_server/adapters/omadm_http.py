@@ -394,7 +394,7 @@ class OmadmServer:
 
 def _syncml_code(hint: str | int | None) -> int:
     """The SyncML status of a PeerError's hint (the session's are SyncML codes already)."""
-    code = int(hint) if isinstance(hint, int) or (isinstance(hint, str) and hint.isdigit()) else 400
+    code = int(hint) if isinstance(hint, int) or (isinstance(hint, str) and hint.isascii() and hint.isdigit() and len(hint) <= 3) else 400
     return code if code in REFUSAL_CODES.values() else 400
 
 
@@ -440,7 +440,7 @@ def omadm_of(services: Services) -> OmadmServer:
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         return None
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -245,7 +245,7 @@ class DmServerSession:
             self._take_client_nonce(command)
             return None
         sent = self._sent.get((command.msg_ref or 0, command.cmd_ref or 0))
-        if sent is None or not command.data.isdigit():
+        if sent is None or not _small_number(command.data):
             return None
         code = int(command.data)
         if code in (401, 407):  # the client did not accept our Cred: send the command again
@@ -287,7 +287,7 @@ class DmServerSession:
             self._events.append(ev.DeviceDetailReported(self.device_id, detail))
         sent = self._sent.get((command.msg_ref or 0, command.cmd_ref or 0))
         for item in command.items if sent is None or not sent.check else ():  # a check says FumoJobChecked
-            if item.source.endswith("/State") and item.data.strip().isdigit():
+            if item.source.endswith("/State") and _small_number(item.data.strip()):
                 self._events.append(ev.FumoStateRead(self.device_id, int(item.data)))
         return self._status(message, command, 200)
 
@@ -320,10 +320,10 @@ class DmServerSession:
             if alert_type in (ALERT_TYPES["DeviceRequest"], ALERT_TYPES["UserRequest"]):
                 self._events.append(ev.FumoRequested(self.device_id, alert_type))
                 continue
-            if not item.data.strip().isdigit() or len(item.data.strip()) > 4:
+            if not _small_number(item.data.strip()):
                 status = 412
                 continue
-            code = int(item.data)
+            code = int(item.data.strip())
             self._events.append(ev.FumoResultReported(self.device_id, command.correlator, code, result_reason(code),
                                                       alert_type, item.source))
             root = item.source.rsplit("/", 1)[0] if "/" in item.source else "./FUMO"
@@ -350,7 +350,7 @@ class DmServerSession:
         version = self._read.get(FW_VERSION)
         for job in jobs:
             raw = self._read.get(FumoTree(job.root).state, "").strip()
-            state = int(raw) if raw.isdigit() and len(raw) <= 4 else None
+            state = int(raw) if _small_number(raw) else None
             runs = exec_needed(job.prior, job.pkg_version, version, state)
             self._events.append(ev.FumoJobChecked(self.device_id, job.correlator, version, state, runs))
             if runs:
@@ -440,3 +440,9 @@ _HANDLERS: dict[str, Callable[[DmServerSession, Message, Command], Command | Non
     "Replace": DmServerSession._on_replace,
     "Alert": DmServerSession._on_alert,
 }
+
+
+def _small_number(text: str) -> bool:
+    """A status or state code a device sent: 1-4 ASCII digits (``str.isdigit`` also takes "²", which
+    ``int`` refuses)."""
+    return 0 < len(text) <= 4 and text.isascii() and text.isdigit()

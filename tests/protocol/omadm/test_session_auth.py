@@ -150,3 +150,28 @@ def test_refusal_answers_every_command_and_a_401_needs_a_challenge() -> None:
     chal = challenge(b"\x01" * 16)
     answer = decode_message(refusal(message, Encoding.XML, 401, "/dm", chal))[0]
     assert answer.commands[0].chal == chal
+
+
+@pytest.mark.parametrize("number", ["²00", "1" * 5000, "٢٠٠", " 200x", ""])
+def test_an_authenticated_client_sending_odd_numbers_gets_no_exception(number: str) -> None:
+    """Status data, FUMO State results and Generic Alert result codes that ``str.isdigit`` takes and ``int``
+    refuses ("²"), or that are far too long, are ignored or answered 412, never raised."""
+    session = make()
+    assert header(exchange(session, 1, md5(SECRET, b""))).data == "212"
+    sent = session.to_send()
+    assert sent is None
+    header3 = SyncHdr("1", 2, "/dm", DEV, loc_name=USER)
+    commands = (
+        Command("Status", 1, msg_ref=1, cmd_ref=2, cmd="Get", data=number),
+        Command("Status", 2, msg_ref=1, cmd_ref=0, cmd="SyncHdr", data="200"),
+        Command("Results", 3, msg_ref=1, cmd_ref=2, items=(Item(source="./FUMO/State", data=number),)),
+        Command("Alert", 4, data="1226", items=(Item(source="./FUMO/Update", data=number,
+                                                     meta=Meta(type="org.openmobilealliance.dm.firmwareupdate.devicerequest")),)),
+    )
+    body = encode_message(Message(header3, commands), Encoding.XML)
+    try:
+        session.receive(decode_message(body)[0], body, 3.0, None)
+    except PeerError:
+        pass  # a refusal the endpoint answers with a SyncML status
+    reply = session.to_send()
+    assert reply is None or decode_message(reply)[0].header.target == DEV

@@ -146,6 +146,7 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
         db = disk / "fota.db"
         creds = create_account(db, ACC)
         tokens = {d: http_device(db, d) for d in ("gw-1", "gw-2")}
+        cli("device", "add", "490154203237518", "--account", ACC, "--protocol", "LWM2M", db=db)
         image = tmp_path / "gw.bin"
         image.write_bytes(build_image(MAKE, MODEL, "2.0.0", 4096))
         cli("firmware", "add", str(image), "--name", "gw-2", "--make", MAKE, "--model", MODEL, "--from", "1.0.0",

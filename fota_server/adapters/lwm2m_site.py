@@ -23,8 +23,10 @@ import aiocoap.resource as resource
 
 from ..clock import Clock
 from ..protocol.errors import PeerError
-from ..protocol.lwm2m.content import ContentFormat, decode_values
+from ..protocol.lwm2m.content import decode_values
 from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
+from ..protocol.lwm2m.formats import DeviceFormats, FormatChooser
+from ..protocol.lwm2m.paths import LwM2MPath
 from ..protocol.lwm2m.registration import (
     RdReply, Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
@@ -36,7 +38,7 @@ from ..store.ports import DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_downlink import Downlink, code_of
+from .lwm2m_downlink import Downlink, DownlinkReply, code_of
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
            "peer_error_reply", "unavailable_reply", "admission_for"]
@@ -100,6 +102,7 @@ class Lwm2mServer:
         # a device with a DTLS credential may register only over CoAPS (set by the wiring)
         self.requires_dtls: Callable[[str], bool] = lambda _device_id: False  # (endpoint, what /3/0 and /4/0 said)
         self.reports: dict[str, DeviceReport] = {}
+        self.formats = FormatChooser()   # which content format each device reads in (formats.py)
         self.refused: Counter[str] = Counter()
         self._monotonic = monotonic
         self._last_read: dict[str, float] = {}
@@ -244,6 +247,7 @@ class Lwm2mServer:
             else:
                 self._persist(registration.reg_id, None)
                 self.downlink.forget(registration.endpoint)
+                self.formats.forget(registration.endpoint)
             for listener in list(self.listeners):
                 listener(event)
 
@@ -348,17 +352,43 @@ class Lwm2mServer:
             return True
         return self._monotonic() - last >= self.settings.device_read_interval_s
 
+    def device_formats(self, endpoint: str) -> DeviceFormats:
+        """What the device announced at registration (LwM2M version, ``ct``); a 1.0 client if unknown."""
+        registration = self.book.by_endpoint(endpoint)
+        if registration is None:
+            return DeviceFormats()
+        return DeviceFormats.of(registration.version, registration.objects, registration.attributes)
+
+    async def read(self, endpoint: str, path: LwM2MPath, timeout_s: float = 300.0) -> DownlinkReply:
+        """Read ``path`` in a format the device supports (``formats.py``): the best choice first and, on 4.06
+        Not Acceptable, once more with the next; the format of a 2.05 is remembered for the device."""
+        device = self.device_formats(endpoint)
+        accept = self.formats.first(endpoint, path, device)
+        reply = await self.downlink.request(endpoint, "GET", path, accept=accept, timeout_s=timeout_s)
+        if reply.code == "4.06":
+            self.formats.refuse(endpoint, accept)
+            retry = self.formats.next_after(endpoint, path, device, accept)
+            if retry is not None:
+                log.debug("%s refused Accept %d for %s; trying %d", endpoint[:128], accept, path, retry)
+                accept = retry
+                reply = await self.downlink.request(endpoint, "GET", path, accept=accept, timeout_s=timeout_s)
+                if reply.code == "4.06":
+                    self.formats.refuse(endpoint, accept)
+        if reply.code == "2.05":
+            self.formats.remember(endpoint, accept, device)
+        return reply
+
     async def read_device_data(self, endpoint: str) -> DeviceReport | None:
-        """Read /3/0 and /4/0 (TLV) and record make, model, versions and serving cell on the device."""
+        """Read /3/0 and /4/0 in a format the device supports and record make, model, versions and serving
+        cell on the device."""
         self._last_read[endpoint] = self._monotonic()
         values: Values = {}
+        refused: list[LwM2MPath] = []
         for path in DEVICE_READS:
-            reply = await self.downlink.request(endpoint, "GET", path, accept=ContentFormat.TLV, timeout_s=120)
-            if reply.code == "2.05":
-                try:
-                    values.update(decode_values(reply.content_format, reply.payload, path))
-                except PeerError as exc:
-                    self.count_refusal(endpoint, "read", exc)
+            if await self._read_into(endpoint, path, values) == "4.06":
+                refused.append(path)
+        for path in refused:  # it refused two formats for this object: once more, starting from a third
+            await self._read_into(endpoint, path, values)
         if not values:
             return None
         report = device_report(values)
@@ -370,6 +400,15 @@ class Lwm2mServer:
         except StorageUnavailable:
             pass  # logged once by the store's health; read again at a later Update
         return report
+
+    async def _read_into(self, endpoint: str, path: LwM2MPath, values: Values) -> str:
+        reply = await self.read(endpoint, path, timeout_s=120)
+        if reply.code == "2.05":
+            try:
+                values.update(decode_values(reply.content_format, reply.payload, path))
+            except PeerError as exc:
+                self.count_refusal(endpoint, "read", exc)
+        return reply.code
 
     def _record_report(self, endpoint: str, report: DeviceReport) -> None:
         if self.devices is None:

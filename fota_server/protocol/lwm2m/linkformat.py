@@ -128,16 +128,25 @@ def _attr_value(value: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectList:
-    """What a client says it has: object id -> (version or None, instance ids)."""
+    """What a client says it has: object id -> (version or None, instance ids). ``content_formats`` keeps
+    every number of the root link's ``ct`` (``ct=110`` in 1.1, ``ct="60 110 112 11542"`` in 1.2, Core 1.2
+    §6.2.1), in the client's order; ``content_format`` is the first of them."""
 
     root: str = "/"
     content_format: int | None = None
     versions: dict[int, str] = field(default_factory=dict)
     instances: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    content_formats: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.content_formats and self.content_format is not None:
+            object.__setattr__(self, "content_formats", (self.content_format,))
+        elif self.content_formats and self.content_format is None:
+            object.__setattr__(self, "content_format", self.content_formats[0])
 
     def __hash__(self) -> int:
         return hash((self.root, self.content_format, tuple(sorted(self.versions.items())),
-                     tuple(sorted(self.instances.items()))))
+                     tuple(sorted(self.instances.items())), self.content_formats))
 
     @property
     def object_ids(self) -> tuple[int, ...]:
@@ -159,11 +168,11 @@ def parse_object_list(data: bytes) -> ObjectList:
 def _parse_object_list(data: bytes) -> ObjectList:
     links = parse_links(data)
     root = "/"
-    content_format: int | None = None
+    content_formats: tuple[int, ...] = ()
     for link in links:
         if link.attribute("rt") == "oma.lwm2m" or link.target == "/":
             root = link.target.rstrip("/") + "/"
-            content_format = _small_int(link.attribute("ct"))
+            content_formats = _format_list(link.attribute("ct"))
     versions: dict[int, str] = {}
     instances: dict[int, list[int]] = {}
     for link in links:
@@ -176,13 +185,25 @@ def _parse_object_list(data: bytes) -> ObjectList:
         version = link.attribute("ver")
         if version is not None and len(ids) == 1:
             versions[ids[0]] = version[:16]
-    return ObjectList(root, content_format, versions, {k: tuple(v) for k, v in instances.items()})
+    return ObjectList(root, content_formats[0] if content_formats else None, versions,
+                      {k: tuple(v) for k, v in instances.items()}, content_formats)
 
 
-def _small_int(text: str | None) -> int | None:
-    if text is None or not text.isascii() or not text.isdigit() or len(text) > 5:
-        return None
-    return int(text)
+MAX_ANNOUNCED_FORMATS = 16
+
+
+def _format_list(text: str | None) -> tuple[int, ...]:
+    """The numbers of a ``ct`` attribute, space separated (RFC 7252 §7.2.1); anything that is not a number
+    below 65536 is skipped, and at most ``MAX_ANNOUNCED_FORMATS`` are kept."""
+    if text is None:
+        return ()
+    out: list[int] = []
+    for part in text[:256].split(" "):
+        if part.isascii() and part.isdigit() and len(part) <= 5 and int(part) < 65536 and int(part) not in out:
+            out.append(int(part))
+            if len(out) == MAX_ANNOUNCED_FORMATS:
+                break
+    return tuple(out)
 
 
 def _object_ids(target: str, root: str) -> tuple[int, ...] | None:
@@ -197,10 +218,10 @@ def _object_ids(target: str, root: str) -> tuple[int, ...] | None:
 
 def encode_object_list(objects: ObjectList) -> bytes:
     links: list[Link] = []
-    if objects.root != "/" or objects.content_format is not None:
+    if objects.root != "/" or objects.content_formats:
         attrs: list[tuple[str, str | None]] = [("rt", "oma.lwm2m")]
-        if objects.content_format is not None:
-            attrs.append(("ct", str(objects.content_format)))
+        if objects.content_formats:
+            attrs.append(("ct", " ".join(str(f) for f in objects.content_formats)))
         links.append(Link(objects.root.rstrip("/") or "/", tuple(attrs)))
     prefix = objects.root.rstrip("/")
     for object_id in objects.object_ids:

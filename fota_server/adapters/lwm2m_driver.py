@@ -23,7 +23,7 @@ from ..campaign.drivers import (
 from ..download_tokens import DownloadTokens
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m import firmware_messages as fm
-from ..protocol.lwm2m.content import ContentFormat, decode_values
+from ..protocol.lwm2m.content import decode_values
 from ..protocol.lwm2m.firmware import FirmwareUpdate
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..protocol.lwm2m.paths import LwM2MPath
@@ -150,8 +150,7 @@ class UpdateSession:
         downlink, timeout_s = self.server.downlink, self.machine.timeouts.command_s
         path = command.path
         if isinstance(command, fm.ReadResource):
-            accept = ContentFormat.TLV if path.depth < 3 else None
-            reply = await downlink.request(self.endpoint, "GET", path, accept=accept, timeout_s=timeout_s)
+            reply = await self.server.read(self.endpoint, path, timeout_s)  # a format the device takes
         elif isinstance(command, fm.WriteResource):
             reply = await downlink.request(self.endpoint, "PUT", path, command.payload, command.content_format,
                                            timeout_s=timeout_s)

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-coap", dest="coap_enabled", action="store_const", const=False,
                      help="no CoAP or CoAPS listener (and no LwM2M)")
     run.add_argument("--no-coaps", dest="coaps_enabled", action="store_const", const=False, help="no CoAPS listener")
+    run.add_argument("--bootstrap-port", dest="bootstrap_port", type=int,
+                     help="LwM2M bootstrap server CoAP port (default 5783; 0 picks one)")
+    run.add_argument("--bootstrap-coaps-port", dest="bootstrap_coaps_port", type=int,
+                     help="LwM2M bootstrap server CoAPS port (default 5784; 0 picks one)")
+    run.add_argument("--no-bootstrap", dest="bootstrap_enabled", action="store_const", const=False,
+                     help="no LwM2M bootstrap server")
     run.add_argument("--https", dest="https", action="store_const", const=True,
                      help="serve HTTPS (a generated self-signed certificate unless tls_cert_file/tls_key_file are set)")
     run.add_argument("--sample", action="store_true",
@@ -133,16 +139,51 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument("--user", required=True)
     dm.add_argument("--secret", required=True)
 
+    _bootstrap_parser(device)
+
     keys = sub.add_parser("keys", help="the firmware signing key").add_subparsers(dest="action", required=True)
     pub = keys.add_parser("public", help="print the public key (PEM) devices verify signatures with")
     _common(pub)
     return parser
 
 
+def _bootstrap_parser(device: Any) -> None:
+    boot = device.add_parser("bootstrap", help="how the LwM2M bootstrap server configures a device (flags left "
+                             "out keep their value)")
+    _common(boot)
+    boot.add_argument("device_id")
+    boot.add_argument("--account", required=True)
+    boot.add_argument("--security", choices=["psk", "nosec"],
+                      help="DM server security (default: psk if the device has a DM PSK, else nosec)")
+    boot.add_argument("--dm-identity", help="the DM PSK identity written to /0 (also the device's DM PSK)")
+    boot.add_argument("--dm-key", help="the DM PSK key as hex")
+    boot.add_argument("--bootstrap-identity", help="the PSK identity the device uses on the bootstrap CoAPS port")
+    boot.add_argument("--bootstrap-key", help="the bootstrap PSK key as hex")
+    boot.add_argument("--lifetime", type=int, help="registration lifetime written to /1/0/1 (default 300)")
+    boot.add_argument("--server-uri", help="DM server URI written to /0 (default: this server's coap(s)://)")
+    boot.add_argument("--show", action="store_true", help="only print the configuration")
+    boot.add_argument("--delete", action="store_true", help="back to the default configuration")
+
+
+def _bootstrap_command(args: argparse.Namespace, services: Services) -> None:
+    from .bootstrap_config import BootstrapChange, configs_of
+
+    configs = configs_of(services)
+    if args.delete:
+        configs.delete(args.account, args.device_id)
+    elif not args.show:
+        configs.set(args.account, args.device_id, BootstrapChange(
+            security=args.security, dm_identity=args.dm_identity, dm_key=args.dm_key,
+            bootstrap_identity=args.bootstrap_identity, bootstrap_key=args.bootstrap_key,
+            lifetime_s=args.lifetime, server_uri=args.server_uri))
+    _print_json(configs.view(args.account, args.device_id))
+
+
 def _config(args: argparse.Namespace) -> Config:
     flags = {k: getattr(args, k, None) for k in
              ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "coaps_port", "coaps_enabled",
-              "https", "log_level", "enroll", "enroll_max_devices")}
+              "https", "log_level", "enroll", "enroll_max_devices", "bootstrap_port", "bootstrap_coaps_port",
+              "bootstrap_enabled")}
     return load_config(args.config, flags=flags)
 
 
@@ -194,6 +235,8 @@ def _device_command(args: argparse.Namespace, services: Services) -> None:
         _print_json({"deviceId": cred.device_id, "identity": cred.identity})
     elif args.action == "token":
         _print_json({"deviceId": args.device_id, "token": registry.new_http_token(args.account, args.device_id)})
+    elif args.action == "bootstrap":
+        _bootstrap_command(args, services)
     elif args.action == "omadm":
         cred = registry.set_omadm_secret(args.account, args.device_id, args.user, args.secret)
         _print_json({"deviceId": cred.device_id, "user": cred.identity})

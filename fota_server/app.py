@@ -28,10 +28,14 @@ from .adapters.http_limits import uvicorn_limits
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
+from .adapters.lwm2m_bootstrap import BootstrapServer, BootstrapSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
+from .bootstrap_config import BootstrapConfigs, configs_of
+from .store.bootstrap_sqlite import SqliteBootstrapStore
 from .adapters.runner import EngineHandle, start_engine
 from .campaign.drivers import ProtocolDriver
 from .protocol.lwm2m.device_data import device_id_for_endpoint
+from .api import lwm2m_bootstrap
 from .api import (
     auth_routes, callbacks, campaigns, device_credentials, device_logging, devices, firmware_sync, health, licenses, management, openapi, packages,
     reports,
@@ -84,6 +88,7 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     services = Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
                         campaigns=campaigns, enrolment=enrolment, download_tokens=download_tokens)
     services.extra["campaign_stores"] = stores
+    services.extra["bootstrap"] = BootstrapConfigs(devices, db.devices, db.credentials, SqliteBootstrapStore(db), clock)
     return services
 
 
@@ -91,7 +96,7 @@ def build_http_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes, *device_credentials.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
+                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
         exception_handlers=install_error_handlers(),
     )
     app.state.services = services
@@ -117,6 +122,7 @@ class RunningServer:
         self._coap: aiocoap.Context | None = None
         self._lwm2m: Lwm2mEndpoint | None = None
         self._lwm2m_driver: Lwm2mDriver | None = None
+        self._bootstrap: BootstrapServer | None = None
         self._engine: EngineHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hook_client: httpx.AsyncClient | None = None
@@ -191,7 +197,17 @@ class RunningServer:
                                          tokens=self.services.download_tokens)
         self._lwm2m_driver.on_device_back = campaigns.device_back
         self._lwm2m_driver.park(campaigns.unreachable_waiting("LWM2M"))
+        if config.bootstrap_enabled:
+            await self._start_bootstrap(BootstrapSettings(coap_uri=settings.coap_base, coaps_uri=settings.coaps_base))
         return self._lwm2m_driver
+
+    async def _start_bootstrap(self, settings: BootstrapSettings) -> None:
+        """The LwM2M bootstrap server on its own context and ports; CoAPS with the devices' bootstrap PSKs."""
+        config = self.services.config
+        self._bootstrap = BootstrapServer(configs_of(self.services), self.services.enrolment, settings)
+        dtls = DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s), max_handshakes=config.dtls_max_handshakes)
+        self.services.ports.update(await self._bootstrap.start(
+            config.host, config.bootstrap_port, config.bootstrap_coaps_port if config.coaps_enabled else None, dtls))
 
     async def _start_coaps(self) -> None:
         """CoAPS (DTLS-PSK) in the same CoAP context; a device may register only as its identity's endpoint."""
@@ -233,6 +249,8 @@ class RunningServer:
             await self._http_task
         if self._lwm2m_driver is not None:
             await self._lwm2m_driver.stop()
+        if self._bootstrap is not None:
+            await self._bootstrap.stop()
         if self._lwm2m is not None:
             await self._lwm2m.stop()  # flushes registrations, closes CoAP and CoAPS
         self.services.db.close()

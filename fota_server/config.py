@@ -56,6 +56,10 @@ class Config:
     max_http_connections: int = 10000  # concurrent HTTP connections; beyond this, 503
     http_header_timeout_s: int = 10  # a client must send its request head within this long
     dtls_max_handshakes: int = 10000  # half-open DTLS handshakes kept at once
+    # LwM2M bootstrap server (fota_server/adapters/lwm2m_bootstrap.py), with CoAP on
+    bootstrap_enabled: bool = True
+    bootstrap_port: int = 5783
+    bootstrap_coaps_port: int = 5784  # the bootstrap CoAPS listener runs when CoAPS is on
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -268,6 +268,7 @@ def run_demo(config: Config, options: DemoOptions) -> int:
         workdir = options.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         demo_config = replace(config, db_path=str(workdir / "demo.db"), data_dir=str(workdir / "demo-data"),
-                              http_port=0, coap_port=0, coaps_port=0, http_checkin_interval_s=5,
+                              http_port=0, coap_port=0, coaps_port=0, bootstrap_port=0, bootstrap_coaps_port=0,
+                              http_checkin_interval_s=5,
                               enroll=ACCOUNT)  # a lab's demo: devices that show up unannounced join its account
         return asyncio.run(_run(demo_config, options, workdir))

@@ -72,7 +72,8 @@ class ServerProcess:
     def start(self, timeout_s: float = 30) -> "ServerProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fota_server", "run", "--db", str(self.db), "--http-port", "0",
-             "--coap-port", "0", "--coaps-port", "0", *self.extra_args],
+             "--coap-port", "0", "--coaps-port", "0", "--bootstrap-port", "0", "--bootstrap-coaps-port", "0",
+             *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout_s

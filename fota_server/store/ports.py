@@ -5,12 +5,14 @@ Writes that change state apply only if the row is still as expected and return w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
 from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 
-__all__ = ["AccountStore", "TokenStore", "DeviceStore", "PackageStore", "LicenseStore", "CredentialStore"]
+__all__ = ["AccountStore", "TokenStore", "DeviceStore", "PackageStore", "LicenseStore", "CredentialStore",
+           "BootstrapRecord", "BootstrapStore"]
 
 
 class AccountStore(Protocol):
@@ -74,3 +76,25 @@ class CredentialStore(Protocol):
     def get_credential(self, device_id: str, kind: str) -> Credential | None: ...
     def find_by_identity(self, kind: str, identity: str) -> Credential | None: ...
     def delete_credential(self, device_id: str, kind: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BootstrapRecord:
+    """How the LwM2M bootstrap server configures one device. ``security`` is ``psk``, ``nosec`` or ``""``
+    (follow the device's DM PSK); ``server_uri`` ``""`` means the server's own CoAP(S) address; the bootstrap
+    PSK (identity, key as hex; both ``""`` for none) is what the device uses on the bootstrap CoAPS port."""
+
+    device_id: str
+    security: str = ""
+    server_uri: str = ""
+    lifetime_s: int = 0             # 0: the default lifetime
+    bootstrap_identity: str = ""
+    bootstrap_key: str = ""
+    updated_at: datetime | None = None
+
+
+class BootstrapStore(Protocol):
+    def set_bootstrap(self, record: BootstrapRecord) -> bool: ...   # False: the identity belongs to another device
+    def get_bootstrap(self, device_id: str) -> BootstrapRecord | None: ...
+    def find_by_bootstrap_identity(self, identity: str) -> BootstrapRecord | None: ...
+    def delete_bootstrap(self, device_id: str) -> bool: ...

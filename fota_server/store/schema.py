@@ -313,3 +313,18 @@ CREATE TABLE IF NOT EXISTS omadm_outcomes (
     created_at TEXT NOT NULL
 )
 """)
+
+# LwM2M bootstrap server: per-device bootstrap configuration and bootstrap PSK (``store/bootstrap_sqlite.py``).
+# The bootstrap PSK lives here, apart from the DM PSK in device_credentials.
+MIGRATIONS.append("""
+CREATE TABLE lwm2m_bootstrap (
+    device_id TEXT PRIMARY KEY REFERENCES devices(device_id),
+    security TEXT NOT NULL DEFAULT '' CHECK (security IN ('', 'psk', 'nosec')),
+    server_uri TEXT NOT NULL DEFAULT '',
+    lifetime_s INTEGER NOT NULL DEFAULT 0,
+    bootstrap_identity TEXT,
+    bootstrap_key TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX lwm2m_bootstrap_identity ON lwm2m_bootstrap(bootstrap_identity)
+""")

@@ -13,12 +13,14 @@ firmware versions the device ran, in order, starting with the one it started wit
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import deque
 from dataclasses import dataclass, field
 
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.content import ContentFormat, encode_values
+from fota_server.protocol.lwm2m.formats import MULTI_VALUE_FORMATS
 from fota_server.protocol.lwm2m.linkformat import ObjectList, encode_object_list
 from fota_server.protocol.lwm2m.objects import OBJECTS, ResourceType, resource_def
 from fota_server.protocol.lwm2m.paths import LwM2MPath
@@ -30,10 +32,15 @@ from .messages import (
     StartDownload, Uplink,
 )
 
-__all__ = ["ClientConfig", "ClientPhase", "LwM2MClient"]
+__all__ = ["ClientConfig", "ClientPhase", "LwM2MClient", "WAKAAMA_FORMATS"]
 
 P = LwM2MPath
-_MULTI_FORMATS = {ContentFormat.TLV, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_JSON}
+_SINGLE_FORMATS = {ContentFormat.TEXT, ContentFormat.OPAQUE, ContentFormat.CBOR}
+_OLD_NUMBERS = {ContentFormat.OLD_TEXT: ContentFormat.TEXT, ContentFormat.OLD_TLV: ContentFormat.TLV,
+                ContentFormat.OLD_JSON: ContentFormat.LWM2M_JSON}
+# Eclipse Wakaama's lwm2mclient built with its defaults: LwM2M 1.1, SenML JSON (announced as ct=110) and
+# SenML CBOR, no TLV
+WAKAAMA_FORMATS = (ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR)
 MAX_WRITE_BYTES = 64 * 1024
 
 
@@ -56,6 +63,12 @@ class ClientConfig:
     cell: tuple[int, int, int, int] = (310, 410, 1, 1)  # MCC, MNC, LAC, Cell ID
     objects: ObjectList = field(default_factory=lambda: ObjectList(
         "/", None, {1: "1.1", 5: "1.1"} , {1: (0,), 3: (0,), 4: (0,), 5: (0,)}))
+    # the multi-value formats it reads in, preferred first (an Accept for another gets 4.06); plain text,
+    # opaque and CBOR serve single resources whatever this says
+    formats: tuple[int, ...] = MULTI_VALUE_FORMATS
+    # announce them in the Register payload's root link, as 1.1+ clients do (Core 1.1 §6.2.1): 1.1 names
+    # the preferred one (``ct=110``), 1.2 all of them (``ct="110 112"``); a 1.0 client never does
+    announce_formats: bool = True
 
 
 class ClientPhase(enum.Enum):
@@ -94,7 +107,7 @@ class LwM2MClient:
 
     def start(self, now: float) -> None:
         self.phase = ClientPhase.REGISTERING
-        self._uplink(SendRegister(self._register_query(), encode_object_list(self.config.objects)), now)
+        self._uplink(SendRegister(self._register_query(), encode_object_list(self._object_list())), now)
 
     def stop(self, now: float) -> None:
         if self.location:
@@ -102,6 +115,13 @@ class LwM2MClient:
             self._uplink(SendDeregister(self.location), now)
         else:
             self.phase = ClientPhase.STOPPED
+
+    def _object_list(self) -> ObjectList:
+        objects, formats = self.config.objects, self.config.formats
+        if not self.config.announce_formats or self.config.version == "1.0" or not formats:
+            return objects
+        announced = tuple(formats[:1]) if self.config.version == "1.1" else tuple(formats)
+        return dataclasses.replace(objects, content_format=announced[0], content_formats=announced)
 
     def _register_query(self) -> tuple[str, ...]:
         query = [f"ep={self.config.endpoint}", f"lt={self.lifetime_s}", f"lwm2m={self.config.version}"]
@@ -273,20 +293,28 @@ class LwM2MClient:
             self._snapshot[path] = values
         elif request.observe == 1:
             self.observed.discard(path)
-        fmt = request.accept
-        single = list(values) == [path]
-        if fmt is None:
-            fmt = ContentFormat.TEXT if single else ContentFormat.TLV
-        try:
-            known = ContentFormat(fmt)
-        except ValueError:
-            return DeviceResponse("4.06")
-        if known not in _MULTI_FORMATS and not single:
+        known = self._answer_format(request.accept, list(values) == [path])
+        if known is None:
             return DeviceResponse("4.06")
         try:
             return DeviceResponse("2.05", encode_values(known, path, values), int(known))
         except ValueError:
             return DeviceResponse("4.06")
+
+    def _answer_format(self, accept: int | None, single: bool) -> ContentFormat | None:
+        """The format to answer a read in; None for 4.06 Not Acceptable (Core 1.1 §7.4: an Accept the client
+        does not support, or a single-value format for several values)."""
+        multi = self.config.formats
+        if accept is None:
+            return ContentFormat.TEXT if single else (ContentFormat(multi[0]) if multi else None)
+        try:
+            known = ContentFormat(accept)
+        except ValueError:
+            return None
+        known = _OLD_NUMBERS.get(known, known)
+        if known in _SINGLE_FORMATS:
+            return known if single else None
+        return known if known in multi else None
 
     def _write(self, path: LwM2MPath, request: DeviceRequest, now: float) -> DeviceResponse:
         if request.content_format is None and request.query:  # Write-Attributes (Core 1.1 §6.3.4)

@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .client import ClientConfig, ClientPhase, LwM2MClient
+from fota_server.protocol.lwm2m.formats import FORMAT_NAMES, MULTI_VALUE_FORMATS, parse_format_names
+
+from .client import WAKAAMA_FORMATS, ClientConfig, ClientPhase, LwM2MClient
 from .faults import Fault
 from .firmware import DeviceFirmware
 
@@ -28,6 +30,14 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds")
     cmd.add_argument("--lwm2m-version", choices=["1.0", "1.1", "1.2"], default="1.1")
     cmd.add_argument("--queue", action="store_true", help="queue mode (b=UQ in 1.0, Q in 1.1)")
+    cmd.add_argument("--formats", type=_formats, default=None, metavar="LIST",
+                     help="multi-value content formats it reads in, preferred first, from "
+                          f"{','.join(FORMAT_NAMES)} (default: all); any other Accept gets 4.06")
+    cmd.add_argument("--no-announce-formats", dest="announce_formats", action="store_false",
+                     help="leave ct= out of the Register payload (1.1 names its preferred format, 1.2 all)")
+    cmd.add_argument("--wakaama", action="store_true",
+                     help="behave like Eclipse Wakaama's lwm2mclient built with its defaults: LwM2M 1.1, "
+                          "SenML JSON (announced as ct=110) and SenML CBOR, no TLV")
     cmd.add_argument("--fault", action="append", default=[], choices=[f.value for f in Fault],
                      help="make updates fail this way (repeatable)")
     cmd.add_argument("--firmware-version", default="1.0.0")
@@ -54,10 +64,22 @@ def _cell(text: str) -> tuple[int, int, int, int]:
     return mcc, mnc, lac, cell_id
 
 
+def _formats(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(f) for f in parse_format_names(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_client(args: argparse.Namespace) -> LwM2MClient:
-    config = ClientConfig(args.endpoint, lifetime_s=args.lifetime, version=args.lwm2m_version,
+    version, formats = args.lwm2m_version, args.formats
+    if args.wakaama:
+        version, formats = "1.1", formats or tuple(int(f) for f in WAKAAMA_FORMATS)
+    config = ClientConfig(args.endpoint, lifetime_s=args.lifetime, version=version,
                           queue_mode=args.queue, manufacturer=args.make, model=args.model,
-                          firmware_version=args.firmware_version, cell=_cell(args.cell))
+                          firmware_version=args.firmware_version, cell=_cell(args.cell),
+                          formats=formats or tuple(int(f) for f in MULTI_VALUE_FORMATS),
+                          announce_formats=args.announce_formats)
     firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault),
                               public_key_pem=args.public_key.read_bytes() if args.public_key else None)
     return LwM2MClient(config, firmware)

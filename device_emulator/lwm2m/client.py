@@ -22,10 +22,11 @@ from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.content import ContentFormat, encode_values
 from fota_server.protocol.lwm2m.formats import MULTI_VALUE_FORMATS
 from fota_server.protocol.lwm2m.linkformat import ObjectList, encode_object_list
-from fota_server.protocol.lwm2m.objects import OBJECTS, ResourceType, resource_def
+from fota_server.protocol.lwm2m.objects import OBJECTS, FirmwareState, ResourceType, resource_def
 from fota_server.protocol.lwm2m.paths import LwM2MPath
 from fota_server.protocol.lwm2m.values import Values, text_to_value
 
+from .faults import Fault
 from .firmware import DeviceFirmware
 from .messages import (
     DeviceRequest, DeviceResponse, NotifyObservers, Reboot, SendDeregister, SendRegister, SendUpdate,
@@ -134,6 +135,8 @@ class LwM2MClient:
         return tuple(query)
 
     def _uplink(self, uplink: Uplink, now: float) -> None:
+        if self.firmware.dead:
+            return  # Fault.DIE_MID_DOWNLOAD: it never registers or updates again
         self._outbox.append(uplink)
         if not isinstance(uplink, (NotifyObservers, StartDownload)):
             self._awake_until = now + self.config.queue_awake_s
@@ -188,7 +191,7 @@ class LwM2MClient:
 
     def reachable(self, now: float) -> bool:
         """A queue-mode client listens only for a while after it sent something (reference §2.2)."""
-        if self.phase in (ClientPhase.STOPPED, ClientPhase.REBOOTING):
+        if self.phase in (ClientPhase.STOPPED, ClientPhase.REBOOTING) or self.firmware.dead:
             return False
         return not self.config.queue_mode or now < self._awake_until
 
@@ -219,6 +222,12 @@ class LwM2MClient:
             self.versions.append(version)
         self.firmware_version = version
         self.reboots += 1
+        if Fault.REBOOT_WITHOUT_REGISTER in self.firmware.faults and self.location:
+            self.observed.clear()  # a reboot ends every Observe relation
+            self._outbox.append(Reboot())
+            self._update_in_flight = False
+            self.send_update(now)  # its old registration, from a new port: no Register
+            return
         self.phase = ClientPhase.REBOOTING
         self.location = ()
         self.observed.clear()
@@ -264,6 +273,7 @@ class LwM2MClient:
         }
         for index, protocol in enumerate(fw.protocols):
             tree[P(5, 0, 8, index)] = int(protocol)
+        tree.update(fw.resources())
         return tree
 
     # ---------------------------------------------------------------- server requests
@@ -336,6 +346,8 @@ class LwM2MClient:
             if self.firmware.download_uri:
                 self._outbox.append(StartDownload(self.firmware.download_uri))
             return DeviceResponse(code)
+        if path.object_id == 5 and path.resource_id in (4, 11, 13):
+            return DeviceResponse(self.firmware.write_setting(path.resource_id, value))
         if path == P(1, 0, 1) and isinstance(value, int):
             self.lifetime_s = max(1, value)
             self.send_update(now, with_lifetime=True)  # int-102: the client Updates with the new lt
@@ -355,8 +367,8 @@ class LwM2MClient:
         if rdef is None or rdef.operations != "E" or path.depth != 3:
             return DeviceResponse("4.05")
         if path == P(5, 0, 2):
-            code = self.firmware.execute()
-            if code == "2.04":
+            code = self.firmware.execute(now)
+            if code == "2.04" and self.firmware.state is FirmwareState.UPDATING:  # not deferred
                 self._flash_at = now + self.config.reboot_s
             return DeviceResponse(code)
         if path == P(5, 0, 10):

@@ -18,6 +18,14 @@ class Fault(enum.Enum):
     UPDATE_FAILED = "update-failed"
     UNSUPPORTED_PROTOCOL = "unsupported-protocol"
     IGNORE_URI = "ignore-uri"  # accepts the Package URI and never downloads (wakaama#307)
+    # dies mid-download (after ``lost_after_bytes``): answers nothing and never updates its registration again
+    DIE_MID_DOWNLOAD = "die-mid-download"
+    # its user defers every Execute (Result 11, State stays 2) until the Maximum Defer Period /5/0/13 has passed
+    # since the first deferral; with /5/0/13 = 0 or Severity critical there is no deferring (Object 5 v1.1)
+    DEFER = "defer"
+    # reboots into the new image without a Register: keeps its registration, sends an Update from its new
+    # port, and has lost its Observe relations
+    REBOOT_WITHOUT_REGISTER = "reboot-without-register"
 
 
 FAULT_RESULTS: dict[Fault, int] = {

@@ -8,6 +8,10 @@ The object counts what the device did: ``downloads`` is how many times it entere
 URI write or the first Block1 block of a push; a re-sent identical block is not a new one), ``flashes`` how
 many times ``finish_update`` wrote a staged image and the device rebooted (whatever image then boots); an
 update that fails before writing (2/8) is no flash.
+
+``object_version`` "1.0" gives the Object 5 of LwM2M 1.0: Update Supported Objects /5/0/4 (RW boolean, no
+Cancel, no Severity or Maximum Defer Period); "1.1" has Cancel /5/0/10, Severity /5/0/11 and Maximum Defer
+Period /5/0/13 (OMNA 5.xml v1.1), and no /5/0/4.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.image import verify_image
 from fota_server.protocol.lwm2m.blockwise import Block1Receiver, BlockOption, ReceiverVerdict
 from fota_server.protocol.lwm2m.objects import (
-    DeliveryMethod, FirmwareState, ProtocolSupport, UpdateResult, protocol_for_uri,
+    DeliveryMethod, FirmwareState, ProtocolSupport, Severity, UpdateResult, protocol_for_uri,
 )
+from fota_server.protocol.lwm2m.paths import LwM2MPath
+from fota_server.protocol.lwm2m.values import Values
 
 from ..signature import signature_valid
 from .faults import Fault
@@ -49,7 +55,8 @@ class DeviceFirmware:
                  protocols: tuple[ProtocolSupport, ...] = (ProtocolSupport.COAP, ProtocolSupport.HTTP),
                  delivery: DeliveryMethod = DeliveryMethod.BOTH, verifier: Verifier = image_version,
                  lost_after_bytes: int = 2048, ram_bytes: int = 4096, max_szx: int = 6,
-                 public_key_pem: bytes | None = None) -> None:
+                 public_key_pem: bytes | None = None, object_version: str = "1.1",
+                 severity: int = Severity.MANDATORY, max_defer_s: int = 0) -> None:
         self.flash_bytes = flash_bytes
         self.faults = faults
         self.protocols = protocols
@@ -65,6 +72,14 @@ class DeviceFirmware:
         self.download_uri: str | None = None  # set when a pull download should start
         self.downloads = 0
         self.flashes = 0
+        self.object_version = object_version
+        self.update_supported_objects = False   # /5/0/4 (v1.0)
+        self.severity = int(severity)           # /5/0/11 (v1.1)
+        self.max_defer_s = max_defer_s          # /5/0/13 (v1.1), seconds; 0: no deferral allowed
+        self.deferred_at: float | None = None   # when the user first put the update off
+        self.deferrals = 0
+        self.cancels = 0
+        self.dead = False                       # Fault.DIE_MID_DOWNLOAD struck: silent from now on
         self._pulled = bytearray()
         limit = min(flash_bytes, 1024) if Fault.NOT_ENOUGH_FLASH in faults else flash_bytes
         self._receiver = Block1Receiver(limit, max_szx)
@@ -81,6 +96,36 @@ class DeviceFirmware:
         self.download_uri = None
         self._pulled = bytearray()
         self._receiver.reset()
+
+    @property
+    def v1_0(self) -> bool:
+        return self.object_version == "1.0"
+
+    def resources(self) -> Values:
+        """The resources this object version has beyond those of every version (read by the client)."""
+        if self.v1_0:
+            return {LwM2MPath(5, 0, 4): self.update_supported_objects}
+        return {LwM2MPath(5, 0, 11): self.severity, LwM2MPath(5, 0, 13): self.max_defer_s}
+
+    def write_setting(self, resource_id: int, value: object) -> str:
+        """A Write of /5/0/4, /5/0/11 or /5/0/13; 4.04 for a resource this object version lacks."""
+        if resource_id == 4 and self.v1_0 and isinstance(value, bool):
+            self.update_supported_objects = value
+        elif resource_id == 11 and not self.v1_0 and isinstance(value, int) and value in set(Severity):
+            self.severity = value
+        elif resource_id == 13 and not self.v1_0 and isinstance(value, int) and not isinstance(value, bool) \
+                and value >= 0:
+            self.max_defer_s = value
+        elif resource_id in (4, 11, 13):
+            return "4.04" if (resource_id == 4) != self.v1_0 else "4.00"
+        else:
+            return "4.05"
+        return "2.04"
+
+    def _dies(self, received: int) -> bool:
+        if Fault.DIE_MID_DOWNLOAD in self.faults and received > self.lost_after_bytes:
+            self.dead = True
+        return self.dead
 
     def _fail(self, result: UpdateResult, state: FirmwareState = FirmwareState.IDLE) -> None:
         self._set(state, result)
@@ -127,6 +172,8 @@ class DeviceFirmware:
             self._set(FirmwareState.DOWNLOADING, UpdateResult.INITIAL)
             self.downloads += 1
         received = len(self._receiver.data) + len(payload)
+        if self._dies(received):
+            return PackageAnswer("5.03")  # what a dead device's link makes of it: no answer at all
         if Fault.OUT_OF_RAM in self.faults and received > self.ram_bytes:
             self._fail(UpdateResult.OUT_OF_RAM)
             return PackageAnswer("5.00")
@@ -172,7 +219,7 @@ class DeviceFirmware:
 
     def download_data(self, chunk: bytes) -> bool:
         """Bytes of a pull download; False tells the downloader to stop (the outcome is in State/Result)."""
-        if self.state is not FirmwareState.DOWNLOADING:
+        if self.state is not FirmwareState.DOWNLOADING or self._dies(len(self._pulled) + len(chunk)):
             return False
         self._pulled += chunk
         if len(self._pulled) > (min(self.flash_bytes, 1024) if Fault.NOT_ENOUGH_FLASH in self.faults
@@ -198,11 +245,25 @@ class DeviceFirmware:
 
     # ------------------------------------------------------------- execute and cancel
 
-    def execute(self) -> str:
+    def execute(self, now: float = 0.0) -> str:
+        """Execute /5/0/2: Updating, or, with ``Fault.DEFER``, deferred (Result 11, State stays 2) while the
+        Maximum Defer Period since the first deferral lasts."""
         if self.state is not FirmwareState.DOWNLOADED:
             return "4.05"
+        if self._defers(now):
+            self.deferrals += 1
+            self.result = UpdateResult.DEFERRED
+            return "2.04"
         self._set(FirmwareState.UPDATING, UpdateResult.INITIAL)
         return "2.04"
+
+    def _defers(self, now: float) -> bool:
+        if (Fault.DEFER not in self.faults or self.v1_0 or self.max_defer_s <= 0
+                or self.severity == Severity.CRITICAL):
+            return False
+        if self.deferred_at is None:
+            self.deferred_at = now
+        return now < self.deferred_at + self.max_defer_s
 
     def finish_update(self) -> str | None:
         """Flash the staged image and reboot: the version that boots (counted in ``flashes``), or None when
@@ -220,8 +281,12 @@ class DeviceFirmware:
         return version
 
     def cancel(self) -> str:
+        """Execute /5/0/10 (Object 5 v1.1; a v1.0 object has no such resource)."""
+        if self.v1_0:
+            return "4.04"
         if self.state not in (FirmwareState.DOWNLOADING, FirmwareState.DOWNLOADED):
             return "4.05"
+        self.cancels += 1
         self._fail(UpdateResult.CANCELLED)
         self.staged_version = None
         return "2.04"

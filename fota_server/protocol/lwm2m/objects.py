@@ -12,7 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "ResourceType", "ResourceDef", "ObjectDef", "OBJECTS", "resource_def",
     "FirmwareState", "UpdateResult", "RESULT_REASONS", "result_reason",
-    "ProtocolSupport", "DeliveryMethod", "SCHEME_PROTOCOLS", "protocol_for_uri",
+    "ProtocolSupport", "DeliveryMethod", "Severity", "SCHEME_PROTOCOLS", "protocol_for_uri",
     "SERVER", "DEVICE", "CONNECTIVITY", "FIRMWARE",
 ]
 
@@ -98,6 +98,7 @@ OBJECTS: dict[int, ObjectDef] = {
         FIRMWARE, "Firmware Update",
         ResourceDef(0, "Package", _O, "W"), ResourceDef(1, "Package URI", _S, "RW"),
         ResourceDef(2, "Update", _N, "E"), ResourceDef(3, "State", _I, "R"),
+        ResourceDef(4, "Update Supported Objects", _B, "RW"),  # Object 5 v1.0 only (LwM2M 1.0.2 Appendix E.6)
         ResourceDef(5, "Update Result", _I, "R"), ResourceDef(6, "PkgName", _S, "R"),
         ResourceDef(7, "PkgVersion", _S, "R"),
         ResourceDef(8, "Firmware Update Protocol Support", _I, "R", multiple=True),
@@ -123,7 +124,8 @@ class FirmwareState(enum.IntEnum):
 
 
 class UpdateResult(enum.IntEnum):
-    """``/5/0/5`` Update Result (Object 5 v1.1)."""
+    """``/5/0/5`` Update Result (Object 5 v1.1). ``DEFERRED`` (11) keeps State 2 Downloaded: the device's user
+    put the update off, for at most the Maximum Defer Period ``/5/0/13`` (0: no deferral allowed)."""
 
     INITIAL = 0
     SUCCESS = 1
@@ -192,3 +194,11 @@ class DeliveryMethod(enum.IntEnum):
     PULL = 0
     PUSH = 1
     BOTH = 2
+
+
+class Severity(enum.IntEnum):
+    """``/5/0/11`` Severity (Object 5 v1.1); a device without it treats packages as mandatory."""
+
+    CRITICAL = 0
+    MANDATORY = 1
+    OPTIONAL = 2

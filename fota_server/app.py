@@ -30,6 +30,7 @@ from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from .adapters.lwm2m_bootstrap import BootstrapServer, BootstrapSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
+from .adapters.lwm2m_site import Lwm2mSettings
 from .bootstrap_config import BootstrapConfigs, configs_of
 from .store.bootstrap_sqlite import SqliteBootstrapStore
 from .adapters.runner import EngineHandle, start_engine
@@ -40,6 +41,7 @@ from .api import (
     auth_routes, callbacks, campaigns, device_credentials, device_logging, devices, firmware_sync, health, licenses, management, openapi, packages,
     reports,
 )
+from .api import lwm2m_explorer
 from .api.errors import install_error_handlers
 from .auth import AuthService
 from .campaign.service import CampaignService
@@ -96,7 +98,7 @@ def build_http_app(services: Services) -> Starlette:
     app = Starlette(
         routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
+                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
         exception_handlers=install_error_handlers(),
     )
     app.state.services = services
@@ -174,9 +176,10 @@ class RunningServer:
     async def _start_coap(self) -> ProtocolDriver:
         config = self.services.config
         site = build_site(lambda: health.health_status(self.services))
-        self._lwm2m = lwm2m_endpoint(self.services, site)
+        self._lwm2m = lwm2m_endpoint(self.services, site, Lwm2mSettings(queue_awake_s=float(config.lwm2m_queue_awake_s)))
         self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config))
         self._coap = self._lwm2m.context
+        self.services.lwm2m_explorer.attach(self._lwm2m.server)
         if self._coap is not None:   # aiocoap's line per bad datagram: rate-limited through the peer log
             quiet_peer_logs(self._coap.log)
         campaigns = self.services.campaigns
@@ -243,6 +246,7 @@ class RunningServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._hook_client is not None:
             await self._hook_client.aclose()
+        self.services.lwm2m_explorer.close()  # event streams and held explorer requests end: HTTP can stop
         if self._http is not None:
             self._http.should_exit = True
         if self._http_task is not None:

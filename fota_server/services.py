@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .adapters.lwm2m_explorer import Lwm2mExplorer
 from .auth import AuthService
 from .campaign.service import CampaignService
 from .clock import Clock
@@ -31,3 +32,5 @@ class Services:
     download_tokens: DownloadTokens
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # the running LwM2M server for the device explorer API, attached when CoAP starts (empty with CoAP off)
+    lwm2m_explorer: Lwm2mExplorer = field(default_factory=Lwm2mExplorer)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
+from ..adapters.lwm2m_explorer import DeviceTimeout, ExplorerConflict, ExplorerNotFound, Lwm2mUnavailable
 from ..errors import (
     AuthError, Conflict, DomainError, InvalidClient, InvalidGrant, InvalidRequest, LoginFailed, NotFound,
     Unauthorized,
@@ -49,6 +50,10 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (Unauthorized, 401),
     (AuthError, 401),
     (PayloadTooLarge, 413),
+    (ExplorerNotFound, 404),     # the device explorer (api/lwm2m_explorer.py) answers as REST does
+    (ExplorerConflict, 409),
+    (DeviceTimeout, 504),
+    (Lwm2mUnavailable, 503),
     (NotFound, 400),
     (Conflict, 400),
     (InvalidRequest, 400),

@@ -72,6 +72,70 @@ _SEED_QUERY = {
 }
 _ENUM_PARAMS = {"upgradeStatus": "UpgradeStatusEnum", "service": "CallbackServiceEnum"}
 
+# The device explorer (``api/lwm2m_explorer.py``; README "Device explorer (LwM2M)"): LwM2M operations on one
+# registered device. {path} is /object[/instance[/resource[/resource-instance]]], e.g. 3/0/0.
+_DEVICE = "/api/fota/lwm2m/v1/{account}/devices/{deviceId}"
+EXPLORER_ENDPOINTS = [
+    ("lwm2m", "GET", f"{_DEVICE}/registration", "-", "Lwm2mRegistration"),
+    ("lwm2m", "GET", f"{_DEVICE}/discover/{{path}}", "-", "Lwm2mDiscoverResult"),
+    ("lwm2m", "GET", f"{_DEVICE}/objects/{{path}}", "-", "Lwm2mReadResult"),
+    ("lwm2m", "PUT", f"{_DEVICE}/objects/{{path}}", "Lwm2mValues", "Lwm2mResult"),
+    ("lwm2m", "POST", f"{_DEVICE}/objects/{{path}}", "Lwm2mValues", "Lwm2mResult"),
+    ("lwm2m", "DELETE", f"{_DEVICE}/objects/{{path}}", "-", "Lwm2mResult"),
+    ("lwm2m", "POST", f"{_DEVICE}/execute/{{path}}", "-", "Lwm2mResult"),
+    ("lwm2m", "POST", f"{_DEVICE}/observe/{{path}}", "-", "Lwm2mReadResult"),
+    ("lwm2m", "DELETE", f"{_DEVICE}/observe/{{path}}", "-", "Lwm2mCancelResult"),
+    ("lwm2m", "PUT", f"{_DEVICE}/attributes/{{path}}", "-", "Lwm2mResult"),
+    ("lwm2m", "GET", f"{_DEVICE}/events", "-", "-"),
+]
+EXTRA_ENDPOINTS.extend(EXPLORER_ENDPOINTS)
+_EXTRA_MODELS.update({
+    "Lwm2mRegistration": [("endpoint", "string", True), ("registrationId", "string", True),
+                          ("lwm2mVersion", "string", True), ("binding", "string", True), ("lifetime", "int", True),
+                          ("queueMode", "bool", True), ("address", "string", True), ("objects", "array of Lwm2mObject", True),
+                          ("contentFormat", "int", False), ("registeredAt", "datetime", True),
+                          ("updatedAt", "datetime", True), ("secure", "bool", False), ("awake", "bool", False),
+                          ("pendingRequests", "int", False), ("observing", "array of string", False)],
+    "Lwm2mObject": [("id", "int", True), ("version", "string", False), ("instances", "array of int", True)],
+    "Lwm2mReadResult": [("code", "string", True), ("contentFormat", "int", False), ("format", "string", False),
+                        ("values", "Lwm2mValueMap", False), ("payload", "string", False),
+                        ("decodeError", "string", False), ("observing", "bool", False)],
+    "Lwm2mValues": [("values", "Lwm2mValueMap", False), ("value", "string", False)],
+    "Lwm2mResult": [("code", "string", True)],
+    "Lwm2mCancelResult": [("cancelled", "string", True)],
+    "Lwm2mDiscoverResult": [("code", "string", True), ("links", "array of Lwm2mLink", False)],
+    "Lwm2mLink": [("path", "string", True), ("attributes", "Lwm2mValueMap", True)],
+    "Lwm2mValueMap": [],
+})
+_FORMAT = ("format", "string", False)
+_TIMEOUT = ("timeout", "int", False)
+for _, _method, _path, _, _ in EXPLORER_ENDPOINTS:
+    _wants_format = _path.endswith(("/objects/{path}", "/observe/{path}")) and _method in ("GET", "PUT", "POST")
+    _attributes = tuple((a, "string", False) for a in ("pmin", "pmax", "gt", "lt", "st", "epmin", "epmax")
+                        if _path.endswith("/attributes/{path}"))
+    if not _path.endswith(("/registration", "/events")):
+        _SEED_QUERY[(_method, _path)] = (_TIMEOUT, *((_FORMAT,) if _wants_format else ()), *_attributes)
+
+
+def _explorer_details(paths: dict[str, dict[str, Any]], schemas: dict[str, Any]) -> None:
+    """What the tables above cannot say: the explorer's error statuses, its event stream, Execute's text body,
+    and the value map (keys are paths such as ``/3/0/0``; opaque values are base64)."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResult"}}}}
+    for _, method, path, _, _ in EXPLORER_ENDPOINTS:
+        paths[path][method.lower()]["responses"].update({
+            "404": {"description": "DeviceNotFound, DeviceNotRegistered or ObservationNotFound", **error},
+            "409": {"description": "DeviceRefused (the device's CoAP code in 'code'), ObservationInUse, "
+                                   "TooManySubscribers", **error},
+            "503": {"description": "Lwm2mUnavailable: CoAP is off", **error},
+            "504": {"description": "DeviceNotAwake (queue mode, within ?timeout=) or DeviceNoAnswer", **error}})
+    paths[f"{_DEVICE}/events"]["get"]["responses"]["200"] = {
+        "description": "server-sent events: subscribed, notification, registration, lost",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    paths[f"{_DEVICE}/execute/{{path}}"]["post"]["requestBody"] = {
+        "required": False, "content": {"text/plain": {"schema": {"type": "string", "maxLength": 1024}}}}
+    schemas["Lwm2mValueMap"] = {"type": "object", "properties": {}, "required": [],
+                                "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}
+
 
 def _schema(type_text: str) -> dict[str, Any]:
     enum = re.match(r"string \(enum (\w+)\)", type_text)
@@ -155,6 +219,7 @@ def build_openapi() -> dict[str, Any]:
     models = {name: fields + _SEED_FIELDS.get(name, []) for name, fields in {**MODELS, **_EXTRA_MODELS}.items()}
     schemas: dict[str, Any] = {name: _model(fields) for name, fields in models.items()}
     schemas.update({name: {"type": "string", "enum": values} for name, values in ENUMS.items()})
+    _explorer_details(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "fota-server management API (ThingSpace SMS compatible)", "version": __version__},

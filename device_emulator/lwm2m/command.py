@@ -25,7 +25,10 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: Any) -> None:
     cmd = sub.add_parser("lwm2m", help="one LwM2M device: registration, Objects 3/4/5, push and pull updates")
-    cmd.add_argument("--server", required=True, help="LwM2M server, e.g. coap://127.0.0.1:5683")
+    cmd.add_argument("--server", help="LwM2M server, e.g. coap://127.0.0.1:5683 (or what --bootstrap writes)")
+    cmd.add_argument("--bootstrap", metavar="URI",
+                     help="start from the LwM2M bootstrap server at URI, e.g. coap://127.0.0.1:5783, then register "
+                          "at the server it writes")
     cmd.add_argument("--endpoint", required=True, help="endpoint client name, e.g. urn:imei:490154203237518")
     cmd.add_argument("--lifetime", type=int, default=300, help="registration lifetime in seconds")
     cmd.add_argument("--lwm2m-version", choices=["1.0", "1.1", "1.2"], default="1.1")
@@ -88,6 +91,10 @@ def build_client(args: argparse.Namespace) -> LwM2MClient:
 async def _run(args: argparse.Namespace) -> int:
     from device_emulator.links.coap import CoapLink
 
+    if args.bootstrap and not await _bootstrap(args):
+        return 1
+    if not args.server:
+        raise SystemExit("lwm2m needs --server or --bootstrap")
     client = build_client(args)
     link = CoapLink(client, args.server, bind_host=args.bind)
     await link.start()
@@ -122,6 +129,25 @@ async def _run(args: argparse.Namespace) -> int:
     _print("stopped", firmware_version=client.firmware_version, reboots=client.reboots,
            downloads=client.firmware.downloads, flashes=client.firmware.flashes, versions=client.versions)
     return 0
+
+
+async def _bootstrap(args: argparse.Namespace) -> bool:
+    """Client-initiated bootstrap; on success ``args.server`` and ``args.lifetime`` are what was written."""
+    from device_emulator.links.coap_bootstrap import BootstrapFailed, run_bootstrap
+    from device_emulator.lwm2m.bootstrap import BootstrapClient
+
+    try:
+        outcome = await run_bootstrap(BootstrapClient(args.endpoint), args.bootstrap, bind_host=args.bind)
+    except BootstrapFailed as exc:
+        _print("bootstrap_failed", code=exc.code)
+        return False
+    _print("bootstrapped", server=outcome.server_uri, security_mode=outcome.security_mode,
+           psk_identity=outcome.psk_identity.decode(errors="replace"), lifetime=outcome.lifetime_s)
+    if not outcome.server_uri.startswith("coap://"):
+        _print("bootstrap_failed", code="unsupported", detail="this emulator registers over coap:// only")
+        return False
+    args.server, args.lifetime = outcome.server_uri, outcome.lifetime_s
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

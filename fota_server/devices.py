@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .clock import Clock
 from .errors import InvalidRequest, NotFound
+from .protocol.delivery import DELIVERY_NAMES, PROTOCOL_DELIVERIES, parse_delivery
 from .records import PROTOCOLS, Credential, Device
 from .store.ports import AccountStore, CredentialStore, DeviceStore
 
@@ -97,6 +98,18 @@ class DeviceRegistry:
         if device is None:
             raise NotFound(f"device {device_id!r} not found", "DeviceNotFound")
         return device
+
+    def set_delivery(self, account_name: str, device_id: str, method: str) -> Device:
+        """How images travel to this LwM2M device whatever a campaign says (``protocol/delivery.py``); ``auto``
+        removes the override."""
+        device = self._own(account_name, device_id)
+        delivery = parse_delivery(method)
+        if delivery is None:
+            raise InvalidRequest(f"'method' must be one of {', '.join(DELIVERY_NAMES)}", "InvalidDeliveryMethod")
+        if device.protocol != "LWM2M" and delivery not in PROTOCOL_DELIVERIES.get(device.protocol, ()):
+            raise InvalidRequest(f"a {device.protocol} device cannot take {delivery.value}", "InvalidDeliveryMethod")
+        self._devices.set_delivery_method(account_name, device_id, delivery.value)
+        return self._own(account_name, device_id)
 
     def _store(self, credential: Credential) -> None:
         if not self._credentials.set_credential(credential):

@@ -78,6 +78,7 @@ class Device:
     line_status: str = "active"
     last_seen_at: datetime | None = None
     created_at: datetime | None = None
+    delivery_method: str = "auto"   # LwM2M: how images travel to this device, over any campaign's ("auto": no override)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def test_package_uris_fit_object_5_with_an_ipv6_host() -> None:
     settings = Lwm2mDriverSettings(coap_base=f"coap://{host}", coaps_base=f"coaps://{host}", http_base=f"https://{host}")
     token = _tokens().issue(DEVICE, SHA)
     signature = "MEUCIQ" + "A" * 90  # the length of a DER ECDSA P-256 signature in base64
-    coaps, https = settings.pull_uris(_package(signature), token, dtls=True)
+    coaps, _coap, https = settings.pull_uris(_package(signature), token, dtls=True)  # every scheme, best first
     assert coaps == f"coaps://{host}/fw/{SHA}/{token}" and https == f"https://{host}/fw/sha256/{SHA}?t={token}"
     assert (plain := settings.pull_uris(_package(signature), token)[0]).startswith(f"coap://{host}/fw/{SHA}/{token}")
     assert all(len(uri) <= 255 for uri in (coaps, https, plain))

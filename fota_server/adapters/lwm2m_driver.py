@@ -55,13 +55,13 @@ class Lwm2mDriverSettings:
     timeouts: fm.FirmwareTimeouts = field(default_factory=fm.FirmwareTimeouts)
 
     def pull_uris(self, package: Package, token: str = "", dtls: bool = False) -> tuple[str, ...]:
-        """The Package URIs to offer, best first: CoAP (CoAPS for a device ``dtls`` registered over DTLS, when
-        CoAPS is on), then HTTP(S); each carries the download ``token`` (a path segment for CoAP, which some
-        LwM2M clients keep when they drop a query; the ``t`` query for HTTP)."""
-        uris = []
-        coap_base = self.coaps_base if dtls and self.coaps_base else self.coap_base
-        if coap_base:
-            uris.append(f"{coap_base.rstrip('/')}/fw/{package.sha256}" + (f"/{token}" if token else ""))
+        """The Package URIs to offer, best first: CoAP (CoAPS first for a device ``dtls`` registered over DTLS),
+        the other of the two when CoAPS is on, then HTTP(S); each carries the download ``token`` (a path segment
+        for CoAP, which some LwM2M clients keep when they drop a query; the ``t`` query for HTTP). The
+        firmware-update machine picks one by the campaign's delivery method and the device's /5/0/8."""
+        coap_bases = [self.coaps_base, self.coap_base] if dtls else [self.coap_base, self.coaps_base]
+        uris = [f"{base.rstrip('/')}/fw/{package.sha256}" + (f"/{token}" if token else "")
+                for base in coap_bases if base]
         if self.http_base:
             uris.append(f"{self.http_base.rstrip('/')}/fw/sha256/{package.sha256}" + (f"?t={token}" if token else ""))
         return tuple(_signed(uri, package.signature) for uri in uris)
@@ -330,8 +330,11 @@ class Lwm2mDriver:
 
     async def _update(self, attempt: _Attempt, endpoint: str, package: Package) -> None:
         command, settings = attempt.command, self.settings
-        job = fm.FirmwareJob(command.firmware_to, package.size, self._pull_uris(endpoint, package), settings.prefer,
-                             settings.allow_push, command.install, command.resumed)
+        registration = self.server.book.by_endpoint(endpoint)
+        dtls = registration is not None and bool(registration.identity)
+        job = fm.FirmwareJob(command.firmware_to, package.size, self._pull_uris(endpoint, package, dtls), settings.prefer,
+                             settings.allow_push, command.install, command.resumed,
+                             delivery=command.delivery, secure_session=dtls)
         machine = FirmwareUpdate(job, settings.timeouts)
         opened: list[Any] = []
 
@@ -350,12 +353,11 @@ class Lwm2mDriver:
             for mapped in opened:
                 mapped.close()
 
-    def _pull_uris(self, endpoint: str, package: Package) -> tuple[str, ...]:
-        """The Package URIs for this device: bound to it by a download token, CoAPS if it registered over DTLS."""
-        registration = self.server.book.by_endpoint(endpoint)
+    def _pull_uris(self, endpoint: str, package: Package, dtls: bool) -> tuple[str, ...]:
+        """The Package URIs for this device: bound to it by a download token, CoAPS first if it registered over DTLS."""
         device_id = device_id_for_endpoint(endpoint)[1]
         token = self.tokens.issue(device_id, package.sha256) if self.tokens is not None else ""
-        return self.settings.pull_uris(package, token, dtls=registration is not None and bool(registration.identity))
+        return self.settings.pull_uris(package, token, dtls=dtls)
 
     def _outcome(self, attempt_id: str, event: fm.FirmwareEvent) -> None:
         if isinstance(event, fm.UpdateSucceeded):
@@ -373,7 +375,8 @@ class Lwm2mDriver:
             self._report(AttemptCancelled(attempt_id))
         elif isinstance(event, fm.PackageDownloaded):
             self._report(PackageDownloaded(attempt_id))
-        elif isinstance(event, fm.DeliveryChosen):
-            self._report(AttemptProgressed(attempt_id, f"LwM2M {event.method.value} {event.uri}".strip()))
+        elif isinstance(event, fm.DeliveryChosen):  # the URI carries a download token: named, never reported
+            log.info("LwM2M attempt %s delivers by %s", attempt_id, event.delivery.value)
+            self._report(AttemptProgressed(attempt_id, f"LwM2M {event.delivery.value}", via=f"LwM2M {event.delivery.value}"))
         elif isinstance(event, fm.UpdateExecuted):
             self._report(AttemptProgressed(attempt_id, "LwM2M Execute /5/0/2 accepted; device updating"))

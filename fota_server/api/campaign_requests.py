@@ -12,6 +12,7 @@ from typing import Any
 from ..campaign.model import MAX_NAME_LEN, CampaignSpec, TimeWindow
 from ..campaign.policy import parse_windows
 from ..errors import InvalidRequest, NotFound
+from ..protocol.delivery import DELIVERY_NAMES, PROTOCOL_DELIVERIES, Delivery, parse_delivery
 from ..records import Package
 from ..store.ports import PackageStore
 from . import models
@@ -19,7 +20,7 @@ from .packages import config_package_name
 
 __all__ = [
     "parse_v1_upgrade", "parse_v2_campaign", "parse_v2_file_or_software", "parse_v3_campaign",
-    "parse_dates_change", "parse_add_remove", "device_list", "wire_protocol", "MAX_DEVICE_LIST",
+    "parse_dates_change", "parse_add_remove", "device_list", "wire_protocol", "delivery_method", "MAX_DEVICE_LIST",
 ]
 
 MAX_DEVICE_LIST = 10_000
@@ -88,6 +89,22 @@ def _windows(body: dict[str, Any], key: str) -> tuple[TimeWindow, ...]:
     return parse_windows(pairs)
 
 
+def delivery_method(body: dict[str, Any], protocol: str) -> Delivery:
+    """``deliveryMethod`` (our extension; ``protocol/delivery.py``): absent means ``auto``; HTTP and OMA-DM
+    campaigns take only ``auto``, ``pull-http`` and ``pull-https``."""
+    value = body.get("deliveryMethod")
+    if value is None:
+        return Delivery.AUTO
+    delivery = parse_delivery(value)
+    if delivery is None:
+        raise InvalidRequest(f"'deliveryMethod' must be one of {', '.join(DELIVERY_NAMES)}", "InvalidDeliveryMethod")
+    allowed = PROTOCOL_DELIVERIES.get(protocol, frozenset({Delivery.AUTO}))
+    if delivery not in allowed:
+        raise InvalidRequest(f"'deliveryMethod' {delivery.value!r} is not possible for a {protocol} campaign; use one "
+                             f"of {', '.join(d.value for d in Delivery if d in allowed)}", "InvalidDeliveryMethod")
+    return delivery
+
+
 def _package(packages: PackageStore, account: str, name: str, kinds: tuple[str, ...]) -> Package:
     for kind in kinds:
         package = packages.find_package(kind, account, name)
@@ -110,6 +127,7 @@ def _spec(package: Package, api_version: str, kind: str, protocol: str, body: di
           start: date | None, end: date | None, devices: tuple[str, ...], **extra: Any) -> CampaignSpec:
     if start is None or end is None:
         raise InvalidRequest("'startDate' and 'endDate' are required", "MissingField")
+    extra.setdefault("delivery", delivery_method(body, protocol))
     return CampaignSpec(
         api_version=api_version, kind=kind, protocol=protocol, package_id=package.package_id,
         make=package.make, model=package.model, firmware_from=extra.pop("firmware_from", package.version_from),

@@ -14,7 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import NotFound
+from ..campaign.model import Campaign, CampaignSpec
+from ..config import Config
+from ..errors import InvalidRequest, NotFound
+from ..protocol.delivery import Delivery
 from ..services import Services
 from . import campaign_requests as req
 from . import campaign_views as view
@@ -38,18 +41,41 @@ def _campaign_id(request: Request) -> str:
     return str(request.path_params.get("campaignId") or request.path_params.get("upgradeId"))
 
 
+def _served(spec: CampaignSpec, config: Config) -> CampaignSpec:
+    """A named pull needs this server to serve its scheme: 400 ``DeliveryNotServed`` when it does not."""
+    needs = {Delivery.PULL_COAP: (config.coap_enabled, "the CoAP listener (it runs with --no-coap)"),
+             Delivery.PULL_COAPS: (config.coap_enabled and config.coaps_enabled,
+                                   "the CoAPS listener (it runs with --no-coaps or --no-coap)"),
+             Delivery.PULL_HTTPS: (config.https, "HTTPS (run it with --https)"),
+             Delivery.PULL_HTTP: (not config.https, "plain HTTP (it runs with --https)"),
+             Delivery.PUSH: (config.coap_enabled, "the CoAP listener (it runs with --no-coap)")}
+    served, what = needs.get(spec.delivery, (True, ""))
+    if not served:
+        raise InvalidRequest(f"'deliveryMethod' {spec.delivery.value!r} needs this server to serve {what}",
+                             "DeliveryNotServed")
+    return spec
+
+
+def _delivery(body: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
+    """The campaign read back with our ``deliveryMethod`` extension (absent when ``auto``, as SMS has it)."""
+    if campaign.spec.delivery is not Delivery.AUTO:
+        body["deliveryMethod"] = campaign.spec.delivery.value
+    return body
+
+
 # -- v3 ---------------------------------------------------------------------------------------------
 
 @management
 async def v3_schedule(request: Request, services: Services, account: str) -> Response:
     spec = req.parse_v3_campaign(services.db.packages, account, await _body(request, services))
-    campaign, _ = services.campaigns.schedule_campaign(account, spec)
-    return JSONResponse(view.v3_firmware_campaign(campaign))
+    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    return JSONResponse(_delivery(view.v3_firmware_campaign(campaign), campaign))
 
 
 @management
 async def v3_get(request: Request, services: Services, account: str) -> Response:
-    return JSONResponse(view.v3_campaign(services.campaigns.get_campaign(account, _campaign_id(request))))
+    campaign = services.campaigns.get_campaign(account, _campaign_id(request))
+    return JSONResponse(_delivery(view.v3_campaign(campaign), campaign))
 
 
 async def _add_remove(request: Request, services: Services, account: str, type_key: str) -> list[Any]:
@@ -87,14 +113,14 @@ async def cancel(request: Request, services: Services, account: str) -> Response
 @management
 async def v2_schedule(request: Request, services: Services, account: str) -> Response:
     spec = req.parse_v2_campaign(services.db.packages, account, await _body(request, services))
-    campaign, _ = services.campaigns.schedule_campaign(account, spec)
-    return JSONResponse(view.v2_campaign(campaign))
+    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    return JSONResponse(_delivery(view.v2_campaign(campaign), campaign))
 
 
 async def _v2_schedule_package(request: Request, services: Services, account: str, kind: str) -> Response:
     spec = req.parse_v2_file_or_software(services.db.packages, account, await _body(request, services), kind)
-    campaign, _ = services.campaigns.schedule_campaign(account, spec)
-    return JSONResponse(view.v2_file_campaign(campaign, list(spec.device_ids)))
+    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    return JSONResponse(_delivery(view.v2_file_campaign(campaign, list(spec.device_ids)), campaign))
 
 
 @management
@@ -109,7 +135,8 @@ async def v2_schedule_software(request: Request, services: Services, account: st
 
 @management
 async def v2_get(request: Request, services: Services, account: str) -> Response:
-    return JSONResponse(view.v2_campaign(services.campaigns.get_campaign(account, _campaign_id(request))))
+    campaign = services.campaigns.get_campaign(account, _campaign_id(request))
+    return JSONResponse(_delivery(view.v2_campaign(campaign), campaign))
 
 
 @management
@@ -129,7 +156,7 @@ async def v2_dates(request: Request, services: Services, account: str) -> Respon
 def _v1_upgrade(services: Services, account: str, campaign_id: str) -> dict[str, Any]:
     campaign = services.campaigns.get_campaign(account, campaign_id)
     page = services.campaigns.campaign_devices(account, campaign_id)
-    return view.v1_upgrade(campaign, page.rows)
+    return _delivery(view.v1_upgrade(campaign, page.rows), campaign)
 
 
 @management
@@ -138,7 +165,8 @@ async def v1_schedule(request: Request, services: Services, account: str) -> Res
     named = body.get("accountName")
     if named != account:  # v1 names the account in the body (api reference §10.4)
         raise NotFound(f"account {named!r} not found", "AccountNotFound")
-    campaign, _ = services.campaigns.schedule_campaign(account, req.parse_v1_upgrade(services.db.packages, account, body))
+    spec = _served(req.parse_v1_upgrade(services.db.packages, account, body), services.config)
+    campaign, _ = services.campaigns.schedule_campaign(account, spec)
     return JSONResponse(_v1_upgrade(services, account, campaign.campaign_id))
 
 

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..services import Services
+from . import device_delivery
 from .bodies import read_json_object, require_str
 from .management import management
 
@@ -26,4 +27,5 @@ async def set_psk(request: Request, services: Services, account: str) -> Respons
     return JSONResponse({"deviceId": credential.device_id, "identity": credential.identity})
 
 
-routes = [Route("/api/fota/lwm2m/v1/{account}/devices/{deviceId}/psk", set_psk, methods=["PUT"])]
+routes = [Route("/api/fota/lwm2m/v1/{account}/devices/{deviceId}/psk", set_psk, methods=["PUT"]),
+          *device_delivery.routes]  # the device's delivery-method override

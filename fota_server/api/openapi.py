@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from .. import __version__
+from ..protocol.delivery import DELIVERY_NAMES
 from .sms_surface import ENDPOINTS, MODELS, QUERY_PARAMS
 
 __all__ = ["build_openapi", "routes", "ENUMS", "EXTRA_ENDPOINTS"]
@@ -26,6 +27,7 @@ ENUMS: dict[str, list[str]] = {
     "FirmwareTypeList": ["append", "remove"],
     "UpgradeStatusEnum": ["RequestPending", "Queued", "RequestFailed", "InProgress", "Finished", "UpgradeFailed"],
     "CallbackServiceEnum": ["Fota"],
+    "DeliveryMethodEnum": list(DELIVERY_NAMES),
 }
 
 # Endpoints beyond the published SDK list: session logout and password reset, and the seed's PUT /files.
@@ -35,6 +37,7 @@ EXTRA_ENDPOINTS = [
     ("v2", "PUT", "/api/fota/v2/files/{acc}", "multipart: fileName, fileupload, fileVersion, make, model, "
      "localTargetPath, distributionType, releaseNote", "UploadConfigurationFilesResponse"),
     ("lwm2m", "PUT", "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/psk", "PskRequest", "PskResult"),
+    ("lwm2m", "PUT", "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/delivery", "DeliveryRequest", "DeliveryResult"),
     ("lwm2m", "PUT", "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/bootstrap", "BootstrapRequest",
      "BootstrapResult"),
     ("lwm2m", "GET", "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/bootstrap", "-", "BootstrapResult"),
@@ -51,6 +54,8 @@ _EXTRA_MODELS = {
     "OauthError": [("error", "string", True), ("error_description", "string", False), ("error_uri", "string", False)],
     "PskRequest": [("identity", "string", True), ("key", "string", True)],
     "PskResult": [("deviceId", "string", False), ("identity", "string", False)],
+    "DeliveryRequest": [("method", "DeliveryMethodEnum", True)],
+    "DeliveryResult": [("deviceId", "string", False), ("deliveryMethod", "DeliveryMethodEnum", False)],
     "BootstrapRequest": [("security", "string", False), ("dmIdentity", "string", False), ("dmKey", "string", False),
                          ("bootstrapIdentity", "string", False), ("bootstrapKey", "string", False),
                          ("lifetime", "int", False), ("serverUri", "string", False)],
@@ -66,6 +71,13 @@ _SEED_FIELDS = {
     "DeviceListQueryItem": [("clientType", "string", False), ("status", "string", False)],
     "Firmware": [("clientType", "string", False)],
 }
+# Our extension: how the image travels (``protocol/delivery.py``; README "Choosing how the image travels").
+# Requests take it (absent: auto); campaigns read back carry it unless it is auto.
+_DELIVERY_MODELS = ("CampaignFirmwareUpgrade", "FirmwareCampaign", "Campaign", "CampaignSoftwareUpgrade",
+                    "CampaignSoftware", "FirmwareUpgradeRequest", "FirmwareUpgrade", "UploadAndScheduleFileRequest",
+                    "SchedulesSoftwareUpgradeRequest", "UploadAndScheduleFileResponse")
+for _name in _DELIVERY_MODELS:
+    _SEED_FIELDS.setdefault(_name, []).append(("deliveryMethod", "DeliveryMethodEnum", False))
 _SEED_QUERY = {
     ("GET", "/api/fota/v1/devices/{account}/index/{startIndex}"): (("clientType", "string", False),),
     ("GET", "/api/fota/v1/firmware/{account}"): (("clientType", "string", False),),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Protocol, Union, runtime_checkable
 
+from ..protocol.delivery import Delivery
+
 __all__ = [
     "StartAttempt", "InstallPackage", "CancelAttempt", "DriverCommand",
     "AttemptProgressed", "PackageDownloaded", "UpdateSucceeded", "UpdateFailed", "DeviceUnreachable",
@@ -36,6 +38,8 @@ class StartAttempt:
     firmware_to: str
     install: bool = True
     resumed: bool = False
+    download_timeout_s: float | None = None   # the account's ``download_timeout_s``; None: the driver's default
+    delivery: Delivery = Delivery.AUTO   # how the image travels: the device's override, else the campaign's
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ DriverCommand = Union[StartAttempt, InstallPackage, CancelAttempt]
 class AttemptProgressed:
     attempt_id: str
     detail: str = ""
+    via: str = ""   # the delivery under way, e.g. "LwM2M pull-coaps": the report's reason names it
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import uuid
 from datetime import datetime
 from typing import Callable, Iterable
 
+from ..protocol.delivery import Delivery, parse_delivery
+from ..records import Device
 from ..store.ports import AccountStore, DeviceStore
 from .drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
@@ -30,7 +32,7 @@ from .model import (
 from .policy import LWM2M_RETRY_DAYS, next_daily_retry, next_open, retry_delay, day_start
 from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
 from .reasons import EngineReason as R, lookup
-from .tick import TickContext, interleave_by_cell
+from .tick import ENGINE_DEFAULTS, TickContext, interleave_by_cell
 from . import transitions as T
 
 __all__ = ["CampaignEngine"]
@@ -187,7 +189,7 @@ class CampaignEngine:
         if version is not None and version != campaign.spec.firmware_from:
             ctx.add(T.to_final(row, DeviceStatus.FAILED, now, R.WRONG_VERSION))
             return
-        self._start_or_queue(row, campaign, device.serving_cell, ctx, queued)
+        self._start_or_queue(row, campaign, device, ctx, queued)
 
     @staticmethod
     def _blocked(row: CampaignDevice, campaign: Campaign,
@@ -209,9 +211,9 @@ class CampaignEngine:
             return True, None if at is None or at == row.wake_at else T.to_pending(row, at, now, row.result_reason)
         return False, None
 
-    def _start_or_queue(self, row: CampaignDevice, campaign: Campaign, cell: str, ctx: TickContext,
+    def _start_or_queue(self, row: CampaignDevice, campaign: Campaign, device: Device, ctx: TickContext,
                         queued: bool) -> None:
-        account = campaign.account_name
+        account, cell = campaign.account_name, device.serving_cell
         if ctx.updating(account, cell) >= ctx.cell_cap(account, cell):
             if not (queued and row.queue == "cell" and row.cell == cell):
                 ctx.add(T.to_queued(row, "cell", cell, ctx.now, R.QUEUED_CELL))
@@ -221,14 +223,24 @@ class CampaignEngine:
                 ctx.add(T.to_queued(row, "global", cell, ctx.now, R.QUEUED_GLOBAL))
             return
         transition = T.start(row, campaign, self._new_id(), cell, ctx.now, ctx.timeout(account))
-        ctx.add(transition, self._start_command(transition.row, campaign))
+        ctx.add(transition, self._start_command(transition.row, campaign, device=device))
         ctx.take_slot(account, cell)
 
-    @staticmethod
-    def _start_command(row: CampaignDevice, campaign: Campaign, resumed: bool = False) -> StartAttempt:
+    def _start_command(self, row: CampaignDevice, campaign: Campaign, resumed: bool = False,
+                       device: Device | None = None) -> StartAttempt:
         spec = campaign.spec
+        device = device or self._devices.find_device(row.device_id)
+        override = parse_delivery(device.delivery_method) if device is not None else None
+        delivery = override if override is not None and override is not Delivery.AUTO else spec.delivery
         return StartAttempt(row.attempt_id, campaign.campaign_id, row.device_id, spec.protocol, spec.package_id,
-                            spec.firmware_to, install=not spec.install_windows, resumed=resumed)
+                            spec.firmware_to, install=not spec.install_windows, resumed=resumed, delivery=delivery,
+                            download_timeout_s=self._download_timeout_s(campaign.account_name))
+
+    def _download_timeout_s(self, account_name: str) -> float:
+        """The account's ``download_timeout_s`` setting (ENGINE_DEFAULTS when unset)."""
+        account = self._accounts.get_account(account_name)
+        value = account.settings.get("download_timeout_s") if account is not None else None
+        return float(ENGINE_DEFAULTS["download_timeout_s"] if value is None else value)
 
     def _install_due(self, row: CampaignDevice, campaign: Campaign, ctx: TickContext) -> None:
         """The package is on the device: install now, wait for the install window, or give up."""
@@ -257,8 +269,11 @@ class CampaignEngine:
     def _outcome(self, outcome: AttemptOutcome, row: CampaignDevice, campaign: Campaign, ctx: TickContext) -> None:
         protocol = campaign.spec.protocol
         if isinstance(outcome, AttemptProgressed):
-            if row.status == DeviceStatus.IN_PROGRESS and row.result_reason != R.DOWNLOADING:
-                ctx.add(DeviceTransition(*_same(row, ctx.now, R.DOWNLOADING)))
+            # the reason names the delivery under way ("... (LwM2M pull-coaps)") and keeps it through later progress
+            reason = f"{R.DOWNLOADING} ({outcome.via[:32]})" if outcome.via else R.DOWNLOADING
+            kept = row.result_reason == reason or (not outcome.via and row.result_reason.startswith(R.DOWNLOADING))
+            if row.status == DeviceStatus.IN_PROGRESS and not kept:
+                ctx.add(DeviceTransition(*_same(row, ctx.now, reason)))
         elif isinstance(outcome, PackageDownloaded):
             self._downloaded(row, campaign, ctx)
         elif isinstance(outcome, UpdateSucceeded):

@@ -11,6 +11,8 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from ..protocol.delivery import Delivery
+
 __all__ = [
     "CampaignStatus", "DeviceStatus", "TimeWindow", "ErrorThreshold", "CampaignSpec", "Campaign",
     "CampaignDevice", "Attempt", "AttemptOutcomeKind", "Notice", "CallbackListener", "CallbackEvent",
@@ -123,6 +125,7 @@ class CampaignSpec:
     auto_assign_license: bool = False
     auto_add_devices: bool = False
     error_threshold: ErrorThreshold | None = None
+    delivery: Delivery = Delivery.AUTO   # deliveryMethod: how the image travels (``protocol/delivery.py``)
 
 
 @dataclass(frozen=True)

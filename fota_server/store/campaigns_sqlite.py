@@ -18,6 +18,7 @@ from ..campaign.model import (
     CampaignSpec, CampaignStatus, DeviceStatus, ErrorThreshold, Notice, TimeWindow,
 )
 from ..campaign.ports import DeviceTransition
+from ..protocol.delivery import Delivery, parse_delivery
 from .sqlite import SqliteDatabase, parse_ts, ts
 
 __all__ = ["SqliteCampaignStores", "SqliteCampaignStore", "SqliteCampaignDeviceStore", "SqliteCallbackStore"]
@@ -42,6 +43,7 @@ def _spec_extra(spec: CampaignSpec) -> str:
         "download_after": spec.download_after.isoformat() if spec.download_after else None,
         "install_after": spec.install_after.isoformat() if spec.install_after else None,
         "threshold": [threshold.percent, threshold.min_attempts] if threshold else None,
+        "delivery": spec.delivery.value,
     })
 
 
@@ -56,7 +58,8 @@ def _campaign(row: sqlite3.Row) -> Campaign:
         download_windows=_windows(extra["download"]), install_windows=_windows(extra["install"]),
         download_after=_day(extra["download_after"]), install_after=_day(extra["install_after"]),
         auto_assign_license=bool(row["auto_assign_license"]), auto_add_devices=bool(row["auto_add_devices"]),
-        error_threshold=ErrorThreshold(threshold[0], threshold[1]) if threshold else None)
+        error_threshold=ErrorThreshold(threshold[0], threshold[1]) if threshold else None,
+        delivery=parse_delivery(extra.get("delivery")) or Delivery.AUTO)  # campaigns stored before: auto
     return Campaign(
         campaign_id=row["campaign_id"], account_name=row["account_name"], spec=spec,
         status=CampaignStatus(row["status"]), is_pilot=bool(row["is_pilot"]),

@@ -168,6 +168,13 @@ class MemoryDeviceStore:
         self.devices[device_id] = dataclasses.replace(device, line_status=status)
         return True
 
+    def set_delivery_method(self, account_name: str, device_id: str, method: str) -> bool:
+        device = self.get_device(account_name, device_id)
+        if device is None:
+            return False
+        self.devices[device_id] = dataclasses.replace(device, delivery_method=method)
+        return True
+
 
 class MemoryPackageStore:
     def __init__(self) -> None:

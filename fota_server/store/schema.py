@@ -328,3 +328,9 @@ CREATE TABLE lwm2m_bootstrap (
 );
 CREATE UNIQUE INDEX lwm2m_bootstrap_identity ON lwm2m_bootstrap(bootstrap_identity)
 """)
+
+# LwM2M delivery method per device (``deliveryMethod``, ``protocol/delivery.py``): overrides any campaign's
+# unless 'auto'. Campaigns keep theirs in the JSON of ``campaigns.windows``.
+MIGRATIONS.append("""
+ALTER TABLE devices ADD COLUMN delivery_method TEXT NOT NULL DEFAULT 'auto'
+""")

@@ -361,6 +361,12 @@ class SqliteDeviceStore:
             (status, device_id, account_name),
         )
 
+    def set_delivery_method(self, account_name: str, device_id: str, method: str) -> bool:
+        return _changed(
+            self._db, "UPDATE devices SET delivery_method = ? WHERE device_id = ? AND account_name = ?",
+            (method, device_id, account_name),
+        )
+
 
 class SqlitePackageStore:
     def __init__(self, db: SqliteDatabase) -> None:

@@ -28,6 +28,7 @@ from collections import deque
 
 from ..errors import UsageError
 from .content import ContentFormat
+from .delivery_choice import Chosen, choose_delivery
 from .firmware_messages import (
     TIMEOUT_CODE, Command, DeliveryChosen, DeviceNotAnswering, ExecuteResource, FirmwareEvent, FirmwareJob, FirmwareTimeouts, Method,
     ObserveResource, PackageDownloaded, ReadResource, Reply, StateReported, UpdateCancelled, UpdateExecuted,
@@ -288,8 +289,8 @@ class FirmwareUpdate:
             chosen = self._choose(reply.values)
             if chosen is None:
                 return
-            self.method, self._uri = chosen
-            self._events.append(DeliveryChosen(self.method, self._uri))
+            self.method, self._uri = chosen.method, chosen.uri
+            self._events.append(DeliveryChosen(chosen.method, chosen.uri, chosen.delivery))
         self.phase = Phase.CHECKING_VERSION
         self._send(ReadResource(0, FIRMWARE_VERSION), now)
 
@@ -323,19 +324,13 @@ class FirmwareUpdate:
             return True
         return False
 
-    def _choose(self, values: Values) -> tuple[Method, str] | None:
-        listed = [v for p, v in values.items() if p.resource_id == 8 and p.object_id == 5 and isinstance(v, int)]
-        supported = {ProtocolSupport(v) for v in listed if v in _PROTOCOL_NUMBERS} or {ProtocolSupport.COAP}
-        delivery = values.get(DELIVERY, DeliveryMethod.BOTH)
-        uri = next((u for u in self.job.pull_uris if protocol_for_uri(u) in supported), "")
-        can_pull = bool(uri) and delivery in (DeliveryMethod.PULL, DeliveryMethod.BOTH)
-        can_push = self.job.allow_push and delivery in (DeliveryMethod.PUSH, DeliveryMethod.BOTH)
-        if can_pull and (self.job.prefer is Method.PULL or not can_push):
-            return Method.PULL, uri
-        if can_push:
-            return Method.PUSH, ""
-        self._fail("LwM2M: the device supports no delivery we offer (/5/0/8 schemes, /5/0/9 method)")
-        return None
+    def _choose(self, values: Values) -> Chosen | None:
+        """The delivery for ``job.delivery`` given /5/0/8 and /5/0/9 (``delivery_choice.py``); None after failing."""
+        chosen = choose_delivery(self.job, values)
+        if isinstance(chosen, str):
+            self._fail(f"LwM2M: {chosen}")
+            return None
+        return chosen
 
     def _wait_download(self, now: float) -> None:
         self.phase = Phase.WAITING_DOWNLOAD

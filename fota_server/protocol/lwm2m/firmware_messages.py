@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Union
 
+from ..delivery import Delivery
 from .paths import LwM2MPath
 from .values import Values
 
@@ -33,6 +34,8 @@ class FirmwareJob:
     allow_push: bool = True
     install: bool = True              # False: stop at Downloaded until ``install()`` (v2 install windows)
     resume: bool = False              # continue an attempt a restarted server had begun, never start a second
+    delivery: Delivery = Delivery.AUTO  # how the image must travel; ``auto`` follows /5/0/8 and /5/0/9
+    secure_session: bool = False      # the device registered over DTLS: ``auto`` prefers coaps, then https
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Reply:
 class DeliveryChosen:
     method: Method
     uri: str
+    delivery: Delivery = Delivery.AUTO   # the method used, by name: ``pull-coaps``, ``push``, ... (never auto)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .demo import DemoOptions, run_demo
 from .device_import import import_manifest
 from .devices import NewDevice
 from .errors import DomainError
+from .protocol.delivery import DELIVERY_NAMES
 from .services import Services
 from .sample_data import SAMPLE_ACCOUNT, ensure_sample_data, quickstart_text
 from .store.health import StorageOpenError, StorageUnavailable
@@ -132,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     _common(tok)
     tok.add_argument("device_id")
     tok.add_argument("--account", required=True)
+    dlv = device.add_parser("delivery", help="how images travel to an LwM2M device, over any campaign's "
+                            "deliveryMethod (auto: no override)")
+    _common(dlv)
+    dlv.add_argument("device_id")
+    dlv.add_argument("--account", required=True)
+    dlv.add_argument("--method", required=True, choices=list(DELIVERY_NAMES))
     dm = device.add_parser("omadm", help="set the OMA-DM user name and shared secret of a device")
     _common(dm)
     dm.add_argument("device_id")
@@ -237,6 +244,9 @@ def _device_command(args: argparse.Namespace, services: Services) -> None:
         _print_json({"deviceId": args.device_id, "token": registry.new_http_token(args.account, args.device_id)})
     elif args.action == "bootstrap":
         _bootstrap_command(args, services)
+    elif args.action == "delivery":
+        device = registry.set_delivery(args.account, args.device_id, args.method)
+        _print_json({"deviceId": device.device_id, "deliveryMethod": device.delivery_method})
     elif args.action == "omadm":
         cred = registry.set_omadm_secret(args.account, args.device_id, args.user, args.secret)
         _print_json({"deviceId": cred.device_id, "user": cred.identity})

@@ -17,6 +17,8 @@ from typing import Any
 from fota_server.protocol.lwm2m.formats import FORMAT_NAMES, MULTI_VALUE_FORMATS, parse_format_names
 
 from .client import WAKAAMA_FORMATS, ClientConfig, ClientPhase, LwM2MClient
+from fota_server.protocol.lwm2m.objects import SCHEME_PROTOCOLS, DeliveryMethod, ProtocolSupport
+
 from .faults import Fault
 from .firmware import DeviceFirmware
 
@@ -50,6 +52,10 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--public-key", type=Path,
                      help="PEM from 'fota-server keys public': pulled images must carry a valid signature")
     cmd.add_argument("--flash-kib", type=int, default=8192, help="flash available for a package")
+    cmd.add_argument("--protocol-support", type=_protocols, default=(ProtocolSupport.COAP, ProtocolSupport.HTTP),
+                     metavar="LIST", help="what /5/0/8 lists, from coap,coaps,http,https (default coap,http)")
+    cmd.add_argument("--delivery", choices=[d.name.lower() for d in DeliveryMethod], default="both",
+                     help="what /5/0/9 says: pull, push or both (default both)")
     cmd.add_argument("--bind", default="127.0.0.1", help="local address to bind (a new port per boot)")
     cmd.add_argument("--run-s", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     cmd.add_argument("--until-version", help="stop once running this firmware version")
@@ -65,6 +71,14 @@ def _cell(text: str) -> tuple[int, int, int, int]:
         raise SystemExit(f"--cell wants MCC-MNC-LAC-CellID, not {text!r}")
     mcc, mnc, lac, cell_id = (int(p) for p in parts)
     return mcc, mnc, lac, cell_id
+
+
+def _protocols(text: str) -> tuple[ProtocolSupport, ...]:
+    """``coap,http`` -> the /5/0/8 values (Object 5: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS)."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names or any(n not in SCHEME_PROTOCOLS for n in names):
+        raise argparse.ArgumentTypeError(f"--protocol-support wants names from {','.join(SCHEME_PROTOCOLS)}, not {text!r}")
+    return tuple(dict.fromkeys(SCHEME_PROTOCOLS[n] for n in names))
 
 
 def _formats(text: str) -> tuple[int, ...]:
@@ -84,6 +98,7 @@ def build_client(args: argparse.Namespace) -> LwM2MClient:
                           formats=formats or tuple(int(f) for f in MULTI_VALUE_FORMATS),
                           announce_formats=args.announce_formats)
     firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault),
+                              protocols=args.protocol_support, delivery=DeliveryMethod[args.delivery.upper()],
                               public_key_pem=args.public_key.read_bytes() if args.public_key else None)
     return LwM2MClient(config, firmware)
 

@@ -9,6 +9,7 @@ when the device gave none), ``DeviceUnreachable`` when it never registered or st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import mmap
 import time
@@ -28,7 +29,7 @@ from ..protocol.lwm2m.firmware import FirmwareUpdate
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..protocol.lwm2m.paths import LwM2MPath
 from ..protocol.lwm2m.values import Values
-from ..protocol.lwm2m.registration import Registered, RegistrationEvent, Updated
+from ..protocol.lwm2m.registration import Expired, Registered, Registration, RegistrationEvent, Updated
 from ..records import Package
 from ..store.ports import PackageStore
 from .blobs import FileBlobStore
@@ -93,8 +94,16 @@ class UpdateSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.pushed_bytes = 0
 
-    def registered(self) -> None:
-        self._inputs.put_nowait(("registered", None))
+    def registered(self, quiet_s: float | None = None) -> None:
+        self._inputs.put_nowait(("registered", quiet_s))
+
+    def heard(self, quiet_s: float | None = None) -> None:
+        """The device updated its registration (``quiet_s``: its lifetime plus grace)."""
+        self._inputs.put_nowait(("heard", quiet_s))
+
+    def lost(self) -> None:
+        """The device's registration expired."""
+        self._inputs.put_nowait(("lost", None))
 
     def cancel(self) -> None:
         self._inputs.put_nowait(("cancel", None))
@@ -134,7 +143,11 @@ class UpdateSession:
         elif kind == "notify":
             machine.notify(value, now)
         elif kind == "registered":
-            machine.device_registered(now)
+            machine.device_registered(now, value)
+        elif kind == "heard":
+            machine.device_heard(now, value)
+        elif kind == "lost":
+            machine.device_lost(now)
         elif kind == "cancel" and not machine.cancel(now):
             log.info("cancel of %s came too late: the update was already executed", self.endpoint)
         elif kind == "install":
@@ -288,13 +301,32 @@ class Lwm2mDriver:
                     self.on_device_back(device_id)
                 except Exception:  # e.g. the database refuses writes: the daily retry still comes
                     log.warning("could not bring the retry of %s forward", device_id, exc_info=True)
-        if not isinstance(event, Registered):
-            return
+        self._tell_sessions(event)
+
+    def _tell_sessions(self, event: RegistrationEvent) -> None:
+        """A running attempt hears of its device's Register (it lost its observations), Update (it is alive,
+        perhaps rebooted without registering) and expiry (it stopped answering: the attempt ends now, not at
+        the download timeout)."""
+        endpoint = event.registration.endpoint
+        quiet_s = self._quiet_s(event.registration)
         for attempt in self._attempts.values():
-            if self._endpoint_matches(attempt.command.device_id, event.registration.endpoint):
-                attempt.waiting.set()
-                if attempt.session is not None:
-                    attempt.session.registered()
+            session = attempt.session
+            if isinstance(event, Registered):
+                if self._endpoint_matches(attempt.command.device_id, endpoint):
+                    attempt.waiting.set()
+                    if session is not None:
+                        session.registered(quiet_s)
+            elif session is not None and session.endpoint == endpoint:
+                if isinstance(event, Updated):
+                    session.heard(quiet_s)
+                elif isinstance(event, Expired):
+                    session.lost()
+
+    def _quiet_s(self, registration: Registration) -> float | None:
+        """How long a device may go unheard before it counts as gone: its lifetime plus the expiry grace."""
+        if registration.lifetime_s == 0:
+            return None  # lifetime 0: infinite (LwM2M 1.2)
+        return registration.lifetime_s + self.server.settings.grace_s
 
     def _endpoint_matches(self, device_id: str, endpoint: str) -> bool:
         return self.server.endpoint_for_device(device_id) == endpoint
@@ -335,7 +367,9 @@ class Lwm2mDriver:
         job = fm.FirmwareJob(command.firmware_to, package.size, self._pull_uris(endpoint, package, dtls), settings.prefer,
                              settings.allow_push, command.install, command.resumed,
                              delivery=command.delivery, secure_session=dtls)
-        machine = FirmwareUpdate(job, settings.timeouts)
+        if registration is not None and 5 in registration.objects.instances:  # </5> without ver is 1.0 (Core §6.2.1)
+            job = dataclasses.replace(job, object_version=registration.objects.versions.get(5) or "1.0")
+        machine = FirmwareUpdate(job, self._timeouts(attempt.command, registration))
         opened: list[Any] = []
 
         def image() -> Any:
@@ -352,6 +386,16 @@ class Lwm2mDriver:
         finally:
             for mapped in opened:
                 mapped.close()
+
+    def _timeouts(self, command: StartAttempt, registration: Registration | None) -> fm.FirmwareTimeouts:
+        """The machine's timeouts for one attempt: the campaign's download timeout, and the device's lifetime
+        plus grace as the longest it may stay unheard."""
+        timeouts = self.settings.timeouts
+        if command.download_timeout_s is not None:
+            timeouts = dataclasses.replace(timeouts, download_s=command.download_timeout_s)
+        if registration is not None:
+            timeouts = dataclasses.replace(timeouts, quiet_s=self._quiet_s(registration))
+        return timeouts
 
     def _pull_uris(self, endpoint: str, package: Package, dtls: bool) -> tuple[str, ...]:
         """The Package URIs for this device: bound to it by a download token, CoAPS first if it registered over DTLS."""

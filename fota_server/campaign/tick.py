@@ -21,6 +21,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "global_cap": 1000,          # devices updating at once per account
     "attempt_timeout_s": 3600,   # a device that started and went silent fails after this
     "first_retry_s": 300,        # the first retry after a failed attempt; later ones back off from it
+    "download_timeout_s": 3600,  # an LwM2M download not finished by then fails (a silent device ends sooner);
+                                 # the engine's attempt_timeout_s still bounds the whole attempt
     "pilot_cap": 20,
     "pilot_min_devices": 5,
     "pilot_min_success": 0.5,

@@ -16,6 +16,17 @@ that goes unanswered is never a failure by itself: the machine asks the device w
 ``DeviceNotAnswering``, which says nothing about the device's version. A lost answer to Execute is
 followed by polling; Execute is sent again only while the device still shows Downloaded.
 
+A quiet device is noticed: with ``quiet_s`` (the registration lifetime plus grace) the attempt ends as
+``DeviceNotAnswering`` once that long passes with no answer, notification or registration update, and at
+once when the registration expires (``device_lost``), not after the download timeout. A device that
+registers again mid-attempt (a reboot loses its Observe relations) is asked where it is, observed again, and
+followed. Object 5 details (Appendix E.6 and OMNA 5.xml v1.1): a Package URI longer than 255 bytes with its
+download token is never written (``auto`` pushes instead; a named pull fails saying so); a v1.0 device's
+Update Supported Objects /5/0/4 is set true before Execute; Cancel /5/0/10 is executed only on an Object 5
+of version 1.1 or later (a reset cancels on 1.0); a deferral (Result 11) is waited out and Execute sent
+again, for at most the device's Maximum Defer Period /5/0/13; a device that reboots without registering
+again is noticed by its next Update or poll.
+
 The machine sends one command at a time (NSTART 1) and takes monotonic seconds as ``now``.
 """
 
@@ -26,6 +37,7 @@ import enum
 import itertools
 from collections import deque
 
+from ..delivery import Delivery
 from ..errors import UsageError
 from .content import ContentFormat
 from .delivery_choice import Chosen, choose_delivery
@@ -34,7 +46,7 @@ from .firmware_messages import (
     ObserveResource, PackageDownloaded, ReadResource, Reply, StateReported, UpdateCancelled, UpdateExecuted,
     UpdateFailed, UpdateSucceeded, WritePackage, WriteResource,
 )
-from .objects import DeliveryMethod, FirmwareState, ProtocolSupport, UpdateResult, protocol_for_uri, result_reason
+from .objects import DeliveryMethod, FirmwareState, ProtocolSupport, Severity, UpdateResult, protocol_for_uri, result_reason
 from .paths import LwM2MPath
 from .values import Values
 
@@ -49,6 +61,8 @@ P = LwM2MPath
 OBJECT5 = P(5, 0)
 PACKAGE, PACKAGE_URI, UPDATE, STATE, RESULT, PROTOCOLS, DELIVERY, CANCEL = (
     P(5, 0, 0), P(5, 0, 1), P(5, 0, 2), P(5, 0, 3), P(5, 0, 5), P(5, 0, 8), P(5, 0, 9), P(5, 0, 10))
+UPDATE_OBJECTS, SEVERITY, MAX_DEFER = P(5, 0, 4), P(5, 0, 11), P(5, 0, 13)
+MAX_PACKAGE_URI = 255  # /5/0/1 Package URI: String 0..255 bytes
 FIRMWARE_VERSION = P(3, 0, 3)
 FAILURE_RESULTS = frozenset(range(2, 11))
 _PROTOCOL_NUMBERS = frozenset(int(p) for p in ProtocolSupport)
@@ -67,12 +81,14 @@ class Phase(enum.Enum):
     EXECUTING = "executing"
     AWAITING_UPDATE = "awaiting_update"
     VERIFYING = "verifying"
+    DEFERRED = "deferred"
     CANCELLING = "cancelling"
     DONE = "done"
 
 
 _CANCELLABLE = {Phase.CHECKING, Phase.CHECKING_VERSION, Phase.RESETTING, Phase.OBSERVING, Phase.DELIVERING, Phase.WAITING_DOWNLOAD,
-                Phase.HOLDING}
+                Phase.HOLDING, Phase.DEFERRED}
+_UPDATE_UNDER_WAY = (Phase.EXECUTING, Phase.AWAITING_UPDATE, Phase.DEFERRED)
 
 
 class FirmwareUpdate:
@@ -101,12 +117,21 @@ class FirmwareUpdate:
         self._acted = job.resume      # this attempt may already have changed the device's Object 5
         self._execute_unconfirmed = False
         self._executes = 0
+        self._quiet_s = self.timeouts.quiet_s
+        self._last_heard = 0.0
+        self._reobserve = False       # the device registered again: its Observe relations are gone
+        self._resume_download = False  # observing again, then back to waiting for the download
+        self._downloaded_reported = False
+        self._found: Values = {}      # /5/0/4, /5/0/11, /5/0/13 as the device reported them
+        self._set_update_objects = False
+        self._deferred_until: float | None = None
 
     # ---------------------------------------------------------------- surface
 
     def start(self, now: float) -> None:
         if self.phase is not Phase.NEW:
             raise UsageError("already started")
+        self._last_heard = now
         self._check(now)
 
     def to_send(self) -> list[Command]:
@@ -130,10 +155,26 @@ class FirmwareUpdate:
         times = [t for t in candidates if t is not None]
         if self._inflight is not None:
             times.append(self._inflight_deadline)
+        quiet_at = self._quiet_at()
+        if quiet_at is not None:
+            times.append(quiet_at)
         return min(times) if times else None
+
+    def _quiet_at(self) -> float | None:
+        """When the device counts as gone: ``quiet_s`` after it was last heard (not during a push, which
+        the device answers block by block and which has its own deadline)."""
+        if self._quiet_s is None or isinstance(self._inflight, WritePackage):
+            return None
+        return self._last_heard + self._quiet_s
 
     def on_timer(self, now: float) -> None:
         if self.phase is Phase.DONE:
+            return
+        quiet_at = self._quiet_at()
+        if quiet_at is not None and now >= quiet_at:
+            self._finish(DeviceNotAnswering(
+                f"LwM2M: device not reachable (no answer, notification or registration update for "
+                f"{self._quiet_s:.0f} s, its lifetime and grace; State {self.state}, Result {self.result})"))
             return
         if self._inflight is not None and now >= self._inflight_deadline:
             self.receive(Reply(self._inflight.command_id, TIMEOUT_CODE), now)
@@ -156,6 +197,8 @@ class FirmwareUpdate:
         self._inflight = None
         if reply.code != TIMEOUT_CODE:
             self._unanswered = 0
+        if reply.code.startswith("2."):
+            self._last_heard = now
         self._absorb(reply.values)
         if self.finished:
             return
@@ -168,17 +211,52 @@ class FirmwareUpdate:
         """An Observe notification of /5/0/3 or /5/0/5."""
         if self.phase is Phase.DONE:
             return
+        self._last_heard = now
         self._absorb(values)
         if not self.finished:
             self._progress(now)
             self._pump(now)
 
-    def device_registered(self, now: float) -> None:
-        """The device registered again (after a reboot, often from a new address)."""
-        if self.phase in (Phase.EXECUTING, Phase.AWAITING_UPDATE):
+    def device_registered(self, now: float, quiet_s: float | None = None) -> None:
+        """The device registered again (after a reboot, often from a new address): after Execute, verify;
+        before it, the device lost its Observe relations and perhaps its download: ask where it is, observe
+        again and follow (§6.4.1: observations end with a new registration). ``quiet_s``: its new lifetime
+        plus grace."""
+        self._heard(now, quiet_s)
+        if self.phase in _UPDATE_UNDER_WAY:
             self._inflight = None
+            self._later = None
             self._verify(now)
             self._pump(now)
+        elif self.phase not in (Phase.NEW, Phase.CANCELLING, Phase.DONE):
+            self._inflight = None
+            self._later = None
+            self._queued_observes = []
+            self._reobserve = True
+            self._send(self._ask_where(Phase.CHECKING), now)
+
+    def device_heard(self, now: float, quiet_s: float | None = None) -> None:
+        """The device updated its registration (§6.2.2). After Execute this is how a device that rebooted
+        without registering again is noticed: ask it where it is now rather than at the next poll."""
+        self._heard(now, quiet_s)
+        if self.phase in (Phase.AWAITING_UPDATE, Phase.DEFERRED):
+            self._next_poll = now
+
+    def device_lost(self, now: float) -> None:
+        """The device's registration expired (no Register or Update within its lifetime plus grace): it is
+        not answering, whatever this attempt was waiting for."""
+        if self.phase in (Phase.NEW, Phase.DONE):
+            return
+        if self.phase is Phase.CANCELLING:
+            self._finish(UpdateCancelled("cancelled; the device's registration expired before it answered"))
+            return
+        self._finish(DeviceNotAnswering(f"LwM2M: device not reachable (its registration expired; State "
+                                        f"{self.state}, Result {self.result})"))
+
+    def _heard(self, now: float, quiet_s: float | None) -> None:
+        self._last_heard = now
+        if quiet_s is not None:
+            self._quiet_s = quiet_s
 
     def install(self, now: float) -> bool:
         """Execute a package held at Downloaded (``job.install`` False); False if none is held."""
@@ -198,7 +276,11 @@ class FirmwareUpdate:
         self._later = None
         self._outbox.clear()
         self._phase_deadline = None
-        self._send(ExecuteResource(0, CANCEL), now)
+        self._next_poll = None
+        if not self.job.object_version or _version_at_least(self.job.object_version, (1, 1)):
+            self._send(ExecuteResource(0, CANCEL), now)
+        else:  # Object 5 v1.0 has no Cancel: a reset drops the download (int-755, int-756)
+            self._send(self._reset_command(), now)
         return True
 
     # ---------------------------------------------------------------- internals
@@ -228,6 +310,9 @@ class FirmwareUpdate:
         version = values.get(FIRMWARE_VERSION)
         if isinstance(version, str):
             self._reported_version = version
+        for path in (UPDATE_OBJECTS, SEVERITY, MAX_DEFER):
+            if path in values:
+                self._found[path] = values[path]
         if changed:
             self._events.append(StateReported(self.state, self.result))
 
@@ -320,17 +405,33 @@ class FirmwareUpdate:
             return False
         if self.state == FirmwareState.DOWNLOADED or (
                 self.state == FirmwareState.DOWNLOADING and self.method is Method.PULL):
-            self._wait_download(now)
+            if self._reobserve:  # the device registered again: observe again before waiting
+                self._resume_download = True
+                self._observe(now)
+            else:
+                self._wait_download(now)
             return True
         return False
 
     def _choose(self, values: Values) -> Chosen | None:
         """The delivery for ``job.delivery`` given /5/0/8 and /5/0/9 (``delivery_choice.py``); None after failing."""
         chosen = choose_delivery(self.job, values)
+        if isinstance(chosen, Chosen) and len(chosen.uri.encode()) > MAX_PACKAGE_URI:
+            chosen = self._shorter(values, len(chosen.uri.encode()))
         if isinstance(chosen, str):
             self._fail(f"LwM2M: {chosen}")
             return None
         return chosen
+
+    def _shorter(self, values: Values, too_long: int) -> Chosen | str:
+        """The chosen Package URI with its download token is over 255 bytes: ``auto`` takes another way that
+        fits (a shorter URI or push); a named pull fails saying why."""
+        why = f"{self.job.delivery.value}: the Package URI with its token is {too_long} bytes (max 255)"
+        if self.job.delivery is not Delivery.AUTO:
+            return why
+        fitting = tuple(u for u in self.job.pull_uris if len(u.encode()) <= MAX_PACKAGE_URI)
+        chosen = choose_delivery(dataclasses.replace(self.job, pull_uris=fitting), values)
+        return why if isinstance(chosen, str) else chosen
 
     def _wait_download(self, now: float) -> None:
         self.phase = Phase.WAITING_DOWNLOAD
@@ -361,12 +462,17 @@ class FirmwareUpdate:
 
     def _observe(self, now: float) -> None:
         self.phase = Phase.OBSERVING
+        self._reobserve = False
         self._queued_observes = [STATE, RESULT]
         self._pump(now)
 
     def _on_observed(self, command: Command, reply: Reply, now: float) -> None:
         if self._queued_observes:
             return  # the next Observe goes out from _pump
+        if self._resume_download:
+            self._resume_download = False
+            self._wait_download(now)
+            return
         self.phase = Phase.DELIVERING
         if self.method is Method.PULL:
             self._send(WriteResource(0, PACKAGE_URI, self._uri.encode(), ContentFormat.TEXT), now)
@@ -400,14 +506,25 @@ class FirmwareUpdate:
             if self._fail_with_result():
                 return
             if self.state == FirmwareState.DOWNLOADED and self.result == UpdateResult.INITIAL:
-                self._events.append(PackageDownloaded())
+                if not self._downloaded_reported:  # once, even when followed again after a re-registration
+                    self._downloaded_reported = True
+                    self._events.append(PackageDownloaded())
                 self._phase_deadline = None
                 self._next_poll = None
                 self.phase = Phase.EXECUTING if self.job.install else Phase.HOLDING
                 if self.job.install and self._inflight is None:
                     self._execute(now)
-        elif self.phase is Phase.AWAITING_UPDATE:
+        elif self.phase is Phase.DEFERRED:
             if self.result in FAILURE_RESULTS and self.result != UpdateResult.DEFERRED:
+                self._fail_with_result()
+            elif self.state == FirmwareState.UPDATING:   # the device installed after all
+                self._await_update(now)
+            elif self.state == FirmwareState.IDLE and self.result == UpdateResult.SUCCESS:
+                self._verify(now)
+        elif self.phase is Phase.AWAITING_UPDATE:
+            if self.result == UpdateResult.DEFERRED and self.state == FirmwareState.DOWNLOADED:
+                self._defer(now)
+            elif self.result in FAILURE_RESULTS and self.result != UpdateResult.DEFERRED:
                 self._fail_with_result()
             elif self.state == FirmwareState.IDLE and self.result == UpdateResult.SUCCESS:
                 self._verify(now)
@@ -421,8 +538,29 @@ class FirmwareUpdate:
                     self._execute(now)
 
     def _execute(self, now: float) -> None:
+        if self._found.get(UPDATE_OBJECTS) is False and not self._set_update_objects:
+            # Object 5 v1.0: ask the device to report its objects after the update (Execute follows the answer)
+            self._set_update_objects = True
+            self._send(WriteResource(0, UPDATE_OBJECTS, b"1", ContentFormat.TEXT), now)
+            return
         self._executes += 1
         self._send(ExecuteResource(0, UPDATE), now)
+
+    def _defer(self, now: float) -> None:
+        """The device deferred the update (Result 11, State 2): Execute again later, until its Maximum
+        Defer Period /5/0/13 (or ``max_defer_s`` without one) has passed since the first deferral."""
+        if self._deferred_until is None:
+            period = _count(self._found.get(MAX_DEFER))
+            self._deferred_until = now + (period if period else self.timeouts.max_defer_s)
+        if now >= self._deferred_until:
+            severity = _count(self._found.get(SEVERITY))
+            self._fail(f"{result_reason(UpdateResult.DEFERRED)} past its deferral period (Severity "
+                       f"{int(Severity.MANDATORY) if severity is None else severity}, /5/0/13 "
+                       f"{_count(self._found.get(MAX_DEFER))})", UpdateResult.DEFERRED)
+            return
+        self.phase = Phase.DEFERRED
+        self._phase_deadline = min(now + self.timeouts.defer_retry_s, self._deferred_until)
+        self._next_poll = now + self.timeouts.poll_interval_s
 
     def _on_execute(self, command: Command, reply: Reply, now: float) -> None:
         if not isinstance(command, ExecuteResource):  # a poll answered after Downloaded: now Execute
@@ -453,6 +591,9 @@ class FirmwareUpdate:
             self._silence(now, command)
             return
         if command.path == OBJECT5:
+            if self.state == FirmwareState.DOWNLOADED and self.result == UpdateResult.DEFERRED:
+                self._defer(now)  # heard from while deferring: still not installed
+                return
             self._send(ReadResource(0, FIRMWARE_VERSION), now)
             return
         version = self._reported_version
@@ -467,6 +608,10 @@ class FirmwareUpdate:
                                       f"not {self.job.target_version!r}", self.result, version[:64]))
 
     def _on_cancel(self, command: Command, reply: Reply, now: float) -> None:
+        if isinstance(command, WriteResource):
+            self._finish(UpdateCancelled(f"cancelled; Object 5 reset, v{self.job.object_version} has no Cancel "
+                                         f"({reply.code})"))
+            return
         if reply.code.startswith("2."):
             self._finish(UpdateCancelled(result_reason(UpdateResult.CANCELLED)))
             return
@@ -481,6 +626,24 @@ class FirmwareUpdate:
             # no re-registration in time: what the device runs now decides (an update still under way
             # is reported as the old version, and the next attempt follows it)
             self._verify(now)
+        elif self.phase is Phase.DEFERRED:  # ask again: the deferral may be over
+            self.phase = Phase.EXECUTING
+            self._phase_deadline = None
+            self._next_poll = None
+            if self._inflight is None:
+                self._execute(now)
+
+
+def _count(value: object) -> int | None:
+    """An integer resource as read (booleans are not integers here); None when absent or another type."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _version_at_least(text: str, least: tuple[int, int]) -> bool:
+    major, _, minor = text.partition(".")
+    if len(text) > 8 or not (major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
+        return False
+    return (int(major), int(minor)) >= least
 
 
 def _unreachable(code: str, path: str) -> str:
@@ -499,6 +662,7 @@ _HANDLERS = {
     Phase.WAITING_DOWNLOAD: FirmwareUpdate._on_poll,
     Phase.EXECUTING: FirmwareUpdate._on_execute,
     Phase.AWAITING_UPDATE: FirmwareUpdate._on_awaiting,
+    Phase.DEFERRED: FirmwareUpdate._on_awaiting,
     Phase.VERIFYING: FirmwareUpdate._on_verify,
     Phase.CANCELLING: FirmwareUpdate._on_cancel,
 }

@@ -36,6 +36,8 @@ class FirmwareJob:
     resume: bool = False              # continue an attempt a restarted server had begun, never start a second
     delivery: Delivery = Delivery.AUTO  # how the image must travel; ``auto`` follows /5/0/8 and /5/0/9
     secure_session: bool = False      # the device registered over DTLS: ``auto`` prefers coaps, then https
+    object_version: str = ""          # Object 5 version the device registered (``</5>;ver=``; absent is 1.0):
+                                      # Cancel needs 1.1; "" unknown (Cancel tried, reset if refused)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class FirmwareTimeouts:
     push_min_bytes_per_s: float = 256.0  # a push may take size / this rate on top of command_s
     max_unanswered: int = 4           # requests in a row without an answer before the device counts as silent
     recheck_s: float = 5.0            # pause before asking again after a request went unanswered
+    quiet_s: float | None = None      # the device's lifetime + grace: silent this long (no answer, notification
+                                      # or registration update) it is not answering; None: no limit
+    defer_retry_s: float = 300.0      # after a deferral (Result 11), Execute again this much later
+    max_defer_s: float = 86400.0      # how long deferrals are waited out when the device has no /5/0/13
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def _encode(fmt: int, base: LwM2MPath, values: Values) -> bytes:
 
 def _write_format(query: dict[str, str], registration: Registration, path: LwM2MPath) -> int:
     announced = registration.objects.content_format
-    if path.depth >= 3 and announced is None:
+    if path.depth >= 3:  # one resource: plain text, which every client takes for a single value
         default = int(ContentFormat.TEXT)
     elif announced in FORMAT_NAMES and announced not in (ContentFormat.TEXT, ContentFormat.OPAQUE):
         default = int(announced)
@@ -210,6 +210,7 @@ def registration_json(registration: Registration, services: Services) -> dict[st
         "updatedAt": rfc3339(registration.updated_at), "secure": bool(registration.identity),
         "pendingRequests": explorer.pending(registration.endpoint),
         "observing": [str(p) for p in explorer.observed(registration.endpoint)],
+        "eventStreams": explorer.subscribers(registration.endpoint),
     }
     if registration.queue_mode:
         body["awake"] = not explorer.asleep(registration.endpoint)

@@ -420,7 +420,9 @@ class Lwm2mDriver:
         elif isinstance(event, fm.PackageDownloaded):
             self._report(PackageDownloaded(attempt_id))
         elif isinstance(event, fm.DeliveryChosen):  # the URI carries a download token: named, never reported
-            log.info("LwM2M attempt %s delivers by %s", attempt_id, event.delivery.value)
+            attempt = self._attempts.get(attempt_id)
+            log.info("LwM2M attempt %s for %s delivers by %s", attempt_id,
+                     attempt.command.device_id if attempt is not None else "?", event.delivery.value)
             self._report(AttemptProgressed(attempt_id, f"LwM2M {event.delivery.value}", via=f"LwM2M {event.delivery.value}"))
         elif isinstance(event, fm.UpdateExecuted):
             self._report(AttemptProgressed(attempt_id, "LwM2M Execute /5/0/2 accepted; device updating"))

@@ -9,6 +9,7 @@ update end with that Update Result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 from pathlib import Path
@@ -59,6 +60,10 @@ def add_parser(sub: Any) -> None:
     cmd.add_argument("--bind", default="127.0.0.1", help="local address to bind (a new port per boot)")
     cmd.add_argument("--run-s", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     cmd.add_argument("--until-version", help="stop once running this firmware version")
+    cmd.add_argument("--max-defer", type=int, default=0, metavar="S",
+                     help="Object 5 Maximum Defer Period /5/0/13 in seconds (1.1+; with --fault defer)")
+    cmd.add_argument("--severity", type=int, choices=[0, 1, 2], default=1,
+                     help="Object 5 Severity /5/0/11: 0 critical (never deferred), 1 mandatory, 2 optional")
 
 
 def _print(event: str, **fields: object) -> None:
@@ -99,7 +104,12 @@ def build_client(args: argparse.Namespace) -> LwM2MClient:
                           announce_formats=args.announce_formats)
     firmware = DeviceFirmware(flash_bytes=args.flash_kib * 1024, faults=frozenset(Fault(f) for f in args.fault),
                               protocols=args.protocol_support, delivery=DeliveryMethod[args.delivery.upper()],
-                              public_key_pem=args.public_key.read_bytes() if args.public_key else None)
+                              public_key_pem=args.public_key.read_bytes() if args.public_key else None,
+                              object_version="1.0" if version == "1.0" else "1.1",
+                              severity=args.severity, max_defer_s=max(0, args.max_defer))
+    if version == "1.0":  # the LwM2M 1.0 Object 5 (with /5/0/4, without Cancel) registers as </5>;ver=1.0
+        versions = {**config.objects.versions, 1: "1.0", 5: "1.0"}
+        config = dataclasses.replace(config, objects=dataclasses.replace(config.objects, versions=versions))
     return LwM2MClient(config, firmware)
 
 

@@ -44,10 +44,21 @@ def _events(stdout: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def _emulator(*args: str, timeout_s: float = 60) -> list[dict[str, object]]:
-    done = subprocess.run([sys.executable, "-m", "device_emulator", "lwm2m", *args],
-                          capture_output=True, text=True, timeout=timeout_s)
-    return _events(done.stdout)
+def _emulator(*args: str, until_phase: str = "registered") -> list[dict[str, object]]:
+    """Run the emulator (bounded by its ``--run-s``) until it prints a status in ``until_phase`` or ends."""
+    events: list[dict[str, object]] = []
+    with subprocess.Popen([sys.executable, "-m", "device_emulator", "lwm2m", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                events += _events(line)
+                if events and events[-1].get("phase") == until_phase:
+                    break
+        finally:
+            process.terminate()
+            process.wait(30)
+    return events
 
 
 def test_emulator_starts_from_bootstrap_and_registers_at_the_dm_server(server: tuple[ServerProcess, Path]) -> None:
@@ -64,8 +75,18 @@ def test_emulator_starts_from_bootstrap_and_registers_at_the_dm_server(server: t
     assert boot["security_mode"] == 3
     assert any(e.get("phase") == "registered" and str(e.get("location", "")).startswith("rd/") for e in events)
     # the DM server read the device's Object 3 after the Register: its version is on record
-    listed = json.loads(cli("device", "list", "--account", ACCOUNT, db=db).stdout)
-    assert [d["firmwareVersion"] for d in listed if d["deviceId"] == "boot-1"] == ["2.5.0"]
+    assert _reported_version(db, "boot-1", "2.5.0") == "2.5.0"
+
+
+def _reported_version(db: Path, device_id: str, expected: str, tries: int = 20) -> str:
+    """The firmware version on record (asked again, a bounded number of times, until it is ``expected``)."""
+    version = ""
+    for _ in range(tries):
+        listed = json.loads(cli("device", "list", "--account", ACCOUNT, db=db).stdout)
+        version = next(str(d["firmwareVersion"]) for d in listed if d["deviceId"] == device_id)
+        if version == expected:
+            break
+    return version
 
 
 def test_endpoint_of_no_account_is_refused_4_03(server: tuple[ServerProcess, Path]) -> None:
@@ -139,7 +160,9 @@ def test_bootstrap_over_coaps_writes_the_dm_psk_and_the_device_registers_with_it
         assert written[LwM2MPath(1, 0, 7)] == "U" and written[LwM2MPath(1, 0, 0)] == int.from_bytes(
             security[10], "big")  # type: ignore[arg-type]
 
-        dm = DtlsPeer(security[3].decode(), security[5], proc.ports["coaps"])  # type: ignore[union-attr]
+        identity, key = security[3], security[5]
+        assert isinstance(identity, bytes) and isinstance(key, bytes)
+        dm = DtlsPeer(identity.decode(), key, proc.ports["coaps"])
         await (await dm.open()).handshake()
         try:
             registered = await dm.request(Code.POST, ("rd",), ("ep=secure-1", "lt=300", "lwm2m=1.1"), b"</3/0>")
@@ -176,3 +199,38 @@ def test_libcoap_bootstrap_request_over_coap_and_coaps(server: tuple[ServerProce
     as_other = _coap_client("-u", "lc2-bs", "-k", "libcoapBS2", "-m", "post",
                             f"coaps://127.0.0.1:{proc.ports['bootstrap_coaps']}/bs?ep=libcoap-1")
     assert "4.03" in as_other.stderr
+
+
+def test_management_api_sets_shows_and_deletes_without_returning_keys(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.serverproc import session_headers
+
+    db = tmp_path / "fota.db"
+    creds = create_account(db, ACCOUNT)
+    create_account(db, "other")
+    cli("device", "add", "api-1", "--account", ACCOUNT, "--protocol", "LWM2M", db=db)
+    proc = ServerProcess(db).start()
+    try:
+        url = f"{proc.base_url}/api/fota/lwm2m/v1/{ACCOUNT}/devices/api-1/bootstrap"
+        headers = session_headers(proc.base_url, creds)
+        with httpx.Client(timeout=10) as http:
+            assert http.get(url, headers=headers).json()["configured"] is False
+            body = {"security": "psk", "dmIdentity": "api-1-dm", "dmKey": "0a0b", "bootstrapIdentity": "api-1-bs",
+                    "bootstrapKey": "0c0d", "lifetime": 90}
+            put = http.put(url, headers=headers, json=body)
+            assert put.status_code == 200 and "0a0b" not in put.text and "0c0d" not in put.text
+            assert put.json() == {"deviceId": "api-1", "configured": True, "security": "psk", "serverUri": "",
+                                  "lifetime": 90, "dmIdentity": "api-1-dm", "bootstrapIdentity": "api-1-bs"}
+            bad = http.put(url, headers=headers, json={"security": "nosec", "serverUri": "coaps://x:1"})
+            assert bad.status_code == 400 and bad.json()["errorCode"]
+            assert http.put(url, headers=headers, json={"lifetime": "soon"}).status_code == 400
+            other = url.replace(f"/v1/{ACCOUNT}/", "/v1/other/")
+            refused = http.get(other, headers=headers)
+            assert refused.status_code == 400 and refused.json()["errorCode"] == "AccountNotFound"
+            deleted = http.delete(url, headers=headers)
+            assert deleted.json()["configured"] is False and deleted.json()["security"] == "psk"  # the DM PSK stays
+            spec = http.get(f"{proc.base_url}/api/openapi.json").json()
+            assert "/api/fota/lwm2m/v1/{account}/devices/{deviceId}/bootstrap" in spec["paths"]
+    finally:
+        proc.stop()

@@ -271,6 +271,8 @@ _STEPS = {
 def _free_security_instance(payload: bytes) -> int:
     """The lowest /0 instance id the Discover answer does not list as kept (the bootstrap server's own
     account, the /0 instance without ``ssid``, survives Bootstrap-Delete); 1 if the answer does not parse."""
+    if not payload.lstrip().startswith(b"<"):    # the leading lwm2m="1.1" of a Bootstrap-Discover answer
+        payload = payload.partition(b",")[2]
     try:
         links = parse_links(payload)
     except DecodeError:

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
+import aiocoap
+import aiocoap.resource
 import httpx
 import pytest
 
@@ -20,13 +22,15 @@ from tests.serverproc import ServerProcess, cli, create_account, session_headers
 pytestmark = pytest.mark.integration
 
 DEVICE, QUEUED, OTHERS, ABSENT = "490154203237518", "490154203237526", "490154203237534", "490154203237542"
+HANDMADE = "490154203237559"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     db = tmp_path_factory.mktemp("explorer") / "fota.db"
     acme, other = create_account(db, "acme"), create_account(db, "other")
-    for device_id, account in ((DEVICE, "acme"), (QUEUED, "acme"), (ABSENT, "acme"), (OTHERS, "other")):
+    for device_id, account in ((DEVICE, "acme"), (QUEUED, "acme"), (ABSENT, "acme"), (HANDMADE, "acme"),
+                               (OTHERS, "other")):
         cli("device", "add", device_id, "--account", account, "--protocol", "LWM2M", db=db)
     # a queue-mode device is taken to listen for 1 s after each uplink (not 93 s), so it is soon asleep
     server = ServerProcess(db, env={"FOTA_LWM2M_QUEUE_AWAKE_S": "1"}).start()
@@ -253,3 +257,38 @@ def test_stopping_the_server_ends_open_event_streams(tmp_path: Path) -> None:
         _run(scenario)
     finally:
         server.kill()
+
+
+class _Discoverable(aiocoap.resource.Resource):  # type: ignore[misc,unused-ignore]
+    """/3/0 of a hand-made device that answers Discover only (Core 1.1 §6.3.1: link-format with attributes)."""
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        if request.opt.accept != 40:
+            return aiocoap.Message(code=aiocoap.NOT_ACCEPTABLE)
+        return aiocoap.Message(code=aiocoap.CONTENT, content_format=40,
+                               payload=b'</3/0>;pmin=10,</3/0/0>,</3/0/9>;pmax=60;gt="50.5"')
+
+
+def test_discover_answers_the_links_and_their_attributes(lab: dict[str, Any]) -> None:
+    server, headers = lab["server"], lab["acme"]
+
+    async def scenario() -> None:
+        site = aiocoap.resource.Site()
+        site.add_resource(["3", "0"], _Discoverable())
+        device = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", 0), transports=["udp6"])
+        try:
+            register = aiocoap.Message(code=aiocoap.POST, uri=f"coap://127.0.0.1:{server.ports['coap']}/rd",
+                                       payload=b"</3/0>", content_format=40)
+            register.opt.uri_query = (f"ep=urn:imei:{HANDMADE}", "lt=300", "lwm2m=1.1", "b=U")
+            assert (await asyncio.wait_for(device.request(register).response, 20)).code == aiocoap.CREATED
+            async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+                answer = await http.get(_url(server, HANDMADE, "discover/3/0"))
+                assert answer.status_code == 200, answer.text
+                assert answer.json() == {"code": "2.05", "links": [
+                    {"path": "/3/0", "attributes": {"pmin": "10"}}, {"path": "/3/0/0", "attributes": {}},
+                    {"path": "/3/0/9", "attributes": {"pmax": "60", "gt": "50.5"}}]}
+                assert (await http.get(_url(server, HANDMADE, "discover/3/0/0/0"))).status_code == 400
+        finally:
+            await device.shutdown()
+
+    _run(scenario)

@@ -23,7 +23,11 @@ class SqliteBootstrapStore:
         r = record
         try:
             with self._db.transaction() as conn:
-                conn.execute(f"INSERT OR REPLACE INTO lwm2m_bootstrap ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                conn.execute(f"INSERT INTO lwm2m_bootstrap ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                             " ON CONFLICT (device_id) DO UPDATE SET security = excluded.security,"
+                             " server_uri = excluded.server_uri, lifetime_s = excluded.lifetime_s,"
+                             " bootstrap_identity = excluded.bootstrap_identity,"
+                             " bootstrap_key = excluded.bootstrap_key, updated_at = excluded.updated_at",
                              (r.device_id, r.security, r.server_uri, r.lifetime_s, r.bootstrap_identity or None,
                               r.bootstrap_key, ts(r.updated_at)))
             return True

@@ -105,6 +105,21 @@ def delivery_method(body: dict[str, Any], protocol: str) -> Delivery:
     return delivery
 
 
+MAX_DOWNLOAD_TIMEOUT_MINUTES = 7 * 24 * 60
+
+
+def download_timeout(body: dict[str, Any]) -> int | None:
+    """``downloadTimeoutMinutes`` (our extension): how long a device may take to download the image before
+    the attempt fails (a device that goes silent is noticed sooner); absent: the account's setting."""
+    value = body.get("downloadTimeoutMinutes")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DOWNLOAD_TIMEOUT_MINUTES:
+        raise InvalidRequest(f"'downloadTimeoutMinutes' must be a whole number of minutes from 1 to "
+                             f"{MAX_DOWNLOAD_TIMEOUT_MINUTES}", "InvalidDownloadTimeout")
+    return value * 60
+
+
 def _package(packages: PackageStore, account: str, name: str, kinds: tuple[str, ...]) -> Package:
     for kind in kinds:
         package = packages.find_package(kind, account, name)
@@ -128,6 +143,7 @@ def _spec(package: Package, api_version: str, kind: str, protocol: str, body: di
     if start is None or end is None:
         raise InvalidRequest("'startDate' and 'endDate' are required", "MissingField")
     extra.setdefault("delivery", delivery_method(body, protocol))
+    extra.setdefault("download_timeout_s", download_timeout(body))
     return CampaignSpec(
         api_version=api_version, kind=kind, protocol=protocol, package_id=package.package_id,
         make=package.make, model=package.model, firmware_from=extra.pop("firmware_from", package.version_from),

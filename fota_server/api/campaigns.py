@@ -60,6 +60,8 @@ def _delivery(body: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
     """The campaign read back with our ``deliveryMethod`` extension (absent when ``auto``, as SMS has it)."""
     if campaign.spec.delivery is not Delivery.AUTO:
         body["deliveryMethod"] = campaign.spec.delivery.value
+    if campaign.spec.download_timeout_s is not None:
+        body["downloadTimeoutMinutes"] = campaign.spec.download_timeout_s // 60
     return body
 
 

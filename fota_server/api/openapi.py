@@ -78,6 +78,7 @@ _DELIVERY_MODELS = ("CampaignFirmwareUpgrade", "FirmwareCampaign", "Campaign", "
                     "SchedulesSoftwareUpgradeRequest", "UploadAndScheduleFileResponse")
 for _name in _DELIVERY_MODELS:
     _SEED_FIELDS.setdefault(_name, []).append(("deliveryMethod", "DeliveryMethodEnum", False))
+    _SEED_FIELDS[_name].append(("downloadTimeoutMinutes", "int", False))  # our extension too
 _SEED_QUERY = {
     ("GET", "/api/fota/v1/devices/{account}/index/{startIndex}"): (("clientType", "string", False),),
     ("GET", "/api/fota/v1/firmware/{account}"): (("clientType", "string", False),),

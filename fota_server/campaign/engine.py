@@ -234,7 +234,7 @@ class CampaignEngine:
         delivery = override if override is not None and override is not Delivery.AUTO else spec.delivery
         return StartAttempt(row.attempt_id, campaign.campaign_id, row.device_id, spec.protocol, spec.package_id,
                             spec.firmware_to, install=not spec.install_windows, resumed=resumed, delivery=delivery,
-                            download_timeout_s=self._download_timeout_s(campaign.account_name))
+                            download_timeout_s=spec.download_timeout_s or self._download_timeout_s(campaign.account_name))
 
     def _download_timeout_s(self, account_name: str) -> float:
         """The account's ``download_timeout_s`` setting (ENGINE_DEFAULTS when unset)."""

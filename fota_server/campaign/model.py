@@ -126,6 +126,7 @@ class CampaignSpec:
     auto_add_devices: bool = False
     error_threshold: ErrorThreshold | None = None
     delivery: Delivery = Delivery.AUTO   # deliveryMethod: how the image travels (``protocol/delivery.py``)
+    download_timeout_s: int | None = None  # downloadTimeoutMinutes; None: the account's ``download_timeout_s``
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def _spec_extra(spec: CampaignSpec) -> str:
         "install_after": spec.install_after.isoformat() if spec.install_after else None,
         "threshold": [threshold.percent, threshold.min_attempts] if threshold else None,
         "delivery": spec.delivery.value,
+        "download_timeout_s": spec.download_timeout_s,
     })
 
 
@@ -59,7 +60,8 @@ def _campaign(row: sqlite3.Row) -> Campaign:
         download_after=_day(extra["download_after"]), install_after=_day(extra["install_after"]),
         auto_assign_license=bool(row["auto_assign_license"]), auto_add_devices=bool(row["auto_add_devices"]),
         error_threshold=ErrorThreshold(threshold[0], threshold[1]) if threshold else None,
-        delivery=parse_delivery(extra.get("delivery")) or Delivery.AUTO)  # campaigns stored before: auto
+        delivery=parse_delivery(extra.get("delivery")) or Delivery.AUTO,  # campaigns stored before: auto
+        download_timeout_s=_whole(extra.get("download_timeout_s")))
     return Campaign(
         campaign_id=row["campaign_id"], account_name=row["account_name"], spec=spec,
         status=CampaignStatus(row["status"]), is_pilot=bool(row["is_pilot"]),
@@ -399,3 +401,7 @@ class SqliteCampaignStores:
         self.campaigns = SqliteCampaignStore(db, event_ttl)
         self.rows = SqliteCampaignDeviceStore(db, event_ttl)
         self.callbacks = SqliteCallbackStore(db)
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -88,3 +88,15 @@ def test_a_device_carries_its_own_method(fleet: ApiSetup) -> None:
     assert error_of(acc.put(f"/api/fota/lwm2m/v1/{ACC}/devices/{OTHER_DEV}/delivery", json={"method": "push"})) == \
         "DeviceNotFound"   # another account's device
     assert other.put(path, json={"method": "push"}).status_code != 200
+
+
+def test_download_timeout_is_a_campaign_setting(fleet: ApiSetup) -> None:
+    acc = fleet.acc
+    created = ok(acc.post(f"{V3}/campaigns/firmware/{ACC}", json=_v3(downloadTimeoutMinutes=15)))
+    assert ok(acc.get(f"{V3}/campaigns/{ACC}/{created['id']}"))["downloadTimeoutMinutes"] == 15
+    plain = ok(acc.post(f"{V3}/campaigns/firmware/{ACC}", json=_v3(deviceList=[str(int(DEVICE) + 1)])))
+    assert "downloadTimeoutMinutes" not in ok(acc.get(f"{V3}/campaigns/{ACC}/{plain['id']}"))
+    for bad in (0, -5, "15", 1.5, True, 7 * 24 * 60 + 1):
+        response = acc.post(f"{V3}/campaigns/firmware/{ACC}",
+                            json=_v3(deviceList=[str(int(DEVICE) + 2)], downloadTimeoutMinutes=bad))
+        assert (response.status_code, error_of(response)) == (400, "InvalidDownloadTimeout"), bad

@@ -43,3 +43,14 @@ def test_downloading_reason_names_the_method_and_keeps_it(world: World) -> None:
     assert reason == f"{R.DOWNLOADING} (LwM2M pull-coaps)"
     world.engine.on_outcome(AttemptProgressed(start.attempt_id, "LwM2M Execute accepted"), now)  # no via: kept
     assert world.stores.rows.get_row(campaign.campaign_id, ids[0]).result_reason == reason
+
+
+def test_a_campaign_download_timeout_wins_over_the_account_setting(world: World) -> None:
+    ids = world.add_devices(2)
+    world.db.accounts.update_settings(ACCOUNT, {"download_timeout_s": 1800})
+    timed, _ = world.service.schedule_campaign(ACCOUNT, dataclasses.replace(world.spec(ids[:1]), download_timeout_s=600))
+    assert world.stores.campaigns.get_campaign(timed.campaign_id).spec.download_timeout_s == 600
+    world.service.schedule_campaign(ACCOUNT, world.spec(ids[1:]))
+    starts = {c.device_id: c.download_timeout_s for c in world.engine.tick(world.clock.now())
+              if isinstance(c, StartAttempt)}
+    assert starts == {ids[0]: 600, ids[1]: 1800}

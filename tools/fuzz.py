@@ -329,7 +329,7 @@ def _worker(name: str, inputs: int, seed: int, out: Path) -> None:
         import fota_server.protocol.omadm.syncml  # noqa: F401
     target = build_targets()[name]
     tally = Tally()
-    work = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
+    work = out.parent  # the parent's temporary directory: removed when the worker is done
     corpus = work / "corpus"
     corpus.mkdir()
     for index, sample in enumerate(target.seeds):

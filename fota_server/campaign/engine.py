@@ -236,11 +236,12 @@ class CampaignEngine:
                             spec.firmware_to, install=not spec.install_windows, resumed=resumed, delivery=delivery,
                             download_timeout_s=spec.download_timeout_s or self._download_timeout_s(campaign.account_name))
 
-    def _download_timeout_s(self, account_name: str) -> float:
-        """The account's ``download_timeout_s`` setting (ENGINE_DEFAULTS when unset)."""
+    def _download_timeout_s(self, account_name: str) -> float | None:
+        """The account's ``download_timeout_s`` setting; None when unset (the driver's own default, 3600 s
+        as ENGINE_DEFAULTS says, or what its deployment configured)."""
         account = self._accounts.get_account(account_name)
         value = account.settings.get("download_timeout_s") if account is not None else None
-        return float(ENGINE_DEFAULTS["download_timeout_s"] if value is None else value)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
     def _install_due(self, row: CampaignDevice, campaign: Campaign, ctx: TickContext) -> None:
         """The package is on the device: install now, wait for the install window, or give up."""

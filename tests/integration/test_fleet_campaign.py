@@ -101,7 +101,7 @@ async def _scenario(tmp_path: Path) -> None:
             await fleet.stop()
         seen = {d: (r.status, r.result_reason) for d, r in rows().items()}  # type: ignore[attr-defined]
         print(summary_table(result.devices))
-        assert done, "not every device finished an attempt"
+        assert done, f"not every device finished an attempt: {seen}"
         by_id = result.by_id()
         for plan in plans:
             assert seen[plan.device_id] == expected(plan.protocol, plan.fault), (plan.protocol, plan.fault)

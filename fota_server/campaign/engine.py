@@ -32,7 +32,7 @@ from .model import (
 from .policy import LWM2M_RETRY_DAYS, next_daily_retry, next_open, retry_delay, day_start
 from .ports import CampaignDeviceStore, CampaignStore, DeviceTransition
 from .reasons import EngineReason as R, lookup
-from .tick import ENGINE_DEFAULTS, TickContext, interleave_by_cell
+from .tick import TickContext, interleave_by_cell
 from . import transitions as T
 
 __all__ = ["CampaignEngine"]

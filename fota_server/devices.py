@@ -125,8 +125,11 @@ class DeviceRegistry:
         return credential
 
     def new_http_token(self, account_name: str, device_id: str) -> str:
-        """A fresh bearer token for HTTP check-ins; returns it once, stores its SHA-256."""
+        """A fresh bearer token for HTTP check-ins; returns it once, stores its SHA-256. It never starts with
+        '-', so that it can follow ``--token`` on a command line."""
         token = secrets.token_urlsafe(32)
+        while token.startswith("-"):
+            token = secrets.token_urlsafe(32)
         self.set_http_token(account_name, device_id, token)
         return token
 

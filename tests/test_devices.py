@@ -104,3 +104,17 @@ def test_device_import_from_a_manifest(tmp_path: Path) -> None:
     bad.write_text('{"format": "something-else", "devices": []}')
     refused = cli("device", "import", str(bad), db=db, check=False)
     assert refused.returncode == 1 and "fota-fleet-manifest/1" in refused.stderr
+
+
+def test_device_tokens_never_start_with_a_dash(tmp_path: Path) -> None:
+    """A token is pasted after ``--token`` on a command line; one starting with '-' would read as an option."""
+    from fota_server.app import build_services
+    from fota_server.config import Config
+
+    services = build_services(Config(db_path=str(tmp_path / "fota.db")))
+    try:
+        services.auth.create_account("acme")
+        services.devices.add("acme", NewDevice("d1", "HTTP"))
+        assert not any(services.devices.new_http_token("acme", "d1").startswith("-") for _ in range(300))
+    finally:
+        services.db.close()

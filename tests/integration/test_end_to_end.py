@@ -62,7 +62,7 @@ def test_one_device_of_each_protocol_is_updated(tmp_path: Path, server_factory: 
     lwm2m = _emulator("lwm2m", "--server", f"coap://127.0.0.1:{server.ports['coap']}", "--endpoint",
                       "urn:imei:490154203237518", "--make", "Acme", "--model", "Sensor-1", "--public-key", str(public_key), "--firmware-version",
                       "1.0.0", "--until-version", "1.1.0", "--run-s", "60")
-    http = _emulator("http", "--server", base, "--device-id", "356938035643802", "--token", token,
+    http = _emulator("http", "--server", base, "--device-id", "356938035643802", f"--token={token}",
                      "--firmware-version", "2.0.0", "--make", "Acme", "--model", "Gateway-2", "--public-key",
                      str(public_key), "--until-version", "2.1.0", "--max-checkins", "30", "--speed", "50")
     omadm = _emulator("omadm", "--server", f"{base}/dm", "--dev-id", "IMEI:356938035643803", "--user", "dm3",

@@ -104,7 +104,7 @@ def test_the_one_device_command(tmp_path: Path) -> None:
         key.write_text(lab.services.firmware.public_key_pem())
         proc = subprocess.run(
             [sys.executable, "-m", "device_emulator", "http", "--server", lab.url, "--device-id", "d1",
-             "--token", token, "--firmware-version", "1.0.0", "--public-key", str(key), "--until-version", "1.1.0",
+             f"--token={token}", "--firmware-version", "1.0.0", "--public-key", str(key), "--until-version", "1.1.0",
              "--speed", "200", "--cut-after", "50000", "--cuts", "1"],
             capture_output=True, text=True, timeout=90)
         assert proc.returncode == 0, proc.stderr

@@ -41,7 +41,7 @@ from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, DownlinkReply, code_of
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
-           "peer_error_reply", "unavailable_reply", "admission_for"]
+           "unavailable_reply", "admission_for"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -442,12 +442,6 @@ def unavailable_reply(exc: StorageUnavailable) -> aiocoap.Message:
     return aiocoap.Message(code=aiocoap.SERVICE_UNAVAILABLE, max_age=exc.retry_after_s)
 
 
-def peer_error_reply(server: Lwm2mServer, what: str, request: aiocoap.Message, exc: PeerError) -> aiocoap.Message:
-    server.count_refusal(f"{_address(request)}", what, exc)
-    hint = exc.hint if isinstance(exc.hint, str) and exc.hint[:1] in "45" else "4.00"
-    return aiocoap.Message(code=code_of(hint))
-
-
 _METHODS = {aiocoap.POST: "POST", aiocoap.DELETE: "DELETE", aiocoap.GET: "GET", aiocoap.PUT: "PUT"}
 
 
@@ -504,9 +498,12 @@ def admission_for(enrolment: Enrolment) -> Callable[[str, str], bool]:
     """Whether an endpoint may register: its device (``urn:imei:<id>`` -> ``<id>``, or the endpoint name
     itself) belongs to an account, or enrolment adds it to the enrolment account now."""
     def admit(endpoint: str, address: str) -> bool:
-        if enrolment.known(endpoint) is not None:
-            return True
-        return isinstance(enrolment.admit(device_id_for_endpoint(endpoint)[1], "LWM2M", peer=address), Admitted)
+        device_id = device_id_for_endpoint(endpoint)[1]
+        if enrolment.known(device_id) is not None:
+            return True  # the usual case: one lookup
+        if device_id != endpoint and enrolment.known(endpoint) is not None:
+            return True  # a device added under its full endpoint name
+        return isinstance(enrolment.admit(device_id, "LWM2M", peer=address), Admitted)
     return admit
 
 

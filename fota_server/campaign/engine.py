@@ -85,15 +85,21 @@ class CampaignEngine:
         """After a restart (or a failed step): the commands that continue every attempt that was running,
         same attempt ids; drivers take an attempt they still drive as already running."""
         commands: list[DriverCommand] = []
+        timeouts: dict[str, float | None] = {}   # the account's download timeout, read once per account
         for attempt in self._rows.attempts(running_only=True, limit=1_000_000):
             row = self._rows.get_row(attempt.campaign_id, attempt.device_id)
             campaign = self._campaigns.get_campaign(attempt.campaign_id)
             if row is None or campaign is None or row.attempt_id != attempt.attempt_id:
                 continue
+            account = campaign.account_name
+            if account not in timeouts:
+                found = self._accounts.get_account(account)
+                timeouts[account] = _download_timeout(found.settings.get("download_timeout_s") if found else None)
             if row.status in (DeviceStatus.IN_PROGRESS, DeviceStatus.DOWNLOADED):
-                commands.append(self._start_command(row, campaign, resumed=True))
+                commands.append(self._start_command(row, campaign, timeouts[account], resumed=True))
             elif row.status == DeviceStatus.INSTALLING:  # a driver that lost its state installs on resuming
-                commands.append(dataclasses.replace(self._start_command(row, campaign, resumed=True), install=True))
+                commands.append(dataclasses.replace(self._start_command(row, campaign, timeouts[account], resumed=True),
+                                                    install=True))
                 commands.append(InstallPackage(row.attempt_id, row.device_id, campaign.spec.protocol))
         return commands
 
@@ -223,25 +229,19 @@ class CampaignEngine:
                 ctx.add(T.to_queued(row, "global", cell, ctx.now, R.QUEUED_GLOBAL))
             return
         transition = T.start(row, campaign, self._new_id(), cell, ctx.now, ctx.timeout(account))
-        ctx.add(transition, self._start_command(transition.row, campaign, device=device))
+        download_timeout_s = _download_timeout(ctx.account_setting(account, "download_timeout_s"))
+        ctx.add(transition, self._start_command(transition.row, campaign, download_timeout_s, device=device))
         ctx.take_slot(account, cell)
 
-    def _start_command(self, row: CampaignDevice, campaign: Campaign, resumed: bool = False,
-                       device: Device | None = None) -> StartAttempt:
+    def _start_command(self, row: CampaignDevice, campaign: Campaign, account_download_timeout_s: float | None,
+                       resumed: bool = False, device: Device | None = None) -> StartAttempt:
         spec = campaign.spec
         device = device or self._devices.find_device(row.device_id)
         override = parse_delivery(device.delivery_method) if device is not None else None
         delivery = override if override is not None and override is not Delivery.AUTO else spec.delivery
         return StartAttempt(row.attempt_id, campaign.campaign_id, row.device_id, spec.protocol, spec.package_id,
                             spec.firmware_to, install=not spec.install_windows, resumed=resumed, delivery=delivery,
-                            download_timeout_s=spec.download_timeout_s or self._download_timeout_s(campaign.account_name))
-
-    def _download_timeout_s(self, account_name: str) -> float | None:
-        """The account's ``download_timeout_s`` setting; None when unset (the driver's own default, 3600 s
-        as ENGINE_DEFAULTS says, or what its deployment configured)."""
-        account = self._accounts.get_account(account_name)
-        value = account.settings.get("download_timeout_s") if account is not None else None
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+                            download_timeout_s=spec.download_timeout_s or account_download_timeout_s)
 
     def _install_due(self, row: CampaignDevice, campaign: Campaign, ctx: TickContext) -> None:
         """The package is on the device: install now, wait for the install window, or give up."""
@@ -380,3 +380,9 @@ def _version(device: object, kind: str) -> str | None:
 def _record_version(devices: DeviceStore, device_id: str, kind: str, old: str, new: str) -> None:
     if kind == "firmware":
         devices.set_firmware_version(device_id, new, old)
+
+
+def _download_timeout(value: object) -> float | None:
+    """An account's ``download_timeout_s`` setting; None when unset or unusable (the driver's own default,
+    3600 s as ENGINE_DEFAULTS says, or what its deployment configured)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None

@@ -83,11 +83,15 @@ class TickContext:
     def touch(self, campaign_id: str) -> None:
         self._touched.add(campaign_id)
 
-    def setting(self, account_name: str, key: str) -> Any:
+    def account_setting(self, account_name: str, key: str) -> Any:
+        """The account's own value of ``key`` (None when unset), read once per step."""
         if account_name not in self._settings:
             account = self._accounts.get_account(account_name)
             self._settings[account_name] = dict(account.settings) if account is not None else {}
-        value = self._settings[account_name].get(key)
+        return self._settings[account_name].get(key)
+
+    def setting(self, account_name: str, key: str) -> Any:
+        value = self.account_setting(account_name, key)
         return ENGINE_DEFAULTS.get(key) if value is None else value
 
     def cell_cap(self, account_name: str, cell: str) -> int:

@@ -17,6 +17,7 @@ from fota_server.adapters.dtls.client import DtlsPskClient
 from fota_server.protocol.lwm2m.coap_message import CON, CoapMessage, decode_message, encode_message
 
 from tests.serverproc import ServerProcess, cli, create_account, session_headers
+from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
 TOKEN = "/api/ts/v1/oauth2/token"
@@ -276,10 +277,8 @@ def test_half_open_dtls_handshakes_are_capped(tmp_path: Path, server_factory: Ca
 
 
 def _wait_for(server: ServerProcess, text: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not any(text in line for line in server.output):
-        assert time.monotonic() < deadline, f"no {text!r} in the server output:\n" + "".join(server.output)
-        time.sleep(0.05)
+    poll(lambda: any(text in line for line in server.output), bool, timeout_s,
+         f"{text!r} in the server output")
 
 
 # --- HTTP: header-read timeout and connection cap -----------------------------------------------------------
@@ -342,9 +341,7 @@ def test_connections_beyond_the_cap_are_answered_503(tmp_path: Path, server_fact
     finally:
         for sock in held:
             sock.close()
-    deadline = time.monotonic() + 30
-    while httpx.get(server.base_url + "/health", timeout=30).status_code == 503:   # until the server sees them go
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    poll(lambda: httpx.get(server.base_url + "/health", timeout=30).status_code,   # until the server sees them go
+         lambda status: status != 503, 30, "health once the held connections closed")
     assert sum("Exceeded concurrency limit" in line for line in server.output) == 1       # counted, not logged
     assert sum("Invalid HTTP request" in line for line in server.output) == 1

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ import pytest
 from firmware_samples import SAMPLES_DIR, load_manifest
 from fota_server.campaign.reasons import EngineReason
 from tests.serverproc import ServerProcess, cli, create_account, session_headers
+from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
 ACC = "0000123456-00001"
@@ -73,13 +73,7 @@ def _report(base: str, headers: dict[str, str], campaign_id: str) -> dict[str, A
 def _until(what: str, probe: Callable[[], dict[str, Any]], good: Callable[[dict[str, Any]], bool],
            timeout_s: float) -> dict[str, Any]:
     """Poll ``probe`` until ``good`` holds: a bounded wait for an outcome, not a measure of time."""
-    deadline = time.monotonic() + timeout_s
-    seen = probe()
-    while not good(seen):
-        assert time.monotonic() < deadline, f"{what}: still {seen}"
-        time.sleep(0.2)
-        seen = probe()
-    return seen
+    return poll(probe, good, timeout_s, what, interval_s=0.2)
 
 
 def test_a_device_killed_mid_download_is_reported_unreachable_and_updated_once_it_is_back(

@@ -12,10 +12,9 @@ import os
 import socket
 import sqlite3
 import subprocess
-import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from fota_server.protocol.lwm2m.coap_message import (
     uint_value,
 )
 from tests.serverproc import ServerProcess, cli, create_account, session_headers
+from tests.waiting import poll
 
 from .test_omadm_fixtures import app_of, make_lab, serving
 
@@ -34,7 +34,6 @@ pytestmark = pytest.mark.integration
 
 ACC = "0000123456-00001"
 MAKE, MODEL = "Acme", "Gateway-2"
-T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -71,16 +70,6 @@ def fill(disk: Path) -> Path:
         os.close(fd)
     return filler
 
-
-def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0) -> T:
-    """Call ``get`` until ``done`` holds for its result, for at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = get()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"still not done: {value!r}"
-        time.sleep(0.05)
 
 
 def http_device(db: Path, device_id: str) -> str:

@@ -1,0 +1,29 @@
+"""Bounded waits for an outcome: poll until a condition holds, give up (failing the test) after a generous
+bound. The bound only stops a test that would otherwise hang; no test measures how long anything took."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+__all__ = ["poll", "WaitTimedOut"]
+
+T = TypeVar("T")
+
+
+class WaitTimedOut(AssertionError):
+    """The condition did not hold within the bound."""
+
+
+def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0, what: str = "",
+         interval_s: float = 0.05) -> T:
+    """Call ``get`` until ``done`` holds for its result and return that result; ``WaitTimedOut`` naming
+    ``what`` and the last result if it still does not hold after ``timeout_s``."""
+    give_up_at = time.monotonic() + timeout_s
+    while True:
+        value = get()
+        if done(value):
+            return value
+        if time.monotonic() >= give_up_at:
+            raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+        time.sleep(interval_s)

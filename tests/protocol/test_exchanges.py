@@ -76,7 +76,7 @@ def test_empty_ack_then_separate_response_is_acknowledged_and_reported_once() ->
 
 
 def test_separate_response_that_never_comes_fails_after_the_response_timeout() -> None:
-    ep = CoapEndpoint(TransmissionParams(response_timeout_s=30.0), random.Random(1))
+    ep: CoapEndpoint[tuple[str, int]] = CoapEndpoint(TransmissionParams(response_timeout_s=30.0), random.Random(1))
     handle = ep.request(PEER, GET, now=0.0)
     [request] = sent(ep)
     ep.receive(PEER, encode_message(CoapMessage(ACK, 0, request.mid)), 1.0)

@@ -1,154 +1,343 @@
-"""Check-ins per second with wrk: our HTTP FOTA check-in (which records every check-in in SQLite) and the
-hawkBit DDI base poll, each side by side in the same run with a bare Starlette endpoint doing the least
-possible work. Prints requests/s and the ratio to bare (the goal is at least 0.5).
+"""The device side of HTTP as shipped: ``fota-server run`` against a bare Starlette endpoint and goosebit.
 
-    python3 tools/bench_http.py [--duration 5] [--connections 16] [--threads 2]
+    python tools/bench_http.py [--duration 5] [--rounds 3] [--connections 16,64]
+    python tools/bench_http.py --no-goosebit            # ours and bare only
 
-Needs ``wrk`` (Debian package ``wrk``). Every server is one uvicorn process on 127.0.0.1.
+Starts ``fota-server run`` as a user does (a fresh database, CoAP on, every route mounted), with an account,
+an HTTP device with its token, an HTTP image and a v2 HTTP campaign for the device scheduled over the SMS API,
+so that every check-in and every DDI base poll answers with the offered update. Beside it, in the same run:
+
+- **bare**: a Starlette app with two endpoints that do the least possible work (decode the JSON body and
+  answer a small JSON object), one uvicorn process with the settings ``fota-server run`` uses (h11, no
+  access log, a socket with IPPROTO_TCP so that connections get TCP_NODELAY);
+- **goosebit** 0.2.12, installed into its own virtualenv (``--goosebit-venv``, default
+  ``/tmp/goosebit-0.2.12``; made with ``python3 -m venv DIR && DIR/bin/pip install goosebit==0.2.12`` when
+  it is missing), its database made with ``aerich upgrade`` as its documentation says, served by the same
+  uvicorn settings with its logging at WARNING, and one controller registered the way a device does it
+  (a first poll, then ``PUT .../configData``). Its DDI base poll, ``GET /DEFAULT/controller/v1/{id}``, is
+  its only device request, so it is the goosebit figure for both of our endpoints. Device authentication is
+  off (goosebit's default), which spares it work.
+
+wrk runs with one thread (``-t1``) and a Lua script that counts the answers: anything but 200 is a failure,
+reported per run. For each connection count the three servers are measured in turn, endpoint by endpoint,
+``--rounds`` times, so that they see the same state of the machine; the table shows the medians of
+requests/s and of the p50 latency, and the ratios of ours to bare and to goosebit.
+
+Needs ``wrk`` (Debian package ``wrk``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
-_LATENCY = re.compile(r"Latency\s+([\d.]+\w+)")
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GOOSEBIT = "goosebit==0.2.12"
+CHECKIN_BODY = '{"firmwareVersion":"1.0.0","make":"Acme","model":"M1"}'
+ACCOUNT, DEVICE = "bench", "bench-1"
+
+_LUA = """
+wrk.method = "%(method)s"
+%(body)s
+%(headers)s
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; bad = 0; last_bad = 0 end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else bad = bad + 1; last_bad = status end
+end
+function done(summary, latency, requests)
+  local ok, bad, last_bad = 0, 0, 0
+  for _, t in ipairs(threads) do
+    ok = ok + t:get("ok"); bad = bad + t:get("bad")
+    if t:get("last_bad") ~= 0 then last_bad = t:get("last_bad") end
+  end
+  local e = summary.errors
+  io.write(string.format('RESULT {"ok": %%d, "bad": %%d, "last_bad": %%d, "seconds": %%f, "p50_us": %%d, '
+    .. '"p99_us": %%d, "socket_errors": %%d}\\n', ok, bad, last_bad, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.timeout))
+end
+"""
 
 
-def _serve(kind: str, data_dir: str, port_file: str) -> None:
-    """Child process: serve ``ours`` or ``bare`` on an OS-assigned port, write the port and the token."""
-    import socket
+# ----------------------------------------------------------------------------------------------- servers
 
-    import uvicorn
+def _bare_app() -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    info: dict[str, Any] = {}
-    if kind == "bare":
-        async def checkin(request: Request) -> Response:
-            body = json.loads(await request.body())
-            return JSONResponse({"nextCheckInSeconds": 300, "logging": False, "echo": body.get("firmwareVersion")})
+    async def checkin(request: Request) -> Response:
+        body = json.loads(await request.body())
+        return JSONResponse({"nextCheckInSeconds": 300, "logging": False, "echo": body.get("firmwareVersion")})
 
-        async def poll(request: Request) -> Response:
-            return JSONResponse({"config": {"polling": {"sleep": "00:05:00"}}})
+    async def poll(request: Request) -> Response:
+        return JSONResponse({"config": {"polling": {"sleep": "00:05:00"}}})
 
-        app = Starlette(routes=[Route("/checkin", checkin, methods=["POST"]), Route("/poll", poll)])
-    else:
-        from fota_server.adapters import ddi_http, fota_http
-        from fota_server.app import build_services
-        from fota_server.config import Config
-        from fota_server.records import Device
+    return Starlette(routes=[Route("/checkin", checkin, methods=["POST"]), Route("/poll", poll)])
 
-        services = build_services(Config(db_path=str(Path(data_dir) / "bench.db"), coap_enabled=False))
-        services.auth.create_account("bench")
-        services.db.devices.add_device(Device("bench-1", "bench", "HTTP", firmware_version="1.0.0",
-                                              created_at=services.clock.now()))
-        info["token"] = fota_http.issue_http_token(services, "bench-1")
-        services.extra["http_driver"] = fota_http.build_http_driver(services)
-        app = Starlette(routes=[*fota_http.routes, *ddi_http.routes])
-        app.state.services = services
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio then sets TCP_NODELAY
+
+def serve_socket(app: Any, port_file: str, http: str = "h11") -> None:
+    """Serve ``app`` with one uvicorn process on an OS-assigned 127.0.0.1 port; write the port to ``port_file``.
+    (Also run by goosebit's interpreter, so it imports only uvicorn.)"""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    info["port"] = sock.getsockname()[1]
-    Path(port_file).write_text(json.dumps(info))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    server.run(sockets=[sock])
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    uvicorn.Server(uvicorn.Config(app, http=http, log_level="warning", access_log=False,
+                                  lifespan="auto")).run(sockets=[sock])
 
 
-def _start(kind: str, work: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    port_file = work / f"{kind}.json"
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--data-dir", str(work),
-                             "--port-file", str(port_file)])
-    for _ in range(600):
-        if port_file.exists() and port_file.read_text():
-            return proc, json.loads(port_file.read_text())
-        try:
-            proc.wait(timeout=0.05)
-            raise SystemExit(f"the {kind} server exited with {proc.returncode}")
-        except subprocess.TimeoutExpired:
-            pass
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    urls: dict[str, str] = field(default_factory=dict)      # endpoint -> URL
+    scripts: dict[str, Path] = field(default_factory=dict)  # endpoint -> wrk script
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+
+def _wait_port(proc: subprocess.Popen[bytes], port_file: Path, what: str, timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_file.exists() and port_file.read_text().strip():
+            port = int(port_file.read_text())
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return port
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        time.sleep(0.05)
     proc.kill()
-    raise SystemExit(f"the {kind} server did not start")
+    raise SystemExit(f"{what} did not start within {timeout_s:.0f} s")
 
 
-def _lua(work: Path, name: str, method: str, body: str, headers: dict[str, str]) -> Path:
-    lines = [f'wrk.method = "{method}"']
-    if body:
-        lines.append(f"wrk.body = '{body}'")
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
-    path = work / f"{name}.lua"
-    path.write_text("\n".join(lines) + "\n")
+def _lua(path: Path, method: str, body: str = "", headers: dict[str, str] | None = None) -> Path:
+    path.write_text(_LUA % {
+        "method": method, "body": f"wrk.body = '{body}'" if body else "",
+        "headers": "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())})
     return path
 
 
-def _wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
-    out = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "-s",
-                          str(script), url], capture_output=True, text=True, timeout=args.duration + 60).stdout
-    rate, latency, bad = _RATE.search(out), _LATENCY.search(out), _NON_2XX.search(out)
-    return {"rps": float(rate.group(1)) if rate else 0.0, "latency": latency.group(1) if latency else "?",
-            "non2xx": int(bad.group(1)) if bad else 0}
+def start_ours(work: Path) -> Server:
+    """``fota-server run`` on a fresh database: account, device, token, image, and a v2 HTTP campaign."""
+    import httpx
+
+    from tests.serverproc import ServerProcess, cli, create_account, session_headers
+
+    db = work / "fota.db"
+    creds = create_account(db, ACCOUNT, licenses=10)
+    image = work / "bench-http.bin"
+    image.write_bytes(os.urandom(64 * 1024))
+    cli("firmware", "add", str(image), "--name", "bench-http", "--make", "Acme", "--model", "M1", "--from", "1.0.0",
+        "--to", "2.0.0", "--protocol", "HTTP", db=db)
+    cli("device", "add", DEVICE, "--account", ACCOUNT, "--protocol", "HTTP", "--make", "Acme", "--model", "M1",
+        "--firmware", "1.0.0", "--license", db=db)
+    token = json.loads(cli("device", "token", DEVICE, "--account", ACCOUNT, db=db).stdout)["token"]
+    server = ServerProcess(db, ["--log-level", "WARNING"]).start(timeout_s=60)
+    assert server.proc is not None
+    base = server.base_url
+    dates = {"startDate": date.today().isoformat(), "endDate": (date.today() + timedelta(days=2)).isoformat()}
+    answer = httpx.post(f"{base}/api/fota/v2/campaigns/{ACCOUNT}", headers=session_headers(base, creds), json={
+        "softwareName": "bench-http", "softwareFrom": "1.0.0", "softwareTo": "2.0.0", "distributionType": "HTTP",
+        "deviceList": [DEVICE], **dates}, timeout=30)
+    if answer.status_code != 200:
+        raise SystemExit(f"the campaign was refused: {answer.status_code} {answer.text}")
+    poll_url = f"{base}/{ACCOUNT}/controller/v1/{DEVICE}"
+    ddi = {"Accept": "application/json", "Authorization": f"TargetToken {token}"}
+    deadline = time.monotonic() + 60
+    while "deploymentBase" not in httpx.get(poll_url, headers=ddi).json().get("_links", {}):
+        if time.monotonic() > deadline:
+            raise SystemExit("the campaign's offer did not reach the device within 60 s")
+        time.sleep(0.2)
+    checkin = httpx.post(f"{base}/http/v1/devices/{DEVICE}/checkin", content=CHECKIN_BODY,
+                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}).json()
+    if not checkin.get("update"):
+        raise SystemExit(f"the check-in does not offer the update: {checkin}")
+    proc: subprocess.Popen[bytes] = server.proc  # type: ignore[assignment]
+    return Server("ours", proc, server.ports["http"], {
+        "check-in": f"{base}/http/v1/devices/{DEVICE}/checkin", "DDI poll": poll_url,
+    }, {
+        "check-in": _lua(work / "ours-checkin.lua", "POST", CHECKIN_BODY,
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}),
+        "DDI poll": _lua(work / "ours-poll.lua", "GET", "", ddi),
+    })
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        ours_proc, ours = _start("ours", work)
-        bare_proc, bare = _start("bare", work)
-        try:
-            body = '{"firmwareVersion":"1.0.0","make":"Acme","model":"M1"}'
-            json_headers = {"Content-Type": "application/json"}
-            cases = [
-                ("check-in", _wrk(f"http://127.0.0.1:{ours['port']}/http/v1/devices/bench-1/checkin",
-                                  _lua(work, "ours-checkin", "POST", body,
-                                       {**json_headers, "Authorization": f"Bearer {ours['token']}"}), args),
-                 _wrk(f"http://127.0.0.1:{bare['port']}/checkin", _lua(work, "bare-checkin", "POST", body,
-                                                                       json_headers), args)),
-                ("DDI base poll", _wrk(f"http://127.0.0.1:{ours['port']}/bench/controller/v1/bench-1",
-                                       _lua(work, "ours-poll", "GET", "", {"Accept": "application/json",
-                                            "Authorization": f"TargetToken {ours['token']}"}), args),
-                 _wrk(f"http://127.0.0.1:{bare['port']}/poll", _lua(work, "bare-poll", "GET", "", {}), args)),
-            ]
-        finally:
-            for proc in (ours_proc, bare_proc):
-                proc.terminate()
-                proc.wait(timeout=20)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one uvicorn process each, 127.0.0.1")
-    print(f"{'endpoint':<15}{'ours req/s':>12}{'bare req/s':>12}{'ratio':>8}{'ours p50':>10}{'errors':>8}")
-    for name, mine, base in cases:
-        ratio = mine["rps"] / base["rps"] if base["rps"] else 0.0
-        print(f"{name:<15}{mine['rps']:>12.0f}{base['rps']:>12.0f}{ratio:>8.2f}{mine['latency']:>10}"
-              f"{mine['non2xx'] + base['non2xx']:>8}")
-    return 0
+def start_bare(work: Path) -> Server:
+    port_file = work / "bare.port"
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port_file)])
+    port = _wait_port(proc, port_file, "the bare Starlette server")
+    base = f"http://127.0.0.1:{port}"
+    return Server("bare", proc, port, {"check-in": f"{base}/checkin", "DDI poll": f"{base}/poll"}, {
+        "check-in": _lua(work / "bare-checkin.lua", "POST", CHECKIN_BODY, {"Content-Type": "application/json"}),
+        "DDI poll": _lua(work / "bare-poll.lua", "GET", "", {"Accept": "application/json"}),
+    })
+
+
+def goosebit_python(venv: Path) -> Path:
+    """The interpreter of a virtualenv holding goosebit 0.2.12, made (with pip) if it is missing."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"installing {GOOSEBIT} into {venv} ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable.replace(sys.prefix, sys.base_prefix) if sys.prefix != sys.base_prefix
+                        else sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", GOOSEBIT], check=True)
+    return python
+
+
+def start_goosebit(work: Path, venv: Path) -> Server:
+    import httpx
+
+    python = goosebit_python(venv)
+    site = subprocess.run([str(python), "-c", "import goosebit, os; print(os.path.dirname(goosebit.__file__))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    home = work / "goosebit"
+    home.mkdir()
+    (home / "goosebit.yaml").write_text(
+        f"db_uri: sqlite://{home / 'db.sqlite3'}\nartifacts_dir: {home / 'artifacts'}\n"
+        "logging:\n  version: 1\n  root: {level: WARNING}\n")
+    (home / "pyproject.toml").write_text(f'[tool.aerich]\ntortoise_orm = "goosebit.db.config.TORTOISE_CONF"\n'
+                                         f'location = "{site}/db/migrations"\nsrc_folder = "./."\n')
+    subprocess.run([str(venv / "bin" / "aerich"), "upgrade"], cwd=home, check=True, capture_output=True)
+    port_file = home / "port"
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_http; from goosebit import app; "
+            f"bench_http.serve_socket(app, {str(port_file)!r})")
+    proc = subprocess.Popen([str(python), "-c", code], cwd=home)
+    port = _wait_port(proc, port_file, "goosebit")
+    poll = f"http://127.0.0.1:{port}/DEFAULT/controller/v1/{DEVICE}"
+    first = httpx.get(poll, timeout=30)
+    config = httpx.put(f"{poll}/configData", timeout=30, json={
+        "id": "", "time": "", "status": {"execution": "closed", "result": {"finished": "success"}},
+        "data": {"hw_boardname": "M1", "hw_revision": "1", "sw_version": "1.0.0"}})
+    if first.status_code != 200 or config.status_code != 200:
+        raise SystemExit(f"goosebit did not register the controller: {first.status_code} {config.status_code}")
+    script = _lua(work / "goosebit-poll.lua", "GET", "", {"Accept": "application/json"})
+    return Server("goosebit", proc, port, {"check-in": poll, "DDI poll": poll},
+                  {"check-in": script, "DDI poll": script})
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+
+def wrk(url: str, script: Path, connections: int, duration_s: int) -> dict[str, Any]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s", "-s",
+                          str(script), url], capture_output=True, text=True, timeout=duration_s + 60).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"wrk gave no result for {url}:\n{out}")
+    result: dict[str, Any] = json.loads(line[len("RESULT "):])
+    result["rps"] = result["ok"] / result["seconds"] if result["seconds"] else 0.0  # 200s only count
+    return result
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def _measure(servers: list[Server], args: argparse.Namespace) -> dict[tuple[int, str, str], list[dict[str, Any]]]:
+    runs: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    endpoints = ("check-in", "DDI poll")
+    for server in servers:  # warm-up: imports, caches, first connections
+        for endpoint in endpoints:
+            wrk(server.urls[endpoint], server.scripts[endpoint], 16, 1)
+    for round_no in range(args.rounds):
+        for connections in args.connections:
+            for endpoint in endpoints:
+                for server in servers:
+                    result = wrk(server.urls[endpoint], server.scripts[endpoint], connections, args.duration)
+                    runs.setdefault((connections, endpoint, server.name), []).append(result)
+                    print(f"round {round_no + 1} -c{connections} {endpoint:<9} {server.name:<9} "
+                          f"{result['rps']:>9.0f} req/s  p50 {_ms(result['p50_us'])}  non-200 {result['bad']}"
+                          f"{' (last ' + str(result['last_bad']) + ')' if result['bad'] else ''}"
+                          f"  socket errors {result['socket_errors']}", file=sys.stderr, flush=True)
+    return runs
+
+
+def _table(runs: dict[tuple[int, str, str], list[dict[str, Any]]], names: list[str],
+           args: argparse.Namespace) -> str:
+    def median(key: tuple[int, str, str], field_: str) -> float:
+        return statistics.median(r[field_] for r in runs[key]) if key in runs else 0.0
+
+    has_goose = "goosebit" in names
+    head = ["endpoint", "wrk", "ours req/s", "bare req/s"] + (["goosebit req/s"] if has_goose else [])
+    head += ["ours/bare"] + (["ours/goosebit"] if has_goose else []) + ["ours p50", "bare p50"]
+    head += (["goosebit p50"] if has_goose else []) + ["non-200 (ours/bare/goosebit)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for endpoint in ("check-in", "DDI poll"):
+        for connections in args.connections:
+            key = {name: (connections, endpoint, name) for name in names}
+            rps = {name: median(key[name], "rps") for name in names}
+            row = [endpoint, f"-t1 -c{connections}", *(f"{rps[n]:,.0f}" for n in names)]
+            row.append(f"{rps['ours'] / rps['bare']:.2f}" if rps["bare"] else "-")
+            if has_goose:
+                row.append(f"{rps['ours'] / rps['goosebit']:.1f}x" if rps["goosebit"] else "-")
+            row += [_ms(median(key[n], "p50_us")) for n in names]
+            row.append(" / ".join(str(sum(r["bad"] + r["socket_errors"] for r in runs.get(key[n], [])))
+                                  for n in names))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--serve", choices=["ours", "bare"], help=argparse.SUPPRESS)
-    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
-    parser.add_argument("--port-file", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3, help="alternations per configuration (default 3)")
+    parser.add_argument("--connections", default="16,64", help="wrk -c values, comma-separated (default 16,64)")
+    parser.add_argument("--goosebit-venv", type=Path, default=Path("/tmp/goosebit-0.2.12"))
+    parser.add_argument("--no-goosebit", action="store_true", help="ours and bare only")
+    parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        _serve(args.serve, args.data_dir, args.port_file)
+    if args.serve_bare:
+        serve_socket(_bare_app(), args.serve_bare)
         return 0
-    return _bench(args)
+    args.connections = [int(c) for c in args.connections.split(",")]
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        work = Path(tmp)
+        try:
+            servers.append(start_ours(work))
+            servers.append(start_bare(work))
+            if not args.no_goosebit:
+                servers.append(start_goosebit(work, args.goosebit_venv))
+            runs = _measure(servers, args)
+        finally:
+            for server in servers:
+                server.stop()
+    names = [s.name for s in servers]
+    print(f"wrk -t1 -d{args.duration}s, {args.rounds} alternations, medians; one uvicorn process (h11) each on "
+          f"127.0.0.1; ours = fota-server run; goosebit's figure is its DDI base poll for both rows; "
+          f"req/s counts 200 answers only")
+    print(_table(runs, names, args))
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import hmac
 import logging
 import math
 import secrets
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,6 +28,10 @@ from OpenSSL import SSL
 
 from ...peerlog import peer_refused
 from .datagrams import client_hello_random, pack_datagrams, split_records
+from .handoff import HANDSHAKE_FINISHED, LastFlight, hand_off
+from .record import (
+    CONTENT_ALERT, CONTENT_APPLICATION_DATA, CONTENT_HANDSHAKE, RecordLayer, RecordRejected, record_header,
+)
 
 __all__ = [
     "DtlsSettings", "DtlsServerCore", "DtlsSession", "SessionState", "PskLookup",
@@ -47,6 +52,8 @@ _DTLS1_2_VERSION = 0xFEFD
 _MAX_BIO_READ = 65536
 _MAX_PLAINTEXT = 16384 + 256     # one record's worth (RFC 6347 §4.1, 2^14 plus slack)
 _COOKIE_BYTES = 16
+_ALERT_FATAL = b"\x02"                # RFC 5246 §7.2 AlertLevel.fatal
+_CLOSE_NOTIFY = b"\x01\x00"          # warning, close_notify
 
 
 class DtlsHookUnavailable(RuntimeError):
@@ -229,13 +236,22 @@ def _drain(connection: SSL.Connection, mtu: int) -> list[bytes]:
 
 
 class DtlsSession:
-    """One peer's DTLS association, from the verified ClientHello to close (RFC 6347 §4.2)."""
+    """One peer's DTLS association, from the verified ClientHello to close (RFC 6347 §4.2).
+
+    OpenSSL runs the handshake. Once it is done with an AEAD suite, the connection is freed and the
+    session's own ``RecordLayer`` carries the data (see ``handoff``); with any other suite OpenSSL
+    stays for the life of the session.
+    """
+
+    __slots__ = ("_core", "hello_random", "_connection", "address", "identity", "state", "close_reason",
+                 "started_at", "last_activity_at", "_retransmit_at", "_outgoing", "_records", "_last_flight",
+                 "_peer_finished", "_cipher")
 
     def __init__(self, core: DtlsServerCore, connection: SSL.Connection, address: Any, now: float,
                  hello_random: bytes | None = None) -> None:
         self._core = core
         self.hello_random = hello_random      # of the ClientHello that opened it; a repeat is not a new handshake
-        self._connection = connection
+        self._connection: SSL.Connection | None = connection    # None once the record layer is ours
         self.address = address
         self.identity: str | None = None
         self.state = SessionState.HANDSHAKING
@@ -244,30 +260,59 @@ class DtlsSession:
         self.last_activity_at = now
         self._retransmit_at = math.inf
         self._outgoing: list[bytes] = []
+        self._records: RecordLayer | None = None
+        self._last_flight: LastFlight | None = None     # until the peer's first application record
+        self._peer_finished: bytes | None = None        # during the handshake: the peer's latest epoch-1 record
+        self._cipher: str | None = None
 
     def __repr__(self) -> str:
         return f"<DtlsSession {self.address} {self.identity!r} {self.state.value}>"
 
     @property
     def cipher(self) -> str | None:
-        return self._connection.get_cipher_name()
+        if self._cipher is None and self._connection is not None:
+            return self._connection.get_cipher_name()
+        return self._cipher
+
+    @property
+    def holds_library_connection(self) -> bool:
+        """True while OpenSSL's connection is kept (handshake, or a suite we do not carry ourselves)."""
+        return self._connection is not None
 
     def receive(self, datagram: bytes, now: float) -> list[bytes]:
         """Feed one datagram; return the application data records it carried, one CoAP message each."""
         if self.state is SessionState.CLOSED:
             return []
+        if self._records is not None:
+            return self._receive_records(self._records, datagram, now)
+        connection = self._connection
+        assert connection is not None
+        if self.state is SessionState.HANDSHAKING:
+            self._note_peer_finished(datagram)
         try:
-            self._connection.bio_write(datagram)
+            connection.bio_write(datagram)
         except SSL.Error:
             return []
         if self.state is SessionState.HANDSHAKING:
             self.step(now)
-        return self._read_application_data(now) if self.state is SessionState.ESTABLISHED else []
+            if self._records is not None:
+                return []
+        return self._read_application_data(connection, now) if self.state is SessionState.ESTABLISHED else []
+
+    def _note_peer_finished(self, datagram: bytes) -> None:
+        for record in split_records(datagram):
+            kind, epoch, seq = record_header(record)
+            if epoch == 1 and kind == CONTENT_HANDSHAKE and (
+                    self._peer_finished is None or seq > record_header(self._peer_finished)[2]):
+                self._peer_finished = record
 
     def step(self, now: float) -> None:
         """Advance the handshake with what is buffered; arm the retransmission timer."""
+        connection = self._connection
+        if connection is None:
+            return
         try:
-            self._core.run_as(self, self._connection.do_handshake)
+            self._core.run_as(self, connection.do_handshake)
         except SSL.WantReadError:
             self._arm_retransmission(now)
         except SSL.Error as exc:
@@ -280,12 +325,58 @@ class DtlsSession:
                 self.state = SessionState.ESTABLISHED
                 self.last_activity_at = now
         self._collect()
+        if self.state is SessionState.ESTABLISHED:
+            self._take_over(connection)
 
-    def _read_application_data(self, now: float) -> list[bytes]:
+    def _take_over(self, connection: SSL.Connection) -> None:
+        """Free the library connection if ``hand_off`` can carry the session (see ``handoff``)."""
+        name = connection.get_cipher_name()
+        self._cipher = sys.intern(name) if name is not None else None
+        taken = hand_off(connection, self._outgoing, self._peer_finished)
+        self._peer_finished = None
+        if taken is not None:
+            self._records, self._last_flight = taken
+            self._connection = None
+
+    def _receive_records(self, layer: RecordLayer, datagram: bytes, now: float) -> list[bytes]:
+        """Open each record of an established session whose record layer is ours (RFC 6347 §4.1.2)."""
+        plaintexts: list[bytes] = []
+        for record in split_records(datagram):
+            if self.state is SessionState.CLOSED:
+                break
+            if record_header(record)[1] == 0:
+                continue     # the peer repeating its plaintext handshake records; its Finished decides
+            try:
+                kind, plaintext = layer.open(record)
+            except RecordRejected as exc:
+                if exc.reason != "replayed":     # a duplicate is the network's doing, not the peer's
+                    peer_refused(log, peer_host(self.address), f"DTLS record {exc.reason}",
+                                 "dropping a DTLS record from %s (%r): %s", self.address, self.identity, exc.reason)
+                continue
+            if kind == CONTENT_APPLICATION_DATA:
+                plaintexts.append(plaintext)
+                self._last_flight = None
+            elif kind == CONTENT_ALERT:
+                self._alert_received(plaintext)
+            elif kind == CONTENT_HANDSHAKE and self._last_flight is not None \
+                    and plaintext[:1] == bytes([HANDSHAKE_FINISHED]):
+                self._outgoing.extend(self._last_flight.records(layer))      # our last flight was lost
+        if plaintexts:
+            self.last_activity_at = now
+        return plaintexts
+
+    def _alert_received(self, alert: bytes) -> None:
+        """RFC 5246 §7.2: close_notify or any fatal alert ends the session; warnings are ignored."""
+        if alert[1:2] == b"\x00":
+            self._fail("close_notify received")
+        elif alert[:1] == _ALERT_FATAL:
+            self._fail(f"fatal alert {alert[1] if len(alert) > 1 else '?'} received")
+
+    def _read_application_data(self, connection: SSL.Connection, now: float) -> list[bytes]:
         plaintexts: list[bytes] = []
         while True:
             try:
-                plaintexts.append(self._connection.recv(_MAX_PLAINTEXT))
+                plaintexts.append(connection.recv(_MAX_PLAINTEXT))
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
@@ -303,8 +394,17 @@ class DtlsSession:
         """Encrypt one message as one record; False if the session cannot carry data."""
         if self.state is not SessionState.ESTABLISHED:
             return False
+        if self._records is not None:
+            try:
+                self._outgoing.append(self._records.seal(CONTENT_APPLICATION_DATA, plaintext))
+            except ValueError as exc:
+                self._fail(f"send failed: {exc}")
+                return False
+            return True
+        connection = self._connection
+        assert connection is not None
         try:
-            self._connection.send(plaintext)
+            connection.send(plaintext)
         except SSL.Error as exc:
             self._fail(f"send failed: {exc}")
             return False
@@ -315,15 +415,20 @@ class DtlsSession:
     def close(self, reason: str) -> None:
         """End the session, sending close_notify if it was established (RFC 5246 §7.2.1)."""
         if self.state is SessionState.ESTABLISHED:
-            try:
-                self._connection.shutdown()
-            except SSL.Error:
-                pass
-            self._collect()
+            if self._records is not None:
+                self._outgoing.append(self._records.seal(CONTENT_ALERT, _CLOSE_NOTIFY))
+            elif self._connection is not None:
+                try:
+                    self._connection.shutdown()
+                except SSL.Error:
+                    pass
+                self._collect()
         self._fail(reason)
 
     def to_send(self) -> list[bytes]:
         """Datagrams produced since the last call, each at most the MTU."""
+        if not self._outgoing:
+            return []
         records, self._outgoing = self._outgoing, []
         return pack_datagrams(records, self._core.settings.mtu)
 
@@ -347,8 +452,10 @@ class DtlsSession:
             self.close("idle")
 
     def _retransmit(self, now: float) -> None:
+        connection = self._connection
+        assert connection is not None
         try:
-            self._core.run_as(self, self._connection.DTLSv1_handle_timeout)
+            self._core.run_as(self, connection.DTLSv1_handle_timeout)
         except SSL.Error as exc:
             self._fail(f"handshake retransmission failed: {exc}")
             return
@@ -356,14 +463,17 @@ class DtlsSession:
         self._collect()
 
     def _arm_retransmission(self, now: float) -> None:
-        remaining = self._connection.DTLSv1_get_timeout()
+        remaining = self._connection.DTLSv1_get_timeout() if self._connection is not None else None
         self._retransmit_at = math.inf if remaining is None else now + max(remaining, 0.0)
 
     def _collect(self) -> None:
-        self._outgoing.extend(read_records(self._connection))
+        if self._connection is not None:
+            self._outgoing.extend(read_records(self._connection))
 
     def _fail(self, reason: str) -> None:
         if self.state is not SessionState.CLOSED:
             self.state = SessionState.CLOSED
             self.close_reason = reason
             self._retransmit_at = math.inf
+            self._last_flight = None
+            self._peer_finished = None

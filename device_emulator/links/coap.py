@@ -1,172 +1,176 @@
-"""The real CoAP link of an emulated LwM2M device (aiocoap over UDP): it serves the server's requests from
-the client machine, sends its Register/Update/De-register, downloads pulled images (CoAP Block2 with ETag
-checks, or HTTP), notifies observers, and after a reboot comes back from a new source port.
+"""The real CoAP link of an emulated LwM2M device: it serves the server's requests from the client
+machine, sends its Register/Update/De-register, downloads pulled images (CoAP Block2 with ETag checks, or
+HTTP), notifies observers, and after a reboot comes back from a new source address and port.
 
-A server that is gone (killed, restarting) never ends the device's tasks: an uplink that fails in any
-way reaches the client machine as ``"timeout"``, and the machine decides when to try again."""
+Its datagrams go through a :class:`CoapMux` (one sans-IO CoAP endpoint, RFC 7252 §4): a fleet shares one
+mux among all its devices, each with its own identity (address and port) on a few sockets; a device made
+without a mux opens its own (one socket per boot, bound to ``bind_host``). An idle device holds no task:
+its timer is one loop callback, its answers are callbacks of the mux.
+
+A server that is gone (killed, restarting) never ends the device: an uplink that gets no answer after the
+retransmissions reaches the client machine as ``"timeout"``, and the machine decides when to try again."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import time
+from collections import deque
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import aiocoap
-import aiocoap.interfaces
-import aiocoap.resource as resource
 import httpx
-from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
 from device_emulator.lwm2m.client import LwM2MClient
 from device_emulator.lwm2m.messages import (
     DeviceRequest, DeviceResponse, NotifyObservers, Reboot, SendDeregister, SendRegister, SendUpdate,
     StartDownload, Uplink,
 )
+from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.blockwise import BlockOption
+from fota_server.protocol.lwm2m.coap_message import (
+    BLOCK1, BLOCK2, CONTENT_FORMAT, ETAG, LOCATION_PATH, OBSERVE, SIZE2, URI_PATH, URI_QUERY, CoapMessage,
+    uint_bytes, uint_value,
+)
 from fota_server.protocol.lwm2m.paths import LwM2MPath
 
-__all__ = ["CoapLink", "free_udp_port"]
+from .coap_mux import CoapMux, Impairment, Peer
+from .udp_mux import Address
+
+__all__ = ["CoapLink", "free_udp_port", "resolve"]
 
 log = logging.getLogger("device_emulator.lwm2m")
 MAX_DOWNLOAD_BLOCKS = 1 << 16
 BLOCK_RETRY_S = (1.0, 2.0, 4.0, 8.0)
-_METHOD_NAMES = {aiocoap.GET: "GET", aiocoap.PUT: "PUT", aiocoap.POST: "POST", aiocoap.DELETE: "DELETE"}
+GET, POST, PUT, DELETE = 1, 2, 3, 4
+ACCEPT, SIZE1 = 17, 60
+_METHOD_NAMES = {GET: "GET", PUT: "PUT", POST: "POST", DELETE: "DELETE"}
+_UNAVAILABLE = 5 << 5 | 3
+_MAX_OBSERVE = 1 << 24
 
 
-def _code(dotted: str) -> aiocoap.Code:
+def _code(dotted: str) -> int:
     major, _, minor = dotted.partition(".")
-    return aiocoap.Code(int(major) << 5 | int(minor))
+    return int(major) << 5 | int(minor)
 
 
-def _dotted(code: aiocoap.Code) -> str:
-    return f"{int(code) >> 5}.{int(code) & 31:02d}"
+def _dotted(code: int) -> str:
+    return f"{code >> 5}.{code & 31:02d}"
 
 
-class _ClientRoot(resource.Resource, aiocoap.interfaces.ObservableResource):
-    """Every path of the device, answered by the client machine (no Site routing, no Block1 spooling)."""
-
-    def __init__(self, link: "CoapLink") -> None:
-        super().__init__()
-        self._link = link
-        self.observations: list[tuple[LwM2MPath, Any]] = []
-
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return False
-
-    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        return self._link.serve(request)
-
-    async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
-        try:
-            path = LwM2MPath.from_segments(list(request.opt.uri_path))
-        except Exception:  # an unparsable path is simply not observable
-            return
-        entry = (path, serverobservation)
-        self.observations.append(entry)
-        serverobservation.accept(lambda: self.observations.remove(entry) if entry in self.observations else None)
-
-    def notify(self, paths: tuple[LwM2MPath, ...]) -> None:
-        for path, observation in list(self.observations):
-            if path in paths:
-                observation.trigger()
+def resolve(uri: str, default_port: int = 5683) -> tuple[Address, tuple[str, ...], tuple[str, ...]]:
+    """``coap://host:port/a/b?q`` -> ((ip, port), path segments, query); a host name is looked up once."""
+    parts = urlsplit(uri)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = str(socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0])
+    path = tuple(s for s in parts.path.split("/") if s)
+    query = tuple(q for q in parts.query.split("&") if q)
+    return (host, parts.port or default_port), path, query
 
 
 class CoapLink:
     """Runs one :class:`LwM2MClient` against ``server_uri`` (``coap://host:port``) until ``stop``."""
 
-    def __init__(self, client: LwM2MClient, server_uri: str, bind_host: str = "127.0.0.1",
-                 speed: float = 1.0) -> None:
+    __slots__ = ("client", "server_uri", "server", "bind_host", "speed", "mux", "impairment", "identity",
+                 "answered", "dropped_asleep", "uplink_log", "http", "_own_mux", "_t0", "_pending",
+                 "_inflight", "_timer", "_timer_at", "_observations", "_tasks", "_changed", "_started",
+                 "_stopped")
+
+    def __init__(self, client: LwM2MClient, server_uri: str, bind_host: str = "127.0.0.1", speed: float = 1.0,
+                 *, mux: CoapMux | None = None, impairment: Impairment | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
         self.client = client
         self.server_uri = server_uri.rstrip("/")
+        self.server: Address = ("", 0)
         self.bind_host = bind_host
         self.speed = speed
-        self.context: aiocoap.Context | None = None
-        self.port = 0
-        self._root = _ClientRoot(self)
-        self._t0 = time.monotonic()
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._loops: list[asyncio.Task[Any]] = []         # the uplink pump and the timers, for the link's life
-        self._uplinks: asyncio.Queue[Uplink] = asyncio.Queue()
-        self.changed = asyncio.Event()                    # set whenever the machine may have moved
+        self.mux = mux
+        self.impairment = impairment
+        self.http = http                                  # a shared client for HTTP pulls (else one per pull)
+        self.identity: Address | None = None
         self.answered: list[tuple[str, str, str]] = []   # (method, path, code) of every server request
         self.dropped_asleep = 0
         self.uplink_log: list[tuple[str, str]] = []        # (uplink, answer code) of the last 20 uplinks
+        self._own_mux = mux is None
+        self._t0 = 0.0
+        self._pending: deque[Uplink] | None = None         # uplinks waiting for the one in flight
+        self._inflight: Uplink | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._observations: dict[LwM2MPath, tuple[Peer, CoapMessage, int]] | None = None
+        self._tasks: set[asyncio.Task[Any]] | None = None
+        self._changed: asyncio.Event | None = None
+        self._started = self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return self.identity[1] if self.identity else 0
+
+    @property
+    def address(self) -> Address | None:
+        """The (address, port) the server knows this device by, for this boot."""
+        return self.identity
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set whenever the machine may have moved (made on first use)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def now(self) -> float:
-        return (time.monotonic() - self._t0) * self.speed
+        return (self._mux().now() - self._t0) * self.speed
 
-    async def _open(self) -> Any:
-        # aiocoap's udp6 socket allows address reuse, and a reusable socket bound to port 0 may be given a
-        # port another reusable socket (the server's, in a lab) already holds; so take a free one first.
-        port = free_udp_port(self.bind_host, avoid=urlsplit(self.server_uri).port)
-        self.context = await aiocoap.Context.create_server_context(
-            self._root, bind=(self.bind_host, port), transports=["udp6"])
-        self.port = _bound_port(self.context)
-        return self.context
+    def _mux(self) -> CoapMux:
+        assert self.mux is not None, "start() the link first"
+        return self.mux
 
     async def start(self) -> None:
-        await self._open()
+        self.server, _, _ = resolve(self.server_uri)
+        if self.mux is None:
+            self.mux = CoapMux(bind_host=self.bind_host)
+            self.mux.open()
+        self._t0 = self.mux.now()
+        self.identity = self.mux.attach(self, self.impairment)
+        self._started = True
         self.client.start(self.now())
-        self._loops = [self._spawn(self._pump_uplinks()), self._spawn(self._timers())]
         self._flush()
 
     def running(self) -> bool:
-        """The link's own tasks still run (nothing the server did has ended them)."""
-        return bool(self._loops) and not any(task.done() for task in self._loops)
+        """The link is attached and nothing the server did has ended it."""
+        return self._started and not self._stopped and self.identity is not None
 
     async def stop(self, deregister: bool = True) -> None:
+        if self._stopped or not self._started:
+            return
         if deregister and self.client.location:
             self.client.stop(self.now())
             self._flush()
-            await asyncio.wait_for(self._uplinks.join(), 10)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.context is not None:
-            await self.context.shutdown()
+            await self.wait_until(lambda: self._inflight is None and not self._pending, 10)
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        mux = self._mux()
+        if self.identity is not None:
+            mux.detach(self.identity)
+        if self._own_mux:
+            mux.close()
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coroutine: Any) -> None:
+        if self._tasks is None:
+            self._tasks = set()
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
-
-    # ---------------------------------------------------------------- serving the server
-
-    def serve(self, request: aiocoap.Message) -> aiocoap.Message:
-        if not self.client.reachable(self.now()):
-            self.dropped_asleep += 1
-            raise aiocoap.error.ServiceUnavailable()  # a sleeping device would not answer at all
-        block1 = None
-        if request.opt.block1 is not None and request.opt.block1.size_exponent <= 6:
-            raw = request.opt.block1
-            block1 = BlockOption(raw.block_number, bool(raw.more), raw.size_exponent)
-        device_request = DeviceRequest(
-            _METHOD_NAMES.get(request.code, "?"), tuple(request.opt.uri_path), tuple(request.opt.uri_query),
-            bytes(request.payload), request.opt.content_format, request.opt.accept, request.opt.observe,
-            block1, request.opt.size1,
-        )
-        answer = self.client.handle(device_request, self.now())
-        self.answered.append((device_request.method, "/" + "/".join(device_request.path), answer.code))
-        self._flush()
-        return _message(answer)
-
-    # ---------------------------------------------------------------- uplinks and timers
-
-    def _flush(self) -> None:
-        for uplink in self.client.to_send():
-            if isinstance(uplink, NotifyObservers):
-                self._root.notify(uplink.paths)
-            elif isinstance(uplink, StartDownload):
-                self._spawn(self._download(uplink.uri))
-            else:
-                self._uplinks.put_nowait(uplink)
-        self._wake.set()
-        self.changed.set()
 
     async def wait_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         """Wait (event-driven, bounded) until ``condition()`` holds; False on timeout."""
@@ -178,158 +182,271 @@ class CoapLink:
             if left <= 0:
                 return False
             try:
-                await asyncio.wait_for(self.changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self.changed.wait()
             except TimeoutError:
                 return condition()
         return True
 
-    async def _pump_uplinks(self) -> None:
-        while True:
-            uplink = await self._uplinks.get()
-            try:
-                await self._send(uplink)
-            except Exception as exc:  # whatever happened on the way, the device lives on and retries
-                log.warning("%s %s failed: %s", self.client.config.endpoint, type(uplink).__name__, exc)
-                self._unanswered(uplink)
-            finally:
-                self._uplinks.task_done()
-            self._flush()
+    # ---------------------------------------------------------------- serving the server
 
-    def _unanswered(self, uplink: Uplink) -> None:
-        if isinstance(uplink, SendRegister):
-            self.client.on_register_reply("timeout", (), self.now())
-        elif isinstance(uplink, SendUpdate):
-            self.client.on_update_reply("timeout", self.now())
-        elif isinstance(uplink, SendDeregister):
-            self.client.on_deregister_reply("timeout", self.now())
-
-    async def _send(self, uplink: Uplink) -> None:
-        if isinstance(uplink, Reboot):
-            if self.context is not None:
-                context, self.context = self.context, None
-                await context.shutdown()
-            self._root.observations.clear()
-            await self._open()
+    def serve(self, peer: Peer, request: CoapMessage) -> None:
+        if self._stopped:
             return
-        if isinstance(uplink, SendRegister):
-            response = await self._post(("rd",), uplink.query, uplink.payload)
-            code = _dotted(response.code) if response else "timeout"
-            self.uplink_log = [*self.uplink_log[-19:], ("register", code)]
-            location = tuple(response.opt.location_path) if response else ()
-            self.client.on_register_reply(code, location, self.now())
-        elif isinstance(uplink, SendUpdate):
-            response = await self._post(uplink.location, uplink.query, uplink.payload)
-            self.client.on_update_reply(_dotted(response.code) if response else "timeout", self.now())
-        elif isinstance(uplink, SendDeregister):
-            response = await self._request(aiocoap.DELETE, uplink.location, (), b"")
-            self.client.on_deregister_reply(_dotted(response.code) if response else "timeout", self.now())
-
-    async def _post(self, path: tuple[str, ...], query: tuple[str, ...], payload: bytes) -> aiocoap.Message | None:
-        return await self._request(aiocoap.POST, path, query, payload)
-
-    async def _request(self, code: aiocoap.Code, path: tuple[str, ...], query: tuple[str, ...],
-                       payload: bytes) -> aiocoap.Message | None:
-        context = self.context or await self._open()  # a reboot that could not open its socket tries again
-        message = aiocoap.Message(code=code, uri=self.server_uri + "/", payload=payload)
-        message.opt.uri_path = path
-        message.opt.uri_query = query
-        if payload:
-            message.opt.content_format = 40
+        now = self.now()
+        mux = self._mux()
+        if not self.client.reachable(now):
+            self.dropped_asleep += 1
+            mux.respond(peer, request, _UNAVAILABLE)  # a sleeping device would not answer at all
+            return
         try:
-            return await context.request(message).response
-        except (aiocoap.error.Error, OSError) as exc:
-            log.info("%s %s failed: %s", code, "/".join(path), exc)
-            return None
+            device_request = _device_request(request)
+        except DecodeError as exc:
+            mux.respond(peer, request, _code(exc.hint if isinstance(exc.hint, str) else "4.02"))
+            return
+        answer = self.client.handle(device_request, now)
+        self.answered.append((device_request.method, "/" + "/".join(device_request.path), answer.code))
+        options = _answer_options(answer)
+        if device_request.method == "GET" and device_request.observe is not None:
+            options = self._observe(peer, request, device_request, answer, options)
+        mux.respond(peer, request, _code(answer.code), options, answer.payload)
+        self._flush()
 
-    async def _timers(self) -> None:
-        while True:
-            deadline = self.client.next_deadline()
-            self._wake.clear()
-            if deadline is not None:
-                delay = max(0.0, (deadline - self.now()) / self.speed)
+    def _observe(self, peer: Peer, request: CoapMessage, device_request: DeviceRequest, answer: DeviceResponse,
+                 options: tuple[tuple[int, bytes], ...]) -> tuple[tuple[int, bytes], ...]:
+        """Observe 0 on a readable path starts an observation (RFC 7641 §3.1), Observe 1 ends it."""
+        try:
+            path = LwM2MPath.from_segments(list(device_request.path))
+        except DecodeError:
+            return options
+        if self._observations is None:
+            self._observations = {}
+        if device_request.observe == 0 and answer.code == "2.05":
+            self._observations[path] = (peer, request, 1)
+            return (*options, (OBSERVE, uint_bytes(1)))
+        self._observations.pop(path, None)
+        return options
+
+    def _notify(self, paths: tuple[LwM2MPath, ...]) -> None:
+        if not self._observations:
+            return
+        for path in paths:
+            entry = self._observations.get(path)
+            if entry is None:
+                continue
+            peer, request, sequence = entry
+            sequence = (sequence + 1) % _MAX_OBSERVE
+            self._observations[path] = (peer, request, sequence)
+            accept = _uint(request, ACCEPT)
+            segments = tuple(v.decode(errors="replace") for v in request.values(URI_PATH))
+            current = self.client.handle(DeviceRequest("GET", segments, accept=accept), self.now())
+            if current.code != "2.05":
+                del self._observations[path]
+                continue
+            options = (*_answer_options(current), (OBSERVE, uint_bytes(sequence)))
+            self._mux().notify(peer, request, _code(current.code), options, current.payload)
+
+    # ---------------------------------------------------------------- uplinks and timers
+
+    def _flush(self) -> None:
+        if self._stopped:
+            return
+        for uplink in self.client.to_send():
+            if isinstance(uplink, NotifyObservers):
+                self._notify(uplink.paths)
+            elif isinstance(uplink, StartDownload):
+                self._spawn(self._download(uplink.uri))
             else:
-                delay = 3600.0
-            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation that stops us
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self.client.on_timer(self.now())
-            self._flush()
+                if self._pending is None:
+                    self._pending = deque()
+                self._pending.append(uplink)
+        self._pump()
+        self._arm()
+        if self._changed is not None:
+            self._changed.set()
+
+    def _arm(self) -> None:
+        deadline = self.client.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            when = self._t0 + deadline / self.speed
+            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        if self._stopped:
+            return
+        self.client.on_timer(self.now())
+        self._flush()
+
+    def _pump(self) -> None:
+        """Send the next uplink once the one before it has been answered (or has failed)."""
+        while self._inflight is None and self._pending:
+            uplink = self._pending.popleft()
+            if isinstance(uplink, Reboot):
+                self._reboot()
+                continue
+            if isinstance(uplink, SendRegister):
+                code, options, payload = POST, _request_options(("rd",), uplink.query, uplink.payload), uplink.payload
+            elif isinstance(uplink, SendUpdate):
+                code, options, payload = POST, _request_options(uplink.location, uplink.query, uplink.payload), \
+                    uplink.payload
+            elif isinstance(uplink, SendDeregister):
+                code, options, payload = DELETE, _request_options(uplink.location, (), b""), b""
+            else:
+                continue
+            self._inflight = uplink
+            assert self.identity is not None
+            self._mux().request((self.identity, self.server), code, options, payload, self._uplink_answered)
+
+    def _uplink_answered(self, response: CoapMessage | None, reason: str) -> None:
+        uplink, self._inflight = self._inflight, None
+        if self._stopped and reason == "closed":
+            return
+        code = _dotted(response.code) if response is not None else "timeout"
+        now = self.now()
+        if isinstance(uplink, SendRegister):
+            self.uplink_log = [*self.uplink_log[-19:], ("register", code)]
+            location = tuple(v.decode(errors="replace") for v in response.values(LOCATION_PATH)) if response else ()
+            self.client.on_register_reply(code, location, now)
+        elif isinstance(uplink, SendUpdate):
+            self.client.on_update_reply(code, now)
+        elif isinstance(uplink, SendDeregister):
+            self.client.on_deregister_reply(code, now)
+        self._flush()
+
+    def pending_uplinks(self) -> int:
+        return len(self._pending or ()) + (self._inflight is not None)
+
+    def _reboot(self) -> None:
+        """Come back from a new source address and port: the old identity is dropped with its observations."""
+        mux = self._mux()
+        if self.identity is not None:
+            mux.detach(self.identity)
+        self._observations = None
+        self.identity = mux.attach(self, self.impairment)
 
     # ---------------------------------------------------------------- pull downloads
 
     async def _download(self, uri: str) -> None:
         try:
-            if uri.startswith(("coap://", "coaps://")):
+            if uri.startswith("coap://"):
                 await self._download_coap(uri)
             elif uri.startswith(("http://", "https://")):
                 await self._download_http(uri)
             else:
                 self.client.download_failed(self.now(), unsupported_protocol=True)
-        except (aiocoap.error.Error, OSError, httpx.HTTPError) as exc:
+        except (OSError, httpx.HTTPError, DecodeError, ValueError) as exc:
             log.info("download of %s failed: %s", uri, exc)
             self.client.download_failed(self.now())
         self._flush()
 
-    async def _block(self, uri: str, num: int) -> Any:
+    async def _block(self, server: Address, options: tuple[tuple[int, bytes], ...]) -> CoapMessage:
         """One Block2 of a pull download; a block that gets no answer at all is asked for again after 1, 2, 4
         and 8 s (a server restarting meanwhile is waited for), then the download fails."""
+        loop = asyncio.get_running_loop()
         for pause in (*BLOCK_RETRY_S, None):
-            if self.context is None:
-                raise OSError("the device's socket is closed")
-            message = aiocoap.Message(code=aiocoap.GET, uri=uri)
-            message.opt.block2 = AiocoapBlock.BlockwiseTuple(num, 0, 6)
-            if num == 0:
-                message.opt.size2 = 0
+            if self.identity is None or self._stopped:
+                raise OSError("the device's link is closed")
+            answered: asyncio.Future[CoapMessage | None] = loop.create_future()
+
+            def done(message: CoapMessage | None, _reason: str) -> None:
+                if not answered.done():
+                    answered.set_result(message)
+
+            handle = self._mux().request((self.identity, server), GET, options, b"", done)
             try:
-                return await self.context.request(message, handle_blockwise=False).response
-            except (aiocoap.error.Error, OSError):
-                if pause is None:
-                    raise
-                await asyncio.sleep(pause / self.speed)
-        raise AssertionError("unreachable")
+                response = await answered
+            finally:
+                if not answered.done():
+                    self._mux().cancel(handle)
+            if response is not None:
+                return response
+            if pause is None:
+                break
+            await asyncio.sleep(pause / self.speed)
+        raise OSError("no answer to a Block2 request")
 
     async def _download_coap(self, uri: str) -> None:
+        server, path, query = resolve(uri)
         etag: bytes | None = None
         for num in range(MAX_DOWNLOAD_BLOCKS):
-            if self.context is None:
-                break
-            response = await self._block(uri, num)
-            if response.code != aiocoap.CONTENT or (etag is not None and response.opt.etag != etag):
+            options = [*((URI_PATH, s.encode()) for s in path), *((URI_QUERY, q.encode()) for q in query),
+                       (BLOCK2, uint_bytes(BlockOption(num, False, 6).to_int()))]
+            if num == 0:
+                options.append((SIZE2, b""))
+            response = await self._block(server, tuple(options))
+            if response.code != 2 << 5 | 5 or (etag is not None and response.first(ETAG) != etag):
                 self.client.download_failed(self.now())
                 return
-            etag = response.opt.etag
-            if not self.client.download_data(bytes(response.payload), self.now()):
+            etag = response.first(ETAG)
+            if not self.client.download_data(response.payload, self.now()):
                 return
-            block2 = response.opt.block2
-            if block2 is None or not block2.more:
+            raw = uint_value(response.first(BLOCK2))
+            if raw is None or not BlockOption.from_int(raw).more:
                 self.client.download_finished(self.now())
                 return
         self.client.download_failed(self.now())
 
     async def _download_http(self, uri: str) -> None:
+        if self.http is not None:
+            await self._stream(self.http, uri)
+            return
         async with httpx.AsyncClient(timeout=30.0, verify=False) as http:
-            async with http.stream("GET", uri) as response:
-                if response.status_code != 200:
-                    self.client.download_failed(self.now())
+            await self._stream(http, uri)
+
+    async def _stream(self, http: httpx.AsyncClient, uri: str) -> None:
+        async with http.stream("GET", uri) as response:
+            if response.status_code != 200:
+                self.client.download_failed(self.now())
+                return
+            async for chunk in response.aiter_bytes(4096):
+                if not self.client.download_data(chunk, self.now()):
                     return
-                async for chunk in response.aiter_bytes(4096):
-                    if not self.client.download_data(chunk, self.now()):
-                        return
         self.client.download_finished(self.now())
 
 
-def _message(answer: DeviceResponse) -> aiocoap.Message:
-    message = aiocoap.Message(code=_code(answer.code), payload=answer.payload)
+def _uint(message: CoapMessage, number: int) -> int | None:
+    return uint_value(message.first(number))
+
+
+def _device_request(request: CoapMessage) -> DeviceRequest:
+    """The client machine's view of a server request; raises DecodeError for a bad option."""
+    block1 = None
+    raw = _uint(request, BLOCK1)
+    if raw is not None and raw & 7 != 7:
+        block1 = BlockOption.from_int(raw)
+    try:
+        path = tuple(v.decode() for v in request.values(URI_PATH))
+        query = tuple(v.decode() for v in request.values(URI_QUERY))
+    except UnicodeDecodeError:
+        raise DecodeError("Uri-Path or Uri-Query is not UTF-8", hint="4.02") from None
+    return DeviceRequest(_METHOD_NAMES.get(request.code, "?"), path, query, request.payload,
+                         _uint(request, CONTENT_FORMAT), _uint(request, ACCEPT), _uint(request, OBSERVE), block1,
+                         _uint(request, SIZE1))
+
+
+def _request_options(path: tuple[str, ...], query: tuple[str, ...], payload: bytes) -> tuple[tuple[int, bytes], ...]:
+    options = [*((URI_PATH, s.encode()) for s in path), *((URI_QUERY, q.encode()) for q in query)]
+    if payload:
+        options.append((CONTENT_FORMAT, uint_bytes(40)))   # application/link-format
+    return tuple(sorted(options, key=lambda o: o[0]))
+
+
+def _answer_options(answer: DeviceResponse) -> tuple[tuple[int, bytes], ...]:
+    options: list[tuple[int, bytes]] = []
     if answer.content_format is not None:
-        message.opt.content_format = answer.content_format
+        options.append((CONTENT_FORMAT, uint_bytes(answer.content_format)))
     if answer.block1 is not None:
-        message.opt.block1 = AiocoapBlock.BlockwiseTuple(answer.block1.num, int(answer.block1.more),
-                                                         answer.block1.szx)
+        options.append((BLOCK1, uint_bytes(answer.block1.to_int())))
     if answer.size1 is not None:
-        message.opt.size1 = answer.size1
-    return message
+        options.append((SIZE1, uint_bytes(answer.size1)))
+    return tuple(options)
 
 
 _HANDED_OUT: dict[tuple[str, int], float] = {}   # ports given out lately, until their sockets surely hold them
@@ -339,8 +456,8 @@ _HOLD_S = 30.0
 def free_udp_port(host: str, avoid: int | None) -> int:
     """A UDP port nobody holds right now (a plain socket's bind refuses ports in use), other than ``avoid``
     and other than the ports this process handed out in the last ``_HOLD_S`` seconds: between the probe and
-    the (address-reusing) aiocoap bind other devices probe too, and two devices on one port would each get
-    the other's answers."""
+    an (address-reusing) aiocoap bind other sockets may probe too, and two of them on one port would each
+    get the other's answers."""
     now = time.monotonic()
     for key in [k for k, until in _HANDED_OUT.items() if until <= now]:
         del _HANDED_OUT[key]
@@ -355,7 +472,8 @@ def free_udp_port(host: str, avoid: int | None) -> int:
     raise OSError("no free UDP port")
 
 
-def _bound_port(context: aiocoap.Context) -> int:
+def _bound_port(context: Any) -> int:
+    """The UDP port of an aiocoap context (the tests' stand-in servers)."""
     for interface in context.request_interfaces:
         message_interface = getattr(getattr(interface, "token_interface", None), "message_interface", None)
         transport = getattr(message_interface, "transport", None)

@@ -1,6 +1,10 @@
-"""Requests from the LwM2M server to registered devices over aiocoap: one at a time per device (NSTART 1),
-held while a queue-mode device sleeps (reference §2.2), Observe, and a paced Block1 push of /5/0/0 that
-follows the device's block-size wishes (RFC 7959; reference §6 and pitfalls 1 and 5).
+"""Requests from the LwM2M server to registered devices: one at a time per device (NSTART 1), held while a
+queue-mode device sleeps (reference §2.2), Observe, and a paced Block1 push of /5/0/0 that follows the
+device's block-size wishes (RFC 7959; reference §6 and pitfalls 1 and 5).
+
+Plain CoAP goes through the exchange table on the fast path's socket (``coap_exchanges``: its cost per
+message does not grow with the exchanges open); a device on a DTLS session is reached through the CoAPS
+aiocoap context. Without a fast path (tools, a bare context in tests) plain CoAP uses aiocoap too.
 """
 
 from __future__ import annotations
@@ -14,14 +18,19 @@ from typing import Any, Callable
 import aiocoap
 from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
+from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.blockwise import Block1Sender, BlockOption, PushStep
+from ..protocol.lwm2m.coap_message import (
+    ACCEPT, BLOCK1, CONTENT_FORMAT, OBSERVE, SIZE1, URI_PATH, URI_QUERY, CoapMessage, uint_bytes, uint_value,
+)
 from ..protocol.lwm2m.paths import LwM2MPath
+from .coap_exchanges import Peer, SocketExchanges
 
 __all__ = ["DownlinkReply", "Downlink", "DeviceLink", "code_of", "dotted"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
-_METHODS = {"GET": aiocoap.GET, "PUT": aiocoap.PUT, "POST": aiocoap.POST, "DELETE": aiocoap.DELETE}
+_METHODS = {"GET": 1, "POST": 2, "PUT": 3, "DELETE": 4}
 
 
 def code_of(dotted_code: str) -> aiocoap.Code:
@@ -40,6 +49,33 @@ class DownlinkReply:
     content_format: int | None = None
     block1: BlockOption | None = None
     size1: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One request to a device, before it is put in either transport's terms."""
+
+    method: str
+    path: LwM2MPath
+    payload: bytes = b""
+    content_format: int | None = None
+    accept: int | None = None
+    observe: int | None = None
+    query: tuple[str, ...] = ()
+    block1: BlockOption | None = None
+    size1: int | None = None
+
+    def options(self) -> tuple[tuple[int, bytes], ...]:
+        options = [(URI_PATH, segment.encode()) for segment in self.path.segments]
+        options += [(URI_QUERY, item.encode()) for item in self.query]
+        for number, value in ((CONTENT_FORMAT, self.content_format), (ACCEPT, self.accept),
+                              (OBSERVE, self.observe), (SIZE1, self.size1)):
+            if value is not None:
+                options.append((number, uint_bytes(value)))
+        if self.block1 is not None:
+            options.append((BLOCK1, uint_bytes(self.block1.to_int())))
+        options.sort(key=lambda option: option[0])
+        return tuple(options)
 
 
 @dataclass(slots=True)
@@ -79,8 +115,9 @@ class Downlink:
         self._monotonic = monotonic
         self._context: aiocoap.Context | None = None
         self._secure_context: aiocoap.Context | None = None
+        self._plain: SocketExchanges | None = None
         self.links: dict[str, DeviceLink] = {}
-        self.observations: dict[tuple[str, LwM2MPath], Any] = {}
+        self.observations: dict[tuple[str, LwM2MPath], _Observation] = {}
 
     def attach(self, context: aiocoap.Context, secure: bool = False) -> None:
         """The context to send through; ``secure`` for the CoAPS (DTLS) one, used for devices whose remote
@@ -90,10 +127,26 @@ class Downlink:
         else:
             self._context = context
 
-    def _context_for(self, message: aiocoap.Message) -> aiocoap.Context | None:
-        if self._secure_context is not None and hasattr(message.remote, "psk_identity"):
-            return self._secure_context
-        return self._context
+    def attach_exchanges(self, exchanges: SocketExchanges) -> None:
+        """The exchange table on the fast path's socket: plain CoAP requests go there from now on."""
+        self._plain = exchanges
+
+    @property
+    def attached(self) -> bool:
+        return self._plain is not None or self._context is not None or self._secure_context is not None
+
+    def _plain_peer(self, link: DeviceLink) -> Peer | None:
+        """The socket address of a device on plain CoAP, or None for one on a DTLS session."""
+        remote = link.remote
+        if remote is not None:
+            if hasattr(remote, "psk_identity"):
+                return None
+            if isinstance(remote, tuple):
+                return str(remote[0]), int(remote[1])
+            address = getattr(remote, "address", None)  # an aiocoap plain-UDP remote
+            if isinstance(address, tuple):
+                return str(address[0]), int(address[1])
+        return _parse_hostinfo(link.address)
 
     def heard_from(self, endpoint: str, remote: Any, address: str, queue_mode: bool) -> None:
         """Every uplink (Register, Update, Notify) makes a queue-mode device reachable for a while."""
@@ -120,23 +173,32 @@ class Downlink:
                 return False
         return True
 
-    def _message(self, link: DeviceLink, method: str, path: LwM2MPath, payload: bytes,
-                 content_format: int | None, accept: int | None, observe: int | None,
-                 query: tuple[str, ...] = ()) -> aiocoap.Message:
-        message = aiocoap.Message(code=_METHODS[method], payload=payload, uri_path=tuple(path.segments))
+    def _context_for(self, message: aiocoap.Message) -> aiocoap.Context | None:
+        if self._secure_context is not None and hasattr(message.remote, "psk_identity"):
+            return self._secure_context
+        return self._context
+
+    @staticmethod
+    def _message(link: DeviceLink, ask: _Ask) -> aiocoap.Message:
+        segments = tuple(ask.path.segments)
+        message = aiocoap.Message(code=aiocoap.Code(_METHODS[ask.method]), payload=ask.payload, uri_path=segments)
         if link.remote is not None:
             message.remote = link.remote
         else:
             message.set_request_uri(f"coap://{link.address}/")
-            message.opt.uri_path = tuple(path.segments)
-        if query:
-            message.opt.uri_query = query
-        if content_format is not None:
-            message.opt.content_format = content_format
-        if accept is not None:
-            message.opt.accept = accept
-        if observe is not None:
-            message.opt.observe = observe
+            message.opt.uri_path = segments
+        if ask.query:
+            message.opt.uri_query = ask.query
+        if ask.content_format is not None:
+            message.opt.content_format = ask.content_format
+        if ask.accept is not None:
+            message.opt.accept = ask.accept
+        if ask.observe is not None:
+            message.opt.observe = ask.observe
+        if ask.block1 is not None:
+            message.opt.block1 = AiocoapBlock.BlockwiseTuple(ask.block1.num, int(ask.block1.more), ask.block1.szx)
+        if ask.size1 is not None:
+            message.opt.size1 = ask.size1
         return message
 
     async def request(self, endpoint: str, method: str, path: LwM2MPath, payload: bytes = b"",
@@ -144,16 +206,23 @@ class Downlink:
                       timeout_s: float = 300.0, query: tuple[str, ...] = ()) -> DownlinkReply:
         """One request; ``query`` with no payload and no Content-Format is a Write-Attributes (§6.3.4)."""
         link = self.links.get(endpoint)
-        if link is None or (self._context is None and self._secure_context is None):
+        if link is None or not self.attached:
             return DownlinkReply("timeout")
         async with link.lock:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
-            message = self._message(link, method, path, payload, content_format, accept, None, query)
-            return await self._exchange(message, timeout_s, link)
+            return await self._exchange(link, _Ask(method, path, payload, content_format, accept, query=query),
+                                        timeout_s)
 
-    async def _exchange(self, message: aiocoap.Message, timeout_s: float,
-                        link: DeviceLink | None = None) -> DownlinkReply:
+    async def _exchange(self, link: DeviceLink, ask: _Ask, timeout_s: float) -> DownlinkReply:
+        peer = self._plain_peer(link) if self._plain is not None else None
+        if peer is not None and self._plain is not None:
+            answer = await self._plain.request(peer, _METHODS[ask.method], ask.options(), ask.payload, timeout_s)
+            if answer is None:
+                log.debug("no answer to %s %s from %s", ask.method, ask.path, link.address)
+                return DownlinkReply("timeout")
+            return _reply_of(answer)
+        message = self._message(link, ask)
         context = self._context_for(message)
         if context is None:
             return DownlinkReply("timeout")
@@ -161,9 +230,9 @@ class Downlink:
             response = await asyncio.wait_for(
                 context.request(message, handle_blockwise=False).response, timeout_s)
         except (TimeoutError, aiocoap.error.Error, OSError) as exc:
-            log.info("no answer to %s %s: %s", message.code, "/".join(message.opt.uri_path), exc)
+            log.debug("no answer to %s %s: %s", message.code, "/".join(message.opt.uri_path), exc)
             return DownlinkReply("timeout")
-        if link is not None and link.remote is None:
+        if link.remote is None:
             link.remote = response.remote  # resolved once; later requests skip the URI lookup
         return _reply(response)
 
@@ -171,46 +240,48 @@ class Downlink:
                       on_notify: Callable[[DownlinkReply], None], timeout_s: float = 300.0) -> DownlinkReply:
         """GET with Observe 0; later notifications go to ``on_notify`` until ``cancel_observation``."""
         link = self.links.get(endpoint)
-        if link is None or (self._context is None and self._secure_context is None):
+        if link is None or not self.attached:
             return DownlinkReply("timeout")
+        ask = _Ask("GET", path, accept=accept, observe=0)
         async with link.lock:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
-            message = self._message(link, "GET", path, b"", None, accept, 0)
-            context = self._context_for(message)
-            if context is None:
-                return DownlinkReply("timeout")
-            request = context.request(message, handle_blockwise=False)
-            try:
-                response = await asyncio.wait_for(request.response, timeout_s)
-            except (TimeoutError, aiocoap.error.Error, OSError):
-                return DownlinkReply("timeout")
-        observation = request.observation
-        if observation is not None and response.opt.observe is not None:
+            peer = self._plain_peer(link) if self._plain is not None else None
+            observation: _Observation
+            if peer is not None and self._plain is not None:
+                plain = _PlainObservation(self._plain)
+                observation, response = plain, await plain.start(peer, ask, timeout_s)
+            else:
+                message = self._message(link, ask)
+                context = self._context_for(message)
+                other = _AiocoapObservation()
+                observation = other
+                response = None if context is None else await other.start(context, message, timeout_s)
+        if response is None:
+            return DownlinkReply("timeout")
+        if response.observing:
             self._cancel_observation((endpoint, path))
-            task = asyncio.get_running_loop().create_task(_follow(observation, on_notify))
-            self.observations[(endpoint, path)] = (observation, task)
-        elif observation is not None and not observation.cancelled:
+            observation.follow(on_notify)
+            self.observations[(endpoint, path)] = observation
+        else:
             observation.cancel()
-        return _reply(response)
+        reply: DownlinkReply = response.reply
+        return reply
 
     def cancel_observation(self, endpoint: str, path: LwM2MPath) -> None:
         self._cancel_observation((endpoint, path))
 
     def _cancel_observation(self, key: tuple[str, LwM2MPath]) -> None:
-        entry = self.observations.pop(key, None)
-        if entry is not None:
-            observation, task = entry
-            task.cancel()
-            if not observation.cancelled:
-                observation.cancel()
+        observation = self.observations.pop(key, None)
+        if observation is not None:
+            observation.cancel()
 
     async def push(self, endpoint: str, path: LwM2MPath, image: bytes | memoryview, szx: int = 6,
                    block_timeout_s: float = 120.0, deadline_s: float = 3600.0,
                    on_progress: Callable[[int, int], None] | None = None) -> DownlinkReply:
         """Block1 PUT of the whole image (Content-Format 42) within ``deadline_s``; the last answer."""
         link = self.links.get(endpoint)
-        if link is None or (self._context is None and self._secure_context is None):
+        if link is None or not self.attached:
             return DownlinkReply("timeout")
         sender = Block1Sender(len(image), szx)
         end_at = self._monotonic() + deadline_s
@@ -231,15 +302,87 @@ class Downlink:
     async def _send_block(self, link: DeviceLink, path: LwM2MPath, sender: Block1Sender,
                           image: bytes | memoryview, timeout_s: float) -> DownlinkReply:
         block = sender.next_block()
-        message = self._message(link, "PUT", path, bytes(image[block.start:block.end]), 42, None, None)
-        message.opt.block1 = AiocoapBlock.BlockwiseTuple(block.block.num, int(block.block.more), block.block.szx)
-        if block.size1 is not None:
-            message.opt.size1 = block.size1
-        return await self._exchange(message, timeout_s, link)
+        ask = _Ask("PUT", path, bytes(image[block.start:block.end]), 42, block1=block.block, size1=block.size1)
+        return await self._exchange(link, ask, timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstAnswer:
+    reply: DownlinkReply
+    observing: bool                  # the device answered with an Observe option: notifications follow
+
+
+class _Observation:
+    """One Observe relation the server holds, on either transport."""
+
+    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+
+class _PlainObservation(_Observation):
+    def __init__(self, exchanges: SocketExchanges) -> None:
+        self._exchanges = exchanges
+        self._handle: int | None = None
+        self._on_notify: Callable[[DownlinkReply], None] | None = None
+
+    async def start(self, peer: Peer, ask: _Ask, timeout_s: float) -> _FirstAnswer | None:
+        self._handle, first = self._exchanges.start(peer, _METHODS[ask.method], ask.options(), b"",
+                                                    on_notify=self._notified)
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await first
+        except TimeoutError:
+            response = None
+        if response is None:
+            self.cancel()
+            return None
+        return _FirstAnswer(_reply_of(response), response.first(OBSERVE) is not None)
+
+    def _notified(self, message: CoapMessage) -> None:
+        if self._on_notify is not None:
+            self._on_notify(_reply_of(message))
+
+    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
+        self._on_notify = on_notify
+
+    def cancel(self) -> None:
+        """Forget the token: the device's next notification is answered with Reset (RFC 7641 §3.6)."""
+        if self._handle is not None:
+            self._exchanges.forget(self._handle)
+            self._handle = None
+
+
+class _AiocoapObservation(_Observation):
+    def __init__(self) -> None:
+        self._observation: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, context: aiocoap.Context, message: aiocoap.Message,
+                    timeout_s: float) -> _FirstAnswer | None:
+        request = context.request(message, handle_blockwise=False)
+        self._observation = request.observation
+        try:
+            response = await asyncio.wait_for(request.response, timeout_s)
+        except (TimeoutError, aiocoap.error.Error, OSError):
+            self.cancel()
+            return None
+        return _FirstAnswer(_reply(response), self._observation is not None and response.opt.observe is not None)
+
+    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
+        self._task = asyncio.get_running_loop().create_task(_follow(self._observation, on_notify))
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._observation is not None and not self._observation.cancelled:
+            self._observation.cancel()
 
 
 async def _follow(observation: Any, on_notify: Callable[[DownlinkReply], None]) -> None:
-    """Hand every notification of one observation to ``on_notify`` until it ends."""
+    """Hand every notification of one aiocoap observation to ``on_notify`` until it ends."""
     try:
         async for notification in observation:
             on_notify(_reply(notification))
@@ -255,3 +398,28 @@ def _reply(response: aiocoap.Message) -> DownlinkReply:
             block1 = BlockOption(raw.block_number, bool(raw.more), raw.size_exponent)
     return DownlinkReply(dotted(response.code), bytes(response.payload), response.opt.content_format,
                          block1, response.opt.size1)
+
+
+def _reply_of(message: CoapMessage) -> DownlinkReply:
+    """A DownlinkReply from a response on the plain path (options that do not decode are left out)."""
+    def uint(number: int) -> int | None:
+        try:
+            return uint_value(message.first(number))
+        except DecodeError:
+            return None
+    block1 = None
+    raw = uint(BLOCK1)
+    if raw is not None:
+        option = BlockOption.from_int(raw)
+        if 0 <= option.szx <= 6:
+            block1 = option
+    code = message.code
+    return DownlinkReply(f"{code >> 5}.{code & 31:02d}", message.payload, uint(CONTENT_FORMAT), block1, uint(SIZE1))
+
+
+def _parse_hostinfo(address: str) -> Peer | None:
+    """("host", port) of "host:port" or "[v6]:port"; None if it is not one."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)

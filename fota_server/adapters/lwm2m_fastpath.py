@@ -2,9 +2,16 @@
 firmware Block2 requests are decoded and answered here (piggybacked ACK, with a duplicate cache over
 EXCHANGE_LIFETIME, RFC 7252 §4.5); every other datagram goes on to aiocoap unchanged.
 
-It wraps aiocoap's ``simplesocketserver`` protocol through the public ``transport.set_protocol``; the only
-aiocoap detail it leans on is that protocol's ``_Address`` to hand the downlink a remote it can send to
-(aiocoap 0.4.17; covered by tests/integration/test_lwm2m_fastpath.py).
+The same socket carries the server's own requests to devices: their responses (ACK, RST, separate
+responses, Observe notifications) go to the exchange table (``coap_exchanges``), never through aiocoap.
+
+The fast path reads the socket itself, many datagrams per wake-up, and watches its receive queue: while
+the queue stays deep (the server is saturated), a new Register is answered at once with 5.03 Service
+Unavailable and a Max-Age spread over the backlog (RFC 7252 §5.9.3.4), so a registration storm is spread
+out rather than dropped by the kernel and retransmitted.
+
+It wraps aiocoap's ``simplesocketserver`` protocol through the public ``transport.set_protocol`` and the
+loop's ``add_reader``; aiocoap 0.4.17, covered by tests/integration/test_lwm2m_fastpath.py.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
+import struct
 import time
 from collections import OrderedDict
 from typing import Any, Callable
@@ -25,10 +34,11 @@ from ..protocol.lwm2m.coap_message import (
     ACK, BLOCK2, CON, CONTENT_FORMAT, ETAG, LOCATION_PATH, NON, SIZE2, URI_PATH, URI_QUERY, CoapMessage,
     decode_message, encode_message, uint_bytes, uint_value,
 )
+from .coap_exchanges import SocketExchanges, peer_key
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_site import Lwm2mServer, RdAnswer, RdRequest
 
-__all__ = ["FastPath", "install_fast_path"]
+__all__ = ["FastPath", "Pressure", "install_fast_path"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -38,6 +48,9 @@ _CREATED = 2 << 5 | 1
 _MAX_AGE = 14
 _UNDERSTOOD = {3, 7, URI_PATH, CONTENT_FORMAT, URI_QUERY, 17, BLOCK2, SIZE2}  # Uri-Host/Port, Accept too
 EXCHANGE_LIFETIME_S = 247.0
+_SO_RCVBUFFORCE, _SO_MEMINFO = 33, 55     # Linux socket options (not named in the socket module)
+RECEIVE_BUFFER = 4 << 20                   # bytes asked for the receive queue (the kernel doubles it)
+READ_BATCH = 64                            # datagrams read per wake-up
 
 
 def _code(dotted: str) -> int:
@@ -45,9 +58,67 @@ def _code(dotted: str) -> int:
     return int(major) << 5 | int(minor)
 
 
+class Pressure:
+    """Whether the socket's receive queue is deep (the server falls behind), from the kernel's count of the
+    bytes queued on it (SO_MEMINFO, Linux), and how long to ask a deferred device to wait: long enough to
+    spread the Registers deferred over the last seconds at the rate Registers were taken."""
+
+    WINDOW_S = 10
+
+    def __init__(self, sock: socket.socket | None, monotonic: Callable[[], float],
+                 rng: random.Random | None = None, deep_fraction: float = 0.125,
+                 min_wait_s: int = 2, max_wait_s: int = 60) -> None:
+        self._sock = sock
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._deep_fraction = deep_fraction
+        self._min_wait_s, self._max_wait_s = min_wait_s, max_wait_s
+        self.saturated = False
+        self.deferred = 0
+        self._taken = [0] * self.WINDOW_S        # Registers taken and deferred, per second, over the window
+        self._put_off = [0] * self.WINDOW_S
+        self._second = 0
+
+    def sample(self) -> bool:
+        """Look at the receive queue once; True while it holds more than ``deep_fraction`` of its room."""
+        if self._sock is None:
+            return False
+        try:
+            queued, room = struct.unpack_from("2I", self._sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 36))
+        except (OSError, struct.error):
+            self._sock = None  # not Linux: never saturated by this measure
+            return False
+        self.saturated = room > 0 and queued > room * self._deep_fraction
+        return self.saturated
+
+    def calm(self) -> None:
+        self.saturated = False
+
+    def _slot(self) -> int:
+        second = int(self._monotonic())
+        if second != self._second:
+            for step in range(min(second - self._second, self.WINDOW_S)):
+                slot = (self._second + 1 + step) % self.WINDOW_S
+                self._taken[slot] = self._put_off[slot] = 0
+            self._second = second
+        return second % self.WINDOW_S
+
+    def taken(self) -> None:
+        self._taken[self._slot()] += 1
+
+    def defer(self) -> int:
+        """Count a deferred Register and return the Max-Age to answer it with."""
+        self._put_off[self._slot()] += 1
+        self.deferred += 1
+        rate = max(sum(self._taken) / self.WINDOW_S, 1.0)
+        spread = min(max(sum(self._put_off) / rate, self._min_wait_s), self._max_wait_s)
+        return self._min_wait_s + int(self._rng.random() * (spread - self._min_wait_s + 1))
+
+
 class FastPath(asyncio.DatagramProtocol):
     def __init__(self, inner: Any, transport: Any, server: Lwm2mServer, firmware: FirmwareBlockResource | None,
-                 max_cached: int = 100_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 max_cached: int = 100_000, monotonic: Callable[[], float] = time.monotonic,
+                 sock: socket.socket | None = None) -> None:
         self._inner = inner
         self._transport = transport
         self._server = server
@@ -56,6 +127,9 @@ class FastPath(asyncio.DatagramProtocol):
         self._monotonic = monotonic
         self._recent: OrderedDict[tuple[Any, int], tuple[float, bytes]] = OrderedDict()
         self._mid = random.randrange(0x10000)
+        self.exchanges = SocketExchanges(lambda data, peer: transport.sendto(data, peer))
+        self.pressure = Pressure(sock, monotonic)
+        self._sock = sock
         self.answered = 0
         self.passed_on = 0
 
@@ -64,8 +138,28 @@ class FastPath(asyncio.DatagramProtocol):
         """The UDP port the socket is bound to."""
         return int(self._transport.get_extra_info("socket").getsockname()[1])
 
+    def drain(self) -> None:
+        """Read up to READ_BATCH datagrams; a full batch means more wait, so the queue's depth is looked at."""
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                self.pressure.calm()
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self.datagram_received(data, addr)
+        self.pressure.sample()
+
     # asyncio protocol: everything not ours goes to aiocoap's protocol
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 4 and (data[0] & 0x20 or data[1] >= 64) and self.exchanges.owns(addr, data):
+            self.exchanges.receive(addr, data)  # ACK, Reset or response to one of the server's own requests
+            return
         try:
             answer = self._answer(data, addr)
         except DecodeError:
@@ -94,6 +188,10 @@ class FastPath(asyncio.DatagramProtocol):
         self._inner.error_received(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.exchanges.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         self._inner.connection_lost(exc)
 
     def _answer(self, data: bytes, addr: Any) -> bytes | None:
@@ -134,7 +232,11 @@ class FastPath(asyncio.DatagramProtocol):
 
     def _respond(self, request: CoapMessage, path: list[str], addr: Any) -> CoapMessage | None:
         if path[:1] == ["rd"] and len(path) <= 2:
+            if len(path) == 1 and request.code == _POST and self.pressure.saturated:
+                return self._reply(request, "5.03", ((_MAX_AGE, uint_bytes(self.pressure.defer())),))
             answer = self._registration(request, path, addr)
+            if len(path) == 1 and answer.code == "2.01":
+                self.pressure.taken()
             if answer.max_age is not None:
                 return self._reply(request, answer.code, ((_MAX_AGE, uint_bytes(answer.max_age)),))
             return self._reply(request, answer.code, tuple((LOCATION_PATH, p.encode()) for p in answer.location))
@@ -169,11 +271,9 @@ class FastPath(asyncio.DatagramProtocol):
             options.append((BLOCK2, uint_bytes(BlockOption(block.num, block.more, block.szx).to_int())))
         return self._reply(request, "2.05", tuple(sorted(options)), block.payload)
 
-    def _remote(self, addr: Any) -> Any:
-        try:
-            return self._inner._Address(self._inner, addr)
-        except (AttributeError, TypeError):
-            return None
+    @staticmethod
+    def _remote(addr: Any) -> Any:
+        return peer_key(addr)  # the downlink sends to it through the exchange table on this socket
 
 
 def _hostinfo(addr: Any) -> str:
@@ -189,7 +289,33 @@ def install_fast_path(context: aiocoap.Context, server: Lwm2mServer,
         pool = getattr(message_interface, "_pool", None)
         transport = getattr(pool, "_transport", None)
         if transport is not None and hasattr(transport, "set_protocol"):
-            fast = FastPath(pool, transport, server, firmware)
+            sock = _own_reading(transport)
+            fast = FastPath(pool, transport, server, firmware, sock=sock)
             transport.set_protocol(fast)
+            if sock is not None:
+                fd = transport.get_extra_info("socket").fileno()
+                asyncio.get_running_loop()._add_reader(fd, fast.drain)  # type: ignore[attr-defined]
+            server.downlink.attach_exchanges(fast.exchanges)
+            server.follow_load(lambda: fast.pressure.saturated)
             return fast
     raise RuntimeError("the context has no simplesocketserver transport to put the fast path in front of")
+
+
+def _own_reading(transport: Any) -> socket.socket | None:
+    """Take the reading of the transport's socket over from asyncio (which reads one datagram per wake-up)
+    and give the socket a deep receive queue. Reading goes through a duplicate of the descriptor (closed with
+    the transport); None where the loop does not allow this (then reading stays asyncio's)."""
+    shared = transport.get_extra_info("socket")
+    loop = asyncio.get_running_loop()
+    if shared is None or not hasattr(loop, "_remove_reader") or not hasattr(loop, "_add_reader"):
+        return None
+    sock: socket.socket = shared.dup()
+    sock.setblocking(False)
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            break
+        except OSError:
+            continue
+    loop._remove_reader(shared.fileno())
+    return sock

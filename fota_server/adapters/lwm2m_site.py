@@ -39,6 +39,7 @@ from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, DownlinkReply, code_of
+from .lwm2m_reads import PacedReads
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
            "unavailable_reply", "admission_for"]
@@ -56,6 +57,9 @@ class Lwm2mSettings:
     persist_delay_s: float = 0.01         # registrations are written to SQLite in batches this often
     persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
     max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
+    device_reads_per_s: float = 200.0     # devices read after Register per second (paced, lwm2m_reads.py)
+    device_reads_in_flight: int = 64      # devices being read at once
+    device_reads_queued: int = 200_000    # devices waiting to be read; beyond, read at a later Update
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]
@@ -114,6 +118,10 @@ class Lwm2mServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._waiting_until: datetime | None = None
+        self._busy: Callable[[], bool] = lambda: False
+        self.device_reads = PacedReads(self.read_device_data, settings.device_reads_per_s,
+                                       settings.device_reads_in_flight, settings.device_reads_queued,
+                                       busy=lambda: self._busy())
         if store is not None:
             for registration in store.load_all():
                 self.book.restore(registration)
@@ -126,6 +134,11 @@ class Lwm2mServer:
         """Give the server the context to send requests through, and start the expiry timer."""
         self.downlink.attach(context)
         self._spawn(self._expire_forever())
+        self._spawn(self.device_reads.run())
+
+    def follow_load(self, saturated: Callable[[], bool]) -> None:
+        """While ``saturated()`` says the server falls behind its datagrams, device reads wait."""
+        self._busy = saturated
 
     async def stop(self) -> None:
         """Cancel the pending flush, flush once, and write nothing after this (the database closes next);
@@ -243,9 +256,10 @@ class Lwm2mServer:
                 if expires is not None and (self._waiting_until is None or expires < self._waiting_until):
                     self._changed.set()  # the expiry timer must wake earlier than it planned
                 if self._wants_device_data(event):
-                    self._spawn(self.read_device_data(registration.endpoint))
+                    self.device_reads.add(registration.endpoint)
             else:
                 self._persist(registration.reg_id, None)
+                self.device_reads.discard(registration.endpoint)
                 self.downlink.forget(registration.endpoint)
                 self.formats.forget(registration.endpoint)
             for listener in list(self.listeners):

@@ -96,9 +96,11 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
 
 def build_http_app(services: Services) -> Starlette:
     app = Starlette(
-        routes=[*health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
+        # the device routes first: a check-in or a poll is matched at once, not after every management route
+        routes=[*fota_http.routes, *ddi_http.routes, *omadm_http.routes,
+                *health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes, *fota_http.routes, *ddi_http.routes, *omadm_http.routes],
+                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes],
         exception_handlers=install_error_handlers(),
     )
     app.state.services = services
@@ -176,7 +178,9 @@ class RunningServer:
     async def _start_coap(self) -> ProtocolDriver:
         config = self.services.config
         site = build_site(lambda: health.health_status(self.services))
-        self._lwm2m = lwm2m_endpoint(self.services, site, Lwm2mSettings(queue_awake_s=float(config.lwm2m_queue_awake_s)))
+        self._lwm2m = lwm2m_endpoint(self.services, site, Lwm2mSettings(
+            queue_awake_s=float(config.lwm2m_queue_awake_s), device_reads_per_s=float(config.lwm2m_device_reads_per_s),
+            busy_max_age_s=config.lwm2m_busy_max_age_s))
         self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config))
         self._coap = self._lwm2m.context
         self.services.lwm2m_explorer.attach(self._lwm2m.server)

@@ -3,10 +3,11 @@ bound. The bound only stops a test that would otherwise hang; no test measures h
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Callable, TypeVar
 
-__all__ = ["poll", "WaitTimedOut"]
+__all__ = ["poll", "apoll", "WaitTimedOut"]
 
 T = TypeVar("T")
 
@@ -27,3 +28,16 @@ def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.
         if time.monotonic() >= give_up_at:
             raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
         time.sleep(interval_s)
+
+
+async def apoll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0, what: str = "",
+                interval_s: float = 0.05) -> T:
+    """``poll`` inside an event loop: the loop runs between looks."""
+    give_up_at = time.monotonic() + timeout_s
+    while True:
+        value = get()
+        if done(value):
+            return value
+        if time.monotonic() >= give_up_at:
+            raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+        await asyncio.sleep(interval_s)

@@ -128,7 +128,7 @@ class FastPath(asyncio.DatagramProtocol):
         self._recent: OrderedDict[tuple[Any, int], tuple[float, bytes]] = OrderedDict()
         self._mid = random.randrange(0x10000)
         self.exchanges = SocketExchanges(lambda data, peer: transport.sendto(data, peer))
-        self.pressure = Pressure(sock, monotonic)
+        self.pressure = Pressure(sock, monotonic, max_wait_s=max(2, server.settings.busy_max_age_s))
         self._sock = sock
         self.answered = 0
         self.passed_on = 0

@@ -60,6 +60,7 @@ class Lwm2mSettings:
     device_reads_per_s: float = 200.0     # devices read after Register per second (paced, lwm2m_reads.py)
     device_reads_in_flight: int = 64      # devices being read at once
     device_reads_queued: int = 200_000    # devices waiting to be read; beyond, read at a later Update
+    busy_max_age_s: int = 60              # the longest Max-Age of a 5.03 answering a Register while saturated
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]

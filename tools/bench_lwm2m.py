@@ -1,147 +1,65 @@
-"""LwM2M server benchmarks, each side by side with a stock aiocoap baseline in the same run.
+"""LwM2M benchmarks of ``fota-server run`` as a user starts it, each beside a stock aiocoap baseline in the
+same run.
 
-    python tools/bench_lwm2m.py [--seconds 5] [--peers 64] [--only register,pull,push,memory]
+    python tools/bench_lwm2m.py [--seconds 5] [--rounds 3] [--peers 64] [--devices 20000]
+                                [--only register,pull,push,memory]
 
-- register: POST /rd registrations per second. Baseline: a plain aiocoap ``Site`` with an ``/rd`` resource
-  that parses the query and answers 2.01 with a Location-Path. Ours: the fast path in front of aiocoap
-  (``lwm2m_fastpath``) with the full registration interface (validation, link-format, registration book,
-  SQLite write-behind), on ``LeanContext`` with ``Lwm2mRoot`` behind it.
-- pull: Block2 blocks per second for a 1 MiB image in 1024-byte blocks. Baseline: aiocoap's automatic
-  Block2 over a resource that returns the whole image. Ours: ``FirmwareBlockResource`` (ETag, Size2) through the fast path.
-- push: Block1 blocks per second for a 1 MiB image pushed to one device. Baseline: aiocoap's automatic
-  client-side Block1. Ours: ``Downlink.push`` (Size1, 4.13 and SZX negotiation, per-transfer deadline).
-- memory: bytes of Python heap per registered device at 10,000 registrations (tracemalloc).
+- register: Registers per second with the reads after Register on (the server's default). The server runs on
+  a fresh database with ``--devices`` LwM2M devices imported (``fota-server device import``), so every
+  Register is admitted; ``--peers`` Registers are in flight at once, cycling through the devices, and the
+  devices answer the server's GET of /3/0 and /4/0 (2.05 in the format its Accept asks for). Baseline: a
+  plain aiocoap ``Site`` with an ``/rd`` resource that parses the query and answers 2.01 with a
+  Location-Path (it reads nothing back).
+- pull: Block2 blocks per second of a 1 MiB image in 1024-byte blocks, added with ``fota-server firmware
+  add`` and fetched at ``coap://host:port/fw/<sha256>/<token>`` (the token minted with the download key the
+  server keeps in its data directory, for an imported device). Baseline: aiocoap's automatic Block2 over a
+  resource that returns the whole image.
+- push (stripped, not the shipped server): Block1 blocks per second of a 1 MiB image pushed to one device
+  by the server's ``Downlink.push`` in this process, beside aiocoap's client-side Block1.
+- memory: the server's resident memory (/proc VmRSS) per registered device after 100,000 Registers
+  (``--memory-devices``), reads on, measured once the server has gone quiet.
 
-Each server runs in its own process; the load comes from a raw asyncio CoAP client in this process
-(``peers`` sockets with one request in flight each).
+Only 2.01 (Register) and 2.05 (Block2) answers count as successes; every other answer, and a request with
+none after RFC 7252's four retransmissions, is reported by code. After each round of load the devices go on
+answering the server's reads until it sends none for 2 s: "with their reads" is the Registers of the round
+over the time until its last read came. Stock and ours run side by side and are alternated ``--rounds``
+times; the median round of each is reported (the machine is shared, figures move). The load is raw CoAP from
+``tools/coapload.py``; each server runs in its own process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import os
+import hashlib
+import json
 import random
-import struct
 import subprocess
 import sys
 import tempfile
-import tracemalloc
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchserver import MAKE, MODEL, ServerProcess, cli, device_id, endpoint, proc_stats, provision  # noqa: E402
+from coapload import (  # noqa: E402
+    SUCCESS, CoapLoad, Outcome, ReadResponder, SocketPool, block2_request, drain_reads, keep_window, next_block,
+    register_request,
+)
 
 IMAGE_BYTES = 1024 * 1024
+Issue = Callable[[int, Outcome | None], tuple[int, Callable[[int, bytes], bytes]] | None]
 
 
-# ---------------------------------------------------------------- a minimal CoAP encoder for the load
+# ---------------------------------------------------------------- the stock aiocoap baseline (own process)
 
-def _option(delta: int, value: bytes) -> bytes:
-    def part(n: int) -> tuple[int, bytes]:
-        if n < 13:
-            return n, b""
-        if n < 269:
-            return 13, bytes([n - 13])
-        return 14, struct.pack(">H", n - 269)
-    d, dx = part(delta)
-    length, lx = part(len(value))
-    return bytes([d << 4 | length]) + dx + lx + value
-
-
-def encode_request(code: int, mid: int, token: bytes, options: list[tuple[int, bytes]], payload: bytes = b"") -> bytes:
-    out = bytearray([0x40 | len(token), code]) + struct.pack(">H", mid) + token
-    last = 0
-    for number, value in sorted(options, key=lambda o: o[0]):
-        out += _option(number - last, value)
-        last = number
-    if payload:
-        out += b"\xff" + payload
-    return bytes(out)
-
-
-def _uint(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
-
-
-def response_code_and_mid(data: bytes) -> tuple[int, int, int]:
-    """(type, code, mid) of a datagram."""
-    return data[0] >> 4 & 3, data[1], struct.unpack(">H", data[2:4])[0]
-
-
-def block2_of(data: bytes) -> int | None:
-    """The Block2 option value of a response, if any."""
-    value = option_value(data, 23)
-    return None if value is None else int.from_bytes(value, "big")
-
-
-class _Peer(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[bytes] | None = None
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.waiter is not None and not self.waiter.done() and len(data) >= 4 and data[0] >> 4 & 3 == 2:
-            self.waiter.set_result(data)
-
-
-async def _exchange(peer: _Peer, datagram: bytes, timeout_s: float = 1.0) -> bytes | None:
-    peer.waiter = asyncio.get_running_loop().create_future()
-    peer.transport.sendto(datagram)
-    try:
-        return await asyncio.wait_for(peer.waiter, timeout_s)
-    except TimeoutError:
-        return None
-
-
-async def _load(port: int, peers: int, seconds: float, make: Any) -> tuple[int, int]:
-    """Run ``peers`` lock-step clients for ``seconds``; ``make(peer_no, seq)`` gives (datagram, done?)."""
-    loop = asyncio.get_running_loop()
-    done, lost = 0, 0
-    end = loop.time() + seconds
-
-    async def one(index: int) -> None:
-        nonlocal done, lost
-        transport, peer = await loop.create_datagram_endpoint(_Peer, remote_addr=("127.0.0.1", port))
-        seq = 0
-        state: dict[str, Any] = {}
-        try:
-            while loop.time() < end:
-                seq += 1
-                datagram = make(index, seq, state)
-                reply = await _exchange(peer, datagram)
-                if reply is None:
-                    lost += 1
-                    continue
-                done += 1
-                state["reply"] = reply
-        finally:
-            transport.close()
-    await asyncio.gather(*(one(i) for i in range(peers)))
-    return done, lost
-
-
-# ---------------------------------------------------------------- servers (each in its own process)
-
-async def _serve(kind: str, image_path: str) -> None:
+async def _serve_stock(image_path: str) -> None:
     import aiocoap
     import aiocoap.resource as resource
 
-    from fota_server.adapters.blobs import FileBlobStore
-    from fota_server.adapters.lwm2m_blocks import FirmwareBlockResource
-    from fota_server.adapters.lwm2m_fastpath import install_fast_path
-    from fota_server.adapters.lwm2m_root import LeanContext, Lwm2mRoot
-    from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
-    from fota_server.clock import SystemClock
-    from fota_server.download_tokens import DownloadTokens
-    from fota_server.store.registrations_sqlite import SqliteRegistrationStore
-    from fota_server.store.sqlite import SqliteDatabase
-
-    class StockRd(resource.Resource):
+    class StockRd(resource.Resource):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.count = 0
@@ -153,7 +71,7 @@ async def _serve(kind: str, image_path: str) -> None:
             self.count += 1
             return aiocoap.Message(code=aiocoap.CREATED, location_path=("rd", str(self.count)))
 
-    class StockImage(resource.Resource):
+    class StockImage(resource.Resource):  # type: ignore[misc]
         def __init__(self, data: bytes) -> None:
             super().__init__()
             self.data = data
@@ -161,34 +79,11 @@ async def _serve(kind: str, image_path: str) -> None:
         async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
             return aiocoap.Message(payload=self.data, content_format=42)
 
-    image = Path(image_path).read_bytes()
-    if kind.startswith("stock"):
-        root: Any = resource.Site()
-        root.add_resource(["rd"], StockRd())
-        root.add_resource(["fw", "image"], StockImage(image))
-        transports = ["udp6"]
-    else:
-        tmp = tempfile.mkdtemp()
-        store = SqliteRegistrationStore(SqliteDatabase(os.path.join(tmp, "bench.db")))
-        server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False), store)
-        blobs = FileBlobStore(Path(tmp) / "blobs")
-        with open(image_path, "rb") as fh:
-            sha, _, _ = blobs.put(fh, 1 << 30)
-        tokens = DownloadTokens(os.urandom(32), SystemClock().now, 86400)
-        firmware = FirmwareBlockResource(blobs, tokens)
-        root = Lwm2mRoot(server, firmware, resource.Site())
-        (Path(tmp) / "sha").write_text(sha)
-        print(f"sha {sha} {tokens.issue('bench', sha)}", flush=True)
-        transports = ["simplesocketserver"]
-    context_type = aiocoap.Context if kind.startswith("stock") else LeanContext
-    context = await context_type.create_server_context(root, bind=("127.0.0.1", 0), transports=transports)
-    if kind.startswith("stock"):
-        port = _bound_port(context)
-    else:
-        gc.freeze()  # start-up objects need no more collections (reference: aiocoap performance, item 4)
-        server.attach(context)
-        port = install_fast_path(context, server, firmware).port
-    print(f"port {port}", flush=True)
+    root = resource.Site()
+    root.add_resource(["rd"], StockRd())
+    root.add_resource(["fw", "image"], StockImage(Path(image_path).read_bytes()))
+    context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", 0), transports=["udp6"])
+    print(f"port {_bound_port(context)}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
@@ -201,22 +96,17 @@ def _bound_port(context: Any) -> int:
     raise RuntimeError("no UDP socket found in the context")
 
 
-class ServerProcess:
-    def __init__(self, kind: str, image_path: str) -> None:
+class StockServer:
+    """This file run with ``--serve stock`` (or ``--serve device``): a child that prints its port."""
+
+    def __init__(self, kind: str, image_path: str = "") -> None:
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--image", image_path],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.sha = ""
-        self.token = ""  # the download token the firmware resource wants after the hash
         assert self.process.stdout is not None
-        while True:
-            line = self.process.stdout.readline()
-            if not line:
-                raise RuntimeError(f"server {kind} did not start")
-            if line.startswith("sha "):
-                self.sha, self.token = line.split()[1:3]
-            if line.startswith("port "):
-                self.port = int(line.split()[1])
-                return
+        line = self.process.stdout.readline()
+        if not line.startswith("port "):
+            raise RuntimeError(f"{kind} server did not start")
+        self.port = int(line.split()[1])
 
     def stop(self) -> None:
         assert self.process.stdin is not None
@@ -225,26 +115,135 @@ class ServerProcess:
         self.process.wait(10)
 
 
-def option_value(data: bytes, wanted: int) -> bytes | None:
-    tkl = data[0] & 0x0F
-    pos, number = 4 + tkl, 0
-    while pos < len(data) and data[pos] != 0xFF:
-        delta, length = data[pos] >> 4, data[pos] & 0x0F
-        pos += 1
-        if delta == 13:
-            delta, pos = data[pos] + 13, pos + 1
-        elif delta == 14:
-            delta, pos = struct.unpack(">H", data[pos:pos + 2])[0] + 269, pos + 2
-        if length == 13:
-            length, pos = data[pos] + 13, pos + 1
-        elif length == 14:
-            length, pos = struct.unpack(">H", data[pos:pos + 2])[0] + 269, pos + 2
-        number += delta
-        if number == wanted:
-            return data[pos:pos + length]
-        pos += length
-    return None
+class OurServer:
+    """``fota-server run`` on a fresh database with ``devices`` LwM2M devices imported."""
 
+    def __init__(self, work: Path, devices: int, image_path: str = "") -> None:
+        self.db = Path(tempfile.mkdtemp(prefix="ours-", dir=work)) / "fota.db"
+        provision(self.db, devices)
+        self.sha = ""
+        if image_path:
+            cli("firmware", "add", image_path, "--name", "bench-image", "--make", MAKE, "--model", MODEL,
+                "--from", "1.0.0", "--to", "2.0.0", "--protocol", "LWM2M", db=self.db)
+            self.sha = hashlib.sha256(Path(image_path).read_bytes()).hexdigest()
+        self.server = ServerProcess(self.db).start()
+        self.port = self.server.ports["coap"]
+        assert self.server.proc is not None
+        self.pid = self.server.proc.pid
+
+    def download_token(self, device: str) -> str:
+        """A token for ``device`` to fetch the image, minted with the key the server keeps in its data dir."""
+        from datetime import datetime, timezone
+
+        from fota_server.download_tokens import DownloadTokens
+
+        key = (self.db.parent / f"{self.db.name}-data" / "download-key").read_bytes()
+        return DownloadTokens(key, lambda: datetime.now(timezone.utc), 86400).issue(device, self.sha)
+
+    def stop(self) -> None:
+        try:
+            self.server.stop(timeout_s=120)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+
+
+# ---------------------------------------------------------------- load
+
+def _run(port: int, peers: int, seconds: float, issue: Issue, sockets: int) -> tuple[CoapLoad, float, float]:
+    """``peers`` requests in flight for ``seconds``, then the server's reads answered until it sends no more:
+    the load, the seconds of load, and the seconds until the last read came (from the start)."""
+    pool = SocketPool(sockets)
+    load = CoapLoad(("127.0.0.1", port), pool, ReadResponder())
+    try:
+        started = time.monotonic()
+        elapsed = keep_window(load, peers, seconds, issue)
+        drain_reads(load)
+    finally:
+        pool.close()
+    return load, elapsed, max(load.last_server_request_at - started, 0.0)
+
+
+def _registers(devices: int, sockets: int) -> Issue:
+    """Each slot registers the next device in turn (device d from socket d mod ``sockets``)."""
+    counter = iter(range(1 << 62))
+
+    def issue(slot: int, last: Outcome | None) -> tuple[int, Callable[[int, bytes], bytes]]:
+        device = next(counter) % devices
+        return device % sockets, register_request(endpoint(device))
+    return issue
+
+
+def _pulls(path: tuple[str, ...]) -> Issue:
+    def issue(slot: int, last: Outcome | None) -> tuple[int, Callable[[int, bytes], bytes]]:
+        num = next_block(last.reply) if last is not None and last.code == "2.05" else 0
+        return slot, block2_request(path, num)
+    return issue
+
+
+def _round(load: CoapLoad, elapsed: float, reads_until_s: float) -> dict[str, Any]:
+    ok = sum(n for code, n in load.codes.items() if code in SUCCESS)
+    return {"per_s": round(ok / elapsed), "ok": ok, "other": {c: n for c, n in load.codes.items() if c not in SUCCESS},
+            "retransmits": load.retransmits, "reads_answered": load.reads.total,
+            "with_reads_per_s": round(ok / max(elapsed, reads_until_s)) if load.reads.total else None}
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(rounds, key=lambda r: int(r["per_s"]))
+    return {**ordered[len(ordered) // 2], "rounds_per_s": [r["per_s"] for r in rounds]}
+
+
+def _print(name: str, kind: str, figures: dict[str, Any], unit: str) -> None:
+    reads = (f", {figures['reads_answered']} reads answered ({figures['with_reads_per_s']}/s with their reads)"
+             if figures["reads_answered"] else "")
+    print(f"  {name:8} {kind:5}: {figures['per_s']:7} {unit}/s (median of {figures['rounds_per_s']}), other answers "
+          f"{figures['other'] or '-'}, {figures['retransmits']} retransmits{reads}", flush=True)
+
+
+def _alternate(name: str, unit: str, rounds: int, stock: Callable[[], dict[str, Any]],
+               ours: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Stock and ours alternated ``rounds`` times; the median round of each."""
+    runs: dict[str, list[dict[str, Any]]] = {"stock": [], "ours": []}
+    for _ in range(rounds):
+        runs["stock"].append(stock())
+        runs["ours"].append(ours())
+    out = {kind: _median_round(figures) for kind, figures in runs.items()}
+    for kind, figures in out.items():
+        _print(name, kind, figures, unit)
+    return out
+
+
+def bench_register(work: Path, image_path: str, seconds: float, peers: int, devices: int,
+                   rounds: int) -> dict[str, Any]:
+    sockets = max(peers, 64)
+    stock, ours = StockServer("stock", image_path), OurServer(work, devices)
+    try:
+        def run_ours() -> dict[str, Any]:
+            before = proc_stats(ours.pid)
+            load, elapsed, reads_until = _run(ours.port, peers, seconds, _registers(devices, sockets), sockets)
+            busy = proc_stats(ours.pid).cpu_since(before) / max(elapsed, reads_until)
+            return {**_round(load, elapsed, reads_until), "server_cpu_share": round(busy, 2)}
+
+        return _alternate("register", "registrations", rounds,
+                          lambda: _round(*_run(stock.port, peers, seconds, _registers(devices, sockets), sockets)),
+                          run_ours)
+    finally:
+        stock.stop()
+        ours.stop()
+
+
+def bench_pull(work: Path, image_path: str, seconds: float, peers: int, rounds: int) -> dict[str, Any]:
+    stock, ours = StockServer("stock", image_path), OurServer(work, 1, image_path)
+    try:
+        path = ("fw", ours.sha, ours.download_token(device_id(0)))
+        return _alternate("pull", "blocks", rounds,
+                          lambda: _round(*_run(stock.port, peers, seconds, _pulls(("fw", "image")), peers)),
+                          lambda: _round(*_run(ours.port, peers, seconds, _pulls(path), peers)))
+    finally:
+        stock.stop()
+        ours.stop()
+
+
+# ---------------------------------------------------------------- push (stripped: the downlink in this process)
 
 class _Device(asyncio.DatagramProtocol):
     """A device that takes Block1 writes as fast as it can: 2.31 with the block echoed, 2.04 on the last."""
@@ -253,13 +252,20 @@ class _Device(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(data) < 4 or data[0] >> 4 & 3 != 0:
+        from fota_server.protocol.errors import DecodeError
+        from fota_server.protocol.lwm2m.coap_message import ACK, BLOCK1, CON, CoapMessage, decode_message, encode_message
+
+        try:
+            request = decode_message(data)
+        except DecodeError:
             return
-        tkl = data[0] & 0x0F
-        block = option_value(data, 27)
+        if request.mtype != CON:
+            return
+        block = request.first(BLOCK1)
         more = bool(block and block[-1] & 0x08)
-        head = bytes([0x60 | tkl, 0x5F if more else 0x44]) + data[2:4] + data[4:4 + tkl]
-        self.transport.sendto(head + (_option(27, block) if block is not None else b""), addr)
+        options = ((BLOCK1, block),) if block is not None else ()
+        self.transport.sendto(encode_message(CoapMessage(ACK, 0x5F if more else 0x44, request.mid, request.token,
+                                                         options)), addr)
 
 
 async def _serve_device() -> None:
@@ -269,63 +275,14 @@ async def _serve_device() -> None:
     await loop.run_in_executor(None, sys.stdin.read)
 
 
-# ---------------------------------------------------------------- scenarios
-
-def _register_datagram(index: int, seq: int, state: dict[str, Any]) -> bytes:
-    options = [(11, b"rd"), (12, _uint(40))] + [(15, q.encode()) for q in (
-        f"ep=bench-{index}-{seq}", "lt=86400", "lwm2m=1.1", "b=U")]
-    return encode_request(0x02, seq & 0xFFFF, struct.pack(">H", seq & 0xFFFF), options,
-                          b"</1/0>,</3/0>,</4/0>,</5/0>")
-
-
-def _pull_maker(path: tuple[str, ...]) -> Any:
-    def make(index: int, seq: int, state: dict[str, Any]) -> bytes:
-        reply = state.get("reply")
-        num = state.get("num", 0)
-        if reply is not None:
-            block = block2_of(reply)
-            num = 0 if block is None or not block & 0x08 else (block >> 4) + 1
-        state["num"] = num
-        options = [(11, p.encode()) for p in path] + [(23, _uint(num << 4 | 6))]
-        return encode_request(0x01, seq & 0xFFFF, struct.pack(">H", seq & 0xFFFF), options)
-    return make
-
-
-async def bench_register(image_path: str, seconds: float, peers: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for kind in ("stock", "ours"):
-        server = ServerProcess(kind, image_path)
-        try:
-            done, lost = await _load(server.port, peers, seconds, _register_datagram)
-        finally:
-            server.stop()
-        out[kind] = done / seconds
-        print(f"  register {kind:5}: {done / seconds:9.0f} registrations/s  ({lost} lost)", flush=True)
-    return out
-
-
-async def bench_pull(image_path: str, seconds: float, peers: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for kind in ("stock", "ours"):
-        server = ServerProcess(kind, image_path)
-        path = ("fw", "image") if kind == "stock" else ("fw", server.sha, server.token)
-        try:
-            done, lost = await _load(server.port, peers, seconds, _pull_maker(path))
-        finally:
-            server.stop()
-        out[kind] = done / seconds
-        print(f"  pull     {kind:5}: {done / seconds:9.0f} blocks/s         ({lost} lost)", flush=True)
-    return out
-
-
-async def bench_push(image: bytes, seconds: float) -> dict[str, float]:
+async def bench_push(image: bytes, seconds: float) -> dict[str, Any]:
     import aiocoap
 
     from fota_server.adapters.lwm2m_downlink import Downlink
     from fota_server.protocol.lwm2m.paths import LwM2MPath
 
-    device = ServerProcess("device", "")
-    out: dict[str, float] = {}
+    device = StockServer("device")
+    out: dict[str, Any] = {}
     try:
         context = await aiocoap.Context.create_client_context()
         loop = asyncio.get_running_loop()
@@ -333,60 +290,69 @@ async def bench_push(image: bytes, seconds: float) -> dict[str, float]:
             downlink = Downlink()
             downlink.attach(context)
             downlink.heard_from("dev", None, f"127.0.0.1:{device.port}", False)
-            blocks, end = 0, loop.time() + seconds
-            started = loop.time()
-            while loop.time() < end:
+            blocks, started = 0, loop.time()
+            while loop.time() < started + seconds:
                 if kind == "stock":
                     message = aiocoap.Message(code=aiocoap.PUT, uri=f"coap://127.0.0.1:{device.port}/5/0/0",
                                               payload=image, content_format=42)
-                    response = await context.request(message).response
-                    ok = response.code.is_successful()
+                    ok = (await context.request(message).response).code.is_successful()
                 else:
                     ok = (await downlink.push("dev", LwM2MPath(5, 0, 0), image)).code == "2.04"
                 if not ok:
                     raise RuntimeError(f"push {kind} failed")
                 blocks += len(image) // 1024
-            out[kind] = blocks / (loop.time() - started)
-            print(f"  push     {kind:5}: {out[kind]:9.0f} blocks/s", flush=True)
+            out[kind] = {"per_s": round(blocks / (loop.time() - started))}
+            print(f"  push     {kind:5}: {out[kind]['per_s']:9.0f} blocks/s (stripped: Downlink in this process)",
+                  flush=True)
         await context.shutdown()
     finally:
         device.stop()
     return out
 
 
-def bench_memory(count: int = 10_000) -> float:
-    from datetime import datetime, timezone
+# ---------------------------------------------------------------- memory
 
-    from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings
-    from fota_server.clock import SystemClock
-    from fota_server.protocol.lwm2m.registration import parse_register
+def bench_memory(work: Path, devices: int, peers: int) -> dict[str, Any]:
+    """Server RSS per registered device: RSS after ``devices`` Registers (their reads answered)
+    minus RSS before, over ``devices``."""
+    ours = OurServer(work, devices)
+    try:
+        time.sleep(1.0)  # start-up settles before the first reading (a benchmark, not a test)
+        before = proc_stats(ours.pid)
+        sockets = max(peers, 256)
+        counter = iter(range(devices))
 
-    async def fill() -> tuple[int, int]:
-        server = Lwm2mServer(SystemClock(), Lwm2mSettings(read_device_data=False))
-        payload = b"</1/0>,</3/0>,</4/0>,</5/0>"
-        now = datetime.now(timezone.utc)
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(count):
-            params = parse_register([f"ep=urn:imei:{350000000000000 + i}", "lt=86400", "lwm2m=1.1", "b=U"],
-                                    payload, 40)
-            server.book.register(params, f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:5683", now)
-            server._dispatch(None)
-        after = tracemalloc.get_traced_memory()[0]
-        tracemalloc.stop()
-        return before, after
+        def issue(slot: int, last: Outcome | None) -> tuple[int, Callable[[int, bytes], bytes]] | None:
+            device = next(counter, None)
+            return None if device is None else (device % sockets, register_request(endpoint(device)))
 
-    before, after = asyncio.run(fill())
-    per_device = (after - before) / count
-    print(f"  memory: {per_device:.0f} bytes of Python heap per registered device at {count} registrations",
-          flush=True)
-    return per_device
+        pool = SocketPool(sockets)
+        load = CoapLoad(("127.0.0.1", ours.port), pool, ReadResponder())
+        try:
+            keep_window(load, peers, 3600, issue)
+            drain_reads(load)
+        finally:
+            pool.close()
+        after = proc_stats(ours.pid)
+    finally:
+        ours.stop()
+    registered = load.codes.get("2.01", 0)
+    figures = {"registered": registered, "other": {c: n for c, n in load.codes.items() if c != "2.01"},
+               "reads_answered": load.reads.total, "rss_before_mib": round(before.rss_kib / 1024),
+               "rss_after_mib": round(after.rss_kib / 1024), "vmhwm_mib": round(after.peak_rss_kib / 1024),
+               "bytes_per_device": round((after.rss_kib - before.rss_kib) * 1024 / max(registered, 1))}
+    print(f"  memory: {figures['bytes_per_device']} bytes of server RSS per registered device "
+          f"({registered} registered, {figures['rss_before_mib']} -> {figures['rss_after_mib']} MiB)", flush=True)
+    return figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--peers", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of load per round")
+    parser.add_argument("--rounds", type=int, default=3, help="stock and ours alternated this many times")
+    parser.add_argument("--peers", type=int, default=64, help="requests in flight at once")
+    parser.add_argument("--devices", type=int, default=20_000, help="devices imported for the register run")
+    parser.add_argument("--memory-devices", type=int, default=100_000)
     parser.add_argument("--only", default="register,pull,push,memory")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
@@ -395,27 +361,30 @@ def main() -> int:
         asyncio.run(_serve_device())
         return 0
     if args.serve:
-        asyncio.run(_serve(args.serve, args.image))
+        asyncio.run(_serve_stock(args.image))
         return 0
     image = random.Random(7).randbytes(IMAGE_BYTES)
-    with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as fh:
-        fh.write(image)
     wanted = set(args.only.split(","))
-    results: dict[str, dict[str, float]] = {}
-    try:
+    results: dict[str, Any] = {"command": " ".join(["tools/bench_lwm2m.py", *sys.argv[1:]])}
+    with tempfile.TemporaryDirectory(prefix="bench-lwm2m-") as tmp:
+        work = Path(tmp)
+        image_path = work / "image.bin"
+        image_path.write_bytes(image)
         if "register" in wanted:
-            results["register"] = asyncio.run(bench_register(fh.name, args.seconds, args.peers))
+            results["register"] = bench_register(work, str(image_path), args.seconds, args.peers, args.devices,
+                                                 args.rounds)
         if "pull" in wanted:
-            results["pull"] = asyncio.run(bench_pull(fh.name, args.seconds, args.peers))
+            results["pull"] = bench_pull(work, str(image_path), args.seconds, args.peers, args.rounds)
         if "push" in wanted:
-            results["push"] = asyncio.run(bench_push(image, args.seconds))
+            results["push (stripped)"] = asyncio.run(bench_push(image, args.seconds))
         if "memory" in wanted:
-            bench_memory()
-    finally:
-        os.unlink(fh.name)
-    for name, figures in results.items():
-        print(f"{name}: ours / stock aiocoap = {figures['ours'] / figures['stock']:.2f}x "
-              f"({figures['ours']:.0f} vs {figures['stock']:.0f} per second)")
+            results["memory"] = bench_memory(work, args.memory_devices, args.peers)
+    for name in ("register", "pull", "push (stripped)"):
+        if name in results:
+            ours, stock = results[name]["ours"]["per_s"], results[name]["stock"]["per_s"]
+            results[name]["ratio"] = round(ours / stock, 2) if stock else None
+            print(f"{name}: ours / stock aiocoap = {results[name]['ratio']}x ({ours} vs {stock} per second)")
+    print(json.dumps(results))
     return 0
 
 

@@ -8,7 +8,9 @@ From Python::
     result = fleet.result()
 
 or ``await run_fleet(spec, urls, until=..., on_progress=StderrProgress())``. Devices start staggered at
-``spec.start_rate_per_s``; the process raises its open-file limit for one socket per LwM2M device.
+``spec.start_rate_per_s``. LwM2M devices share one ``CoapMux`` (a few UDP sockets, a 127/8 address per
+device); HTTP and OMA-DM devices share a bounded number of connections (``http_connections``), so neither
+kind needs a file descriptor per device.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .faults import FaultParams, hooks_for
+from .links.coap_mux import CoapMux
 from .fleet_devices import FleetDevice, HttpFleetDevice, Lwm2mFleetDevice, OmadmFleetDevice
 from .fleet_spec import DevicePlan, FleetSpec, plan_devices
 from .results import FleetResult
@@ -54,6 +57,7 @@ class FleetOptions(TypedDict, total=False):
 
     public_key_pem: bytes | None
     devices_per_pool: int
+    http_connections: int
     verify: ssl.SSLContext | bool
 
 
@@ -79,7 +83,7 @@ def raise_file_limit(wanted: int) -> int:
 class Fleet:
     def __init__(self, plans: Iterable[DevicePlan], urls: ServerUrls, *, params: FaultParams = FaultParams(),
                  start_rate_per_s: float = 1000.0, lwm2m_queue_mode: bool = False,
-                 public_key_pem: bytes | None = None, devices_per_pool: int = 8,
+                 public_key_pem: bytes | None = None, devices_per_pool: int = 8, http_connections: int = 256,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.plans = list(plans)
         self.urls = urls
@@ -88,11 +92,20 @@ class Fleet:
         self.queue_mode = lwm2m_queue_mode
         self.public_key_pem = public_key_pem
         # Small shared pools: httpcore scans every connection of a pool on each request, so one big pool
-        # costs O(devices) per request; one pool per device costs a TLS context each.
+        # costs O(connections) per request; one pool per device costs a TLS context and a connection each.
+        # Devices are dealt round-robin over at most http_connections / devices_per_pool pools of
+        # devices_per_pool connections each: the connections (file descriptors, here and in the server)
+        # stay bounded however many devices there are.
         self._per_pool = max(1, devices_per_pool)
+        http_devices = sum(1 for p in self.plans if p.protocol != "LWM2M")
+        self._pool_count = max(1, min(-(-http_devices // self._per_pool), http_connections // self._per_pool))
         self._limits = httpx.Limits(max_connections=self._per_pool, max_keepalive_connections=self._per_pool)
         self._tls = verify if isinstance(verify, ssl.SSLContext) else _tls_context(verify)
         self._pools: dict[int, httpx.AsyncHTTPTransport] = {}
+        lwm2m = sum(1 for p in self.plans if p.protocol == "LWM2M")
+        # about 8,192 devices a socket; the kernel's receive queue, not the socket count, bounds a storm
+        self.mux = CoapMux(sockets=min(64, max(2, -(-lwm2m // 8192))))
+        self._pull: httpx.AsyncClient | None = None   # LwM2M HTTP(S) pull downloads, one bounded client
         self.devices: list[FleetDevice] = []
         self.changed = asyncio.Event()
         self._t0 = 0.0
@@ -106,13 +119,16 @@ class Fleet:
     def _build(self, index: int, plan: DevicePlan) -> FleetDevice:
         hooks = hooks_for(plan.fault, plan.protocol, self.params)
         if plan.protocol == "LWM2M":
-            return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index)
+            if self._pull is None:
+                self._pull = httpx.AsyncClient(verify=self._tls, timeout=30.0, limits=self._limits)
+            return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index,
+                                    mux=self.mux, http=self._pull)
         if plan.protocol == "HTTP":
             return HttpFleetDevice(plan, hooks, self.urls.http, self._pool(index), self.public_key_pem, seed=index)
         return OmadmFleetDevice(plan, hooks, self.urls.dm_url(), self._pool(index), seed=index)
 
     def _pool(self, index: int) -> httpx.AsyncHTTPTransport:
-        key = index // self._per_pool
+        key = index % self._pool_count
         if key not in self._pools:
             self._pools[key] = httpx.AsyncHTTPTransport(verify=self._tls, limits=self._limits)
         return self._pools[key]
@@ -122,9 +138,10 @@ class Fleet:
 
     async def start(self) -> None:
         """Start every device, ``start_rate_per_s`` a second (in batches of one event-loop turn each)."""
-        lwm2m = sum(1 for p in self.plans if p.protocol == "LWM2M")
         omadm = sum(1 for p in self.plans if p.protocol == "OMADM")
-        raise_file_limit(2 * lwm2m + omadm + 1024)
+        raise_file_limit(omadm + 2 * self._pool_count * self._per_pool + 1024)
+        if any(p.protocol == "LWM2M" for p in self.plans):
+            self.mux.open()
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         batch = max(1, int(self.start_rate_per_s / 20))
@@ -139,8 +156,11 @@ class Fleet:
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.devices), return_exceptions=True)
+        self.mux.close()
         for pool in list(self._pools.values()):
             await pool.aclose()
+        if self._pull is not None:
+            await self._pull.aclose()
 
     async def __aenter__(self) -> "Fleet":
         await self.start()

@@ -1,10 +1,11 @@
 """One fleet device per protocol: the existing client machine and real link, its fault hooks turned on,
 and a small record of what it saw (``state()`` for progress, ``result()`` at the end).
 
-LwM2M devices use ``CoapLink`` (one UDP socket each: the server keys a registration by its source
-address, so devices cannot share a socket), through a ``UdpImpairment`` relay when loss, latency or an
-offline window is asked for. HTTP and OMA-DM devices share one httpx connection pool per protocol (the
-server knows them by token and DevId, not by address), each through its own ``ImpairedTransport``.
+LwM2M devices use ``CoapLink`` on the fleet's one ``CoapMux``: the server keys a registration by its
+source address and port, so each device has its own (a 127/8 address on one of a few shared sockets);
+loss, latency and offline windows are applied to its datagrams there. HTTP and OMA-DM devices share a
+few bounded httpx connection pools (the server knows them by token and DevId, not by address), each
+through its own ``ImpairedTransport``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from device_emulator.http.machine import HttpDeviceMachine, HttpDeviceState, HttpFaults, SendStatus
 from device_emulator.http.machine import _Update  # the offer record the flash check starts and fails at once
 from device_emulator.links.coap import CoapLink
+from device_emulator.links.coap_mux import CoapMux, Impairment
 from device_emulator.links.http import HttpLink
 from device_emulator.links.omadm import OmadmLink, SessionFailed
 from device_emulator.lwm2m.client import ClientConfig, ClientPhase, LwM2MClient
@@ -30,7 +32,7 @@ from fota_server.protocol.lwm2m.blockwise import BlockOption
 from fota_server.protocol.lwm2m.objects import FirmwareState, UpdateResult
 
 from .faults import FaultHooks
-from .fleet_links import ImpairedTransport, Offline, UdpImpairment
+from .fleet_links import ImpairedTransport, Offline
 from .fleet_spec import DevicePlan, cell_text
 from .results import DeviceResult
 
@@ -156,43 +158,46 @@ class _FleetClient(LwM2MClient):
         super().on_update_reply(code, now)
 
 
+LinkFactory = Callable[..., CoapLink]
+
+
 class Lwm2mFleetDevice(FleetDevice):
+    """An LwM2M device on the fleet's shared :class:`CoapMux` (its own address and port, no socket of its
+    own); loss, latency and the offline window apply to its datagrams in the mux."""
+
     def __init__(self, plan: DevicePlan, hooks: FaultHooks, server: tuple[str, int], queue_mode: bool = False,
-                 seed: int = 0, link_factory: Callable[[LwM2MClient, str], CoapLink] = CoapLink) -> None:
+                 seed: int = 0, link_factory: LinkFactory = CoapLink, mux: CoapMux | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
         super().__init__(plan, hooks)
         self.server = server
         self._link_factory = link_factory
+        self._mux = mux
+        self._http = http
         firmware = _FleetFirmware(self, faults=hooks.lwm2m, flash_bytes=hooks.flash_bytes or 8 * 1024 * 1024)
-        config = ClientConfig(plan.endpoint, lifetime_s=int(plan.interval_s), queue_mode=queue_mode,
-                              manufacturer=plan.make, model=plan.model, serial=plan.device_id[-8:],
-                              firmware_version=plan.version, cell=plan.cell)
+        config = _config(plan.endpoint, int(plan.interval_s), queue_mode, plan.make, plan.model,
+                         plan.device_id[-8:], plan.version, plan.cell)
         self.client = _FleetClient(config, firmware)
-        self.relay: UdpImpairment | None = None
+        self.impairment: Impairment | None = None
         if hooks.loss_rate or hooks.latency_s or hooks.offline_s:
-            self.relay = UdpImpairment(server, hooks.loss_rate, hooks.latency_s, seed)
+            self.impairment = Impairment(hooks.loss_rate, hooks.latency_s, self.offline, seed)
         self.link: CoapLink | None = None
 
     async def start(self) -> None:
-        target = self.server
-        if self.relay is not None:
-            target = await self.relay.open()
-        host = f"[{target[0]}]" if ":" in target[0] else target[0]
-        self.link = self._link_factory(self.client, f"coap://{host}:{target[1]}")
+        host = f"[{self.server[0]}]" if ":" in self.server[0] else self.server[0]
+        self.link = self._link_factory(self.client, f"coap://{host}:{self.server[1]}", mux=self._mux,
+                                       impairment=self.impairment, http=self._http)
         await self.link.start()
 
     def offline_pending(self) -> bool:
-        return bool(self.hooks.offline_s) and self.relay is not None and self.offline.start_at is None
+        return bool(self.hooks.offline_s) and self.offline.start_at is None
 
     def update_started(self) -> None:
-        if self.offline_pending() and self.relay is not None:
-            self.go_offline()
-            self.relay.offline = self.offline
+        if self.offline_pending():
+            self.go_offline()   # the mux drops the device's datagrams while self.offline is active
 
     async def stop(self) -> None:
         if self.link is not None:
             await self.link.stop(deregister=False)
-        if self.relay is not None:
-            self.relay.close()
 
     def version(self) -> str:
         return self.client.firmware_version
@@ -220,6 +225,16 @@ class Lwm2mFleetDevice(FleetDevice):
         """Keep the link's record of answered requests short (a long run would grow it without end)."""
         if self.link is not None and len(self.link.answered) > 16:
             del self.link.answered[:-4]
+
+
+_OBJECTS = ClientConfig("").objects
+
+
+def _config(endpoint: str, lifetime_s: int, queue_mode: bool, make: str, model: str, serial: str, version: str,
+            cell: tuple[int, int, int, int]) -> ClientConfig:
+    """A client config whose object list is one shared among the fleet's devices."""
+    return ClientConfig(endpoint, lifetime_s=lifetime_s, queue_mode=queue_mode, manufacturer=make, model=model,
+                        serial=serial, firmware_version=version, cell=cell, objects=_OBJECTS)
 
 
 # ------------------------------------------------------------------------------------------------ HTTP

@@ -26,7 +26,9 @@ import httpx
 
 from device_emulator.links.coap import CoapLink
 from device_emulator.lwm2m.client import LwM2MClient
-from device_emulator.lwm2m.messages import SendDeregister, SendRegister, SendUpdate, Uplink
+from device_emulator.lwm2m.messages import (
+    DeviceRequest, DeviceResponse, SendDeregister, SendRegister, SendUpdate, Uplink,
+)
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.omadm.syncml import decode_message
 from fota_server.protocol.omadm.tree import Limits
@@ -109,18 +111,16 @@ class TracingTransport(httpx.AsyncBaseTransport):
 class TracingCoapLink(CoapLink):
     """The CoAP link of one LwM2M device, printing the server's requests and the device's uplinks."""
 
-    def __init__(self, client: LwM2MClient, server_uri: str, tracer: Tracer) -> None:
-        super().__init__(client, server_uri)
+    def __init__(self, client: LwM2MClient, server_uri: str, tracer: Tracer, **kwargs: Any) -> None:
+        super().__init__(client, server_uri, **kwargs)
         self.tracer = tracer
 
-    def serve(self, request: Any) -> Any:
-        response = super().serve(request)
-        method, path, code = self.answered[-1] if self.answered else ("?", "?", "?")
-        query = " ".join(request.opt.uri_query)
-        self.tracer.line(f"<- {method} {path} {query}".rstrip() + f"  -> {code} {_short(bytes(response.payload))}")
-        return response
+    def _served(self, request: DeviceRequest, answer: DeviceResponse) -> None:
+        query = " ".join(request.query)
+        self.tracer.line(f"<- {request.method} /{'/'.join(request.path)} {query}".rstrip()
+                         + f"  -> {answer.code} {_short(answer.payload)}")
 
-    async def _send(self, uplink: Uplink) -> None:
+    def _sending(self, uplink: Uplink) -> None:
         if isinstance(uplink, SendRegister):
             self.tracer.line("-> POST /rd " + " ".join(uplink.query) + f"  {_short(uplink.payload)}")
         elif isinstance(uplink, SendUpdate):
@@ -128,10 +128,11 @@ class TracingCoapLink(CoapLink):
         elif isinstance(uplink, SendDeregister):
             self.tracer.line(f"-> DELETE /{'/'.join(uplink.location)}")
         else:
-            self.tracer.line(f"-- {type(uplink).__name__} (new source port after the reboot)")
-        await super()._send(uplink)
+            self.tracer.line(f"-- {type(uplink).__name__} (new source address and port after the reboot)")
+
+    def _uplink_done(self, uplink: Uplink, code: str) -> None:
         c = self.client
-        self.tracer.line(f"   {c.phase.value} {'/'.join(c.location)} firmware {c.firmware_version} "
+        self.tracer.line(f"<- {code}  {c.phase.value} {'/'.join(c.location)} firmware {c.firmware_version} "
                          f"(Object 5 state {int(c.firmware.state)} result {int(c.firmware.result)})")
 
     async def _download(self, uri: str) -> None:
@@ -171,7 +172,7 @@ def _device(args: argparse.Namespace, tracer: Tracer) -> FleetDevice:
     if plan.protocol == "LWM2M":
         host, _, port = args.server.removeprefix("coap://").rstrip("/").rpartition(":")
         return Lwm2mFleetDevice(plan, hooks, (host.strip("[]"), int(port or 5683)),
-                                link_factory=lambda client, uri: TracingCoapLink(client, uri, tracer))
+                                link_factory=lambda client, uri, **kw: TracingCoapLink(client, uri, tracer, **kw))
     pool = TracingTransport(httpx.AsyncHTTPTransport(verify=False), tracer)
     if plan.protocol == "HTTP":
         return HttpFleetDevice(plan, hooks, args.server, pool)

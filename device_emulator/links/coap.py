@@ -206,11 +206,21 @@ class CoapLink:
             return
         answer = self.client.handle(device_request, now)
         self.answered.append((device_request.method, "/" + "/".join(device_request.path), answer.code))
+        self._served(device_request, answer)
         options = _answer_options(answer)
         if device_request.method == "GET" and device_request.observe is not None:
             options = self._observe(peer, request, device_request, answer, options)
         mux.respond(peer, request, _code(answer.code), options, answer.payload)
         self._flush()
+
+    def _served(self, request: DeviceRequest, answer: DeviceResponse) -> None:
+        """Called with each server request and the machine's answer (a tracing link prints them)."""
+
+    def _sending(self, uplink: Uplink) -> None:
+        """Called as an uplink (or a reboot) goes out."""
+
+    def _uplink_done(self, uplink: Uplink, code: str) -> None:
+        """Called once the machine has taken the answer to an uplink (``"timeout"`` if none came)."""
 
     def _observe(self, peer: Peer, request: CoapMessage, device_request: DeviceRequest, answer: DeviceResponse,
                  options: tuple[tuple[int, bytes], ...]) -> tuple[tuple[int, bytes], ...]:
@@ -288,6 +298,7 @@ class CoapLink:
         """Send the next uplink once the one before it has been answered (or has failed)."""
         while self._inflight is None and self._pending:
             uplink = self._pending.popleft()
+            self._sending(uplink)
             if isinstance(uplink, Reboot):
                 self._reboot()
                 continue
@@ -318,6 +329,8 @@ class CoapLink:
             self.client.on_update_reply(code, now)
         elif isinstance(uplink, SendDeregister):
             self.client.on_deregister_reply(code, now)
+        if uplink is not None:
+            self._uplink_done(uplink, code)
         self._flush()
 
     def pending_uplinks(self) -> int:

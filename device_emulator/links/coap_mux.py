@@ -18,7 +18,9 @@ from typing import Callable, Protocol
 
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.coap_message import CoapMessage, NON
-from fota_server.protocol.lwm2m.exchanges import CoapEndpoint, Failed, Incoming, Response, TransmissionParams
+from fota_server.protocol.lwm2m.exchanges import (
+    CoapEndpoint, Failed, Incoming, Response, Send, TransmissionParams,
+)
 
 from .udp_mux import Address, UdpMux
 
@@ -67,15 +69,19 @@ class CoapMux:
 
     def __init__(self, sockets: int = 4, bind_host: str | None = None,
                  params: TransmissionParams = TransmissionParams()) -> None:
-        self.udp = UdpMux(self._datagram, sockets=sockets, bind_host=bind_host)
+        self.udp = UdpMux(self._datagram, sockets=sockets, bind_host=bind_host, refused=self._refused)
         self.endpoint: CoapEndpoint[Peer] = CoapEndpoint(params, max_open=1 << 22, max_cached=1 << 20)
         self._devices: dict[Address, MuxDevice] = {}
         self._impaired: dict[Address, Impairment] = {}
         self._answers: dict[int, Answer] = {}
+        self._tokens: dict[tuple[Peer, bytes], int] = {}   # the requests in flight, by token
+        self._in_flight: dict[int, tuple[Peer, bytes]] = {}
+        self._queued: list[Send[Peer]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.undecodable = 0
+        self.refused = 0             # requests the network refused (ICMP port unreachable)
         self.unknown = 0             # datagrams for an identity nobody holds
 
     # ------------------------------------------------------------------ life
@@ -91,10 +97,6 @@ class CoapMux:
         for answer in list(self._answers.values()):
             answer(None, "closed")
         self._answers.clear()
-
-    @property
-    def is_open(self) -> bool:
-        return self._loop is not None and (self.udp.multi_address or bool(self._devices))
 
     def now(self) -> float:
         assert self._loop is not None, "open() the mux first"
@@ -126,12 +128,30 @@ class CoapMux:
                 answer: Answer, confirmable: bool = True) -> int:
         handle = self.endpoint.request(peer, code, options, payload, now=self.now(), confirmable=confirmable)
         self._answers[handle] = answer
+        self._queued += self.endpoint.outgoing()
+        key = (peer, _token(self._queued[-1].datagram))
+        self._tokens[key] = handle
+        self._in_flight[handle] = key
         self.flush()
         return handle
 
     def cancel(self, handle: int) -> None:
         self._answers.pop(handle, None)
+        self._untrack(handle)
         self.endpoint.forget(handle)
+
+    def _untrack(self, handle: int) -> None:
+        key = self._in_flight.pop(handle, None)
+        if key is not None:
+            self._tokens.pop(key, None)
+
+    def _refused(self, local: Address, remote: Address, datagram: bytes) -> None:
+        """The network refused a datagram (nobody listens there): its request fails now, as a timeout would."""
+        handle = self._tokens.get(((local, remote), _token(datagram)))
+        if handle is not None and handle in self._answers:
+            self.refused += 1
+            self.endpoint.forget(handle)
+            self._answer(handle, None, "refused")
 
     def respond(self, peer: Peer, request: CoapMessage, code: int, options: tuple[tuple[int, bytes], ...] = (),
                 payload: bytes = b"") -> None:
@@ -147,7 +167,9 @@ class CoapMux:
 
     def flush(self) -> None:
         """Send what the endpoint queued and re-arm the retransmission timer."""
-        for send in self.endpoint.outgoing():
+        self._queued += self.endpoint.outgoing()
+        queued, self._queued = self._queued, []
+        for send in queued:
             local, remote = send.peer
             impairment = self._impaired.get(local)
             if impairment is None:
@@ -171,6 +193,7 @@ class CoapMux:
         self.flush()
 
     def _answer(self, handle: int, message: CoapMessage | None, reason: str) -> None:
+        self._untrack(handle)
         answer = self._answers.pop(handle, None)
         if answer is not None:
             answer(message, reason)
@@ -206,3 +229,9 @@ class CoapMux:
             elif isinstance(event, Failed):
                 self._answer(event.handle, None, event.reason)
         self.flush()
+
+
+def _token(datagram: bytes) -> bytes:
+    if len(datagram) < 4:
+        return b""
+    return bytes(datagram[4:4 + (datagram[0] & 0x0F)])

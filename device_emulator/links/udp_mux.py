@@ -32,8 +32,11 @@ log = logging.getLogger("device_emulator.udp")
 
 Address = tuple[str, int]
 Receiver = Callable[[Address, Address, bytes], None]   # (local identity, remote, datagram)
+Refused = Callable[[Address, Address, bytes], None]    # (local identity, remote, the datagram it refused)
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 _PKTINFO = struct.Struct("=I4s4s")                      # struct in_pktinfo: ifindex, spec_dst, addr
 _ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
 DRAIN_PER_WAKEUP = 256
@@ -60,8 +63,9 @@ class UdpMux:
     identity, bound to (``bind_host`` or 127.0.0.1, an OS-assigned port), closed when it is released."""
 
     def __init__(self, receiver: Receiver, sockets: int = 4, first_address: str = "127.1.0.1",
-                 bind_host: str | None = None) -> None:
+                 bind_host: str | None = None, refused: Refused | None = None) -> None:
         self._receiver = receiver
+        self._refused = refused
         self._count = max(1, sockets)
         self._pktinfo = bind_host is None and pktinfo_supported()
         self._bind_host = bind_host or "127.0.0.1"
@@ -94,6 +98,8 @@ class UdpMux:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
                 _bind_to_loopback(sock)
+            if family == socket.AF_INET:   # "port unreachable" comes back with the datagram it refused
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             sock.bind((host, 0))
         except OSError:
             sock.close()
@@ -165,14 +171,31 @@ class UdpMux:
                     local = self._bind_host
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:   # an ICMP error of an earlier send (port unreachable): nothing to read
+            except OSError as exc:   # an ICMP error of an earlier send (port unreachable)
                 log.debug("receive on port %d: %s", port, exc)
+                self._drain_errors(sock, port)
                 continue
             self.received += 1
             try:
                 self._receiver((local, port), (remote[0], remote[1]), data)
             except Exception:  # one device's bug must not stop the socket for the others
                 log.exception("datagram for %s:%d from %s", local, port, remote)
+
+
+    def _drain_errors(self, sock: socket.socket, port: int) -> None:
+        """Report each datagram the network refused (IP_RECVERR: the datagram, where it went, and with
+        IP_PKTINFO the address it came from)."""
+        for _ in range(DRAIN_PER_WAKEUP):
+            try:
+                data, ancillary, _flags, remote = sock.recvmsg(MAX_DATAGRAM, 512, MSG_ERRQUEUE)
+            except OSError:
+                return
+            local = _destination(ancillary) if self._pktinfo else self._bind_host
+            if local is not None and self._refused is not None and isinstance(remote, tuple):
+                try:
+                    self._refused((local, port), (remote[0], remote[1]), data)
+                except Exception:
+                    log.exception("refused datagram for %s:%d", local, port)
 
 
 _LAST_LOOPBACK = int(ipaddress.IPv4Address("127.255.255.255"))

@@ -57,6 +57,11 @@ def _connect(client: DtlsPskClient, address: tuple[str, int], drop_last_flight: 
     return session
 
 
+def _state(session: DtlsSession) -> SessionState:
+    """Read afresh (an attribute read would stay narrowed by an earlier assert)."""
+    return session.state
+
+
 def _client_to_server(client: DtlsPskClient, session: DtlsSession, *messages: bytes) -> list[bytes]:
     for message in messages:
         client.send(message)
@@ -78,10 +83,19 @@ def _records_from(client: DtlsPskClient, *messages: bytes) -> list[bytes]:
     return records
 
 
+def _secrets(client: DtlsPskClient) -> tuple[bytes, bytes, bytes]:
+    connection = client._connection
+    master, client_random, server_random = (connection.master_key(), connection.client_random(),
+                                            connection.server_random())
+    assert master is not None and client_random is not None and server_random is not None
+    return master, client_random, server_random
+
+
 def _client_layer(client: DtlsPskClient, next_write_seq: int) -> RecordLayer:
     """A record layer with the client's keys (derived from the client's own OpenSSL connection)."""
+    master, client_random, server_random = _secrets(client)
     connection = client._connection
-    keys = key_block(connection.master_key(), connection.client_random(), connection.server_random())
+    keys = key_block(master, client_random, server_random)
     return RecordLayer(SUITES[connection.get_cipher_name() or ""], keys.server_write_key, keys.server_write_iv,
                        keys.client_write_key, keys.client_write_iv, next_write_seq=next_write_seq)
 
@@ -90,10 +104,9 @@ def test_prf_matches_openssl_keying_material_exporter() -> None:
     """RFC 5705 §4: the exporter is PRF(master_secret, label, client_random + server_random)."""
     client = DtlsPskClient("dev-1", KEYS["dev-1"])
     _connect(client, ("192.0.2.40", 1))
-    connection = client._connection
-    expected = connection.export_keying_material(b"EXPERIMENTAL fota", 80)
-    assert prf_sha256(connection.master_key(), b"EXPERIMENTAL fota",
-                      connection.client_random() + connection.server_random(), 80) == expected
+    master, client_random, server_random = _secrets(client)
+    expected = client._connection.export_keying_material(b"EXPERIMENTAL fota", 80)
+    assert prf_sha256(master, b"EXPERIMENTAL fota", client_random + server_random, 80) == expected
 
 
 def test_prf_sha256_published_vector() -> None:
@@ -208,7 +221,7 @@ def test_a_fatal_alert_ends_the_session_and_a_warning_does_not() -> None:
     assert session.receive(layer.seal(CONTENT_ALERT, b"\x01\x64"), 2.0) == []      # warning: no_renegotiation
     assert session.state is SessionState.ESTABLISHED
     assert session.receive(layer.seal(CONTENT_ALERT, b"\x02\x14"), 2.0) == []      # fatal: bad_record_mac
-    assert session.state is SessionState.CLOSED and session.close_reason == "fatal alert 20 received"
+    assert _state(session) is SessionState.CLOSED and session.close_reason == "fatal alert 20 received"
 
 
 def test_our_close_notify_is_read_by_the_client() -> None:

@@ -73,7 +73,7 @@ class DtlsSettings:
     mtu: int = 1232                       # IPv6 minimum MTU less IPv6 and UDP headers
     handshake_timeout_s: float = 30.0
     idle_timeout_s: float = 600.0
-    max_sessions: int = 10_000
+    max_sessions: int = 100_000            # an established session holds about 3 KiB (AEAD suites)
     max_handshakes: int = 512            # half-open (cookie-verified, unfinished) handshakes at once
     max_datagram_bytes: int = 16384 + 1024     # one full record (RFC 6347 §4.1: 2^14 plaintext) plus overhead
     max_identity_bytes: int = 128

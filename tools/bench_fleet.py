@@ -2,6 +2,8 @@
 
     python tools/bench_fleet.py [--sizes 1000,10000] [--lifetime 60] [--window 60] [--start-rate 500]
     python tools/bench_fleet.py --sizes 10000 --http 2000 --omadm 500     # the mixed fleet of issue 8
+    python tools/bench_fleet.py --sizes 100000 --lifetime 3600 --start-rate 1000   # one process, 100,000 LwM2M
+    python tools/bench_fleet.py --http 20000 --lifetime 3600 --start-rate 1000     # 20,000 HTTP devices only
 
 For each size: write the fleet's device manifest, import it with ``fota-server account create`` and
 ``fota-server device import``, start ``fota-server run`` on OS-assigned ports (``--server rig`` runs the
@@ -9,7 +11,9 @@ fleet test server ``tests/integration/test_fleet_rig.py`` instead, which checks 
 LwM2M devices in this process at ``--start-rate`` per second and wait until every one has registered. Then
 measure for ``--window`` seconds while the devices keep their registrations up to date (an Update every
 ``lifetime / 2`` seconds each): the server's CPU share and resident memory (from /proc), and this
-process's. Prints one JSON object per size.
+process's. Prints one JSON object per size: the seconds until every device was registered (or had its
+first check-in answered), this process's resident memory per device and its CPU seconds until then, the
+file descriptors it held, and its CoAP retransmissions.
 """
 
 from __future__ import annotations
@@ -108,11 +112,13 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
             await fleet.start()
             started_s = loop.time() - t0
             registered = await fleet.wait_until(lambda f: f.count("starting") == 0, args.register_timeout,
-                                                on_progress=StderrProgress(), progress_s=5)
+                                                poll_s=1.0, on_progress=StderrProgress(), progress_s=5)
             registered_s = loop.time() - t0
             waiting = fleet.count("starting")
             gc.collect()
             rss1, cpu1 = rss_bytes(), cpu_seconds()
+            fds = len(os.listdir("/proc/self/fd"))
+            retransmissions_registering = fleet.mux.retransmissions
             s_cpu0, s_rss0 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
             regs0 = sum(d.client.registrations for d in lwm2m)
@@ -138,6 +144,9 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
         "emulator_rss_per_device_kib": round((rss1 - rss0) / spec.total / 1024, 2),
         "emulator_rss_mib": round(rss1 / 2**20, 1),
         "emulator_cpu_s_startup": round(cpu1 - cpu0, 2),
+        "emulator_open_files": fds, "emulator_udp_sockets": len(fleet.mux.udp.ports()),
+        "coap_retransmissions_registering": retransmissions_registering,
+        "coap_retransmissions_window": fleet.mux.retransmissions - retransmissions_registering,
         "emulator_cpu_share_window": round((cpu2 - cpu1) / window, 3),
         "window_s": round(window, 1), "lwm2m_updates_per_s_expected": round(size / (args.lifetime / 2), 1),
         "lwm2m_updates_per_s_accepted": round(updates / window, 1),
@@ -149,7 +158,7 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--sizes", help="LwM2M fleet sizes (default 1000,10000; 0 with --http or --omadm)")
     parser.add_argument("--lifetime", type=int, default=60, help="registration lifetime (Update every half)")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of steady state to measure")
     parser.add_argument("--http", type=int, default=0, help="HTTP devices besides each size's LwM2M devices")
@@ -160,6 +169,8 @@ def main() -> None:
                         help="fota-server run (default) or the fleet test server")
     args = parser.parse_args()
     raise_file_limit(65536)
+    if args.sizes is None:
+        args.sizes = "0" if args.http or args.omadm else "1000,10000"
     sizes = [int(s) for s in args.sizes.split(",")]
     if len(sizes) > 1:  # each size in a fresh process, so that one size's memory does not hide the next one's
         for size in sizes:

@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import socket
 import time
-from collections import deque
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -98,7 +97,7 @@ class CoapLink:
         self.uplink_log: list[tuple[str, str]] = []        # (uplink, answer code) of the last 20 uplinks
         self._own_mux = mux is None
         self._t0 = 0.0
-        self._pending: deque[Uplink] | None = None         # uplinks waiting for the one in flight
+        self._pending: list[Uplink] | None = None          # uplinks waiting for the one in flight
         self._inflight: Uplink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -268,7 +267,7 @@ class CoapLink:
                 self._spawn(self._download(uplink.uri))
             else:
                 if self._pending is None:
-                    self._pending = deque()
+                    self._pending = []
                 self._pending.append(uplink)
         self._pump()
         self._arm()
@@ -297,7 +296,7 @@ class CoapLink:
     def _pump(self) -> None:
         """Send the next uplink once the one before it has been answered (or has failed)."""
         while self._inflight is None and self._pending:
-            uplink = self._pending.popleft()
+            uplink = self._pending.pop(0)
             self._sending(uplink)
             if isinstance(uplink, Reboot):
                 self._reboot()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections import deque
 from dataclasses import dataclass, field
 
 from fota_server.protocol.errors import DecodeError
@@ -95,7 +94,7 @@ class LwM2MClient:
         self.versions: list[str] = [config.firmware_version]   # firmware versions run, in order
         self.observed: set[LwM2MPath] = set()
         self.attributes: dict[LwM2MPath, tuple[str, ...]] = {}
-        self._outbox: deque[Uplink] = deque()
+        self._outbox: list[Uplink] = []   # a list, not a deque: a fleet holds 100,000 of these
         self._update_at: float | None = None
         self._retry_at: float | None = None
         self._retry_s = config.retry_s
@@ -237,8 +236,7 @@ class LwM2MClient:
         self.start(now)
 
     def to_send(self) -> list[Uplink]:
-        out = list(self._outbox)
-        self._outbox.clear()
+        out, self._outbox = self._outbox, []
         return out
 
     # ---------------------------------------------------------------- pull downloads

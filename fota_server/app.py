@@ -192,7 +192,7 @@ class RunningServer:
         if config.coaps_enabled:
             await self._start_coaps()
             creds = self.services.db.credentials
-            self._lwm2m.server.requires_dtls = lambda device_id: creds.get_credential(device_id, "psk") is not None
+            self._lwm2m.server.requires_dtls = lambda device_id: creds.has_credential(device_id, "psk")
         host = config.advertised_host
         coaps_port = self.services.ports.get("coaps")
         settings = Lwm2mDriverSettings(

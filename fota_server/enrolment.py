@@ -61,6 +61,10 @@ class Enrolment:
     def known(self, device_id: str) -> Device | None:
         return self._devices.find_device(device_id)
 
+    def exists(self, device_id: str) -> bool:
+        """Whether the device belongs to an account (one cheap lookup, for every Register)."""
+        return self._devices.has_device(device_id)
+
     def admit(self, device_id: str, protocol: str, peer: str = "", account: str | None = None,
               **fields: str) -> Admission:
         """The device if it belongs to an account; otherwise, with enrolment on (and ``account``, if given,

@@ -59,9 +59,11 @@ def _code(dotted: str) -> int:
 
 
 class Pressure:
-    """Whether the socket's receive queue is deep (the server falls behind), from the kernel's count of the
-    bytes queued on it (SO_MEMINFO, Linux), and how long to ask a deferred device to wait: long enough to
-    spread the Registers deferred over the last seconds at the rate Registers were taken."""
+    """How far the server falls behind its datagrams, from the kernel's count of the bytes queued on its
+    socket (SO_MEMINFO, Linux): above ``deep_fraction`` of the queue's room a share of new Registers is put
+    off, growing with the depth (all of them at twice that depth), so the queue settles where the server
+    keeps up. Also how long to ask a deferred device to wait: long enough to spread the Registers deferred
+    over the last seconds at the rate Registers were taken."""
 
     WINDOW_S = 10
 
@@ -73,14 +75,18 @@ class Pressure:
         self._rng = rng or random.Random()
         self._deep_fraction = deep_fraction
         self._min_wait_s, self._max_wait_s = min_wait_s, max_wait_s
-        self.saturated = False
+        self.shed = 0.0                          # the share of new Registers to put off now
         self.deferred = 0
         self._taken = [0] * self.WINDOW_S        # Registers taken and deferred, per second, over the window
         self._put_off = [0] * self.WINDOW_S
         self._second = 0
 
+    @property
+    def saturated(self) -> bool:
+        return self.shed > 0.0
+
     def sample(self) -> bool:
-        """Look at the receive queue once; True while it holds more than ``deep_fraction`` of its room."""
+        """Look at the receive queue once; True while it is deeper than ``deep_fraction`` of its room."""
         if self._sock is None:
             return False
         try:
@@ -88,11 +94,16 @@ class Pressure:
         except (OSError, struct.error):
             self._sock = None  # not Linux: never saturated by this measure
             return False
-        self.saturated = room > 0 and queued > room * self._deep_fraction
+        deep = room * self._deep_fraction
+        self.shed = min(1.0, max(0.0, (queued - deep) / deep)) if deep > 0 else 0.0
         return self.saturated
 
     def calm(self) -> None:
-        self.saturated = False
+        self.shed = 0.0
+
+    def put_off(self) -> bool:
+        """Whether to put off this Register."""
+        return self.shed > 0.0 and self._rng.random() < self.shed
 
     def _slot(self) -> int:
         second = int(self._monotonic())
@@ -232,7 +243,7 @@ class FastPath(asyncio.DatagramProtocol):
 
     def _respond(self, request: CoapMessage, path: list[str], addr: Any) -> CoapMessage | None:
         if path[:1] == ["rd"] and len(path) <= 2:
-            if len(path) == 1 and request.code == _POST and self.pressure.saturated:
+            if len(path) == 1 and request.code == _POST and self.pressure.put_off():
                 return self._reply(request, "5.03", ((_MAX_AGE, uint_bytes(self.pressure.defer())),))
             answer = self._registration(request, path, addr)
             if len(path) == 1 and answer.code == "2.01":

@@ -514,9 +514,9 @@ def admission_for(enrolment: Enrolment) -> Callable[[str, str], bool]:
     itself) belongs to an account, or enrolment adds it to the enrolment account now."""
     def admit(endpoint: str, address: str) -> bool:
         device_id = device_id_for_endpoint(endpoint)[1]
-        if enrolment.known(device_id) is not None:
+        if enrolment.exists(device_id):
             return True  # the usual case: one lookup
-        if device_id != endpoint and enrolment.known(endpoint) is not None:
+        if device_id != endpoint and enrolment.exists(endpoint):
             return True  # a device added under its full endpoint name
         return isinstance(enrolment.admit(device_id, "LWM2M", peer=address), Admitted)
     return admit

@@ -130,6 +130,9 @@ class MemoryDeviceStore:
     def find_device(self, device_id: str) -> Device | None:
         return self.devices.get(device_id)
 
+    def has_device(self, device_id: str) -> bool:
+        return device_id in self.devices
+
     def list_devices(
         self, account_name: str, after_id: str = "", limit: int = 1000, protocol: str | None = None
     ) -> list[Device]:
@@ -284,6 +287,9 @@ class MemoryCredentialStore:
 
     def get_credential(self, device_id: str, kind: str) -> Credential | None:
         return self.credentials.get((device_id, kind))
+
+    def has_credential(self, device_id: str, kind: str) -> bool:
+        return (device_id, kind) in self.credentials
 
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         return next((c for c in self.credentials.values() if c.kind == kind and c.identity == identity), None)

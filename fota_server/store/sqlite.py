@@ -323,6 +323,9 @@ class SqliteDeviceStore:
         row = self._db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return self._device(row) if row else None
 
+    def has_device(self, device_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone() is not None
+
     def list_devices(
         self, account_name: str, after_id: str = "", limit: int = 1000, protocol: str | None = None
     ) -> list[Device]:
@@ -517,6 +520,10 @@ class SqliteCredentialStore:
         row = self._db.execute("SELECT * FROM device_credentials WHERE device_id = ? AND kind = ?",
                                (device_id, kind)).fetchone()
         return self._credential(row) if row else None
+
+    def has_credential(self, device_id: str, kind: str) -> bool:
+        return self._db.execute("SELECT 1 FROM device_credentials WHERE device_id = ? AND kind = ?",
+                                (device_id, kind)).fetchone() is not None
 
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         row = self._db.execute("SELECT * FROM device_credentials WHERE kind = ? AND identity = ?",

@@ -76,6 +76,7 @@ def test_devices_are_confined_to_their_account_and_page_in_id_order(store: Any) 
     assert not store.devices.add_device(Device(device_id="99", account_name="acc-1"))
     assert store.devices.get_device("acc-1", "99") is None
     assert store.devices.find_device("99").account_name == "acc-2"
+    assert store.devices.has_device("99") and not store.devices.has_device("98")
     page1 = store.devices.list_devices("acc-1", limit=2)
     page2 = store.devices.list_devices("acc-1", after_id=page1[-1].device_id, limit=10)
     assert [d.device_id for d in page1 + page2] == [f"35000000000000{i}" for i in range(5)]
@@ -153,7 +154,9 @@ def test_credentials_identity_belongs_to_one_device(store: Any) -> None:
     assert store.credentials.find_by_identity("psk", "id-1") is None
     assert store.credentials.find_by_identity("psk", "id-1b").device_id == "d1"
     assert store.credentials.get_credential("d1", "http_token") is None
+    assert store.credentials.has_credential("d1", "psk") and not store.credentials.has_credential("d2", "psk")
     assert store.credentials.delete_credential("d1", "psk") and not store.credentials.delete_credential("d1", "psk")
+    assert not store.credentials.has_credential("d1", "psk")
 
 
 def test_sqlite_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 from tests.serverproc import ServerProcess, cli  # noqa: E402
 
 __all__ = ["ACCOUNT", "MAKE", "MODEL", "FIRMWARE_VERSION", "ServerProcess", "ProcStats", "cli", "device_id", "endpoint",
-           "provision", "proc_stats"]
+           "provision", "proc_stats", "udp_receive_errors"]
 
 ACCOUNT = "0000123456-00001"
 MAKE, MODEL, FIRMWARE_VERSION = "BenchMake", "BenchModel", "1.0.0"
@@ -71,3 +71,10 @@ def proc_stats(pid: int) -> ProcStats:
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14 and 15 of stat
     return ProcStats(int(status["VmRSS"][0]), int(status["VmHWM"][0]), cpu)
+
+
+def udp_receive_errors() -> int:
+    """UDP datagrams the kernel dropped for a full receive buffer, machine-wide (/proc/net/snmp
+    RcvbufErrors): the server's socket or the generator's."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])

@@ -258,9 +258,9 @@ class _FleetHttpMachine(HttpDeviceMachine):
 
 class _FleetHttpLink(HttpLink):
     def __init__(self, device: "HttpFleetDevice", base_url: str, transport: ImpairedTransport) -> None:
-        super().__init__(base_url, device.plan.device_id, device.plan.secret, verify=False)
+        super().__init__(base_url, device.plan.device_id, device.plan.secret,
+                         client=httpx.AsyncClient(transport=transport, timeout=30.0))
         self._device = device
-        self._client = httpx.AsyncClient(transport=transport, timeout=30.0)
 
     async def perform(self, machine: HttpDeviceMachine, command: Any) -> None:
         if isinstance(command, SendStatus):

@@ -10,7 +10,7 @@ request; while the device is ``offline`` every request fails as a connect error.
 from __future__ import annotations
 
 import asyncio
-import random
+from device_emulator.draws import Draws
 from typing import Any
 
 import httpx
@@ -45,7 +45,7 @@ class ImpairedTransport(httpx.AsyncBaseTransport):
         self.lost = 0
         self.requests = 0
         self.answered = 0       # responses with a 2xx status
-        self._rng = random.Random(seed)
+        self._rng = Draws(seed)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1

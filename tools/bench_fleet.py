@@ -103,11 +103,11 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
     proc, urls, server_ready_s = start_server(args.server, work / f"fota-{size}.db", manifest, spec.total)
     try:
         gc.collect()
-        rss0, cpu0 = rss_bytes(), cpu_seconds()
+        rss0, cpu0, s_cpu_start = rss_bytes(), cpu_seconds(), cpu_seconds(proc.pid)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         fleet = Fleet(plans, ServerUrls(coap=urls["coap"], http=urls["http"], omadm=urls["omadm"]),
-                      start_rate_per_s=args.start_rate)
+                      start_rate_per_s=args.start_rate, http_connections=args.http_connections)
         try:
             await fleet.start()
             started_s = loop.time() - t0
@@ -117,7 +117,7 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
             waiting = fleet.count("starting")
             gc.collect()
             rss1, cpu1 = rss_bytes(), cpu_seconds()
-            fds = len(os.listdir("/proc/self/fd"))
+            fds, sockets = len(os.listdir("/proc/self/fd")), len(fleet.mux.udp.ports())
             retransmissions_registering = fleet.mux.retransmissions
             s_cpu0, s_rss0 = cpu_seconds(proc.pid), rss_bytes(proc.pid)
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
@@ -143,8 +143,8 @@ async def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, 
         "all_registered_s": round(registered_s, 2),
         "emulator_rss_per_device_kib": round((rss1 - rss0) / spec.total / 1024, 2),
         "emulator_rss_mib": round(rss1 / 2**20, 1),
-        "emulator_cpu_s_startup": round(cpu1 - cpu0, 2),
-        "emulator_open_files": fds, "emulator_udp_sockets": len(fleet.mux.udp.ports()),
+        "emulator_cpu_s_startup": round(cpu1 - cpu0, 2), "server_cpu_s_startup": round(s_cpu0 - s_cpu_start, 2),
+        "emulator_open_files": fds, "emulator_udp_sockets": sockets,
         "coap_retransmissions_registering": retransmissions_registering,
         "coap_retransmissions_window": fleet.mux.retransmissions - retransmissions_registering,
         "emulator_cpu_share_window": round((cpu2 - cpu1) / window, 3),
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=0, help="HTTP devices besides each size's LwM2M devices")
     parser.add_argument("--omadm", type=int, default=0, help="OMA-DM devices besides them")
     parser.add_argument("--start-rate", type=float, default=500.0, help="devices started per second")
+    parser.add_argument("--http-connections", type=int, default=256,
+                        help="connections the HTTP and OMA-DM devices share (default 256)")
     parser.add_argument("--register-timeout", type=float, default=300.0)
     parser.add_argument("--server", choices=["fota-server", "rig"], default="fota-server",
                         help="fota-server run (default) or the fleet test server")

@@ -18,7 +18,7 @@ given up after ``max_retries`` tries, so a server restart of half a minute does 
 from __future__ import annotations
 
 import hashlib
-import random
+from device_emulator.draws import Draws
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -101,7 +101,7 @@ class HttpDeviceMachine:
         self._interval_s, self._jitter = interval_s, jitter
         self._install_s, self._reboot_s, self._retry_s, self._max_retries = install_s, reboot_s, retry_s, max_retries
         self.faults = faults or HttpFaults()
-        self._rng = random.Random(seed)
+        self._rng = Draws(seed)
         self.phase = Phase.IDLE
         self.update: _Update | None = None
         self.finished: set[int] = set()

@@ -26,11 +26,12 @@ class HttpLink:
     """One device's connection to the server's HTTP FOTA endpoint."""
 
     def __init__(self, base_url: str, device_id: str, token: str, *, verify: ssl.SSLContext | str | bool = True,
-                 timeout_s: float = 30.0, speed: float = 1.0) -> None:
+                 timeout_s: float = 30.0, speed: float = 1.0, client: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.device_id = device_id
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._client = httpx.AsyncClient(verify=verify, timeout=timeout_s)
+        # a client of its own unless given one (a fleet's devices share pooled connections)
+        self._client = client or httpx.AsyncClient(verify=verify, timeout=timeout_s)
         self._speed = speed
         self._t0: float | None = None
 

@@ -265,6 +265,8 @@ class Lwm2mExplorer:
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         registration = event.registration
+        if not self._observed and registration.endpoint not in self._subscriptions:
+            return  # the usual case, on every Register and Update: nobody explores this device
         kind = type(event).__name__.lower()
         if kind in ("deregistered", "expired"):
             self._observed = {k for k in self._observed if k[0] != registration.endpoint}

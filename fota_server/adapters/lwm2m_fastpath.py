@@ -138,7 +138,7 @@ class FastPath(asyncio.DatagramProtocol):
         self._monotonic = monotonic
         self._recent: OrderedDict[tuple[Any, int], tuple[float, bytes]] = OrderedDict()
         self._mid = random.randrange(0x10000)
-        self.exchanges = SocketExchanges(lambda data, peer: transport.sendto(data, peer))
+        self.exchanges = SocketExchanges(self.send)
         self.pressure = Pressure(sock, monotonic, max_wait_s=max(2, server.settings.busy_max_age_s))
         self._sock = sock
         self.answered = 0
@@ -148,6 +148,19 @@ class FastPath(asyncio.DatagramProtocol):
     def port(self) -> int:
         """The UDP port the socket is bound to."""
         return int(self._transport.get_extra_info("socket").getsockname()[1])
+
+    def send(self, data: bytes, addr: Any) -> None:
+        """Send straight from the socket; what the kernel cannot take now is queued by the transport."""
+        if self._sock is not None:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:  # e.g. a destination that cannot be reached: the device retries
+                log.debug("could not send to %s: %s", addr, exc)
+                return
+        self._transport.sendto(data, addr)
 
     def drain(self) -> None:
         """Read up to READ_BATCH datagrams; a full batch means more wait, so the queue's depth is looked at."""
@@ -187,13 +200,13 @@ class FastPath(asyncio.DatagramProtocol):
         if data[1] == _POST and answer[1] == _CREATED:  # a Register: answered once its registration is saved
             self._server.after_saved(lambda saved: self._send_held(data, addr, answer, saved))
             return
-        self._transport.sendto(answer, addr)
+        self.send(answer, addr)
 
     def _send_held(self, data: bytes, addr: Any, answer: bytes, saved: bool) -> None:
         if not saved:  # not committed: 5.03 with Max-Age, and a retransmission is handled afresh
             self._recent.pop((addr, int.from_bytes(data[2:4], "big")), None)
             answer = encode_message(self._reply(decode_message(data), "5.03", ((_MAX_AGE, uint_bytes(5)),)))
-        self._transport.sendto(answer, addr)
+        self.send(answer, addr)
 
     def error_received(self, exc: Exception) -> None:
         self._inner.error_received(exc)

@@ -34,13 +34,10 @@ class SqliteRegistrationStore:
     def apply(self, saves: list[Registration], deletes: list[str]) -> None:
         """Many saves and deletes in one transaction (the server writes registrations behind in batches)."""
         with self._db.transaction() as conn:
-            for reg_id in deletes:
-                conn.execute("DELETE FROM lwm2m_registrations WHERE reg_id = ?", (reg_id,))
-            for reg in saves:
-                conn.execute("DELETE FROM lwm2m_registrations WHERE endpoint = ? AND reg_id != ?",
-                             (reg.endpoint, reg.reg_id))
-                conn.execute(f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS})"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(reg))
+            conn.executemany("DELETE FROM lwm2m_registrations WHERE reg_id = ?", [(r,) for r in deletes])
+            # endpoint is UNIQUE: REPLACE also removes a row of the same endpoint under another id
+            conn.executemany(f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS})"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [_row(reg) for reg in saves])
 
     def delete(self, reg_id: str) -> bool:
         with self._db.transaction() as conn:

@@ -29,7 +29,7 @@ from ..records import Device, Package
 from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, OfferRecord
 from .fota_http import (
-    GATEWAY_SETTING, _body, authenticate_device, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
+    GATEWAY_SETTING, _body, authenticate_device, base_url, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
     safe_file_name,
 )
 from .http_driver import HttpDriver, OfferView
@@ -79,7 +79,7 @@ def _ddi(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 def _base(request: Request) -> str:
     p = request.path_params
-    return f"{str(request.base_url).rstrip('/')}/{p['tenant']}/controller/v1/{p['controller_id']}"
+    return f"{base_url(request)}/{p['tenant']}/controller/v1/{p['controller_id']}"
 
 
 def _action_id(request: Request) -> int:
@@ -102,7 +102,7 @@ async def poll(request: Request, services: Services, device: Device, driver: Htt
     await checkin_recorder(request, driver).record(
         CheckInEntry(device.device_id, device.account_name, now, device.firmware_version, "ddi-poll"))
     offer_id, finished_id, configured = driver.http_devices.poll_state(device.device_id)
-    view = driver.view(device.device_id, now) if offer_id is not None else None
+    view = driver.view(device.device_id, now, offer_id) if offer_id is not None else None
     deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
     body = ddi.base_poll(_base(request), driver.sleep_s(view, now), deployment=deployment,
                          cancel_id=view.record.offer_id if view and view.cancelling else None,

@@ -18,6 +18,7 @@ with 503, ``{"error": "unavailable", "detail"}`` and ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -47,7 +48,7 @@ from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHtt
 from .http_driver import HttpDriver, HttpFotaSettings
 
 __all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
-           "image_response", "safe_file_name", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
+           "image_response", "safe_file_name", "base_url", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
 HTTP_TOKEN_KIND = "http_token"
@@ -193,15 +194,28 @@ async def _body(request: Request, max_bytes: int) -> bytes:
         raise PeerError(exc.message, hint=413) from None
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def base_url(request: Request) -> str:
+    """``str(request.base_url)`` without its trailing slash, built once per scheme, Host header, server address and
+    root path (a device polls with the same ones every time) instead of on every request."""
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    server = scope.get("server")
+    return _base_url_of(scope.get("scheme", "http"), host, tuple(server) if server is not None else None,
+                        scope.get("app_root_path", scope.get("root_path", "")))
+
+
+@functools.lru_cache(maxsize=256)
+def _base_url_of(scheme: str, host: bytes | None, server: tuple[str, int] | None, root_path: str) -> str:
+    scope = {"type": "http", "scheme": scheme, "server": server, "root_path": root_path, "path": "/",
+             "query_string": b"", "headers": [(b"host", host)] if host is not None else []}
+    return str(Request(scope).base_url).rstrip("/")
 
 
 async def checkin(request: Request, services: Services, device: Device) -> Response:
     body = manifest.decode_checkin(await _body(request, manifest.MAX_CHECKIN_BYTES))
     driver, now = http_driver_of(services), services.clock.now()
     await checkin_recorder(request, driver).record(driver.checkin_entry(device, body, now))
-    answer = driver.answer(device, body, now, _base_url(request))
+    answer = driver.answer(device, body, now, base_url(request))
     return Response(manifest.encode_answer(answer), media_type="application/json")
 
 
@@ -330,11 +344,11 @@ async def provision_token(request: Request, services: Services, account: str) ->
     return JSONResponse({"deviceId": device_id, "token": issue_http_token(services, device_id, account)})
 
 
-routes = [
-    Route("/fw/sha256/{sha256}", image_by_sha256, methods=["GET", "HEAD"]),
-    Route("/fw/{package_id}", image_by_id, methods=["GET", "HEAD"]),
+routes = [  # the check-in first: the most frequent request of all
     Route("/http/v1/devices/{device_id}/checkin", _device_endpoint(checkin), methods=["POST"]),
     Route("/http/v1/devices/{device_id}/status", _device_endpoint(status), methods=["POST"]),
     Route("/http/v1/devices/{device_id}/logs", _device_endpoint(device_logs), methods=["POST"]),
+    Route("/fw/sha256/{sha256}", image_by_sha256, methods=["GET", "HEAD"]),
+    Route("/fw/{package_id}", image_by_id, methods=["GET", "HEAD"]),
     Route("/api/fota/http/v1/{account}/devices/{deviceId}/token", provision_token, methods=["PUT"]),
 ]

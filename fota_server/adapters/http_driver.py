@@ -19,6 +19,7 @@ acknowledged, ``collect_numbered(now)`` with ``acknowledge(ids)`` acknowledges e
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -125,6 +126,17 @@ class OfferView:
         return not self.cancelling and (self.download_open or not self.needs_download)
 
 
+@functools.lru_cache(maxsize=1024)
+def _schedules(text: str) -> dict[str, Schedule]:
+    """An offer's stored ``schedules`` JSON parsed: the same few texts (one per campaign) on every check-in."""
+    parsed = json.loads(text)
+    return {key: Schedule.from_json(parsed[key]) for key in ("download", "install") if key in parsed}
+
+
+_ALWAYS = Schedule()
+_MAX_PACKAGES = 1024
+
+
 def _schedule(after: Any, windows: Any) -> Schedule:
     start = datetime.combine(after, dtime(0), tzinfo=timezone.utc) if after is not None else None
     return Schedule(start, tuple(TimeWindow(w.start_hour, w.end_hour) for w in windows or ()))
@@ -148,6 +160,17 @@ class HttpDriver:
         self.on_outcome = on_outcome  # called when an outcome is queued, e.g. the runner's EngineHandle.wake
         self._handed: list[int] = []  # outcome ids the last collect() handed out
         self._handed_upto = 0         # highest outcome id handed out by this process
+        self._packages: dict[str, Package] = {}  # packages read; the store never changes or removes one
+
+    def _package(self, package_id: str) -> Package | None:
+        package = self._packages.get(package_id)
+        if package is None:
+            package = self.packages.get_package(package_id)
+            if package is not None:
+                if len(self._packages) >= _MAX_PACKAGES:
+                    self._packages.clear()
+                self._packages[package_id] = package
+        return package
 
     # ---- engine side -------------------------------------------------------------------------------
     def submit(self, command: DriverCommand, now: datetime) -> None:
@@ -235,16 +258,17 @@ class HttpDriver:
             self.on_outcome()
 
     # ---- device side -------------------------------------------------------------------------------
-    def view(self, device_id: str, now: datetime) -> OfferView | None:
-        offer = self.offers.open_offer(device_id)
-        if offer is None:
+    def view(self, device_id: str, now: datetime, offer_id: int | None = None) -> OfferView | None:
+        """The device's open offer as it should see it now; ``offer_id``: the id of that offer, if the caller
+        has just read it (then it is looked up by its key)."""
+        offer = self.offers.open_offer(device_id) if offer_id is None else self.offers.get_offer(offer_id)
+        if offer is None or not offer.open or offer.device_id != device_id:
             return None
-        package = self.packages.get_package(offer.package_id)
+        package = self._package(offer.package_id)
         if package is None:
             return None
-        schedules = json.loads(offer.schedules)
-        download = Schedule.from_json(schedules.get("download", {}))
-        install = Schedule.from_json(schedules.get("install", {}))
+        schedules = _schedules(offer.schedules)
+        download, install = schedules.get("download", _ALWAYS), schedules.get("install", _ALWAYS)
         return OfferView(offer, package, download.is_open(now), offer.install_allowed and install.is_open(now),
                          offer.state == OfferState.CANCELLING)
 
@@ -253,7 +277,7 @@ class HttpDriver:
             "install" if not view.install_open else "")
         if not key:
             return None
-        opens = Schedule.from_json(json.loads(view.record.schedules).get(key, {})).next_open(now)
+        opens = _schedules(view.record.schedules).get(key, _ALWAYS).next_open(now)
         return None if opens is None else max(0.0, (opens - now).total_seconds())
 
     def sleep_s(self, view: OfferView | None, now: datetime) -> int:
@@ -278,7 +302,7 @@ class HttpDriver:
     def answer(self, device: Device, checkin: CheckIn, now: datetime, base_url: str) -> CheckInAnswer:
         """Confirm a reported success by the version; answer with the offer, a cancel, or nothing."""
         logging, offer_id = self.http_devices.checkin_state(device.device_id, now)
-        view = self.view(device.device_id, now) if offer_id is not None else None
+        view = self.view(device.device_id, now, offer_id) if offer_id is not None else None
         if view is not None:
             view = self._confirm(view, checkin, now)
         if view is None:

@@ -104,6 +104,7 @@ class Fleet:
         # devices_per_pool connections each: the connections (file descriptors, here and in the server)
         # stay bounded however many devices there are.
         self._per_pool = max(1, devices_per_pool)
+        self._http_connections = max(self._per_pool, http_connections)
         http_devices = sum(1 for p in self.plans if p.protocol != "LWM2M")
         self._pool_count = max(1, min(-(-http_devices // self._per_pool), http_connections // self._per_pool))
         self._limits = httpx.Limits(max_connections=self._per_pool, max_keepalive_connections=self._per_pool)
@@ -127,7 +128,8 @@ class Fleet:
         hooks = hooks_for(plan.fault, plan.protocol, self.params)
         if plan.protocol == "LWM2M":
             if self._pull is None:
-                self._pull = httpx.AsyncClient(verify=self._tls, timeout=30.0, limits=self._limits)
+                self._pull = httpx.AsyncClient(verify=self._tls, timeout=30.0, limits=httpx.Limits(
+                    max_connections=self._http_connections, max_keepalive_connections=self._per_pool))
             return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index,
                                     mux=self.mux, http=self._pull)
         if plan.protocol == "HTTP":

@@ -231,9 +231,9 @@ async def rehearse(tmp: Path, spec: FleetSpec, interruptions: list[Interruption]
                 await fleet.wait_until(lambda _f: False, 0.5)
             result = fleet.result()
             detail = [_detail(d) for d in fleet.devices if d.state() not in ("updated", "failed")][:20]
-            ports = Counter(d.link.port for d in fleet.devices if isinstance(d, Lwm2mFleetDevice) and d.link)
+            ports = Counter(d.link.address for d in fleet.devices if isinstance(d, Lwm2mFleetDevice) and d.link)
             if any(n > 1 for n in ports.values()):
-                detail.append(f"LwM2M devices sharing a UDP port: {sum(n for n in ports.values() if n > 1)}")
+                detail.append(f"LwM2M devices sharing an address and port: {sum(n for n in ports.values() if n > 1)}")
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]
             forgotten = {d.plan.device_id: d.client.forgotten for d in lwm2m}
             endpoints = {d.plan.device_id: d.plan.endpoint for d in lwm2m}
@@ -248,5 +248,5 @@ def _detail(device: Any) -> str:
         client, link = device.client, device.link
         return (f"{device.plan.device_id} phase={client.phase.value} registrations={client.registrations} "
                 f"reboots={client.reboots} unanswered={client.unanswered} running={link.running() if link else None} "
-                f"uplinks={link._uplinks.qsize() if link else None} log={link.uplink_log[-4:] if link else None}")
+                f"uplinks={link.pending_uplinks() if link else None} log={link.uplink_log[-4:] if link else None}")
     return f"{device.plan.device_id} {device.plan.protocol} {device.state()}"

@@ -1,23 +1,24 @@
 """The real CoAP link of an emulated device's bootstrap phase (LwM2M Core 1.1 §6.1.3, client-initiated
-bootstrap): from one UDP socket it sends the Bootstrap-Request and serves the bootstrap server's
-Discover/Delete/Write/Finish from :class:`BootstrapClient`, until Finish or ``timeout_s``."""
+bootstrap): from one UDP socket (a :class:`CoapMux` of its own) it sends the Bootstrap-Request and serves
+the bootstrap server's Discover/Delete/Write/Finish from :class:`BootstrapClient`, until Finish or
+``timeout_s``."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-from urllib.parse import urlsplit
 
-import aiocoap
-import aiocoap.resource as resource
-
-from device_emulator.links.coap import free_udp_port
 from device_emulator.lwm2m.bootstrap import BootstrapClient, BootstrapOutcome
-from device_emulator.lwm2m.messages import DeviceRequest, DeviceResponse
+from device_emulator.lwm2m.messages import DeviceRequest
+from fota_server.protocol.errors import DecodeError
+from fota_server.protocol.lwm2m.coap_message import CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, uint_bytes
+
+from .coap import POST, _dotted, _code, _uint, resolve
+from .coap_mux import CoapMux, Peer
 
 __all__ = ["BootstrapFailed", "run_bootstrap"]
 
-_METHOD_NAMES = {aiocoap.GET: "GET", aiocoap.PUT: "PUT", aiocoap.POST: "POST", aiocoap.DELETE: "DELETE"}
+_METHOD_NAMES = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
+ACCEPT = 17
 
 
 class BootstrapFailed(Exception):
@@ -28,54 +29,61 @@ class BootstrapFailed(Exception):
         self.code = code
 
 
-class _BootstrapRoot(resource.Resource):  # type: ignore[misc]
-    def __init__(self, client: BootstrapClient, finished: asyncio.Event) -> None:
-        super().__init__()
-        self._client = client
-        self._finished = finished
+class _Bootstrapping:
+    """Serves the bootstrap server's requests from the client machine until it has an outcome."""
 
-    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
-        return False
+    def __init__(self, client: BootstrapClient, mux: CoapMux) -> None:
+        self.client, self.mux = client, mux
+        self.finished = asyncio.Event()
 
-    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
-        answer = self._client.handle(DeviceRequest(
-            _METHOD_NAMES.get(request.code, "?"), tuple(request.opt.uri_path), tuple(request.opt.uri_query),
-            bytes(request.payload), request.opt.content_format, request.opt.accept))
-        if self._client.outcome is not None:
-            self._finished.set()
-        return _message(answer)
-
-
-def _message(answer: DeviceResponse) -> aiocoap.Message:
-    major, _, minor = answer.code.partition(".")
-    message = aiocoap.Message(code=aiocoap.Code(int(major) << 5 | int(minor)), payload=answer.payload)
-    if answer.content_format is not None:
-        message.opt.content_format = answer.content_format
-    return message
+    def serve(self, peer: Peer, request: CoapMessage) -> None:
+        try:
+            answer = self.client.handle(DeviceRequest(
+                _METHOD_NAMES.get(request.code, "?"), tuple(v.decode() for v in request.values(URI_PATH)),
+                tuple(v.decode() for v in request.values(URI_QUERY)), request.payload,
+                _uint(request, CONTENT_FORMAT), _uint(request, ACCEPT)))
+        except (UnicodeDecodeError, DecodeError):
+            self.mux.respond(peer, request, _code("4.00"))
+            return
+        options = () if answer.content_format is None else ((CONTENT_FORMAT, uint_bytes(answer.content_format)),)
+        self.mux.respond(peer, request, _code(answer.code), options, answer.payload)
+        if self.client.outcome is not None:
+            self.finished.set()
 
 
 async def run_bootstrap(client: BootstrapClient, bootstrap_uri: str, bind_host: str = "127.0.0.1",
                         timeout_s: float = 60.0) -> BootstrapOutcome:
     """Bootstrap-Request to ``bootstrap_uri`` (``coap://host:port``), then serve the server until Finish."""
-    finished = asyncio.Event()
-    port = free_udp_port(bind_host, avoid=urlsplit(bootstrap_uri).port)
-    context = await aiocoap.Context.create_server_context(
-        _BootstrapRoot(client, finished), bind=(bind_host, port), transports=["udp6"])
+    server, _, _ = resolve(bootstrap_uri.rstrip("/"), default_port=5683)
+    mux = CoapMux(bind_host=bind_host)
+    mux.open()
+    device = _Bootstrapping(client, mux)
+    identity = mux.attach(device)
     try:
-        message = aiocoap.Message(code=aiocoap.POST, uri=bootstrap_uri.rstrip("/") + "/bs")
-        message.opt.uri_query = client.request_query()
+        answered: asyncio.Future[CoapMessage | None] = asyncio.get_running_loop().create_future()
+
+        def done(message: CoapMessage | None, _reason: str) -> None:
+            if not answered.done():
+                answered.set_result(message)
+
+        options = ((URI_PATH, b"bs"), *((URI_QUERY, q.encode()) for q in client.request_query()))
+        mux.request((identity, server), POST, options, b"", done)
         try:
-            response: Any = await asyncio.wait_for(context.request(message).response, timeout_s)
-        except (TimeoutError, aiocoap.error.Error, OSError) as exc:
-            raise BootstrapFailed("timeout") from exc
-        code = f"{int(response.code) >> 5}.{int(response.code) & 31:02d}"
-        if code != "2.04":
-            raise BootstrapFailed(code)
+            async with asyncio.timeout(timeout_s):
+                response = await answered
+        except TimeoutError:
+            raise BootstrapFailed("timeout") from None
+        if response is None:
+            raise BootstrapFailed("timeout")
+        if _dotted(response.code) != "2.04":
+            raise BootstrapFailed(_dotted(response.code))
         try:
-            await asyncio.wait_for(finished.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await device.finished.wait()
         except TimeoutError:
             raise BootstrapFailed("timeout") from None
     finally:
-        await context.shutdown()
+        mux.detach(identity)
+        mux.close()
     assert client.outcome is not None
     return client.outcome

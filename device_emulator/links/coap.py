@@ -13,6 +13,7 @@ retransmissions reaches the client machine as ``"timeout"``, and the machine dec
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -253,7 +254,14 @@ class CoapLink:
                 del self._observations[path]
                 continue
             options = (*_answer_options(current), (OBSERVE, uint_bytes(sequence)))
-            self._mux().notify(peer, request, _code(current.code), options, current.payload)
+            self._mux().notify(peer, request, _code(current.code), options, current.payload,
+                               functools.partial(self._observer_gone, path))
+
+    def _observer_gone(self, path: LwM2MPath) -> None:
+        """The server answered a notification with Reset: it no longer observes ``path``."""
+        if self._observations is not None:
+            self._observations.pop(path, None)
+        self.client.observed.discard(path)
 
     # ---------------------------------------------------------------- uplinks and timers
 

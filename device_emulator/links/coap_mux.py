@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from fota_server.protocol.errors import DecodeError
-from fota_server.protocol.lwm2m.coap_message import CoapMessage, NON
+from fota_server.protocol.lwm2m.coap_message import NON, RST, CoapMessage
 from fota_server.protocol.lwm2m.exchanges import (
     CoapEndpoint, Failed, Incoming, Response, Send, TransmissionParams,
 )
@@ -30,6 +30,7 @@ log = logging.getLogger("device_emulator.coap")
 
 Peer = tuple[Address, Address]                         # (the device's identity, the server's address)
 Answer = Callable[[CoapMessage | None, str], None]     # (response or None, "" or the failure reason)
+MAX_NOTIFICATIONS_KEPT = 65536                         # notifications whose Reset would still be understood
 
 
 class MuxDevice(Protocol):
@@ -77,6 +78,7 @@ class CoapMux:
         self._tokens: dict[tuple[Peer, bytes], int] = {}   # the requests in flight, by token
         self._in_flight: dict[int, tuple[Peer, bytes]] = {}
         self._queued: list[Send[Peer]] = []
+        self._notified: dict[tuple[Peer, int], Callable[[], None]] = {}   # recent notifications, by message id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -159,11 +161,18 @@ class CoapMux:
         self.flush()
 
     def notify(self, peer: Peer, observe_request: CoapMessage, code: int, options: tuple[tuple[int, bytes], ...],
-               payload: bytes) -> None:
+               payload: bytes, on_reset: Callable[[], None]) -> None:
         """A non-confirmable notification (RFC 7641 §4.5) on the token of ``observe_request``: answered the way
-        a NON request is (a fresh message id for this peer, the request's token)."""
+        a NON request is (a fresh message id for this peer, the request's token). A Reset in reply to it
+        means the observer is gone (§3.6): ``on_reset`` is called."""
         request = CoapMessage(NON, observe_request.code, observe_request.mid, observe_request.token)
-        self.respond(peer, request, code, options, payload)
+        self.endpoint.respond(peer, request, code, options, payload, now=self.now())
+        self._queued += self.endpoint.outgoing()
+        if self._queued:
+            self._notified[(peer, _mid(self._queued[-1].datagram))] = on_reset
+            while len(self._notified) > MAX_NOTIFICATIONS_KEPT:
+                del self._notified[next(iter(self._notified))]
+        self.flush()
 
     def flush(self) -> None:
         """Send what the endpoint queued and re-arm the retransmission timer."""
@@ -214,6 +223,11 @@ class CoapMux:
         self._deliver((local, remote), datagram)
 
     def _deliver(self, peer: Peer, datagram: bytes) -> None:
+        if len(datagram) >= 4 and datagram[0] >> 4 & 3 == RST and self._notified:
+            on_reset = self._notified.pop((peer, _mid(datagram)), None)
+            if on_reset is not None:
+                on_reset()
+                return
         try:
             events = self.endpoint.receive(peer, datagram, self.now())
         except DecodeError:
@@ -229,6 +243,10 @@ class CoapMux:
             elif isinstance(event, Failed):
                 self._answer(event.handle, None, event.reason)
         self.flush()
+
+
+def _mid(datagram: bytes) -> int:
+    return int.from_bytes(datagram[2:4], "big")
 
 
 def _token(datagram: bytes) -> bytes:

@@ -9,6 +9,7 @@ protocol/http_fota/README.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -94,7 +95,13 @@ def _deploy_values(view: OfferView) -> tuple[str, str]:
 
 
 def _c(view: OfferView) -> int:
-    return ddi.content_hash(view.record.offer_id, *_deploy_values(view))
+    return _content_hash(view.record.offer_id, *_deploy_values(view))
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_hash(action_id: int, download: str, update: str) -> int:
+    """``ddi.content_hash`` of an action, computed once (every poll of a device with an action asks for it)."""
+    return ddi.content_hash(action_id, download, update)
 
 
 async def poll(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:

@@ -131,28 +131,33 @@ class CheckInRecorder:
     def __init__(self, driver: HttpDriver) -> None:
         self._driver = driver
         self._pending: list[CheckInEntry] = []
-        self._committed: asyncio.Future[None] | None = None
+        self._waiting: list[asyncio.Future[None]] = []   # one per request: a request that goes away cancels its own
 
     async def record(self, entry: CheckInEntry) -> None:
-        self._pending.append(entry)
-        if self._committed is None:
-            loop = asyncio.get_running_loop()
-            self._committed = loop.create_future()
+        loop = asyncio.get_running_loop()
+        if not self._pending:
             loop.call_soon(self._flush)
-        await asyncio.shield(self._committed)
+        self._pending.append(entry)
+        committed: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(committed)
+        await committed
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        committed, self._committed = self._committed, None
-        if committed is None:
+        waiting, self._waiting = self._waiting, []
+        if not batch:
             return
         try:
             self._driver.http_devices.record_checkins(batch)
         except Exception as exc:  # the store failed: every waiting request fails with it (503 if it is full)
-            committed.set_exception(exc)
-            committed.exception()  # retrieved here: a request that went away meanwhile must not leave it unread
+            for committed in waiting:
+                if not committed.done():
+                    committed.set_exception(exc)
+                    committed.exception()  # marked as read: a request cancelled before it wakes must not leave it unread
             return
-        committed.set_result(None)
+        for committed in waiting:
+            if not committed.done():
+                committed.set_result(None)
 
 
 def checkin_recorder(request: Request, driver: HttpDriver) -> CheckInRecorder:

@@ -46,20 +46,26 @@ class UvicornPeerLogFilter(logging.Filter):
 
 class HeadTimeoutH11Protocol(H11Protocol):
     """uvicorn's h11 protocol; a connection that does not send its request head within ``head_timeout_s``
-    is closed."""
+    is closed.
+
+    A request only moves the deadline (``_head_deadline``); the connection's one timer, when it fires, closes
+    the connection if the deadline has passed, sleeps on if a later request moved it, and ends if no head is
+    awaited. So a kept-alive connection makes one timer per ``head_timeout_s``, not one per request."""
 
     head_timeout_s: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_timer_at = 0.0
+        self._head_deadline: float | None = None   # None: no request head awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and self.conn.their_state is h11.IDLE:
+        if self._head_deadline is None and self.conn.their_state is h11.IDLE:
             self._arm_head_timer()      # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
         self._settle_head_timer()
@@ -69,25 +75,35 @@ class HeadTimeoutH11Protocol(H11Protocol):
         self._settle_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
-
-    def _settle_head_timer(self) -> None:
-        """A head has arrived (the peer is sending a body, or is done): no timer until the next request."""
-        if self.conn.their_state is not h11.IDLE:
-            self._cancel_head_timer()
-
-    def _cancel_head_timer(self) -> None:
+        self._head_deadline = None
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        super().connection_lost(exc)
 
-    def _head_timed_out(self) -> None:
+    def _arm_head_timer(self) -> None:
+        self._head_deadline = self.loop.time() + self.head_timeout_s
+        if self._head_timer is None:
+            self._start_head_timer(self._head_deadline)
+
+    def _start_head_timer(self, at: float) -> None:
+        self._head_timer_at = at
+        self._head_timer = self.loop.call_at(at, self._head_timer_fired)
+
+    def _settle_head_timer(self) -> None:
+        """A head has arrived (the peer is sending a body, or is done): no deadline until the next request."""
+        if self.conn.their_state is not h11.IDLE:
+            self._head_deadline = None
+
+    def _head_timer_fired(self) -> None:
         self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return
+        if deadline > self._head_timer_at:   # a later request moved the deadline on
+            self._start_head_timer(deadline)
+            return
+        self._head_deadline = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         host = self.client[0] if self.client else "?"

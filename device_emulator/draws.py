@@ -3,7 +3,8 @@
 ``random.Random`` keeps a Mersenne Twister state of 2.5 KB; a fleet of 100,000 devices with one or two
 each would spend hundreds of MB on them. ``Draws`` is SplitMix64 (Steele, Lea and Flood, "Fast splittable
 pseudorandom number generators", OOPSLA 2014): one integer of state, uniform floats in [0, 1), the same
-sequence for the same seed. Good enough for jitter and simulated loss; not for anything secret.
+sequence for the same seed. Good enough for check-in jitter; not for anything secret. (Impaired devices,
+a few, keep ``random.Random`` for their loss: the fleet tests are tuned to its sequences.)
 """
 
 from __future__ import annotations

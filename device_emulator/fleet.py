@@ -63,7 +63,7 @@ class FleetOptions(TypedDict, total=False):
     """The ``Fleet`` keyword arguments that a fleet spec does not set (``Fleet.from_spec``, ``run_fleet``)."""
 
     public_key_pem: bytes | None
-    devices_per_pool: int
+    connections_per_pool: int
     http_connections: int
     verify: ssl.SSLContext | bool
 
@@ -90,7 +90,7 @@ def raise_file_limit(wanted: int) -> int:
 class Fleet:
     def __init__(self, plans: Iterable[DevicePlan], urls: ServerUrls, *, params: FaultParams = FaultParams(),
                  start_rate_per_s: float = 1000.0, lwm2m_queue_mode: bool = False,
-                 public_key_pem: bytes | None = None, devices_per_pool: int = 8, http_connections: int = 256,
+                 public_key_pem: bytes | None = None, connections_per_pool: int = 2, http_connections: int = 256,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.plans = list(plans)
         self.urls = urls
@@ -100,10 +100,11 @@ class Fleet:
         self.public_key_pem = public_key_pem
         # Small shared pools: httpcore scans every connection of a pool on each request, so one big pool
         # costs O(connections) per request; one pool per device costs a TLS context and a connection each.
-        # Devices are dealt round-robin over at most http_connections / devices_per_pool pools of
-        # devices_per_pool connections each: the connections (file descriptors, here and in the server)
-        # stay bounded however many devices there are.
-        self._per_pool = max(1, devices_per_pool)
+        # Devices are dealt round-robin over at most http_connections / connections_per_pool pools of
+        # connections_per_pool connections each: the connections (file descriptors, here and in the server)
+        # stay bounded however many devices there are. Small pools: httpcore's pool walks its queue of
+        # waiting requests on every event, so a burst costs O(waiting) per request in each pool.
+        self._per_pool = max(1, connections_per_pool)
         self._http_connections = max(self._per_pool, http_connections)
         http_devices = sum(1 for p in self.plans if p.protocol != "LWM2M")
         self._pool_count = max(1, min(-(-http_devices // self._per_pool), http_connections // self._per_pool))
@@ -129,7 +130,7 @@ class Fleet:
         if plan.protocol == "LWM2M":
             if self._pull is None:
                 self._pull = httpx.AsyncClient(verify=self._tls, timeout=30.0, limits=httpx.Limits(
-                    max_connections=self._http_connections, max_keepalive_connections=self._per_pool))
+                    max_connections=self._http_connections, max_keepalive_connections=64))
             return Lwm2mFleetDevice(plan, hooks, self.urls.coap_address(), self.queue_mode, seed=index,
                                     mux=self.mux, http=self._pull)
         if plan.protocol == "HTTP":

@@ -10,7 +10,7 @@ request; while the device is ``offline`` every request fails as a connect error.
 from __future__ import annotations
 
 import asyncio
-from device_emulator.draws import Draws
+import random
 from typing import Any
 
 import httpx
@@ -45,7 +45,7 @@ class ImpairedTransport(httpx.AsyncBaseTransport):
         self.lost = 0
         self.requests = 0
         self.answered = 0       # responses with a 2xx status
-        self._rng = Draws(seed)
+        self._rng = random.Random(seed) if loss_rate else None   # 2.5 KB: only lossy devices get one
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -56,7 +56,7 @@ class ImpairedTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("device offline (injected)", request=request)
         rto, delay = 1.0, 0.0
         for _ in range(3):
-            if not self.loss_rate or self._rng.random() >= self.loss_rate:
+            if self._rng is None or self._rng.random() >= self.loss_rate:
                 break
             self.lost += 1
             delay, rto = delay + rto, rto * 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from device_emulator.draws import Draws
+import random
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -51,10 +51,10 @@ class Impairment:
     seed: int = 0
     lost: int = 0
     passed: int = 0
-    _rng: Draws = field(init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._rng = Draws(self.seed)
+        self._rng = random.Random(self.seed)   # only impaired devices have one
 
     def passes(self, now: float) -> bool:
         if (self.offline is not None and self.offline.active(now)) or (

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
-import socket
-import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,46 +27,26 @@ from device_emulator.lwm2m.messages import (
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.blockwise import BlockOption
 from fota_server.protocol.lwm2m.coap_message import (
-    BLOCK1, BLOCK2, CONTENT_FORMAT, ETAG, LOCATION_PATH, OBSERVE, SIZE2, URI_PATH, URI_QUERY, CoapMessage,
-    uint_bytes, uint_value,
+    BLOCK2, ETAG, LOCATION_PATH, OBSERVE, SIZE2, URI_PATH, URI_QUERY, CoapMessage, uint_bytes, uint_value,
 )
 from fota_server.protocol.lwm2m.paths import LwM2MPath
 
 from .coap_mux import CoapMux, Impairment, Peer
+from .coap_wire import (
+    ACCEPT, DELETE, GET, POST, answer_options, bound_port, code_number, device_request, dotted, free_udp_port,
+    request_options, resolve, uint_option,
+)
 from .udp_mux import Address
 
 __all__ = ["CoapLink", "free_udp_port", "resolve"]
 
+_bound_port = bound_port   # the tests' stand-in aiocoap servers ask for it here
+
 log = logging.getLogger("device_emulator.lwm2m")
 MAX_DOWNLOAD_BLOCKS = 1 << 16
 BLOCK_RETRY_S = (1.0, 2.0, 4.0, 8.0)
-GET, POST, PUT, DELETE = 1, 2, 3, 4
-ACCEPT, SIZE1 = 17, 60
-_METHOD_NAMES = {GET: "GET", PUT: "PUT", POST: "POST", DELETE: "DELETE"}
 _UNAVAILABLE = 5 << 5 | 3
 _MAX_OBSERVE = 1 << 24
-
-
-def _code(dotted: str) -> int:
-    major, _, minor = dotted.partition(".")
-    return int(major) << 5 | int(minor)
-
-
-def _dotted(code: int) -> str:
-    return f"{code >> 5}.{code & 31:02d}"
-
-
-def resolve(uri: str, default_port: int = 5683) -> tuple[Address, tuple[str, ...], tuple[str, ...]]:
-    """``coap://host:port/a/b?q`` -> ((ip, port), path segments, query); a host name is looked up once."""
-    parts = urlsplit(uri)
-    host = parts.hostname or "127.0.0.1"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        host = str(socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0])
-    path = tuple(s for s in parts.path.split("/") if s)
-    query = tuple(q for q in parts.query.split("&") if q)
-    return (host, parts.port or default_port), path, query
 
 
 class CoapLink:
@@ -200,17 +176,17 @@ class CoapLink:
             mux.respond(peer, request, _UNAVAILABLE)  # a sleeping device would not answer at all
             return
         try:
-            device_request = _device_request(request)
+            asked = device_request(request)
         except DecodeError as exc:
-            mux.respond(peer, request, _code(exc.hint if isinstance(exc.hint, str) else "4.02"))
+            mux.respond(peer, request, code_number(exc.hint if isinstance(exc.hint, str) else "4.02"))
             return
-        answer = self.client.handle(device_request, now)
-        self.answered.append((device_request.method, "/" + "/".join(device_request.path), answer.code))
-        self._served(device_request, answer)
-        options = _answer_options(answer)
-        if device_request.method == "GET" and device_request.observe is not None:
-            options = self._observe(peer, request, device_request, answer, options)
-        mux.respond(peer, request, _code(answer.code), options, answer.payload)
+        answer = self.client.handle(asked, now)
+        self.answered.append((asked.method, "/" + "/".join(asked.path), answer.code))
+        self._served(asked, answer)
+        options = answer_options(answer)
+        if asked.method == "GET" and asked.observe is not None:
+            options = self._observe(peer, request, asked, answer, options)
+        mux.respond(peer, request, code_number(answer.code), options, answer.payload)
         self._flush()
 
     def _served(self, request: DeviceRequest, answer: DeviceResponse) -> None:
@@ -222,16 +198,16 @@ class CoapLink:
     def _uplink_done(self, uplink: Uplink, code: str) -> None:
         """Called once the machine has taken the answer to an uplink (``"timeout"`` if none came)."""
 
-    def _observe(self, peer: Peer, request: CoapMessage, device_request: DeviceRequest, answer: DeviceResponse,
+    def _observe(self, peer: Peer, request: CoapMessage, asked: DeviceRequest, answer: DeviceResponse,
                  options: tuple[tuple[int, bytes], ...]) -> tuple[tuple[int, bytes], ...]:
         """Observe 0 on a readable path starts an observation (RFC 7641 §3.1), Observe 1 ends it."""
         try:
-            path = LwM2MPath.from_segments(list(device_request.path))
+            path = LwM2MPath.from_segments(list(asked.path))
         except DecodeError:
             return options
         if self._observations is None:
             self._observations = {}
-        if device_request.observe == 0 and answer.code == "2.05":
+        if asked.observe == 0 and answer.code == "2.05":
             self._observations[path] = (peer, request, 1)
             return (*options, (OBSERVE, uint_bytes(1)))
         self._observations.pop(path, None)
@@ -247,14 +223,14 @@ class CoapLink:
             peer, request, sequence = entry
             sequence = (sequence + 1) % _MAX_OBSERVE
             self._observations[path] = (peer, request, sequence)
-            accept = _uint(request, ACCEPT)
+            accept = uint_option(request, ACCEPT)
             segments = tuple(v.decode(errors="replace") for v in request.values(URI_PATH))
             current = self.client.handle(DeviceRequest("GET", segments, accept=accept), self.now())
             if current.code != "2.05":
                 del self._observations[path]
                 continue
-            options = (*_answer_options(current), (OBSERVE, uint_bytes(sequence)))
-            self._mux().notify(peer, request, _code(current.code), options, current.payload,
+            options = (*answer_options(current), (OBSERVE, uint_bytes(sequence)))
+            self._mux().notify(peer, request, code_number(current.code), options, current.payload,
                                functools.partial(self._observer_gone, path))
 
     def _observer_gone(self, path: LwM2MPath) -> None:
@@ -310,12 +286,12 @@ class CoapLink:
                 self._reboot()
                 continue
             if isinstance(uplink, SendRegister):
-                code, options, payload = POST, _request_options(("rd",), uplink.query, uplink.payload), uplink.payload
+                code, options, payload = POST, request_options(("rd",), uplink.query, uplink.payload), uplink.payload
             elif isinstance(uplink, SendUpdate):
-                code, options, payload = POST, _request_options(uplink.location, uplink.query, uplink.payload), \
+                code, options, payload = POST, request_options(uplink.location, uplink.query, uplink.payload), \
                     uplink.payload
             elif isinstance(uplink, SendDeregister):
-                code, options, payload = DELETE, _request_options(uplink.location, (), b""), b""
+                code, options, payload = DELETE, request_options(uplink.location, (), b""), b""
             else:
                 continue
             self._inflight = uplink
@@ -326,7 +302,7 @@ class CoapLink:
         uplink, self._inflight = self._inflight, None
         if self._stopped and reason == "closed":
             return
-        code = _dotted(response.code) if response is not None else "timeout"
+        code = dotted(response.code) if response is not None else "timeout"
         now = self.now()
         if isinstance(uplink, SendRegister):
             self.uplink_log = [*self.uplink_log[-19:], ("register", code)]
@@ -429,74 +405,3 @@ class CoapLink:
                 if not self.client.download_data(chunk, self.now()):
                     return
         self.client.download_finished(self.now())
-
-
-def _uint(message: CoapMessage, number: int) -> int | None:
-    return uint_value(message.first(number))
-
-
-def _device_request(request: CoapMessage) -> DeviceRequest:
-    """The client machine's view of a server request; raises DecodeError for a bad option."""
-    block1 = None
-    raw = _uint(request, BLOCK1)
-    if raw is not None and raw & 7 != 7:
-        block1 = BlockOption.from_int(raw)
-    try:
-        path = tuple(v.decode() for v in request.values(URI_PATH))
-        query = tuple(v.decode() for v in request.values(URI_QUERY))
-    except UnicodeDecodeError:
-        raise DecodeError("Uri-Path or Uri-Query is not UTF-8", hint="4.02") from None
-    return DeviceRequest(_METHOD_NAMES.get(request.code, "?"), path, query, request.payload,
-                         _uint(request, CONTENT_FORMAT), _uint(request, ACCEPT), _uint(request, OBSERVE), block1,
-                         _uint(request, SIZE1))
-
-
-def _request_options(path: tuple[str, ...], query: tuple[str, ...], payload: bytes) -> tuple[tuple[int, bytes], ...]:
-    options = [*((URI_PATH, s.encode()) for s in path), *((URI_QUERY, q.encode()) for q in query)]
-    if payload:
-        options.append((CONTENT_FORMAT, uint_bytes(40)))   # application/link-format
-    return tuple(sorted(options, key=lambda o: o[0]))
-
-
-def _answer_options(answer: DeviceResponse) -> tuple[tuple[int, bytes], ...]:
-    options: list[tuple[int, bytes]] = []
-    if answer.content_format is not None:
-        options.append((CONTENT_FORMAT, uint_bytes(answer.content_format)))
-    if answer.block1 is not None:
-        options.append((BLOCK1, uint_bytes(answer.block1.to_int())))
-    if answer.size1 is not None:
-        options.append((SIZE1, uint_bytes(answer.size1)))
-    return tuple(options)
-
-
-_HANDED_OUT: dict[tuple[str, int], float] = {}   # ports given out lately, until their sockets surely hold them
-_HOLD_S = 30.0
-
-
-def free_udp_port(host: str, avoid: int | None) -> int:
-    """A UDP port nobody holds right now (a plain socket's bind refuses ports in use), other than ``avoid``
-    and other than the ports this process handed out in the last ``_HOLD_S`` seconds: between the probe and
-    an (address-reusing) aiocoap bind other sockets may probe too, and two of them on one port would each
-    get the other's answers."""
-    now = time.monotonic()
-    for key in [k for k, until in _HANDED_OUT.items() if until <= now]:
-        del _HANDED_OUT[key]
-    for _ in range(100):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind((host, 0))
-            port = int(probe.getsockname()[1])
-        if port != avoid and (host, port) not in _HANDED_OUT:
-            _HANDED_OUT[(host, port)] = now + _HOLD_S
-            return port
-    raise OSError("no free UDP port")
-
-
-def _bound_port(context: Any) -> int:
-    """The UDP port of an aiocoap context (the tests' stand-in servers)."""
-    for interface in context.request_interfaces:
-        message_interface = getattr(getattr(interface, "token_interface", None), "message_interface", None)
-        transport = getattr(message_interface, "transport", None)
-        if transport is not None:
-            return int(transport.get_extra_info("socket").getsockname()[1])
-    raise RuntimeError("the CoAP context has no UDP transport")

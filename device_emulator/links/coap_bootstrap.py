@@ -12,13 +12,12 @@ from device_emulator.lwm2m.messages import DeviceRequest
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.lwm2m.coap_message import CONTENT_FORMAT, URI_PATH, URI_QUERY, CoapMessage, uint_bytes
 
-from .coap import POST, _dotted, _code, _uint, resolve
+from .coap_wire import ACCEPT, POST, code_number, dotted, resolve, uint_option
 from .coap_mux import CoapMux, Peer
 
 __all__ = ["BootstrapFailed", "run_bootstrap"]
 
 _METHOD_NAMES = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
-ACCEPT = 17
 
 
 class BootstrapFailed(Exception):
@@ -41,12 +40,12 @@ class _Bootstrapping:
             answer = self.client.handle(DeviceRequest(
                 _METHOD_NAMES.get(request.code, "?"), tuple(v.decode() for v in request.values(URI_PATH)),
                 tuple(v.decode() for v in request.values(URI_QUERY)), request.payload,
-                _uint(request, CONTENT_FORMAT), _uint(request, ACCEPT)))
+                uint_option(request, CONTENT_FORMAT), uint_option(request, ACCEPT)))
         except (UnicodeDecodeError, DecodeError):
-            self.mux.respond(peer, request, _code("4.00"))
+            self.mux.respond(peer, request, code_number("4.00"))
             return
         options = () if answer.content_format is None else ((CONTENT_FORMAT, uint_bytes(answer.content_format)),)
-        self.mux.respond(peer, request, _code(answer.code), options, answer.payload)
+        self.mux.respond(peer, request, code_number(answer.code), options, answer.payload)
         if self.client.outcome is not None:
             self.finished.set()
 
@@ -75,8 +74,8 @@ async def run_bootstrap(client: BootstrapClient, bootstrap_uri: str, bind_host: 
             raise BootstrapFailed("timeout") from None
         if response is None:
             raise BootstrapFailed("timeout")
-        if _dotted(response.code) != "2.04":
-            raise BootstrapFailed(_dotted(response.code))
+        if dotted(response.code) != "2.04":
+            raise BootstrapFailed(dotted(response.code))
         try:
             async with asyncio.timeout(timeout_s):
                 await device.finished.wait()

@@ -9,14 +9,17 @@ so that every check-in and every DDI base poll answers with the offered update. 
 
 - **bare**: a Starlette app with two endpoints that do the least possible work (decode the JSON body and
   answer a small JSON object), one uvicorn process with the settings ``fota-server run`` uses (h11, no
-  access log, a socket with IPPROTO_TCP so that connections get TCP_NODELAY);
+  access log, a socket with IPPROTO_TCP so that connections get TCP_NODELAY), but uvicorn's stock protocol
+  (``fota-server run`` adds a request-head timer and a connection cap);
 - **goosebit** 0.2.12, installed into its own virtualenv (``--goosebit-venv``, default
   ``/tmp/goosebit-0.2.12``; made with ``python3 -m venv DIR && DIR/bin/pip install goosebit==0.2.12`` when
   it is missing), its database made with ``aerich upgrade`` as its documentation says, served by the same
-  uvicorn settings with its logging at WARNING, and one controller registered the way a device does it
+  uvicorn settings (on 127.0.0.1, not ``python -m goosebit``'s 0.0.0.0:60053; no access log, logging at
+  WARNING), and one controller registered the way a device does it
   (a first poll, then ``PUT .../configData``). Its DDI base poll, ``GET /DEFAULT/controller/v1/{id}``, is
   its only device request, so it is the goosebit figure for both of our endpoints. Device authentication is
-  off (goosebit's default), which spares it work.
+  off (goosebit's default), and the controller has no update assigned: both spare it work, so the ratios to
+  goosebit are if anything understated.
 
 wrk runs with one thread (``-t1``) and a Lua script that counts the answers: anything but 200 is a failure,
 reported per run. For each connection count the three servers are measured in turn, endpoint by endpoint,
@@ -160,7 +163,7 @@ def start_ours(work: Path) -> Server:
     cli("device", "add", DEVICE, "--account", ACCOUNT, "--protocol", "HTTP", "--make", "Acme", "--model", "M1",
         "--firmware", "1.0.0", "--license", db=db)
     token = json.loads(cli("device", "token", DEVICE, "--account", ACCOUNT, db=db).stdout)["token"]
-    server = ServerProcess(db, ["--log-level", "WARNING"]).start(timeout_s=60)
+    server = ServerProcess(db).start(timeout_s=60)   # as a user starts it: default settings and log level
     assert server.proc is not None
     base = server.base_url
     dates = {"startDate": date.today().isoformat(), "endDate": (date.today() + timedelta(days=2)).isoformat()}
@@ -206,8 +209,7 @@ def goosebit_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         print(f"installing {GOOSEBIT} into {venv} ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable.replace(sys.prefix, sys.base_prefix) if sys.prefix != sys.base_prefix
-                        else sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", GOOSEBIT], check=True)
     return python
 
@@ -279,6 +281,17 @@ def _measure(servers: list[Server], args: argparse.Namespace) -> dict[tuple[int,
     return runs
 
 
+def _ratios(runs: dict[tuple[int, str, str], list[dict[str, Any]]], mine: tuple[int, str, str],
+            other: tuple[int, str, str], form: str) -> str:
+    """The ratio of the medians, and the range of the ratios of the runs made side by side (round by round)."""
+    ours, theirs = [r["rps"] for r in runs[mine]], [r["rps"] for r in runs[other]]
+    if not theirs or min(theirs) == 0:
+        return "-"
+    paired = [a / b for a, b in zip(ours, theirs)]
+    spread = f" ({form.format(min(paired))}-{form.format(max(paired))})" if len(paired) > 1 else ""
+    return form.format(statistics.median(ours) / statistics.median(theirs)) + spread
+
+
 def _table(runs: dict[tuple[int, str, str], list[dict[str, Any]]], names: list[str],
            args: argparse.Namespace) -> str:
     def median(key: tuple[int, str, str], field_: str) -> float:
@@ -287,16 +300,16 @@ def _table(runs: dict[tuple[int, str, str], list[dict[str, Any]]], names: list[s
     has_goose = "goosebit" in names
     head = ["endpoint", "wrk", "ours req/s", "bare req/s"] + (["goosebit req/s"] if has_goose else [])
     head += ["ours/bare"] + (["ours/goosebit"] if has_goose else []) + ["ours p50", "bare p50"]
-    head += (["goosebit p50"] if has_goose else []) + ["non-200 (ours/bare/goosebit)"]
+    head += (["goosebit p50"] if has_goose else []) + [f"non-200 ({'/'.join(names)})"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for endpoint in ("check-in", "DDI poll"):
         for connections in args.connections:
             key = {name: (connections, endpoint, name) for name in names}
             rps = {name: median(key[name], "rps") for name in names}
             row = [endpoint, f"-t1 -c{connections}", *(f"{rps[n]:,.0f}" for n in names)]
-            row.append(f"{rps['ours'] / rps['bare']:.2f}" if rps["bare"] else "-")
+            row.append(_ratios(runs, key["ours"], key["bare"], "{:.2f}"))
             if has_goose:
-                row.append(f"{rps['ours'] / rps['goosebit']:.1f}x" if rps["goosebit"] else "-")
+                row.append(_ratios(runs, key["ours"], key["goosebit"], "{:.1f}x"))
             row += [_ms(median(key[n], "p50_us")) for n in names]
             row.append(" / ".join(str(sum(r["bad"] + r["socket_errors"] for r in runs.get(key[n], [])))
                                   for n in names))
@@ -333,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.stop()
     names = [s.name for s in servers]
-    print(f"wrk -t1 -d{args.duration}s, {args.rounds} alternations, medians; one uvicorn process (h11) each on "
-          f"127.0.0.1; ours = fota-server run; goosebit's figure is its DDI base poll for both rows; "
-          f"req/s counts 200 answers only")
+    print(f"wrk -t1 -d{args.duration}s, {args.rounds} alternations, medians (ratios: of the medians, and the range "
+          f"of the rounds' side-by-side ratios); one uvicorn process (h11) each on 127.0.0.1; ours = fota-server run; "
+          f"goosebit's figure is its DDI base poll for both rows; req/s counts 200 answers only")
     print(_table(runs, names, args))
     return 0
 

@@ -262,6 +262,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180, help="stop a phase after this long")
     parser.add_argument("--workers", type=int, default=2, help="generator processes")
     parser.add_argument("--devices-per-socket", type=int, default=50)
+    parser.add_argument("--settle", type=float, default=300,
+                        help="after a phase, wait at most this long for the server's reads to end")
     parser.add_argument("--jitter", type=float, default=0.2, help="a 5.03's wait is Max-Age * (1 + U(0, jitter))")
     args = parser.parse_args()
     report: dict[str, Any] = {"command": " ".join(["tools/bench_storm.py", *sys.argv[1:]]), "devices": args.devices,
@@ -277,9 +279,9 @@ def main() -> int:
             report["server_rss_at_start_mib"] = round(proc_stats(pid).rss_kib / 1024)
             if args.warmup_rate > 0:
                 report["first_wave"] = storm.phase(args.warmup_rate, args.seconds, pid, "first wave")
-                report["first_wave_settle_s"] = round(storm.quiet(), 1)
+                report["first_wave_settle_s"] = round(storm.quiet(limit_s=args.settle), 1)
             report["storm"] = storm.phase(args.rate, args.seconds, pid, "storm")
-            report["storm_settle_s"] = round(storm.quiet(), 1)
+            report["storm_settle_s"] = round(storm.quiet(limit_s=args.settle), 1)
             report["reads"] = storm.stop()
             report["server_vmhwm_mib"] = round(proc_stats(pid).peak_rss_kib / 1024)
             report["server_log_lines"] = len(server.output)

@@ -90,7 +90,7 @@ def raise_file_limit(wanted: int) -> int:
 class Fleet:
     def __init__(self, plans: Iterable[DevicePlan], urls: ServerUrls, *, params: FaultParams = FaultParams(),
                  start_rate_per_s: float = 1000.0, lwm2m_queue_mode: bool = False,
-                 public_key_pem: bytes | None = None, connections_per_pool: int = 2, http_connections: int = 256,
+                 public_key_pem: bytes | None = None, connections_per_pool: int = 1, http_connections: int = 512,
                  verify: ssl.SSLContext | bool = True) -> None:
         self.plans = list(plans)
         self.urls = urls

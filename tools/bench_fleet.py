@@ -164,8 +164,8 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=0, help="HTTP devices besides each size's LwM2M devices")
     parser.add_argument("--omadm", type=int, default=0, help="OMA-DM devices besides them")
     parser.add_argument("--start-rate", type=float, default=500.0, help="devices started per second")
-    parser.add_argument("--http-connections", type=int, default=256,
-                        help="connections the HTTP and OMA-DM devices share (default 256)")
+    parser.add_argument("--http-connections", type=int, default=512,
+                        help="connections the HTTP and OMA-DM devices share (default 512)")
     parser.add_argument("--register-timeout", type=float, default=300.0)
     parser.add_argument("--server", choices=["fota-server", "rig"], default="fota-server",
                         help="fota-server run (default) or the fleet test server")

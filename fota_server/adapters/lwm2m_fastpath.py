@@ -62,13 +62,14 @@ class Pressure:
     """How far the server falls behind its datagrams, from the kernel's count of the bytes queued on its
     socket (SO_MEMINFO, Linux): above ``deep_fraction`` of the queue's room a share of new Registers is put
     off, growing with the depth (all of them at twice that depth), so the queue settles where the server
-    keeps up. Also how long to ask a deferred device to wait: long enough to spread the Registers deferred
+    keeps up. A quarter of the room is about 2,000 datagrams with the room the server asks for: a burst the
+    server works off well within a device's first retransmission timeout (2 s). Also how long to ask a deferred device to wait: long enough to spread the Registers deferred
     over the last seconds at the rate Registers were taken."""
 
     WINDOW_S = 10
 
     def __init__(self, sock: socket.socket | None, monotonic: Callable[[], float],
-                 rng: random.Random | None = None, deep_fraction: float = 0.125,
+                 rng: random.Random | None = None, deep_fraction: float = 0.25,
                  min_wait_s: int = 2, max_wait_s: int = 60) -> None:
         self._sock = sock
         self._monotonic = monotonic

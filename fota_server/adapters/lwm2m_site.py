@@ -54,11 +54,12 @@ class Lwm2mSettings:
     device_read_interval_s: float = 300.0  # re-read /3/0 and /4/0 on Update at most this often
     read_device_data: bool = True
     max_registrations: int = 1_000_000
-    persist_delay_s: float = 0.01         # registrations are written to SQLite in batches this often
+    persist_delay_s: float = 0.0          # registrations are written once the loop's turn ends: one transaction
+                                          # for every Register read in the same batch of datagrams
     persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
     max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
-    device_reads_per_s: float = 200.0     # devices read after Register per second (paced, lwm2m_reads.py)
-    device_reads_in_flight: int = 64      # devices being read at once
+    device_reads_per_s: float = 1000.0    # devices read after Register per second (paced, lwm2m_reads.py)
+    device_reads_in_flight: int = 256     # devices being read at once
     device_reads_queued: int = 200_000    # devices waiting to be read; beyond, read at a later Update
     busy_max_age_s: int = 60              # the longest Max-Age of a 5.03 answering a Register while saturated
 

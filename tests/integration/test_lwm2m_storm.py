@@ -1,4 +1,4 @@
-"""A registration storm against the real server: every known device sends its Register at once, as after a
+"""A registration storm against the real server: 4,000 known devices send their Register at once, as after a
 cell outage. The server answers what it can, asks the rest to come back with 5.03 and Max-Age, and reads
 each device once; judged by what the devices saw."""
 
@@ -24,7 +24,7 @@ from tests.waiting import apoll
 
 pytestmark = pytest.mark.integration
 
-DEVICES = 3000
+DEVICES = 4000
 ACC = "storm"
 MAX_AGE = 14
 POST, CREATED, CONTENT, UNAVAILABLE = 2, 0x41, 0x45, 0xA3

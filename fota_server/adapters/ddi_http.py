@@ -107,9 +107,9 @@ def _content_hash(action_id: int, download: str, update: str) -> int:
 async def poll(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
     now = services.clock.now()
     await checkin_recorder(request, driver).record(
-        CheckInEntry(device.device_id, device.account_name, now, device.firmware_version, "ddi-poll"))
-    offer_id, finished_id, configured = driver.http_devices.poll_state(device.device_id)
-    view = driver.view(device.device_id, now, offer_id) if offer_id is not None else None
+        CheckInEntry(device.device_id, device.account_name, now, None, "ddi-poll"))  # None: the version on record
+    offer, finished_id, configured = driver.http_devices.poll_offer(device.device_id)
+    view = driver.view(device.device_id, now, offer) if offer is not None else None
     deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
     body = ddi.base_poll(_base(request), driver.sleep_s(view, now), deployment=deployment,
                          cancel_id=view.record.offer_id if view and view.cancelling else None,
@@ -122,8 +122,7 @@ async def config_data(request: Request, services: Services, device: Device, driv
     reported = {key: data[key][:128] for key in ("make", "model") if data.get(key)}
     now = services.clock.now()
     driver.http_devices.set_attributes(device.device_id, data, mode, now)
-    driver.http_devices.record_checkin(device.device_id, device.account_name, now, device.firmware_version,
-                                       _CONFIG_DATA, **reported)
+    driver.http_devices.record_checkin(device.device_id, device.account_name, now, None, _CONFIG_DATA, **reported)
     return Response(status_code=200)
 
 

@@ -111,17 +111,18 @@ def gateway_device(services: Services, account_name: str | None, device_id: str,
 def authenticate_device(services: Services, device_id: str, authorization: str,
                         schemes: tuple[str, ...] = ("bearer", "targettoken"), peer: str = "") -> Device:
     """The device named in the path, if the header carries its token (or its account's gateway token);
-    PeerError 401 otherwise."""
+    PeerError 401 otherwise. Its id and account are current; a device token check may be answered from
+    ``DeviceAuthCache``, so its reported fields (versions, last seen) may be a few seconds old."""
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() == "gatewaytoken" and token and len(token) <= 256:
         return gateway_device(services, None, device_id[:256], token, peer)
     if scheme.lower() not in schemes or not token or len(token) > 256:
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
-    found = http_driver_of(services).http_devices.device_and_token_hash(device_id[:256])
-    if found is None or not hmac.compare_digest(found[1], token_hash(token)):
+    device = http_driver_of(services).http_devices.authenticated_device(device_id[:256], token_hash(token))
+    if device is None:
         raise PeerError("the token is not valid for this device", hint=401)
-    return found[0]
+    return device
 
 
 class CheckInRecorder:

@@ -258,10 +258,11 @@ class HttpDriver:
             self.on_outcome()
 
     # ---- device side -------------------------------------------------------------------------------
-    def view(self, device_id: str, now: datetime, offer_id: int | None = None) -> OfferView | None:
-        """The device's open offer as it should see it now; ``offer_id``: the id of that offer, if the caller
-        has just read it (then it is looked up by its key)."""
-        offer = self.offers.open_offer(device_id) if offer_id is None else self.offers.get_offer(offer_id)
+    def view(self, device_id: str, now: datetime, offer: OfferRecord | None = None) -> OfferView | None:
+        """The device's open offer as it should see it now; ``offer``: that offer, if the caller has just read
+        it (then it is not read again)."""
+        if offer is None:
+            offer = self.offers.open_offer(device_id)
         if offer is None or not offer.open or offer.device_id != device_id:
             return None
         package = self._package(offer.package_id)
@@ -301,8 +302,8 @@ class HttpDriver:
 
     def answer(self, device: Device, checkin: CheckIn, now: datetime, base_url: str) -> CheckInAnswer:
         """Confirm a reported success by the version; answer with the offer, a cancel, or nothing."""
-        logging, offer_id = self.http_devices.checkin_state(device.device_id, now)
-        view = self.view(device.device_id, now, offer_id) if offer_id is not None else None
+        logging, record = self.http_devices.checkin_offer(device.device_id, now)
+        view = self.view(device.device_id, now, record) if record is not None else None
         if view is not None:
             view = self._confirm(view, checkin, now)
         if view is None:

@@ -7,16 +7,20 @@ Their tables are migration 3 of ``schema.MIGRATIONS``.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import json
 import sqlite3
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from ..records import Device
 from .sqlite import SqliteDatabase, parse_ts, ts
 
 __all__ = [
-    "CheckInEntry", "CheckInRecord", "DeviceLogRecord", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
+    "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "device_auth_cache", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
     "SqliteHttpDeviceStore", "SqliteOfferStore",
 ]
 
@@ -47,7 +51,7 @@ class CheckInEntry:
     device_id: str
     account_name: str
     at: datetime
-    client_version: str
+    client_version: str | None  # None: the firmware version the device record holds when the check-in is written
     status: str
     firmware_version: str = ""
     software_version: str = ""
@@ -95,25 +99,110 @@ class OfferRecord:
 
 
 
+_OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(OfferRecord))
+_OFFER_COLUMNS = ", ".join(f"o.{name}" for name in _OFFER_FIELDS)
+_OPEN_OFFER_ID = ("SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state IN ("
+                  + ",".join("?" * len(OPEN_OFFER_STATES)) + ")")
+
+
+def _offer_at(row: sqlite3.Row, first: int) -> OfferRecord | None:
+    """The ``_OFFER_COLUMNS`` of ``row`` from index ``first`` on as a record; None for the
+    NULLs of a LEFT JOIN that found none."""
+    values = row[first:first + len(_OFFER_FIELDS)]
+    if values[0] is None:
+        return None
+    record = dict(zip(_OFFER_FIELDS, values))
+    record["install_allowed"] = bool(record["install_allowed"])
+    record["created_at"] = parse_ts(record["created_at"])
+    record["updated_at"] = parse_ts(record["updated_at"])
+    return OfferRecord(**record)
+
+
+class DeviceAuthCache:
+    """Successful device-token checks of one database, so that a device polling again is not looked up again.
+
+    An entry is the device and its stored token hash; a check compares the hash. It is dropped at once when this
+    process changes or deletes one of the device's credentials (``SqliteDatabase.credential_listeners``), all are
+    dropped when another process commits to the database (``PRAGMA data_version``, read on every check), and an
+    entry lives ``ttl_s`` at most (the device's reported fields it holds are at most that old). Failed checks are
+    never kept: a device added or given a token elsewhere is found at its first request."""
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 65536) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[str, Device, float]] = {}
+        self._generation = 0   # moves on every invalidation: a lookup under way when it moves keeps nothing
+        self._data_version: int | None = None
+
+    def forget(self, device_id: str) -> None:
+        self._generation += 1
+        self._entries.pop(device_id, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def device(self, db: SqliteDatabase, device_id: str, hashed: str,
+               lookup: Callable[[str], tuple[Device, str] | None]) -> Device | None:
+        """The device if ``hashed`` is the SHA-256 (hex) of its HTTP token, else None."""
+        version = db.data_version()
+        if version != self._data_version:
+            self.clear()
+            self._data_version = version
+        now = time.monotonic()
+        entry = self._entries.get(device_id)
+        if entry is not None and entry[2] > now and hmac.compare_digest(entry[0], hashed):
+            return entry[1]
+        generation = self._generation
+        found = lookup(device_id)
+        if found is None or not hmac.compare_digest(found[1], hashed):
+            return None
+        if generation == self._generation:
+            if device_id not in self._entries and len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # the oldest entry
+            self._entries[device_id] = (found[1], found[0], now + self.ttl_s)
+        return found[0]
+
+
+_AUTH_CACHES: weakref.WeakKeyDictionary[SqliteDatabase, DeviceAuthCache] = weakref.WeakKeyDictionary()
+
+
+def device_auth_cache(db: SqliteDatabase) -> DeviceAuthCache:
+    """The database's one ``DeviceAuthCache``, made (and hooked to its credential changes) on first use."""
+    cache = _AUTH_CACHES.get(db)
+    if cache is None:
+        cache = _AUTH_CACHES[db] = DeviceAuthCache()
+        db.credential_listeners.append(cache.forget)
+    return cache
+
+
 class SqliteHttpDeviceStore:
     """Check-in history, device logs and the per-device logging switch."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self.auth_cache = device_auth_cache(db)
+
+    def authenticated_device(self, device_id: str, hashed_token: str) -> Device | None:
+        """The device, if ``hashed_token`` is the SHA-256 (hex) of its HTTP token (``DeviceAuthCache``)."""
+        return self.auth_cache.device(self._db, device_id, hashed_token, self.device_and_token_hash)
 
     def record_checkins(self, entries: list[CheckInEntry]) -> None:
         """One transaction for many check-ins: the check-in rows, each device's last-seen time and reports."""
         with self._db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(e.device_id, e.account_name, ts(e.at), e.client_version, e.status) for e in entries])
+                " SELECT ?, ?, ?, COALESCE(?, (SELECT firmware_version FROM devices WHERE device_id = ?), ''), ?",
+                [(e.device_id, e.account_name, ts(e.at), e.client_version, e.device_id, e.status) for e in entries])
             conn.executemany(
                 "UPDATE devices SET last_seen_at = ?" + "".join(
                     f", {c} = COALESCE(NULLIF(?, ''), {c})" for c in _REPORTED) + " WHERE device_id = ?",
                 [(ts(e.at), *(getattr(e, c) for c in _REPORTED), e.device_id) for e in entries])
 
-    def record_checkin(self, device_id: str, account_name: str, at: datetime, client_version: str,
+    def record_checkin(self, device_id: str, account_name: str, at: datetime, client_version: str | None,
                        status: str, **reported: str) -> None:
         self.record_checkins([CheckInEntry(device_id, account_name, at, client_version, status, **reported)])
 
@@ -130,21 +219,36 @@ class SqliteHttpDeviceStore:
 
     def checkin_state(self, device_id: str, now: datetime) -> tuple[bool, int | None]:
         """(logging on, id of the open offer or None), in one query."""
-        marks = ",".join("?" * len(OPEN_OFFER_STATES))
         row = self._db.execute(
-            "SELECT EXISTS (SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?),"
-            f" (SELECT offer_id FROM http_offers WHERE device_id = ? AND state IN ({marks})"
-            " ORDER BY offer_id DESC LIMIT 1)", (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
+            f"SELECT EXISTS (SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?), ({_OPEN_OFFER_ID})",
+            (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
         return bool(row[0]), row[1]
+
+    def checkin_offer(self, device_id: str, now: datetime) -> tuple[bool, OfferRecord | None]:
+        """(logging on, the open offer or None), in one statement (the check-in's hot path)."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?), "
+            f"{_OFFER_COLUMNS}"
+            f" FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
+            (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
+        return bool(row[0]), _offer_at(row, 1)
+
+    def poll_offer(self, device_id: str) -> tuple[OfferRecord | None, int | None, bool]:
+        """DDI poll in one statement: (the open offer or None, last succeeded offer id, whether configData was
+        received)."""
+        row = self._db.execute(
+            "SELECT (SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state = 'succeeded'),"
+            " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?), "
+            f"{_OFFER_COLUMNS}"
+            f" FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
+            (device_id, device_id, device_id, *OPEN_OFFER_STATES)).fetchone()
+        return _offer_at(row, 2), row[0], bool(row[1])
 
     def poll_state(self, device_id: str) -> tuple[int | None, int | None, bool]:
         """DDI poll in one query: (open offer id, last succeeded offer id, whether configData was received)."""
-        marks = ",".join("?" * len(OPEN_OFFER_STATES))
         row = self._db.execute(
-            f"SELECT (SELECT offer_id FROM http_offers WHERE device_id = ? AND state IN ({marks})"
-            " ORDER BY offer_id DESC LIMIT 1),"
-            " (SELECT offer_id FROM http_offers WHERE device_id = ? AND state = 'succeeded'"
-            " ORDER BY offer_id DESC LIMIT 1),"
+            f"SELECT ({_OPEN_OFFER_ID}),"
+            " (SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state = 'succeeded'),"
             " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?)",
             (device_id, *OPEN_OFFER_STATES, device_id, device_id)).fetchone()
         return row[0], row[1], bool(row[2])
@@ -264,10 +368,8 @@ class SqliteOfferStore:
         return self._offer(row) if row else None
 
     def open_offer(self, device_id: str) -> OfferRecord | None:
-        marks = ",".join("?" * len(OPEN_OFFER_STATES))
-        row = self._db.execute(
-            f"SELECT * FROM http_offers WHERE device_id = ? AND state IN ({marks}) ORDER BY offer_id DESC LIMIT 1",
-            (device_id, *OPEN_OFFER_STATES)).fetchone()
+        row = self._db.execute(f"SELECT * FROM http_offers WHERE offer_id = ({_OPEN_OFFER_ID})",
+                               (device_id, *OPEN_OFFER_STATES)).fetchone()
         return self._offer(row) if row else None
 
     def last_finished(self, device_id: str) -> OfferRecord | None:

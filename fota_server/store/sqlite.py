@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlite_utils
@@ -52,6 +52,8 @@ class SqliteDatabase:
         self.path = path
         self.health = StorageHealth(f"database {path}")
         self.lock = threading.RLock()
+        # called with a device id after this process changed or deleted one of that device's credentials
+        self.credential_listeners: list[Callable[[str], None]] = []
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
@@ -123,6 +125,16 @@ class SqliteDatabase:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         with self.lock:
             return self.conn.execute(sql, params)
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection (another process) commits to the
+        database, not on this connection's own commits."""
+        with self.lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def credentials_changed(self, device_id: str) -> None:
+        for listener in self.credential_listeners:
+            listener(device_id)
 
     def schema_version(self) -> int:
         row = self.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
@@ -512,9 +524,11 @@ class SqliteCredentialStore:
                     " created_at = excluded.created_at",
                     (c.device_id, c.kind, c.identity, c.secret, ts(c.created_at)),
                 )
-            return True
         except sqlite3.IntegrityError:
             return False
+        finally:
+            self._db.credentials_changed(c.device_id)
+        return True
 
     def get_credential(self, device_id: str, kind: str) -> Credential | None:
         row = self._db.execute("SELECT * FROM device_credentials WHERE device_id = ? AND kind = ?",
@@ -531,5 +545,8 @@ class SqliteCredentialStore:
         return self._credential(row) if row else None
 
     def delete_credential(self, device_id: str, kind: str) -> bool:
-        return _changed(self._db, "DELETE FROM device_credentials WHERE device_id = ? AND kind = ?",
-                        (device_id, kind))
+        try:
+            return _changed(self._db, "DELETE FROM device_credentials WHERE device_id = ? AND kind = ?",
+                            (device_id, kind))
+        finally:
+            self._db.credentials_changed(device_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import os
@@ -62,6 +63,13 @@ def _device_digest(device_id: str) -> bytes:
     return hashlib.sha256(device_id.encode("utf-8", "surrogatepass")).digest()[:_DEVICE_BYTES]
 
 
+@functools.lru_cache(maxsize=4096)
+def _device_part(device_id: str) -> tuple[bytes, str]:
+    """A device's digest and its base64url text, computed once per device (it asks again on every check-in)."""
+    device = _device_digest(device_id)
+    return device, _b64(device)
+
+
 class DownloadTokens:
     """Issues and checks download tokens under one key; ``now`` gives the current instant (aware UTC)."""
 
@@ -76,15 +84,15 @@ class DownloadTokens:
 
     def _mac(self, device: bytes, sha256: str, expiry: int) -> bytes:
         message = _TAG + device + sha256.lower().encode("ascii", "replace") + expiry.to_bytes(8, "big")
-        return hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, message, "sha256")[:_MAC_BYTES]
 
     def issue(self, device_id: str, sha256: str, expiry: int | None = None) -> str:
         """A token for ``device_id`` to fetch the image whose SHA-256 (hex) is ``sha256``, valid for the
         configured TTL from now (or until the Unix second ``expiry``)."""
         if expiry is None:
             expiry = int(self._now().timestamp()) + self.ttl_s
-        device = _device_digest(device_id)
-        return f"{expiry:x}.{_b64(device)}.{_b64(self._mac(device, sha256, expiry))}"
+        device, device_b64 = _device_part(device_id)
+        return f"{expiry:x}.{device_b64}.{_b64(self._mac(device, sha256, expiry))}"
 
     def check(self, token: str, sha256: str, device_id: str | None = None) -> TokenCheck:
         """Whether ``token`` lets its holder fetch the image ``sha256``; with ``device_id`` (a DTLS session's

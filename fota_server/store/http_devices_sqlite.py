@@ -7,20 +7,17 @@ Their tables are migration 3 of ``schema.MIGRATIONS``.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import sqlite3
-import time
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from ..records import Device
+from .http_device_cache import DeviceAuthCache, DeviceState, DeviceStateCache, caches_of
 from .sqlite import SqliteDatabase, parse_ts, ts
 
 __all__ = [
-    "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "device_auth_cache", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
+    "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "DeviceStateCache", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
     "SqliteHttpDeviceStore", "SqliteOfferStore",
 ]
 
@@ -118,73 +115,12 @@ def _offer_at(row: sqlite3.Row, first: int) -> OfferRecord | None:
     return OfferRecord(**record)
 
 
-class DeviceAuthCache:
-    """Successful device-token checks of one database, so that a device polling again is not looked up again.
-
-    An entry is the device and its stored token hash; a check compares the hash. It is dropped at once when this
-    process changes or deletes one of the device's credentials (``SqliteDatabase.credential_listeners``), all are
-    dropped when another process commits to the database (``PRAGMA data_version``, read on every check), and an
-    entry lives ``ttl_s`` at most (the device's reported fields it holds are at most that old). Failed checks are
-    never kept: a device added or given a token elsewhere is found at its first request."""
-
-    def __init__(self, ttl_s: float = 10.0, max_entries: int = 65536) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[str, Device, float]] = {}
-        self._generation = 0   # moves on every invalidation: a lookup under way when it moves keeps nothing
-        self._data_version: int | None = None
-
-    def forget(self, device_id: str) -> None:
-        self._generation += 1
-        self._entries.pop(device_id, None)
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def device(self, db: SqliteDatabase, device_id: str, hashed: str,
-               lookup: Callable[[str], tuple[Device, str] | None]) -> Device | None:
-        """The device if ``hashed`` is the SHA-256 (hex) of its HTTP token, else None."""
-        version = db.data_version()
-        if version != self._data_version:
-            self.clear()
-            self._data_version = version
-        now = time.monotonic()
-        entry = self._entries.get(device_id)
-        if entry is not None and entry[2] > now and hmac.compare_digest(entry[0], hashed):
-            return entry[1]
-        generation = self._generation
-        found = lookup(device_id)
-        if found is None or not hmac.compare_digest(found[1], hashed):
-            return None
-        if generation == self._generation:
-            if device_id not in self._entries and len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest entry
-            self._entries[device_id] = (found[1], found[0], now + self.ttl_s)
-        return found[0]
-
-
-_AUTH_CACHES: weakref.WeakKeyDictionary[SqliteDatabase, DeviceAuthCache] = weakref.WeakKeyDictionary()
-
-
-def device_auth_cache(db: SqliteDatabase) -> DeviceAuthCache:
-    """The database's one ``DeviceAuthCache``, made (and hooked to its credential changes) on first use."""
-    cache = _AUTH_CACHES.get(db)
-    if cache is None:
-        cache = _AUTH_CACHES[db] = DeviceAuthCache()
-        db.credential_listeners.append(cache.forget)
-    return cache
-
-
 class SqliteHttpDeviceStore:
     """Check-in history, device logs and the per-device logging switch."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
-        self.auth_cache = device_auth_cache(db)
+        self.auth_cache, self.state_cache = caches_of(db)
 
     def authenticated_device(self, device_id: str, hashed_token: str) -> Device | None:
         """The device, if ``hashed_token`` is the SHA-256 (hex) of its HTTP token (``DeviceAuthCache``)."""
@@ -224,25 +160,29 @@ class SqliteHttpDeviceStore:
             (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
         return bool(row[0]), row[1]
 
-    def checkin_offer(self, device_id: str, now: datetime) -> tuple[bool, OfferRecord | None]:
-        """(logging on, the open offer or None), in one statement (the check-in's hot path)."""
+    def _read_state(self, device_id: str) -> DeviceState:
         row = self._db.execute(
-            "SELECT EXISTS (SELECT 1 FROM device_logging WHERE device_id = ? AND expires_at > ?), "
-            f"{_OFFER_COLUMNS}"
-            f" FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
-            (device_id, ts(now), device_id, *OPEN_OFFER_STATES)).fetchone()
-        return bool(row[0]), _offer_at(row, 1)
+            "SELECT (SELECT expires_at FROM device_logging WHERE device_id = ?),"
+            " (SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state = 'succeeded'),"
+            " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?), "
+            f"{_OFFER_COLUMNS} FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
+            (device_id, device_id, device_id, device_id, *OPEN_OFFER_STATES)).fetchone()
+        return DeviceState(row[0], _offer_at(row, 3), row[1], bool(row[2]))
+
+    def device_state(self, device_id: str) -> DeviceState:
+        """The device's logging switch, open offer, last succeeded offer and DDI configData (``DeviceStateCache``)."""
+        return self.state_cache.state(self._db, device_id, self._read_state)
+
+    def checkin_offer(self, device_id: str, now: datetime) -> tuple[bool, OfferRecord | None]:
+        """(logging on, the open offer or None): the check-in's hot path."""
+        state = self.device_state(device_id)
+        logging = state.logging_until is not None and state.logging_until > ts(now)  # type: ignore[operator]
+        return logging, state.offer
 
     def poll_offer(self, device_id: str) -> tuple[OfferRecord | None, int | None, bool]:
-        """DDI poll in one statement: (the open offer or None, last succeeded offer id, whether configData was
-        received)."""
-        row = self._db.execute(
-            "SELECT (SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state = 'succeeded'),"
-            " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?), "
-            f"{_OFFER_COLUMNS}"
-            f" FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
-            (device_id, device_id, device_id, *OPEN_OFFER_STATES)).fetchone()
-        return _offer_at(row, 2), row[0], bool(row[1])
+        """DDI poll: (the open offer or None, last succeeded offer id, whether configData was received)."""
+        state = self.device_state(device_id)
+        return state.offer, state.finished_id, state.configured
 
     def poll_state(self, device_id: str) -> tuple[int | None, int | None, bool]:
         """DDI poll in one query: (open offer id, last succeeded offer id, whether configData was received)."""
@@ -268,6 +208,7 @@ class SqliteHttpDeviceStore:
             conn.execute("INSERT INTO http_device_attributes VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE"
                          " SET attributes = excluded.attributes, updated_at = excluded.updated_at",
                          (device_id, json.dumps(current), ts(now)))
+        self.state_cache.forget(device_id)
 
     def attributes(self, device_id: str) -> dict[str, str] | None:
         row = self._db.execute("SELECT attributes FROM http_device_attributes WHERE device_id = ?",
@@ -284,6 +225,7 @@ class SqliteHttpDeviceStore:
         with self._db.transaction() as conn:
             conn.execute("INSERT INTO device_logging VALUES (?, ?, ?) ON CONFLICT (device_id)"
                          " DO UPDATE SET expires_at = excluded.expires_at", (device_id, account_name, ts(expires_at)))
+        self.state_cache.forget(device_id)
 
     def logging_devices(self, account_name: str, now: datetime) -> list[tuple[str, datetime]]:
         """The account's devices with logging on, and when it goes off."""
@@ -298,6 +240,8 @@ class SqliteHttpDeviceStore:
                 if conn.execute("DELETE FROM device_logging WHERE device_id = ? AND account_name = ?",
                                 (device_id, account_name)).rowcount:
                     disabled.append(device_id)
+        for device_id in disabled:
+            self.state_cache.forget(device_id)
         return disabled
 
     def logging_enabled(self, device_id: str, now: datetime) -> bool:
@@ -326,10 +270,12 @@ class SqliteHttpDeviceStore:
 
 
 class SqliteOfferStore:
-    """Updates offered to HTTP devices (one open offer per device) and the outbox of attempt outcomes."""
+    """Updates offered to HTTP devices (one open offer per device) and the outbox of attempt outcomes. Every
+    write of an offer drops the device's ``DeviceStateCache`` entry once it is committed (or has failed)."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._states = caches_of(db)[1]
 
     @staticmethod
     def _offer(row: sqlite3.Row) -> OfferRecord:
@@ -342,6 +288,14 @@ class SqliteOfferStore:
     def add_offer(self, attempt_id: str, campaign_id: str, device_id: str, package_id: str, version_to: str,
                   install_allowed: bool, schedules: str, now: datetime) -> OfferRecord | None:
         """Insert an offer; None if the attempt is known or the device already has an open offer."""
+        try:
+            return self._add_offer(attempt_id, campaign_id, device_id, package_id, version_to, install_allowed,
+                                   schedules, now)
+        finally:
+            self._states.forget(device_id)
+
+    def _add_offer(self, attempt_id: str, campaign_id: str, device_id: str, package_id: str, version_to: str,
+                   install_allowed: bool, schedules: str, now: datetime) -> OfferRecord | None:
         marks = ",".join("?" * len(OPEN_OFFER_STATES))
         with self._db.transaction() as conn:
             busy = conn.execute(f"SELECT 1 FROM http_offers WHERE device_id = ? AND state IN ({marks})",
@@ -383,6 +337,19 @@ class SqliteOfferStore:
                    outcome: tuple[str, str] | None = None) -> bool:
         """Move an offer on if it is still in ``expected_state``; queue ``outcome`` (kind, value) in the
         same transaction. Returns whether it applied."""
+        try:
+            device_id = self._transition(offer_id, expected_state, new_state, now, result_code, detail,
+                                         install_allowed, outcome)
+        except BaseException:
+            self._states.clear()  # which device's offer it was is not known here
+            raise
+        if device_id is None:
+            return False
+        self._states.forget(device_id)
+        return True
+
+    def _transition(self, offer_id: int, expected_state: str, new_state: str, now: datetime, result_code: str,
+                    detail: str, install_allowed: bool | None, outcome: tuple[str, str] | None) -> str | None:
         with self._db.transaction() as conn:
             cur = conn.execute(
                 "UPDATE http_offers SET state = ?, result_code = ?, detail = ?, updated_at = ?,"
@@ -390,13 +357,13 @@ class SqliteOfferStore:
                 (new_state, result_code, detail[:1024], ts(now),
                  None if install_allowed is None else int(install_allowed), offer_id, expected_state))
             if cur.rowcount == 0:
-                return False
+                return None
+            attempt, device_id = conn.execute("SELECT attempt_id, device_id FROM http_offers WHERE offer_id = ?",
+                                              (offer_id,)).fetchone()
             if outcome is not None:
-                attempt = conn.execute("SELECT attempt_id FROM http_offers WHERE offer_id = ?",
-                                       (offer_id,)).fetchone()[0]
                 conn.execute("INSERT INTO http_outcomes (attempt_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
                              (attempt, outcome[0], outcome[1], ts(now)))
-            return True
+            return str(device_id)
 
     def push_outcome(self, attempt_id: str, kind: str, value: str, now: datetime) -> None:
         with self._db.transaction() as conn:
@@ -436,6 +403,13 @@ class SqliteOfferStore:
               now: datetime) -> bool:
         """Hand an open offer to a new attempt of the same update, keeping its state (the device goes on where
         it is); applies only if the offer is still as read."""
+        try:
+            return self._adopt(offer, attempt_id, campaign_id, install_allowed, schedules, now)
+        finally:
+            self._states.forget(offer.device_id)
+
+    def _adopt(self, offer: OfferRecord, attempt_id: str, campaign_id: str, install_allowed: bool, schedules: str,
+               now: datetime) -> bool:
         with self._db.transaction() as conn:
             return conn.execute(
                 "UPDATE http_offers SET attempt_id = ?, campaign_id = ?, install_allowed = ?, schedules = ?,"

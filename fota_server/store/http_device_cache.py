@@ -1,0 +1,120 @@
+"""What the HTTP device endpoints read on every request, kept in memory per database: the outcome of a device's
+token check (``DeviceAuthCache``) and the device's HTTP state, its open offer among it (``DeviceStateCache``).
+
+Both are exact for this process: the stores drop a device's entry after every write of this process that changes
+what it holds (a credential; an offer, the device's logging switch or DDI attributes), and drop every entry when
+another connection, another process say, has committed to the database since the last look (SQLite's
+``PRAGMA data_version``, read on every lookup). A lookup that a write overtook keeps nothing (a generation count).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Generic, TypeVar
+
+from ..records import Device
+from .sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from .http_devices_sqlite import OfferRecord
+
+__all__ = ["DeviceAuthCache", "DeviceState", "DeviceStateCache", "caches_of"]
+
+V = TypeVar("V")
+
+
+class _PerDevice(Generic[V]):
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, V] = {}
+        self._generation = 0   # moves on every invalidation: a lookup under way when it moves keeps nothing
+        self._data_version: int | None = None
+
+    def forget(self, device_id: str) -> None:
+        self._generation += 1
+        self._entries.pop(device_id, None)
+
+    def clear(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _current(self, db: SqliteDatabase, device_id: str) -> V | None:
+        version = db.data_version()
+        if version != self._data_version:
+            self.clear()
+            self._data_version = version
+        return self._entries.get(device_id)
+
+    def _keep(self, generation: int, device_id: str, value: V) -> None:
+        if generation != self._generation:
+            return
+        if device_id not in self._entries and len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]  # the oldest entry
+        self._entries[device_id] = value
+
+
+class DeviceAuthCache(_PerDevice[tuple[str, Device, float]]):
+    """Successful device-token checks: the device and its stored token hash; a check compares the hash. An entry
+    lives ``ttl_s`` at most, so the device's reported fields it holds are at most that old. Failed checks are
+    never kept: a device added or given a token elsewhere is found at its first request."""
+
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 65536) -> None:
+        super().__init__(max_entries)
+        self.ttl_s = ttl_s
+
+    def device(self, db: SqliteDatabase, device_id: str, hashed: str,
+               lookup: Callable[[str], tuple[Device, str] | None]) -> Device | None:
+        """The device if ``hashed`` is the SHA-256 (hex) of its HTTP token, else None."""
+        entry = self._current(db, device_id)
+        now = time.monotonic()
+        if entry is not None and entry[2] > now and hmac.compare_digest(entry[0], hashed):
+            return entry[1]
+        generation = self._generation
+        found = lookup(device_id)
+        if found is None or not hmac.compare_digest(found[1], hashed):
+            return None
+        self._keep(generation, device_id, (found[1], found[0], now + self.ttl_s))
+        return found[0]
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A device's HTTP state: when its logging switch goes off (``ts`` text, None: off), its open offer, its last
+    succeeded offer's id, and whether it has sent DDI configData."""
+
+    logging_until: str | None
+    offer: OfferRecord | None
+    finished_id: int | None
+    configured: bool
+
+
+class DeviceStateCache(_PerDevice[DeviceState]):
+    def __init__(self, max_entries: int = 65536) -> None:
+        super().__init__(max_entries)
+
+    def state(self, db: SqliteDatabase, device_id: str, read: Callable[[str], DeviceState]) -> DeviceState:
+        state = self._current(db, device_id)
+        if state is None:
+            generation = self._generation
+            state = read(device_id)
+            self._keep(generation, device_id, state)
+        return state
+
+
+_CACHES: weakref.WeakKeyDictionary[SqliteDatabase, tuple[DeviceAuthCache, DeviceStateCache]] = \
+    weakref.WeakKeyDictionary()
+
+
+def caches_of(db: SqliteDatabase) -> tuple[DeviceAuthCache, DeviceStateCache]:
+    """The database's caches, made (the token checks hooked to its credential changes) on first use."""
+    caches = _CACHES.get(db)
+    if caches is None:
+        caches = _CACHES[db] = (DeviceAuthCache(), DeviceStateCache())
+        db.credential_listeners.append(caches[0].forget)
+    return caches

@@ -56,7 +56,7 @@ class Config:
     max_http_connections: int = 10000  # concurrent HTTP connections; beyond this, 503
     http_header_timeout_s: int = 10  # a client must send its request head within this long
     dtls_max_handshakes: int = 10000  # half-open DTLS handshakes kept at once
-    lwm2m_device_reads_per_s: int = 1000  # LwM2M devices read (/3/0, /4/0) after Register per second, at most
+    lwm2m_device_reads_per_s: int = 200  # LwM2M devices read (/3/0, /4/0) after Register per second, at most
     lwm2m_busy_max_age_s: int = 60  # the longest Max-Age a saturated server's 5.03 asks a Register to wait
     lwm2m_queue_awake_s: int = 93  # a queue-mode LwM2M device listens this long after each uplink (MAX_TRANSMIT_WAIT)
     # LwM2M bootstrap server (fota_server/adapters/lwm2m_bootstrap.py), with CoAP on

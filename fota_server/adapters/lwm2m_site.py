@@ -58,7 +58,7 @@ class Lwm2mSettings:
                                           # for every Register read in the same batch of datagrams
     persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
     max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
-    device_reads_per_s: float = 1000.0    # devices read after Register per second (paced, lwm2m_reads.py)
+    device_reads_per_s: float = 200.0     # devices read after Register per second (paced, lwm2m_reads.py)
     device_reads_in_flight: int = 256     # devices being read at once
     device_reads_queued: int = 200_000    # devices waiting to be read; beyond, read at a later Update
     busy_max_age_s: int = 60              # the longest Max-Age of a 5.03 answering a Register while saturated
@@ -430,9 +430,9 @@ class Lwm2mServer:
         if self.devices is None:
             return
         device_id = device_id_for_endpoint(endpoint)[1]
+        now, fields = self.clock.now(), report.fields()
         for candidate in (device_id, endpoint):
-            if self.devices.find_device(candidate) is not None:
-                self.devices.record_report(candidate, self.clock.now(), **report.fields())
+            if self.devices.record_report(candidate, now, **fields):
                 return
 
     def count_refusal(self, endpoint: str, what: str, exc: PeerError) -> None:

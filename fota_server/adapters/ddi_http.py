@@ -35,7 +35,7 @@ from .fota_http import (
 )
 from .http_driver import HttpDriver, OfferView
 
-__all__ = ["routes", "issue_gateway_token", "GATEWAY_SETTING"]
+__all__ = ["routes", "issue_gateway_token", "poll_body", "GATEWAY_SETTING"]
 
 log = logging.getLogger("fota_server.ddi")
 BASE = "/{tenant}/controller/v1/{controller_id}"
@@ -111,10 +111,27 @@ async def poll(request: Request, services: Services, device: Device, driver: Htt
     offer, finished_id, configured = driver.http_devices.poll_offer(device.device_id)
     view = driver.view(device.device_id, now, offer) if offer is not None else None
     deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
-    body = ddi.base_poll(_base(request), driver.sleep_s(view, now), deployment=deployment,
-                         cancel_id=view.record.offer_id if view and view.cancelling else None,
-                         installed_id=finished_id, config_data=not configured)
-    return JSONResponse(body)
+    body = poll_body(_base(request), driver.sleep_s(view, now), deployment,
+                     view.record.offer_id if view and view.cancelling else None, finished_id, not configured)
+    return Response(body, media_type="application/json")
+
+
+def poll_body(base: str, sleep_s: float, deployment: tuple[int, int] | None, cancel_id: int | None,
+              installed_id: int | None, config_data: bool) -> bytes:
+    """``ddi.base_poll`` encoded as ``JSONResponse`` does; its links are encoded once per device and state
+    (a device polls with the same ones until its state changes), the sleep on every poll."""
+    sleep = ddi.format_sleep(sleep_s)  # HH:MM:SS: nothing in it to escape
+    links = _poll_links(base, deployment, cancel_id, installed_id, config_data)
+    return f'{{"config":{{"polling":{{"sleep":"{sleep}"}}}}{links}}}'.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _poll_links(base: str, deployment: tuple[int, int] | None, cancel_id: int | None, installed_id: int | None,
+                config_data: bool) -> str:
+    links = ddi.base_poll(base, 0, deployment=deployment, cancel_id=cancel_id, installed_id=installed_id,
+                          config_data=config_data).get("_links")
+    return "" if not links else ',"_links":' + json.dumps(links, ensure_ascii=False, allow_nan=False,
+                                                          separators=(",", ":"))
 
 
 async def config_data(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:

@@ -1,7 +1,7 @@
 """The in-memory view of the HTTP device path (``store/http_device_cache.py``) answers as the database does: a
 token replaced through the API or the CLI stops working at the next request, a device added by the CLI while the
 server runs checks in at once, and the device's offer, logging switch and DDI state follow every write, of this
-process or of another connection."""
+process or of another connection. The DDI poll body, encoded from kept parts, is what ``JSONResponse`` makes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
+
+from fota_server.adapters.ddi_http import poll_body
 
 from fota_server.devices import token_hash
+from fota_server.protocol.http_fota import ddi
 from fota_server.records import Account, Credential, Device
 from fota_server.store.http_devices_sqlite import OfferState, SqliteHttpDeviceStore, SqliteOfferStore
 from fota_server.store.sqlite import SqliteDatabase
@@ -135,3 +139,16 @@ def test_a_token_check_is_dropped_when_this_process_changes_the_credential(db: S
     assert store.authenticated_device("d1", token_hash("tok-2")) is not None
     db.credentials.delete_credential("d1", "http_token")
     assert store.authenticated_device("d1", token_hash("tok-2")) is None and len(store.auth_cache) == 0
+
+
+@pytest.mark.parametrize("deployment, cancel_id, installed_id, config_data", [
+    (None, None, None, False), (None, None, None, True), ((7, 123456), None, 3, True), ((7, 1), 7, None, False),
+    (None, None, 9, False)])
+@pytest.mark.parametrize("sleep_s", [0, 27, 300, 86400 * 3])
+def test_the_ddi_poll_body_is_the_base_poll_as_json_response_encodes_it(
+        deployment: tuple[int, int] | None, cancel_id: int | None, installed_id: int | None, config_data: bool,
+        sleep_s: int) -> None:
+    base = "http://[::1]:8080/ténant/controller/v1/dev \"1\""
+    expected = JSONResponse(ddi.base_poll(base, sleep_s, deployment=deployment, cancel_id=cancel_id,
+                                          installed_id=installed_id, config_data=config_data)).body
+    assert poll_body(base, sleep_s, deployment, cancel_id, installed_id, config_data) == expected

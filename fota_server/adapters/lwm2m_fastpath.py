@@ -64,7 +64,7 @@ class Pressure:
     off, growing with the depth (all of them at twice that depth), so the queue settles where the server
     keeps up. A quarter of the room is about 2,000 datagrams with the room the server asks for: a burst the
     server works off well within a device's first retransmission timeout (2 s). Also how long to ask a deferred device to wait: long enough to spread the Registers deferred
-    over the last seconds at the rate Registers were taken."""
+    over the last seconds at the best rate Registers were taken at in those seconds."""
 
     WINDOW_S = 10
 
@@ -122,7 +122,7 @@ class Pressure:
         """Count a deferred Register and return the Max-Age to answer it with."""
         self._put_off[self._slot()] += 1
         self.deferred += 1
-        rate = max(sum(self._taken) / self.WINDOW_S, 1.0)
+        rate = max(max(self._taken), 100)  # the best second of the window: what the server can take
         spread = min(max(sum(self._put_off) / rate, self._min_wait_s), self._max_wait_s)
         return self._min_wait_s + int(self._rng.random() * (spread - self._min_wait_s + 1))
 

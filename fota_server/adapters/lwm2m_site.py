@@ -54,8 +54,8 @@ class Lwm2mSettings:
     device_read_interval_s: float = 300.0  # re-read /3/0 and /4/0 on Update at most this often
     read_device_data: bool = True
     max_registrations: int = 1_000_000
-    persist_delay_s: float = 0.0          # registrations are written once the loop's turn ends: one transaction
-                                          # for every Register read in the same batch of datagrams
+    persist_delay_s: float = 0.005        # registrations are written once the loop's turn ends (one transaction
+                                          # for a whole batch of datagrams), at most once per this long
     persist_retry_s: float = 1.0          # after a failed batch (disk full, ...) it is tried again this often
     max_unsaved: int = 100_000            # while writes fail, Register and Update get 5.03 beyond this many
     device_reads_per_s: float = 200.0     # devices read after Register per second (paced, lwm2m_reads.py)
@@ -116,6 +116,7 @@ class Lwm2mServer:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._after_save: list[Callable[[bool], None]] = []   # answers held until the batch they wait for is saved
         self._flush_failing = False
+        self._flushed_at = 0.0
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
@@ -274,7 +275,7 @@ class Lwm2mServer:
             return
         self._unsaved[reg_id] = registration
         if self._flush_handle is None and not self._flush_failing:
-            self._schedule_flush(self.settings.persist_delay_s)
+            self._schedule_flush(max(0.0, self._flushed_at + self.settings.persist_delay_s - self._monotonic()))
 
     def _schedule_flush(self, delay_s: float, retry: bool = False) -> None:
         if self._stopped:
@@ -296,6 +297,7 @@ class Lwm2mServer:
         """Save what changed since the last flush. If the batch cannot be written, it is kept (newer changes
         win over it) and tried again every ``persist_retry_s``."""
         self._cancel_flush()
+        self._flushed_at = self._monotonic()
         if self.store is None or not self._unsaved:
             self._flush_failing = False
             return

@@ -22,14 +22,14 @@ def test_max_age_spreads_the_deferred_over_the_rate_registers_were_taken() -> No
     clock = _Clock()
     pressure = Pressure(None, clock, random.Random(3), min_wait_s=2, max_wait_s=60)
     for _ in range(100):
-        pressure.taken()          # 100 Registers taken in the window: 10 a second
+        pressure.taken()          # 100 Registers taken in one second of the window
     first = [pressure.defer() for _ in range(10)]
     assert first[0] == 2 and all(2 <= age <= 60 for age in first)  # a few deferred: come back soon
-    many = [pressure.defer() for _ in range(2000)]
-    assert max(many) == 60 and min(many) >= 2             # 2,000 deferred at 10/s: spread over the whole range
-    assert sum(many) / len(many) > 20
+    many = [pressure.defer() for _ in range(5000)]
+    assert 45 <= max(many) <= 51 and min(many) >= 2       # 5,000 deferred, 100 taken at best a second: ~50 s
+    assert sum(many) / len(many) > 10
     clock.now += Pressure.WINDOW_S + 1                     # the window has passed: the backlog is forgotten
-    assert pressure.defer() == 2 and pressure.deferred == 2011
+    assert pressure.defer() == 2 and pressure.deferred == 5011
     assert not pressure.sample()                           # no socket: never saturated
 
 

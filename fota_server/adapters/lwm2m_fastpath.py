@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import struct
@@ -63,10 +64,10 @@ class Pressure:
     socket (SO_MEMINFO, Linux): above ``deep_fraction`` of the queue's room a share of new Registers is put
     off, growing with the depth (all of them at twice that depth), so the queue settles where the server
     keeps up. A quarter of the room is about 2,000 datagrams with the room the server asks for: a burst the
-    server works off well within a device's first retransmission timeout (2 s). Also how long to ask a deferred device to wait: long enough to spread the Registers deferred
-    over the last seconds at the best rate Registers were taken at in those seconds."""
+    server works off well within a device's first retransmission timeout (2 s)."""
 
     WINDOW_S = 10
+    MIN_RATE = 200   # Registers a second assumed takeable before any were measured
 
     def __init__(self, sock: socket.socket | None, monotonic: Callable[[], float],
                  rng: random.Random | None = None, deep_fraction: float = 0.25,
@@ -81,6 +82,7 @@ class Pressure:
         self._taken = [0] * self.WINDOW_S        # Registers taken and deferred, per second, over the window
         self._put_off = [0] * self.WINDOW_S
         self._second = 0
+        self._next_return = 0.0
 
     @property
     def saturated(self) -> bool:
@@ -119,12 +121,16 @@ class Pressure:
         self._taken[self._slot()] += 1
 
     def defer(self) -> int:
-        """Count a deferred Register and return the Max-Age to answer it with."""
+        """Count a deferred Register and return the Max-Age to answer it with: deferred devices are given
+        return times one after another at the rate the server takes Registers (its best second in the window),
+        so they come back no faster than it can take them and no later than they need to."""
+        now = self._monotonic()
         self._put_off[self._slot()] += 1
         self.deferred += 1
-        rate = max(max(self._taken), 100)  # the best second of the window: what the server can take
-        spread = min(max(sum(self._put_off) / rate, self._min_wait_s), self._max_wait_s)
-        return self._min_wait_s + int(self._rng.random() * (spread - self._min_wait_s + 1))
+        rate = max(max(self._taken), self.MIN_RATE)
+        self._next_return = min(max(self._next_return, now + self._min_wait_s) + 1.0 / rate,
+                                now + self._max_wait_s)
+        return max(self._min_wait_s, min(self._max_wait_s, math.ceil(self._next_return - now)))
 
 
 class FastPath(asyncio.DatagramProtocol):

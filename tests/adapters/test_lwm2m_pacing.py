@@ -18,18 +18,19 @@ class _Clock:
         return self.now
 
 
-def test_max_age_spreads_the_deferred_over_the_rate_registers_were_taken() -> None:
+def test_deferred_devices_are_given_return_times_at_the_rate_registers_are_taken() -> None:
     clock = _Clock()
     pressure = Pressure(None, clock, random.Random(3), min_wait_s=2, max_wait_s=60)
-    for _ in range(100):
-        pressure.taken()          # 100 Registers taken in one second of the window
-    first = [pressure.defer() for _ in range(10)]
-    assert first[0] == 2 and all(2 <= age <= 60 for age in first)  # a few deferred: come back soon
-    many = [pressure.defer() for _ in range(5000)]
-    assert 45 <= max(many) <= 51 and min(many) >= 2       # 5,000 deferred, 100 taken at best a second: ~50 s
-    assert sum(many) / len(many) > 10
-    clock.now += Pressure.WINDOW_S + 1                     # the window has passed: the backlog is forgotten
-    assert pressure.defer() == 2 and pressure.deferred == 5011
+    for _ in range(400):
+        pressure.taken()          # 400 Registers taken in one second of the window
+    ages = [pressure.defer() for _ in range(8000)]
+    assert ages[0] == 3 and ages == sorted(ages)           # one after another, never sooner than the minimum
+    assert ages.count(3) in (399, 400) and ages.count(4) in (399, 400, 401)  # 400 a second: what it takes
+    assert ages[-1] in (22, 23)                            # 8,000 deferred: spread over 20 s
+    more = [pressure.defer() for _ in range(20000)]
+    assert more[-1] == 60                                  # never asked to wait longer than the maximum
+    clock.now += 61                                        # the window and the return times have passed
+    assert pressure.defer() == 3 and pressure.deferred == 28001
     assert not pressure.sample()                           # no socket: never saturated
 
 

@@ -18,65 +18,15 @@ from typing import Any, Callable
 import aiocoap
 from aiocoap.optiontypes import BlockOption as AiocoapBlock
 
-from ..protocol.errors import DecodeError
-from ..protocol.lwm2m.blockwise import Block1Sender, BlockOption, PushStep
-from ..protocol.lwm2m.coap_message import (
-    ACCEPT, BLOCK1, CONTENT_FORMAT, OBSERVE, SIZE1, URI_PATH, URI_QUERY, CoapMessage, uint_bytes, uint_value,
-)
+from ..protocol.lwm2m.blockwise import Block1Sender, PushStep
 from ..protocol.lwm2m.paths import LwM2MPath
 from .coap_exchanges import Peer, SocketExchanges
+from .lwm2m_downlink_messages import METHODS, Ask, DownlinkReply, code_of, dotted, reply_of, reply_of_aiocoap
+from .lwm2m_observe import AiocoapObservation, Observation, PlainObservation
 
 __all__ = ["DownlinkReply", "Downlink", "DeviceLink", "code_of", "dotted"]
 
 log = logging.getLogger("fota_server.lwm2m")
-
-_METHODS = {"GET": 1, "POST": 2, "PUT": 3, "DELETE": 4}
-
-
-def code_of(dotted_code: str) -> aiocoap.Code:
-    major, _, minor = dotted_code.partition(".")
-    return aiocoap.Code(int(major) << 5 | int(minor))
-
-
-def dotted(code: aiocoap.Code) -> str:
-    return f"{int(code) >> 5}.{int(code) & 31:02d}"
-
-
-@dataclass(frozen=True)
-class DownlinkReply:
-    code: str                       # "2.05" ..., or "timeout" when the exchange failed
-    payload: bytes = b""
-    content_format: int | None = None
-    block1: BlockOption | None = None
-    size1: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """One request to a device, before it is put in either transport's terms."""
-
-    method: str
-    path: LwM2MPath
-    payload: bytes = b""
-    content_format: int | None = None
-    accept: int | None = None
-    observe: int | None = None
-    query: tuple[str, ...] = ()
-    block1: BlockOption | None = None
-    size1: int | None = None
-
-    def options(self) -> tuple[tuple[int, bytes], ...]:
-        options = [(URI_PATH, segment.encode()) for segment in self.path.segments]
-        options += [(URI_QUERY, item.encode()) for item in self.query]
-        for number, value in ((CONTENT_FORMAT, self.content_format), (ACCEPT, self.accept),
-                              (OBSERVE, self.observe), (SIZE1, self.size1)):
-            if value is not None:
-                options.append((number, uint_bytes(value)))
-        if self.block1 is not None:
-            options.append((BLOCK1, uint_bytes(self.block1.to_int())))
-        options.sort(key=lambda option: option[0])
-        return tuple(options)
-
 
 @dataclass(slots=True)
 class DeviceLink:
@@ -117,7 +67,7 @@ class Downlink:
         self._secure_context: aiocoap.Context | None = None
         self._plain: SocketExchanges | None = None
         self.links: dict[str, DeviceLink] = {}
-        self.observations: dict[tuple[str, LwM2MPath], _Observation] = {}
+        self.observations: dict[tuple[str, LwM2MPath], Observation] = {}
 
     def attach(self, context: aiocoap.Context, secure: bool = False) -> None:
         """The context to send through; ``secure`` for the CoAPS (DTLS) one, used for devices whose remote
@@ -179,9 +129,9 @@ class Downlink:
         return self._context
 
     @staticmethod
-    def _message(link: DeviceLink, ask: _Ask) -> aiocoap.Message:
+    def _message(link: DeviceLink, ask: Ask) -> aiocoap.Message:
         segments = tuple(ask.path.segments)
-        message = aiocoap.Message(code=aiocoap.Code(_METHODS[ask.method]), payload=ask.payload, uri_path=segments)
+        message = aiocoap.Message(code=aiocoap.Code(METHODS[ask.method]), payload=ask.payload, uri_path=segments)
         if link.remote is not None:
             message.remote = link.remote
         else:
@@ -211,17 +161,17 @@ class Downlink:
         async with link.lock:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
-            return await self._exchange(link, _Ask(method, path, payload, content_format, accept, query=query),
+            return await self._exchange(link, Ask(method, path, payload, content_format, accept, query=query),
                                         timeout_s)
 
-    async def _exchange(self, link: DeviceLink, ask: _Ask, timeout_s: float) -> DownlinkReply:
+    async def _exchange(self, link: DeviceLink, ask: Ask, timeout_s: float) -> DownlinkReply:
         peer = self._plain_peer(link) if self._plain is not None else None
         if peer is not None and self._plain is not None:
-            answer = await self._plain.request(peer, _METHODS[ask.method], ask.options(), ask.payload, timeout_s)
+            answer = await self._plain.request(peer, METHODS[ask.method], ask.options(), ask.payload, timeout_s)
             if answer is None:
                 log.debug("no answer to %s %s from %s", ask.method, ask.path, link.address)
                 return DownlinkReply("timeout")
-            return _reply_of(answer)
+            return reply_of(answer)
         message = self._message(link, ask)
         context = self._context_for(message)
         if context is None:
@@ -234,7 +184,7 @@ class Downlink:
             return DownlinkReply("timeout")
         if link.remote is None:
             link.remote = response.remote  # resolved once; later requests skip the URI lookup
-        return _reply(response)
+        return reply_of_aiocoap(response)
 
     async def observe(self, endpoint: str, path: LwM2MPath, accept: int | None,
                       on_notify: Callable[[DownlinkReply], None], timeout_s: float = 300.0) -> DownlinkReply:
@@ -242,19 +192,19 @@ class Downlink:
         link = self.links.get(endpoint)
         if link is None or not self.attached:
             return DownlinkReply("timeout")
-        ask = _Ask("GET", path, accept=accept, observe=0)
+        ask = Ask("GET", path, accept=accept, observe=0)
         async with link.lock:
             if not await self._reachable(link, timeout_s):
                 return DownlinkReply("timeout")
             peer = self._plain_peer(link) if self._plain is not None else None
-            observation: _Observation
+            observation: Observation
             if peer is not None and self._plain is not None:
-                plain = _PlainObservation(self._plain)
+                plain = PlainObservation(self._plain)
                 observation, response = plain, await plain.start(peer, ask, timeout_s)
             else:
                 message = self._message(link, ask)
                 context = self._context_for(message)
-                other = _AiocoapObservation()
+                other = AiocoapObservation()
                 observation = other
                 response = None if context is None else await other.start(context, message, timeout_s)
         if response is None:
@@ -302,119 +252,8 @@ class Downlink:
     async def _send_block(self, link: DeviceLink, path: LwM2MPath, sender: Block1Sender,
                           image: bytes | memoryview, timeout_s: float) -> DownlinkReply:
         block = sender.next_block()
-        ask = _Ask("PUT", path, bytes(image[block.start:block.end]), 42, block1=block.block, size1=block.size1)
+        ask = Ask("PUT", path, bytes(image[block.start:block.end]), 42, block1=block.block, size1=block.size1)
         return await self._exchange(link, ask, timeout_s)
-
-
-@dataclass(frozen=True, slots=True)
-class _FirstAnswer:
-    reply: DownlinkReply
-    observing: bool                  # the device answered with an Observe option: notifications follow
-
-
-class _Observation:
-    """One Observe relation the server holds, on either transport."""
-
-    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
-        raise NotImplementedError
-
-    def cancel(self) -> None:
-        raise NotImplementedError
-
-
-class _PlainObservation(_Observation):
-    def __init__(self, exchanges: SocketExchanges) -> None:
-        self._exchanges = exchanges
-        self._handle: int | None = None
-        self._on_notify: Callable[[DownlinkReply], None] | None = None
-
-    async def start(self, peer: Peer, ask: _Ask, timeout_s: float) -> _FirstAnswer | None:
-        self._handle, first = self._exchanges.start(peer, _METHODS[ask.method], ask.options(), b"",
-                                                    on_notify=self._notified)
-        try:
-            async with asyncio.timeout(timeout_s):
-                response = await first
-        except TimeoutError:
-            response = None
-        if response is None:
-            self.cancel()
-            return None
-        return _FirstAnswer(_reply_of(response), response.first(OBSERVE) is not None)
-
-    def _notified(self, message: CoapMessage) -> None:
-        if self._on_notify is not None:
-            self._on_notify(_reply_of(message))
-
-    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
-        self._on_notify = on_notify
-
-    def cancel(self) -> None:
-        """Forget the token: the device's next notification is answered with Reset (RFC 7641 §3.6)."""
-        if self._handle is not None:
-            self._exchanges.forget(self._handle)
-            self._handle = None
-
-
-class _AiocoapObservation(_Observation):
-    def __init__(self) -> None:
-        self._observation: Any = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, context: aiocoap.Context, message: aiocoap.Message,
-                    timeout_s: float) -> _FirstAnswer | None:
-        request = context.request(message, handle_blockwise=False)
-        self._observation = request.observation
-        try:
-            response = await asyncio.wait_for(request.response, timeout_s)
-        except (TimeoutError, aiocoap.error.Error, OSError):
-            self.cancel()
-            return None
-        return _FirstAnswer(_reply(response), self._observation is not None and response.opt.observe is not None)
-
-    def follow(self, on_notify: Callable[[DownlinkReply], None]) -> None:
-        self._task = asyncio.get_running_loop().create_task(_follow(self._observation, on_notify))
-
-    def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._observation is not None and not self._observation.cancelled:
-            self._observation.cancel()
-
-
-async def _follow(observation: Any, on_notify: Callable[[DownlinkReply], None]) -> None:
-    """Hand every notification of one aiocoap observation to ``on_notify`` until it ends."""
-    try:
-        async for notification in observation:
-            on_notify(_reply(notification))
-    except (aiocoap.error.Error, OSError) as exc:
-        log.info("observation ended: %s", exc)
-
-
-def _reply(response: aiocoap.Message) -> DownlinkReply:
-    block1 = None
-    if response.opt.block1 is not None:
-        raw = response.opt.block1
-        if 0 <= raw.size_exponent <= 6:
-            block1 = BlockOption(raw.block_number, bool(raw.more), raw.size_exponent)
-    return DownlinkReply(dotted(response.code), bytes(response.payload), response.opt.content_format,
-                         block1, response.opt.size1)
-
-
-def _reply_of(message: CoapMessage) -> DownlinkReply:
-    """A DownlinkReply from a response on the plain path (options that do not decode are left out)."""
-    def uint(number: int) -> int | None:
-        try:
-            return uint_value(message.first(number))
-        except DecodeError:
-            return None
-    block1 = None
-    raw = uint(BLOCK1)
-    if raw is not None:
-        option = BlockOption.from_int(raw)
-        if 0 <= option.szx <= 6:
-            block1 = option
-    code = message.code
-    return DownlinkReply(f"{code >> 5}.{code & 31:02d}", message.payload, uint(CONTENT_FORMAT), block1, uint(SIZE1))
 
 
 def _parse_hostinfo(address: str) -> Peer | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from fota_server.adapters.lwm2m_fastpath import Pressure
+from fota_server.adapters.lwm2m_pressure import Pressure
 from fota_server.adapters.lwm2m_reads import PacedReads
 from tests.waiting import apoll
 

@@ -21,23 +21,24 @@ def poll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.
     """Call ``get`` until ``done`` holds for its result and return that result; ``WaitTimedOut`` naming
     ``what`` and the last result if it still does not hold after ``timeout_s``."""
     give_up_at = time.monotonic() + timeout_s
-    while True:
-        value = get()
-        if done(value):
-            return value
-        if time.monotonic() >= give_up_at:
-            raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+    while not _holds(value := get(), done, give_up_at, what):
         time.sleep(interval_s)
+    return value
 
 
 async def apoll(get: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 30.0, what: str = "",
                 interval_s: float = 0.05) -> T:
     """``poll`` inside an event loop: the loop runs between looks."""
     give_up_at = time.monotonic() + timeout_s
-    while True:
-        value = get()
-        if done(value):
-            return value
-        if time.monotonic() >= give_up_at:
-            raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+    while not _holds(value := get(), done, give_up_at, what):
         await asyncio.sleep(interval_s)
+    return value
+
+
+def _holds(value: T, done: Callable[[T], bool], give_up_at: float, what: str) -> bool:
+    """Whether ``done`` holds for ``value``; WaitTimedOut once the bound has passed without it."""
+    if done(value):
+        return True
+    if time.monotonic() >= give_up_at:
+        raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+    return False

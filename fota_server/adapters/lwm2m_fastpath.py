@@ -211,7 +211,7 @@ class FastPath(asyncio.DatagramProtocol):
         return self._server.handle_rd(RdRequest(
             _METHOD_NAMES.get(request.code, str(request.code)), path[1] if len(path) == 2 else None, query,
             request.payload, uint_value(request.first(CONTENT_FORMAT)), request.mtype == CON, address, None,
-            self._remote(addr)))
+            peer_key(addr)))  # the downlink sends to it through the exchange table on this socket
 
     def _block(self, firmware: FirmwareBlockResource, request: CoapMessage, rest: list[str], addr: Any) -> CoapMessage:
         refusal = firmware.refusal(rest, None, _hostinfo(addr))  # plain CoAP: no session vouches for a device
@@ -226,10 +226,6 @@ class FastPath(asyncio.DatagramProtocol):
         if wanted is not None or block.more:
             options.append((BLOCK2, uint_bytes(BlockOption(block.num, block.more, block.szx).to_int())))
         return self._reply(request, "2.05", tuple(sorted(options)), block.payload)
-
-    @staticmethod
-    def _remote(addr: Any) -> Any:
-        return peer_key(addr)  # the downlink sends to it through the exchange table on this socket
 
 
 def _hostinfo(addr: Any) -> str:

@@ -40,5 +40,7 @@ def _holds(value: T, done: Callable[[T], bool], give_up_at: float, what: str) ->
     if done(value):
         return True
     if time.monotonic() >= give_up_at:
-        raise WaitTimedOut(f"{what or 'condition'} still not met: {value!r}")
+        text = getattr(value, "text", None)  # an HTTP response: its body says why
+        shown = f"{value!r} {text[:500]!r}" if isinstance(text, str) else repr(value)
+        raise WaitTimedOut(f"{what or 'condition'} still not met: {shown}")
     return False

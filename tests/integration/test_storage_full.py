@@ -196,6 +196,7 @@ def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(t
         finally:
             code = server.stop()
         output = "".join(server.output)
+        print(output)  # shown when the test fails: what the server logged meanwhile
         assert code == 0, output
         assert output.count("cannot be written (full)") == 1, output    # one line per episode
         assert output.count("can be written again") == 1, output

@@ -32,3 +32,44 @@ def server_factory(tmp_path: Path) -> Iterator[object]:
     for server in started:
         server.kill()
         print(f"--- server output ({server.db}) ---\n" + "".join(server.output))  # shown when a test fails
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server for the tests: ``.ci/run``'s (``FOTA_TEST_POSTGRES_URL``), else a throwaway
+    cluster of this test session; a skip naming what is missing when there is no PostgreSQL to start."""
+    import os
+    import tempfile
+
+    from tests.pgcluster import ENV_URL, Cluster, bindir
+
+    given = os.environ.get(ENV_URL)
+    if given:
+        yield given
+        return
+    if bindir() is None:
+        pytest.skip("no PostgreSQL here: install Debian's postgresql package (.ci/run does) to run this test")
+    directory = Path(tempfile.mkdtemp(prefix="fota-pg-"))
+    directory.chmod(0o755)   # the cluster runs as the postgres user when the tests run as root
+    cluster = Cluster(directory / "cluster").start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+        directory.rmdir()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server for one test, dropped after it."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, query = postgres_server.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,4 +1,4 @@
-"""The bootstrap configuration store: the same contract in SQLite and in memory."""
+"""The bootstrap configuration store: the same contract in SQLite, PostgreSQL and memory."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ from fota_server.records import Account, Device
 from fota_server.store.bootstrap_memory import MemoryBootstrapStore
 from fota_server.store.bootstrap_sqlite import SqliteBootstrapStore
 from fota_server.store.ports import BootstrapRecord, BootstrapStore
-from fota_server.store.sqlite import SqliteDatabase
+
+from .engines import SQL_ENGINES, open_sql
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=[*SQL_ENGINES, "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BootstrapStore]:
     if request.param == "memory":
         yield MemoryBootstrapStore()
         return
-    db = SqliteDatabase(str(tmp_path / "fota.db"))
+    db = open_sql(request.param, request, tmp_path)
     db.accounts.create_account(Account("lab", NOW, 10, "TS-HFOTA-EVNT"))
     for device_id in ("a", "b"):
         db.devices.add_device(Device(device_id, "lab", "LWM2M", created_at=NOW))

@@ -1,4 +1,4 @@
-"""Contract of the campaign stores: the same guarded-write and ordering rules in SQLite and in memory."""
+"""Contract of the campaign stores: the same guarded-write and ordering rules in SQLite, PostgreSQL and memory."""
 
 from __future__ import annotations
 
@@ -15,18 +15,19 @@ from fota_server.campaign.ports import DeviceTransition
 from fota_server.records import Account
 from fota_server.store.campaigns_memory import MemoryCampaignStores
 from fota_server.store.campaigns_sqlite import SqliteCampaignStores
-from fota_server.store.sqlite import SqliteDatabase
+
+from .engines import SQL_ENGINES, open_sql
 
 NOW = datetime(2026, 5, 1, 8, tzinfo=timezone.utc)
 ACCOUNT = "0000123456-00001"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", *SQL_ENGINES])
 def stores(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryCampaignStores()
         return
-    db = SqliteDatabase(str(tmp_path / "c.db"))
+    db = open_sql(request.param, request, tmp_path)
     db.accounts.create_account(Account(ACCOUNT, NOW, 10, "TS-HFOTA-EVNT"))
     yield SqliteCampaignStores(db)
     db.close()

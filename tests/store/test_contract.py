@@ -1,4 +1,5 @@
-"""One contract, two stores: every scenario runs against SQLite (a real file) and the in-memory store."""
+"""One contract, three stores: every scenario runs against SQLite (a real file), PostgreSQL (a real server) and the
+in-memory store."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import pytest
 from fota_server.records import Account, ApiClient, Credential, Device, Package, Token, User
 from fota_server.store import MemoryDatabase, SqliteDatabase
 
+from .engines import SQL_ENGINES, open_sql
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "sqlite":
-        db = SqliteDatabase(str(tmp_path / "contract.db"))
+    if request.param in SQL_ENGINES:
+        db = open_sql(request.param, request, tmp_path)
         yield db
         db.close()
     else:

@@ -1,0 +1,76 @@
+"""What the SQL stores need from a database, whichever engine holds it, and how one is opened.
+
+``SqliteDatabase`` (a file, the zero-setup default) and ``PostgresDatabase`` (``postgresql://…``) both offer it;
+the stores are written against ``SqlDatabase`` and their statements in SQLite's dialect, which the PostgreSQL
+side translates (``postgres_sql``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+from .health import StorageHealth
+from .ports import AccountStore, CredentialStore, DeviceStore, LicenseStore, PackageStore, TokenStore
+
+__all__ = ["SqlDatabase", "SqlConnection", "SqlResult", "open_database", "is_database_url"]
+
+
+class SqlResult(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class SqlConnection(Protocol):
+    def execute(self, sql: str, params: Any = ..., /) -> SqlResult: ...
+    def executemany(self, sql: str, seq: Any, /) -> SqlResult: ...
+
+
+class SqlDatabase(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def health(self) -> StorageHealth: ...
+    @property
+    def credential_listeners(self) -> list[Callable[[str], None]]: ...
+    @property
+    def accounts(self) -> AccountStore: ...
+    @property
+    def tokens(self) -> TokenStore: ...
+    @property
+    def devices(self) -> DeviceStore: ...
+    @property
+    def packages(self) -> PackageStore: ...
+    @property
+    def licenses(self) -> LicenseStore: ...
+    @property
+    def credentials(self) -> CredentialStore: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ...) -> Any: ...
+    def data_version(self) -> int: ...
+    def credentials_changed(self, device_id: str) -> None: ...
+    def probe_write(self) -> bool: ...
+    def schema_version(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def is_database_url(target: str) -> bool:
+    """Whether ``target`` names a database server rather than a SQLite file."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def open_database(target: str) -> SqlDatabase:
+    """A SQLite file path, or a ``postgresql://`` URL; migrated, ready."""
+    if is_database_url(target):
+        from .postgres import PostgresDatabase  # psycopg is needed only by those who use it
+
+        return PostgresDatabase(target)
+    from .sqlite import SqliteDatabase
+
+    return SqliteDatabase(target)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 from .ports import BootstrapRecord
-from .sqlite import SqliteDatabase, parse_ts, ts
+from .database import SqlDatabase
+from .sqlite import parse_ts, ts
 
 __all__ = ["SqliteBootstrapStore"]
 
@@ -15,7 +16,7 @@ _COLUMNS = "device_id, security, server_uri, lifetime_s, bootstrap_identity, boo
 
 
 class SqliteBootstrapStore:
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     def set_bootstrap(self, record: BootstrapRecord) -> bool:

@@ -19,7 +19,8 @@ from ..campaign.model import (
 )
 from ..campaign.ports import DeviceTransition
 from ..protocol.delivery import Delivery, parse_delivery
-from .sqlite import SqliteDatabase, parse_ts, ts
+from .database import SqlConnection, SqlDatabase
+from .sqlite import parse_ts, ts
 
 __all__ = ["SqliteCampaignStores", "SqliteCampaignStore", "SqliteCampaignDeviceStore", "SqliteCallbackStore"]
 
@@ -103,7 +104,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
                    AttemptOutcomeKind(row["outcome"]), row["result_code"], row["result_reason"])
 
 
-def _fan_out(conn: sqlite3.Connection, notices: Sequence[Notice], now: datetime, ttl: timedelta) -> None:
+def _fan_out(conn: SqlConnection, notices: Sequence[Notice], now: datetime, ttl: timedelta) -> None:
     accounts = {n.account_name for n in notices}
     listening = {a for a in accounts
                  if conn.execute("SELECT 1 FROM callbacks WHERE account_name = ? LIMIT 1", (a,)).fetchone()}
@@ -119,7 +120,7 @@ def _fan_out(conn: sqlite3.Connection, notices: Sequence[Notice], now: datetime,
 
 
 class SqliteCampaignStore:
-    def __init__(self, db: SqliteDatabase, event_ttl: timedelta) -> None:
+    def __init__(self, db: SqlDatabase, event_ttl: timedelta) -> None:
         self._db = db
         self._ttl = event_ttl
 
@@ -198,7 +199,7 @@ class SqliteCampaignStore:
 
 
 class SqliteCampaignDeviceStore:
-    def __init__(self, db: SqliteDatabase, event_ttl: timedelta) -> None:
+    def __init__(self, db: SqlDatabase, event_ttl: timedelta) -> None:
         self._db = db
         self._ttl = event_ttl
 
@@ -270,7 +271,7 @@ class SqliteCampaignDeviceStore:
         with self._db.transaction() as conn:
             return [self._apply_one(conn, t) for t in transitions]
 
-    def _apply_one(self, conn: sqlite3.Connection, t: DeviceTransition) -> bool:
+    def _apply_one(self, conn: SqlConnection, t: DeviceTransition) -> bool:
         conn.execute("SAVEPOINT transition")
         try:
             values = _device_values(t.row)
@@ -299,7 +300,7 @@ class SqliteCampaignDeviceStore:
         return True
 
     @staticmethod
-    def _record_attempts(conn: sqlite3.Connection, t: DeviceTransition) -> None:
+    def _record_attempts(conn: SqlConnection, t: DeviceTransition) -> None:
         if t.end_attempt is not None:
             a = t.end_attempt
             conn.execute("UPDATE attempts SET ended_at = ?, outcome = ?, result_code = ?, result_reason = ?"
@@ -337,7 +338,7 @@ def _event(row: sqlite3.Row) -> CallbackEvent:
 
 
 class SqliteCallbackStore:
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     def set_listener(self, listener: CallbackListener) -> bool:
@@ -397,7 +398,7 @@ class SqliteCallbackStore:
 class SqliteCampaignStores:
     """The three campaign stores over one SQLite database: ``campaigns``, ``rows``, ``callbacks``."""
 
-    def __init__(self, db: SqliteDatabase, event_ttl: timedelta = timedelta(days=3)) -> None:
+    def __init__(self, db: SqlDatabase, event_ttl: timedelta = timedelta(days=3)) -> None:
         self.campaigns = SqliteCampaignStore(db, event_ttl)
         self.rows = SqliteCampaignDeviceStore(db, event_ttl)
         self.callbacks = SqliteCallbackStore(db)

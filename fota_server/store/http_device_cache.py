@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Generic, TypeVar
 
 from ..records import Device
-from .sqlite import SqliteDatabase
+from .database import SqlDatabase
 
 if TYPE_CHECKING:
     from .http_devices_sqlite import OfferRecord
@@ -44,7 +44,7 @@ class _PerDevice(Generic[V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _current(self, db: SqliteDatabase, device_id: str) -> V | None:
+    def _current(self, db: SqlDatabase, device_id: str) -> V | None:
         version = db.data_version()
         if version != self._data_version:
             self.clear()
@@ -68,7 +68,7 @@ class DeviceAuthCache(_PerDevice[tuple[str, Device, float]]):
         super().__init__(max_entries)
         self.ttl_s = ttl_s
 
-    def device(self, db: SqliteDatabase, device_id: str, hashed: str,
+    def device(self, db: SqlDatabase, device_id: str, hashed: str,
                lookup: Callable[[str], tuple[Device, str] | None]) -> Device | None:
         """The device if ``hashed`` is the SHA-256 (hex) of its HTTP token, else None."""
         entry = self._current(db, device_id)
@@ -98,7 +98,7 @@ class DeviceStateCache(_PerDevice[DeviceState]):
     def __init__(self, max_entries: int = 65536) -> None:
         super().__init__(max_entries)
 
-    def state(self, db: SqliteDatabase, device_id: str, read: Callable[[str], DeviceState]) -> DeviceState:
+    def state(self, db: SqlDatabase, device_id: str, read: Callable[[str], DeviceState]) -> DeviceState:
         state = self._current(db, device_id)
         if state is None:
             generation = self._generation
@@ -107,11 +107,11 @@ class DeviceStateCache(_PerDevice[DeviceState]):
         return state
 
 
-_CACHES: weakref.WeakKeyDictionary[SqliteDatabase, tuple[DeviceAuthCache, DeviceStateCache]] = \
+_CACHES: weakref.WeakKeyDictionary[SqlDatabase, tuple[DeviceAuthCache, DeviceStateCache]] = \
     weakref.WeakKeyDictionary()
 
 
-def caches_of(db: SqliteDatabase) -> tuple[DeviceAuthCache, DeviceStateCache]:
+def caches_of(db: SqlDatabase) -> tuple[DeviceAuthCache, DeviceStateCache]:
     """The database's caches, made (the token checks hooked to its credential changes) on first use."""
     caches = _CACHES.get(db)
     if caches is None:

@@ -14,7 +14,8 @@ from datetime import datetime
 
 from ..records import Device
 from .http_device_cache import DeviceAuthCache, DeviceState, DeviceStateCache, caches_of
-from .sqlite import SqliteDatabase, parse_ts, ts
+from .database import SqlDatabase
+from .sqlite import parse_ts, ts
 
 __all__ = [
     "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "DeviceStateCache", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
@@ -118,7 +119,7 @@ def _offer_at(row: sqlite3.Row, first: int) -> OfferRecord | None:
 class SqliteHttpDeviceStore:
     """Check-in history, device logs and the per-device logging switch."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self.auth_cache, self.state_cache = caches_of(db)
 
@@ -273,7 +274,7 @@ class SqliteOfferStore:
     """Updates offered to HTTP devices (one open offer per device) and the outbox of attempt outcomes. Every
     write of an offer drops the device's ``DeviceStateCache`` entry once it is committed (or has failed)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
         self._states = caches_of(db)[1]
 

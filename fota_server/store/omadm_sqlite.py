@@ -16,7 +16,8 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from .sqlite import SqliteDatabase, parse_ts, ts
+from .database import SqlConnection, SqlDatabase
+from .sqlite import parse_ts, ts
 
 __all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore", "StoredOutcome"]
 
@@ -57,7 +58,7 @@ class StoredOutcome:
 
 
 class SqliteOmadmStore:
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     # --- nonces ------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class SqliteOmadmStore:
     # --- the outcome outbox ------------------------------------------------------------------------
 
     @staticmethod
-    def _queue(conn: sqlite3.Connection, attempt_id: str, outcome: tuple[str, str], now: datetime) -> None:
+    def _queue(conn: SqlConnection, attempt_id: str, outcome: tuple[str, str], now: datetime) -> None:
         conn.execute("INSERT INTO omadm_outcomes (attempt_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
                      (attempt_id, outcome[0], outcome[1][:1024], ts(now)))
 

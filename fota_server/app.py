@@ -56,7 +56,7 @@ from .signing import load_or_create_signer
 from .adapters.tls_cert import UvicornSslOptions, load_or_create_certificate, uvicorn_ssl_options
 from .store.campaigns_sqlite import SqliteCampaignStores
 from .store.health import StorageOpenError
-from .store.sqlite import SqliteDatabase
+from .store.database import open_database
 
 __all__ = ["build_services", "build_http_app", "serve", "RunningServer", "listening_socket"]
 
@@ -68,7 +68,7 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     either failing raises ``StorageOpenError`` naming the path and why."""
     clock = clock or SystemClock()
     data_dir = config.resolved_data_dir
-    db = SqliteDatabase(config.db_path)
+    db = open_database(config.db_path)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         signer = load_or_create_signer(data_dir / "signing-key.pem")

@@ -68,6 +68,8 @@ class Config:
     def resolved_data_dir(self) -> Path:
         if self.data_dir:
             return Path(self.data_dir)
+        if self.db_path.startswith(("postgresql://", "postgres://")):
+            return Path("fota-data")   # beside the processes; several processes on one database share it
         return Path(self.db_path + "-data")
 
     @property

@@ -14,7 +14,7 @@ from .devices import DeviceRegistry
 from .download_tokens import DownloadTokens
 from .enrolment import Enrolment
 from .firmware import FirmwareRepository
-from .store.sqlite import SqliteDatabase
+from .store.database import SqlDatabase
 
 __all__ = ["Services"]
 
@@ -23,7 +23,7 @@ __all__ = ["Services"]
 class Services:
     config: Config
     clock: Clock
-    db: SqliteDatabase
+    db: SqlDatabase
     auth: AuthService
     firmware: FirmwareRepository
     devices: DeviceRegistry

@@ -20,8 +20,9 @@ __all__ = ["ServerProcess", "cli", "create_account", "session_headers", "import_
 _READY = re.compile(r"listening on (\S+): (.*)")
 
 
-def cli(*args: str, db: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``fota-server ARGS --db DB`` and return the finished process."""
+def cli(*args: str, db: Path | str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``fota-server ARGS --db DB`` and return the finished process (``DB``: a SQLite file, or a
+    ``postgresql://`` URL; then ``FOTA_DATA_DIR`` in the environment names the data directory)."""
     proc = subprocess.run(
         [sys.executable, "-m", "fota_server", *args, "--db", str(db)],
         capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
@@ -31,7 +32,7 @@ def cli(*args: str, db: Path, env: dict[str, str] | None = None, check: bool = T
     return proc
 
 
-def create_account(db: Path, name: str, licenses: int = 100) -> dict[str, Any]:
+def create_account(db: Path | str, name: str, licenses: int = 100) -> dict[str, Any]:
     creds: dict[str, Any] = json.loads(cli("account", "create", name, "--licenses", str(licenses), "--json", db=db).stdout)
     return creds
 
@@ -47,14 +48,14 @@ def session_headers(base: str, creds: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session}
 
 
-def import_fleet(db: Path, manifest: Path, images: dict[str, tuple[str, bytes]], make: str, model: str,
+def import_fleet(db: Path | str, manifest: Path, images: dict[str, tuple[str, bytes]], make: str, model: str,
                  version_from: str, version_to: str) -> None:
     """``fota-server device import`` of a fleet manifest, then ``firmware add`` of one image per protocol
     (``images``: protocol -> (firmware name, image bytes))."""
     imported = json.loads(cli("device", "import", str(manifest), db=db).stdout)
     assert imported["errors"] == [], imported["errors"][:3]
     for protocol, (name, image) in images.items():
-        path = db.parent / f"{name}.bin"
+        path = manifest.parent / f"{name}.bin"
         path.write_bytes(image)
         cli("firmware", "add", str(path), "--name", name, "--make", make, "--model", model, "--from", version_from,
             "--to", version_to, "--protocol", protocol, db=db)
@@ -62,7 +63,7 @@ def import_fleet(db: Path, manifest: Path, images: dict[str, tuple[str, bytes]],
 
 @dataclass
 class ServerProcess:
-    db: Path
+    db: Path | str
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None

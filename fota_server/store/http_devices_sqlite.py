@@ -166,7 +166,7 @@ class SqliteHttpDeviceStore:
             "SELECT (SELECT expires_at FROM device_logging WHERE device_id = ?),"
             " (SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state = 'succeeded'),"
             " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?), "
-            f"{_OFFER_COLUMNS} FROM (SELECT 1) LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
+            f"{_OFFER_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
             (device_id, device_id, device_id, device_id, *OPEN_OFFER_STATES)).fetchone()
         return DeviceState(row[0], _offer_at(row, 3), row[1], bool(row[2]))
 

@@ -69,8 +69,8 @@ class Row:
         self._values = values
         self._index = index
 
-    def __getitem__(self, key: int | str) -> Any:
-        return self._values[key] if isinstance(key, int) else self._values[self._index[key]]
+    def __getitem__(self, key: int | slice | str) -> Any:
+        return self._values[self._index[key]] if isinstance(key, str) else self._values[key]
 
     def keys(self) -> list[str]:
         return list(self._index)

@@ -1,4 +1,4 @@
-"""A mixed fleet against ``fota-server run`` as a user runs it: the devices imported from the fleet's manifest
+"""A mixed fleet against ``fota-server run`` as a user runs it, on SQLite and on PostgreSQL: the devices imported from the fleet's manifest
 with ``fota-server device import``, images added with ``fota-server firmware add``, one campaign per protocol
 scheduled over the SMS API (v3 LwM2M, v2 HTTP, v1 OMA-DM), then 24 emulated devices (8 per protocol: one per
 fault that ends an attempt quickly, two without a fault) in this process. Every device's first attempt must end as its fault
@@ -89,8 +89,13 @@ async def _run(server: ServerProcess, headers: dict[str, str], reports: dict[str
         return rows, fleet.result()
 
 
-def test_mixed_fleet_against_fota_server_run(tmp_path: Path) -> None:
-    db = tmp_path / "fota.db"
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_mixed_fleet_against_fota_server_run(engine: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    db: Path | str = tmp_path / "fota.db"
+    if engine == "postgresql":   # the same, with every command and the server on --db postgresql://...
+        db = str(request.getfixturevalue("postgres_url"))
+        monkeypatch.setenv("FOTA_DATA_DIR", str(tmp_path / "data"))
     creds = create_account(db, ACC)
     plans = plan_devices(SPEC)
     manifest = tmp_path / "fleet.json"

@@ -190,9 +190,7 @@ class RunningServer:
         self._lwm2m.server.report_listeners.append(
             lambda endpoint, _report: campaigns.offer_device(device_id_for_endpoint(endpoint)[1]))
         if config.coaps_enabled:
-            await self._start_coaps()
-            creds = self.services.db.credentials
-            self._lwm2m.server.requires_dtls = lambda device_id: creds.has_credential(device_id, "psk")
+            await self._start_coaps()   # a PSK device's plain Register is refused (lwm2m_site.admission_for)
         host = config.advertised_host
         coaps_port = self.services.ports.get("coaps")
         settings = Lwm2mDriverSettings(

@@ -34,7 +34,7 @@ from ..protocol.lwm2m.values import Values
 from ..enrolment import Admitted, Enrolment
 from ..peerlog import peer_refused
 from ..store.health import RETRY_AFTER_S, StorageUnavailable
-from ..store.ports import DeviceStore
+from ..store.ports import CredentialStore, DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
 from .lwm2m_blocks import FirmwareBlockResource
@@ -42,7 +42,7 @@ from .lwm2m_downlink import Downlink, DownlinkReply, code_of
 from .lwm2m_reads import PacedReads
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
-           "unavailable_reply", "admission_for"]
+           "unavailable_reply", "admission_for", "psk_credentials"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -65,6 +65,7 @@ class Lwm2mSettings:
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]
+Admit = Callable[[str, str, bool], bool]   # (endpoint, address, over DTLS) -> whether it may register
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +95,10 @@ class Lwm2mServer:
     def __init__(self, clock: Clock, settings: Lwm2mSettings = Lwm2mSettings(),
                  store: SqliteRegistrationStore | None = None, devices: DeviceStore | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 admit: Callable[[str, str], bool] | None = None) -> None:
+                 admit: Admit | None = None) -> None:
         self.clock = clock
-        # whether an endpoint may register (it belongs to an account, or enrolment adds it); (endpoint, address)
-        self._admit: Callable[[str, str], bool] = admit or (lambda _endpoint, _address: True)
+        # whether an endpoint may register (``admission_for``): (endpoint, address, over DTLS)
+        self._admit: Admit = admit or (lambda _endpoint, _address, _secured: True)
         self.settings = settings
         self.book = RegistrationBook(timedelta(seconds=settings.grace_s), settings.max_registrations)
         self.store = store
@@ -105,14 +106,15 @@ class Lwm2mServer:
         self.downlink = Downlink(settings.queue_awake_s, monotonic)
         self.listeners: list[RegistrationListener] = []
         self.report_listeners: list[Callable[[str, DeviceReport], object]] = []
-        # a device with a DTLS credential may register only over CoAPS (set by the wiring)
-        self.requires_dtls: Callable[[str], bool] = lambda _device_id: False  # (endpoint, what /3/0 and /4/0 said)
+        # (endpoint, what /3/0 and /4/0 said)
         self.reports: dict[str, DeviceReport] = {}
         self.formats = FormatChooser()   # which content format each device reads in (formats.py)
         self.refused: Counter[str] = Counter()
         self._monotonic = monotonic
         self._last_read: dict[str, float] = {}
-        self._unsaved: dict[str, Registration | None] = {}   # reg_id -> to save, or None to delete
+        # reg_id -> to save; None to delete; the id of the registration that replaced it (same endpoint): to
+        # delete unless that one's save, which takes over the endpoint's row, is in the same batch
+        self._unsaved: dict[str, Registration | str | None] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._after_save: list[Callable[[bool], None]] = []   # answers held until the batch they wait for is saved
         self._flush_failing = False
@@ -218,13 +220,8 @@ class Lwm2mServer:
         (5.03) while registrations cannot be saved and too many wait to be."""
         params = parse_register(query, payload, content_format, confirmable)
         self._check_backlog()
-        if identity is None and self.requires_dtls(device_id_for_endpoint(params.endpoint)[1]):
-            peer_refused(log, address, "plain Register of a PSK device",
-                         "plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
-                         params.endpoint[:128])
-            return RdReply("4.03")
-        if not self._admit(params.endpoint, address):
-            return RdReply("4.03")  # belongs to no account and not enrolled: nothing is stored or read
+        if not self._admit(params.endpoint, address, identity is not None):
+            return RdReply("4.03")  # no account's, not enrolled, or a PSK device over plain CoAP: nothing kept
         reply = self.book.register(params, address, self.clock.now(), identity)
         self._dispatch(remote)
         return reply
@@ -251,7 +248,7 @@ class Lwm2mServer:
                     log.info("%s updated its registration from a new address %s", registration.endpoint[:128],
                              registration.address)
                 if isinstance(event, Registered) and event.replaced is not None:
-                    self._persist(event.replaced.reg_id, None)
+                    self._persist(event.replaced.reg_id, registration.reg_id)
                 self._persist(registration.reg_id, registration)
                 self.downlink.heard_from(registration.endpoint, remote, registration.address,
                                          registration.queue_mode)
@@ -268,7 +265,7 @@ class Lwm2mServer:
             for listener in list(self.listeners):
                 listener(event)
 
-    def _persist(self, reg_id: str, registration: Registration | None) -> None:
+    def _persist(self, reg_id: str, registration: Registration | str | None) -> None:
         """Write behind: registrations are soft state (a forgotten device gets 4.04 on Update and registers
         again), so they are saved in one transaction per ``persist_delay_s`` rather than one per request."""
         if self.store is None:
@@ -302,9 +299,11 @@ class Lwm2mServer:
             self._flush_failing = False
             return
         pending, self._unsaved = self._unsaved, {}
-        saves = [r for r in pending.values() if r is not None]
+        saves = [r for r in pending.values() if isinstance(r, Registration)]
+        deletes = [reg_id for reg_id, r in pending.items()
+                   if r is None or (isinstance(r, str) and not isinstance(pending.get(r), Registration))]
         try:
-            self.store.apply(saves, [reg_id for reg_id, r in pending.items() if r is None])
+            self.store.apply(saves, deletes)
         except sqlite3.OperationalError as exc:
             pending.update(self._unsaved)
             self._unsaved = pending
@@ -512,17 +511,33 @@ def add_rd_resources(site: resource.Site, server: Lwm2mServer) -> None:
     site.add_resource(["rd"], RdEntryResource(server))
 
 
-def admission_for(enrolment: Enrolment) -> Callable[[str, str], bool]:
+def admission_for(enrolment: Enrolment, credentials: CredentialStore | None = None) -> Admit:
     """Whether an endpoint may register: its device (``urn:imei:<id>`` -> ``<id>``, or the endpoint name
-    itself) belongs to an account, or enrolment adds it to the enrolment account now."""
-    def admit(endpoint: str, address: str) -> bool:
+    itself) belongs to an account, or enrolment adds it to the enrolment account now. With ``credentials``
+    (CoAPS is on), a device that holds a DTLS PSK may register only over CoAPS. The usual case, a known
+    device, is one lookup (whether it exists and whether it holds a PSK, in one statement)."""
+    def admit(endpoint: str, address: str, secured: bool) -> bool:
         device_id = device_id_for_endpoint(endpoint)[1]
-        if enrolment.exists(device_id):
-            return True  # the usual case: one lookup
+        if credentials is None:
+            known = enrolment.exists(device_id)
+        else:
+            known, psk = credentials.device_and_credential(device_id, "psk")
+            if psk and not secured:
+                peer_refused(log, address, "plain Register of a PSK device",
+                             "plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
+                             endpoint[:128])
+                return False
+        if known:
+            return True
         if device_id != endpoint and enrolment.exists(endpoint):
             return True  # a device added under its full endpoint name
         return isinstance(enrolment.admit(device_id, "LWM2M", peer=address), Admitted)
     return admit
+
+
+def psk_credentials(services: Any) -> CredentialStore | None:
+    """The credentials a plain Register is checked against: those of the database while CoAPS is on."""
+    return services.db.credentials if services.config.coaps_enabled else None
 
 
 def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),
@@ -531,7 +546,7 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     if server is None:
         db = services.db
         server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices,
-                             admit=admission_for(services.enrolment))
+                             admit=admission_for(services.enrolment, psk_credentials(services)))
     add_rd_resources(site, server)
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs, services.download_tokens))

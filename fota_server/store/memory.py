@@ -291,6 +291,9 @@ class MemoryCredentialStore:
     def has_credential(self, device_id: str, kind: str) -> bool:
         return (device_id, kind) in self.credentials
 
+    def device_and_credential(self, device_id: str, kind: str) -> tuple[bool, bool]:
+        return device_id in self._devices.devices, (device_id, kind) in self.credentials
+
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         return next((c for c in self.credentials.values() if c.kind == kind and c.identity == identity), None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from datetime import datetime, timezone
 
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.linkformat import ObjectList, encode_object_list, parse_object_list
@@ -21,6 +22,13 @@ __all__ = ["SqliteRegistrationStore"]
 
 _COLUMNS = ("reg_id, endpoint, lifetime_s, version, binding, queue_mode, sms, objects, address, identity,"
             " attributes, registered_at, updated_at")
+_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# endpoint is UNIQUE: a registration of a known endpoint rewrites that endpoint's row in place (the endpoint's
+# index is left as it is), whatever its id was; a registration saved again (an Update) rewrites its own row
+_UPSERT = (f"INSERT INTO lwm2m_registrations ({_COLUMNS}) {_VALUES} ON CONFLICT(endpoint) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _COLUMNS.split(",")) if c != "endpoint"))
+# REPLACE removes every row in the way, whichever UNIQUE column it shares (the batch's fallback)
+_REPLACE = f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS}) {_VALUES}"
 
 
 class SqliteRegistrationStore:
@@ -32,12 +40,21 @@ class SqliteRegistrationStore:
         self.apply([reg], [])
 
     def apply(self, saves: list[Registration], deletes: list[str]) -> None:
-        """Many saves and deletes in one transaction (the server writes registrations behind in batches)."""
+        """Many saves and deletes in one transaction (the server writes registrations behind in batches). A save
+        replaces the row of its endpoint, so a registration that replaces another needs no delete of the old
+        id. Should a saved id be held by a row of another endpoint, the batch is written again replacing every
+        row in the way."""
+        rows = [_row(reg) for reg in saves]
+        try:
+            self._write(rows, deletes, _UPSERT)
+        except sqlite3.IntegrityError:
+            self._write(rows, deletes, _REPLACE)
+
+    def _write(self, rows: list[tuple[object, ...]], deletes: list[str], insert: str) -> None:
         with self._db.transaction() as conn:
-            conn.executemany("DELETE FROM lwm2m_registrations WHERE reg_id = ?", [(r,) for r in deletes])
-            # endpoint is UNIQUE: REPLACE also removes a row of the same endpoint under another id
-            conn.executemany(f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS})"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [_row(reg) for reg in saves])
+            if deletes:
+                conn.executemany("DELETE FROM lwm2m_registrations WHERE reg_id = ?", [(r,) for r in deletes])
+            conn.executemany(insert, rows)
 
     def delete(self, reg_id: str) -> bool:
         with self._db.transaction() as conn:
@@ -61,9 +78,23 @@ class SqliteRegistrationStore:
 
 
 def _row(reg: Registration) -> tuple[object, ...]:
+    updated = _ts(reg.updated_at)
+    registered = updated if reg.registered_at is reg.updated_at else _ts(reg.registered_at)
     return (reg.reg_id, reg.endpoint, reg.lifetime_s, reg.version, reg.binding, int(reg.queue_mode), reg.sms,
-            _objects_text(reg.objects), reg.address, reg.identity,
-            json.dumps([list(a) for a in reg.attributes]), ts(reg.registered_at), ts(reg.updated_at))
+            _objects_text(reg.objects), reg.address, reg.identity, _attributes_text(reg.attributes), registered,
+            updated)
+
+
+def _ts(instant: datetime) -> str:
+    """``ts`` (the store's instant text), without its conversion when the instant is UTC already."""
+    if instant.tzinfo is timezone.utc:
+        return instant.isoformat(timespec="microseconds")
+    return str(ts(instant))
+
+
+@functools.lru_cache(maxsize=256)
+def _attributes_text(attributes: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps([list(a) for a in attributes])
 
 
 @functools.lru_cache(maxsize=256)

@@ -539,6 +539,14 @@ class SqliteCredentialStore:
         return self._db.execute("SELECT 1 FROM device_credentials WHERE device_id = ? AND kind = ?",
                                 (device_id, kind)).fetchone() is not None
 
+    def device_and_credential(self, device_id: str, kind: str) -> tuple[bool, bool]:
+        """One statement, so one read transaction (the cost of a lookup on a busy WAL database)."""
+        known, holds = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?),"
+            " EXISTS (SELECT 1 FROM device_credentials WHERE device_id = ? AND kind = ?)",
+            (device_id, device_id, kind)).fetchone()
+        return bool(known), bool(holds)
+
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         row = self._db.execute("SELECT * FROM device_credentials WHERE kind = ? AND identity = ?",
                                (kind, identity)).fetchone()

@@ -10,7 +10,7 @@ from fota_server.clock import SystemClock
 def _server(known: set[str]) -> tuple[Lwm2mServer, list[tuple[str, str]]]:
     asked: list[tuple[str, str]] = []
 
-    def admit(endpoint: str, address: str) -> bool:
+    def admit(endpoint: str, address: str, secured: bool) -> bool:
         asked.append((endpoint, address))
         return endpoint in known
 

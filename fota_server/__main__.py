@@ -30,7 +30,8 @@ log = logging.getLogger("fota_server")
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (also FOTA_CONFIG)")
-    parser.add_argument("--db", dest="db_path", help="SQLite database path (default ./fota.db; FOTA_DB_PATH)")
+    parser.add_argument("--db", dest="db_path", help="SQLite database path (default ./fota.db), or a postgresql://user@host/dbname URL "
+                        "(FOTA_DB_PATH)")
     parser.add_argument("--data-dir", dest="data_dir", help="firmware blobs and signing key (default <db>-data)")
 
 

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    db_path: str = "./fota.db"
+    db_path: str = "./fota.db"   # a SQLite file, or a postgresql:// URL (TOML: db_path or db_url)
     data_dir: str = ""  # firmware blobs and the signing key; default: "<db_path>-data"
     host: str = "127.0.0.1"
     http_port: int = 8080
@@ -134,6 +134,9 @@ def load_config(
                 data = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        config = config.with_overrides(data.get("server", data))
+        section = dict(data.get("server", data))
+        if "db_url" in section:   # a database server: db_url = "postgresql://user@host/dbname"
+            section["db_path"] = section.pop("db_url")
+        config = config.with_overrides(section)
     config = config.with_overrides(_from_env(env))
     return config.with_overrides(flags or {})

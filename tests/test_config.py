@@ -49,3 +49,13 @@ def test_enrolment_is_off_by_default_and_set_by_file_or_flag(tmp_path: Path) -> 
     config = load_config(str(path), environ={})
     assert (config.enroll, config.enroll_max_devices) == ("0000123456-00001", 50)
     assert load_config(str(path), environ={}, flags={"enroll": "other"}).enroll == "other"
+
+
+def test_a_database_server_is_named_by_db_url_and_gets_its_own_data_directory(tmp_path: Path) -> None:
+    path = tmp_path / "fota.toml"
+    path.write_text('[server]\ndb_url = "postgresql://fota@db.internal/fota"\n')
+    config = load_config(str(path), environ={})
+    assert config.db_path == "postgresql://fota@db.internal/fota"
+    assert config.resolved_data_dir == Path("fota-data")
+    assert load_config(environ={}, flags={"db_path": str(tmp_path / "x.db")}).resolved_data_dir == \
+        Path(str(tmp_path / "x.db") + "-data")

@@ -176,6 +176,7 @@ class PostgresDatabase:
         self._local = threading.local()
         self._versions = count(1)
         try:
+            psycopg.connect(url, connect_timeout=10).close()   # fails at once, with the server's reason
             self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
                 url, min_size=1, max_size=max_connections, open=False, name="fota",
                 kwargs={"autocommit": True, "row_factory": _row_factory})

@@ -20,6 +20,7 @@ from .adapters import ddi_http, fota_http, omadm_http
 from .adapters.blobs import FileBlobStore
 from .adapters.coap_peer_log import quiet_peer_logs
 from .adapters.coap_site import build_site
+from .adapters.device_asgi import DeviceDispatch
 from .adapters.dtls import (
     DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
 )
@@ -139,7 +140,7 @@ class RunningServer:
         drivers: dict[str, ProtocolDriver] = {"HTTP": self._http_driver(), "OMADM": self._omadm_driver()}
         if config.coap_enabled:
             drivers["LWM2M"] = await self._start_coap()
-        app = build_http_app(self.services)
+        app = DeviceDispatch(build_http_app(self.services))   # check-in, status and DDI poll before the router
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                              **uvicorn_limits(config), **self._tls_options()))
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))

@@ -30,12 +30,13 @@ from ..records import Device, Package
 from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, OfferRecord
 from .fota_http import (
-    GATEWAY_SETTING, _body, authenticate_device, base_url, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
+    GATEWAY_SETTING, CheckInRecorder, _body, authenticate_device, base_url, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
     safe_file_name,
 )
 from .http_driver import HttpDriver, OfferView
 
-__all__ = ["routes", "issue_gateway_token", "poll_body", "GATEWAY_SETTING"]
+__all__ = ["routes", "issue_gateway_token", "poll_body", "poll_answer", "authenticate_controller", "controller_base",
+           "GATEWAY_SETTING"]
 
 log = logging.getLogger("fota_server.ddi")
 BASE = "/{tenant}/controller/v1/{controller_id}"
@@ -52,12 +53,17 @@ def issue_gateway_token(services: Services, account_name: str) -> str:
 
 
 def _authenticate(request: Request, services: Services) -> Device:
-    tenant, controller_id = request.path_params["tenant"], request.path_params["controller_id"]
-    header = request.headers.get("authorization", "")
+    return authenticate_controller(services, request.path_params["tenant"], request.path_params["controller_id"],
+                                   request.headers.get("authorization", ""),
+                                   request.client.host if request.client else "")
+
+
+def authenticate_controller(services: Services, tenant: str, controller_id: str, header: str, peer: str) -> Device:
+    """The controller of the path, if ``header`` (its Authorization) carries its target token (tenant: its
+    account or ``DEFAULT``) or the tenant's gateway token; PeerError 401 otherwise."""
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() == "gatewaytoken" and token.strip():
-        return gateway_device(services, tenant, controller_id, token.strip(),
-                              request.client.host if request.client else "")
+        return gateway_device(services, tenant, controller_id, token.strip(), peer)
     device = authenticate_device(services, controller_id, header, schemes=("targettoken", "bearer"))
     if tenant not in (device.account_name, "DEFAULT"):
         raise PeerError("the controller does not belong to this tenant", hint=401)
@@ -80,7 +86,12 @@ def _ddi(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 def _base(request: Request) -> str:
     p = request.path_params
-    return f"{base_url(request)}/{p['tenant']}/controller/v1/{p['controller_id']}"
+    return controller_base(base_url(request), p["tenant"], p["controller_id"])
+
+
+def controller_base(base: str, tenant: str, controller_id: str) -> str:
+    """The controller's DDI base URL: its links are under it."""
+    return f"{base}/{tenant}/controller/v1/{controller_id}"
 
 
 def _action_id(request: Request) -> int:
@@ -105,15 +116,21 @@ def _content_hash(action_id: int, download: str, update: str) -> int:
 
 
 async def poll(request: Request, services: Services, device: Device, driver: HttpDriver) -> Response:
+    body = await poll_answer(services, checkin_recorder(request, driver), device, driver, _base(request))
+    return Response(body, media_type="application/json")
+
+
+async def poll_answer(services: Services, recorder: CheckInRecorder, device: Device, driver: HttpDriver,
+                      base: str) -> bytes:
+    """The base poll recorded and answered: the JSON body of the 200 (also ``device_asgi``)."""
     now = services.clock.now()
-    await checkin_recorder(request, driver).record(
+    await recorder.record(
         CheckInEntry(device.device_id, device.account_name, now, None, "ddi-poll"))  # None: the version on record
     offer, finished_id, configured = driver.http_devices.poll_offer(device.device_id)
     view = driver.view(device.device_id, now, offer) if offer is not None else None
     deployment = (view.record.offer_id, _c(view)) if view and view.visible else None
-    body = poll_body(_base(request), driver.sleep_s(view, now), deployment,
+    return poll_body(base, driver.sleep_s(view, now), deployment,
                      view.record.offer_id if view and view.cancelling else None, finished_id, not configured)
-    return Response(body, media_type="application/json")
 
 
 def poll_body(base: str, sleep_s: float, deployment: tuple[int, int] | None, cancel_id: int | None,

@@ -21,6 +21,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import re
 from collections import Counter
@@ -29,7 +30,9 @@ from typing import AsyncIterator, Awaitable, BinaryIO, Callable
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import State
 from starlette.routing import Route
+from starlette.types import Scope
 
 from ..api.bodies import read_body
 from ..api.errors import PayloadTooLarge
@@ -47,7 +50,8 @@ from ..services import Services
 from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
 from .http_driver import HttpDriver, HttpFotaSettings
 
-__all__ = ["routes", "CheckInRecorder", "checkin_recorder", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
+__all__ = ["routes", "CheckInRecorder", "checkin_recorder", "recorder_of", "checkin_answer", "status_answer",
+           "json_bytes", "scope_base_url", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
            "image_response", "safe_file_name", "base_url", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
@@ -162,9 +166,14 @@ class CheckInRecorder:
 
 
 def checkin_recorder(request: Request, driver: HttpDriver) -> CheckInRecorder:
-    recorder = getattr(request.app.state, "http_checkins", None)
+    return recorder_of(request.app.state, driver)
+
+
+def recorder_of(state: State, driver: HttpDriver) -> CheckInRecorder:
+    """The app's one ``CheckInRecorder`` (in its ``state``), made on first use."""
+    recorder = getattr(state, "http_checkins", None)
     if not isinstance(recorder, CheckInRecorder):
-        recorder = request.app.state.http_checkins = CheckInRecorder(driver)
+        recorder = state.http_checkins = CheckInRecorder(driver)
     return recorder
 
 
@@ -203,8 +212,13 @@ async def _body(request: Request, max_bytes: int) -> bytes:
 def base_url(request: Request) -> str:
     """``str(request.base_url)`` without its trailing slash, built once per scheme, Host header, server address and
     root path (a device polls with the same ones every time) instead of on every request."""
-    scope = request.scope
-    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    return scope_base_url(request.scope)
+
+
+def scope_base_url(scope: Scope, host: bytes | None = None) -> str:
+    """``base_url`` of an ASGI scope; ``host``: its Host header if the caller has found it already."""
+    if host is None:
+        host = next((value for key, value in scope["headers"] if key == b"host"), None)
     server = scope.get("server")
     return _base_url_of(scope.get("scheme", "http"), host, tuple(server) if server is not None else None,
                         scope.get("app_root_path", scope.get("root_path", "")))
@@ -218,18 +232,37 @@ def _base_url_of(scheme: str, host: bytes | None, server: tuple[str, int] | None
 
 
 async def checkin(request: Request, services: Services, device: Device) -> Response:
-    body = manifest.decode_checkin(await _body(request, manifest.MAX_CHECKIN_BYTES))
+    raw = await _body(request, manifest.MAX_CHECKIN_BYTES)
+    driver = http_driver_of(services)
+    answer = await checkin_answer(services, checkin_recorder(request, driver), device, raw, base_url(request))
+    return Response(answer, media_type="application/json")
+
+
+async def checkin_answer(services: Services, recorder: CheckInRecorder, device: Device, raw: bytes,
+                         base: str) -> bytes:
+    """The check-in (``raw``, its body) recorded and answered: the JSON body of the 200 (also ``device_asgi``)."""
+    body = manifest.decode_checkin(raw)
     driver, now = http_driver_of(services), services.clock.now()
-    await checkin_recorder(request, driver).record(driver.checkin_entry(device, body, now))
-    answer = driver.answer(device, body, now, base_url(request))
-    return Response(manifest.encode_answer(answer), media_type="application/json")
+    await recorder.record(driver.checkin_entry(device, body, now))
+    return manifest.encode_answer(driver.answer(device, body, now, base))
 
 
 async def status(request: Request, services: Services, device: Device) -> Response:
-    report = manifest.decode_report(await _body(request, manifest.MAX_REPORT_BYTES))
+    return Response(status_answer(services, device, await _body(request, manifest.MAX_REPORT_BYTES)),
+                    media_type="application/json")
+
+
+def status_answer(services: Services, device: Device, raw: bytes) -> bytes:
+    """The status report (``raw``, its body) applied: the JSON body of the 200 (also ``device_asgi``)."""
+    report = manifest.decode_report(raw)
     http_driver_of(services).report(device, report, services.clock.now())
-    return JSONResponse({"accepted": True, "updateId": report.update_id, "state": report.state.value,
-                         "resultReason": report.reason})
+    return json_bytes({"accepted": True, "updateId": report.update_id, "state": report.state.value,
+                       "resultReason": report.reason})
+
+
+def json_bytes(content: object) -> bytes:
+    """``content`` encoded exactly as ``JSONResponse`` encodes it."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 async def device_logs(request: Request, services: Services, device: Device) -> Response:

@@ -8,14 +8,17 @@ an HTTP device with its token, an HTTP image and a v2 HTTP campaign for the devi
 so that every check-in and every DDI base poll answers with the offered update. Beside it, in the same run:
 
 - **bare**: a Starlette app with two endpoints that do the least possible work (decode the JSON body and
-  answer a small JSON object), one uvicorn process with the settings ``fota-server run`` uses (h11, no
+  answer a small JSON object), one uvicorn process with the settings ``fota-server run`` uses (httptools, no
   access log, a socket with IPPROTO_TCP so that connections get TCP_NODELAY), but uvicorn's stock protocol
-  (``fota-server run`` adds a request-head timer and a connection cap);
+  (``fota-server run`` adds a request-head timer, a head-size bound and a connection cap); ``--bare-http h11``
+  gives it h11 instead, as ``fota-server run`` had before it used httptools;
 - **goosebit** 0.2.12, installed into its own virtualenv (``--goosebit-venv``, default
   ``/tmp/goosebit-0.2.12``; made with ``python3 -m venv DIR && DIR/bin/pip install goosebit==0.2.12`` when
   it is missing), its database made with ``aerich upgrade`` as its documentation says, served by the same
   uvicorn settings (on 127.0.0.1, not ``python -m goosebit``'s 0.0.0.0:60053; no access log, logging at
-  WARNING), and one controller registered the way a device does it
+  WARNING; h11, the parser its installation brings: goosebit depends on plain ``uvicorn``, without httptools;
+  ``--goosebit-http httptools`` installs httptools into its virtualenv and uses it, an extra), and one controller
+  registered the way a device does it
   (a first poll, then ``PUT .../configData``). Its DDI base poll, ``GET /DEFAULT/controller/v1/{id}``, is
   its only device request, so it is the goosebit figure for both of our endpoints. Device authentication is
   off (goosebit's default), and the controller has no update assigned: both spare it work, so the ratios to
@@ -193,9 +196,9 @@ def start_ours(work: Path) -> Server:
     })
 
 
-def start_bare(work: Path) -> Server:
+def start_bare(work: Path, http: str) -> Server:
     port_file = work / "bare.port"
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port_file)])
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(port_file), "--bare-http", http])
     port = _wait_port(proc, port_file, "the bare Starlette server")
     base = f"http://127.0.0.1:{port}"
     return Server("bare", proc, port, {"check-in": f"{base}/checkin", "DDI poll": f"{base}/poll"}, {
@@ -214,10 +217,12 @@ def goosebit_python(venv: Path) -> Path:
     return python
 
 
-def start_goosebit(work: Path, venv: Path) -> Server:
+def start_goosebit(work: Path, venv: Path, http: str) -> Server:
     import httpx
 
     python = goosebit_python(venv)
+    if http == "httptools" and subprocess.run([str(python), "-c", "import httptools"], capture_output=True).returncode:
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "httptools"], check=True)
     site = subprocess.run([str(python), "-c", "import goosebit, os; print(os.path.dirname(goosebit.__file__))"],
                           capture_output=True, text=True, check=True).stdout.strip()
     home = work / "goosebit"
@@ -230,7 +235,7 @@ def start_goosebit(work: Path, venv: Path) -> Server:
     subprocess.run([str(venv / "bin" / "aerich"), "upgrade"], cwd=home, check=True, capture_output=True)
     port_file = home / "port"
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_http; from goosebit import app; "
-            f"bench_http.serve_socket(app, {str(port_file)!r})")
+            f"bench_http.serve_socket(app, {str(port_file)!r}, {http!r})")
     proc = subprocess.Popen([str(python), "-c", code], cwd=home)
     port = _wait_port(proc, port_file, "goosebit")
     poll = f"http://127.0.0.1:{port}/DEFAULT/controller/v1/{DEVICE}"
@@ -324,10 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", default="16,64", help="wrk -c values, comma-separated (default 16,64)")
     parser.add_argument("--goosebit-venv", type=Path, default=Path("/tmp/goosebit-0.2.12"))
     parser.add_argument("--no-goosebit", action="store_true", help="ours and bare only")
+    parser.add_argument("--bare-http", choices=("httptools", "h11"), default="httptools",
+                        help="bare Starlette's HTTP parser (default httptools, as fota-server run)")
+    parser.add_argument("--goosebit-http", choices=("h11", "httptools"), default="h11",
+                        help="goosebit's HTTP parser (default h11, as its installation brings)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
-        serve_socket(_bare_app(), args.serve_bare)
+        serve_socket(_bare_app(), args.serve_bare, args.bare_http)
         return 0
     args.connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
@@ -338,16 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         try:
             servers.append(start_ours(work))
-            servers.append(start_bare(work))
+            servers.append(start_bare(work, args.bare_http))
             if not args.no_goosebit:
-                servers.append(start_goosebit(work, args.goosebit_venv))
+                servers.append(start_goosebit(work, args.goosebit_venv, args.goosebit_http))
             runs = _measure(servers, args)
         finally:
             for server in servers:
                 server.stop()
     names = [s.name for s in servers]
     print(f"wrk -t1 -d{args.duration}s, {args.rounds} alternations, medians (ratios: of the medians, and the range "
-          f"of the rounds' side-by-side ratios); one uvicorn process (h11) each on 127.0.0.1; ours = fota-server run; "
+          f"of the rounds' side-by-side ratios); one uvicorn process each on 127.0.0.1 (ours: httptools, bare: "
+          f"{args.bare_http}, goosebit: {args.goosebit_http}); ours = fota-server run; "
           f"goosebit's figure is its DDI base poll for both rows; req/s counts 200 answers only")
     print(_table(runs, names, args))
     return 0

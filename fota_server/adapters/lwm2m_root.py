@@ -11,7 +11,8 @@ import aiocoap.interfaces
 import aiocoap.resource as resource
 
 from .lwm2m_blocks import FirmwareBlockResource
-from .lwm2m_site import Lwm2mServer, Lwm2mSettings, admission_for, psk_credentials, rd_exchange
+from .lwm2m_admission import admission_of
+from .lwm2m_site import Lwm2mServer, Lwm2mSettings, rd_exchange
 
 __all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
 
@@ -107,7 +108,7 @@ def lwm2m_endpoint(services: Any, site: resource.Site | None,
 
     db = services.db
     server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices,
-                         admit=admission_for(services.enrolment, psk_credentials(services)))
+                         admit=admission_of(services))
     firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"),
                                      services.download_tokens)
     return Lwm2mEndpoint(server, firmware, site)

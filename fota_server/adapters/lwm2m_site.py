@@ -31,18 +31,18 @@ from ..protocol.lwm2m.registration import (
     RdReply, Registered, Registration, RegistrationBook, RegistrationEvent, Updated, parse_register, parse_update,
 )
 from ..protocol.lwm2m.values import Values
-from ..enrolment import Admitted, Enrolment
 from ..peerlog import peer_refused
 from ..store.health import RETRY_AFTER_S, StorageUnavailable
-from ..store.ports import CredentialStore, DeviceStore
+from ..store.ports import DeviceStore
 from ..store.registrations_sqlite import SqliteRegistrationStore
 from .blobs import FileBlobStore
+from .lwm2m_admission import Admit, admission_of
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, DownlinkReply, code_of
 from .lwm2m_reads import PacedReads
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
-           "unavailable_reply", "admission_for", "psk_credentials"]
+           "unavailable_reply"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
@@ -65,7 +65,6 @@ class Lwm2mSettings:
 
 
 RegistrationListener = Callable[[RegistrationEvent], None]
-Admit = Callable[[str, str, bool], bool]   # (endpoint, address, over DTLS) -> whether it may register
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,42 +510,13 @@ def add_rd_resources(site: resource.Site, server: Lwm2mServer) -> None:
     site.add_resource(["rd"], RdEntryResource(server))
 
 
-def admission_for(enrolment: Enrolment, credentials: CredentialStore | None = None) -> Admit:
-    """Whether an endpoint may register: its device (``urn:imei:<id>`` -> ``<id>``, or the endpoint name
-    itself) belongs to an account, or enrolment adds it to the enrolment account now. With ``credentials``
-    (CoAPS is on), a device that holds a DTLS PSK may register only over CoAPS. The usual case, a known
-    device, is one lookup (whether it exists and whether it holds a PSK, in one statement)."""
-    def admit(endpoint: str, address: str, secured: bool) -> bool:
-        device_id = device_id_for_endpoint(endpoint)[1]
-        if credentials is None:
-            known = enrolment.exists(device_id)
-        else:
-            known, psk = credentials.device_and_credential(device_id, "psk")
-            if psk and not secured:
-                peer_refused(log, address, "plain Register of a PSK device",
-                             "plain CoAP Register from %s refused: %s has a PSK and must use CoAPS", address,
-                             endpoint[:128])
-                return False
-        if known:
-            return True
-        if device_id != endpoint and enrolment.exists(endpoint):
-            return True  # a device added under its full endpoint name
-        return isinstance(enrolment.admit(device_id, "LWM2M", peer=address), Admitted)
-    return admit
-
-
-def psk_credentials(services: Any) -> CredentialStore | None:
-    """The credentials a plain Register is checked against: those of the database while CoAPS is on."""
-    return services.db.credentials if services.config.coaps_enabled else None
-
-
 def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSettings = Lwm2mSettings(),
                         server: Lwm2mServer | None = None) -> Lwm2mServer:
     """Mount ``/rd``, ``/rd/<id>`` and ``/fw/<sha256>`` on the CoAP site; returns the server to ``attach``."""
     if server is None:
         db = services.db
         server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices,
-                             admit=admission_for(services.enrolment, psk_credentials(services)))
+                             admit=admission_of(services))
     add_rd_resources(site, server)
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs, services.download_tokens))

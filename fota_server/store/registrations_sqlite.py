@@ -97,8 +97,24 @@ def _attributes_text(attributes: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(a) for a in attributes])
 
 
-@functools.lru_cache(maxsize=256)
+_OBJECT_TEXTS: dict[int, tuple[ObjectList, str]] = {}
+
+
 def _objects_text(objects: ObjectList) -> str:
+    """The link-format text of an object list. The parser hands out one object per distinct payload, so the
+    text is found by the object's identity first (hashing an object list costs more than this)."""
+    known = _OBJECT_TEXTS.get(id(objects))
+    if known is not None and known[0] is objects:
+        return known[1]
+    text = _encoded_objects(objects)
+    if len(_OBJECT_TEXTS) >= 256:
+        _OBJECT_TEXTS.clear()
+    _OBJECT_TEXTS[id(objects)] = (objects, text)   # the object is held, so its id is not reused meanwhile
+    return text
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded_objects(objects: ObjectList) -> str:
     return encode_object_list(objects).decode()
 
 

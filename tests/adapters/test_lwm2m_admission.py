@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from fota_server.adapters.lwm2m_site import admission_for
+from fota_server.adapters.lwm2m_admission import KnownDevices, admission_for, known_devices_of
 from fota_server.clock import SystemClock
 from fota_server.devices import DeviceRegistry
 from fota_server.enrolment import Enrolment
@@ -44,7 +44,7 @@ def test_one_lookup_says_whether_a_device_is_known_and_holds_a_credential(db: An
 
 
 def test_with_coaps_on_a_psk_device_registers_only_over_dtls(db: Any) -> None:
-    admit = admission_for(enrolment(db), db.credentials)
+    admit = admission_for(enrolment(db), KnownDevices(db.credentials), psk_needs_dtls=True)
     assert admit("urn:imei:111", "10.0.0.1:5683", False)
     assert not admit("urn:imei:222", "10.0.0.1:5683", False)
     assert admit("urn:imei:222", "10.0.0.1:5684", True)
@@ -53,7 +53,72 @@ def test_with_coaps_on_a_psk_device_registers_only_over_dtls(db: Any) -> None:
 
 
 def test_with_coaps_off_a_psk_device_may_use_plain_coap(db: Any) -> None:
-    admit = admission_for(enrolment(db))
+    admit = admission_for(enrolment(db), KnownDevices(db.credentials))
     assert admit("urn:imei:222", "10.0.0.1:5683", False)
     assert admit("111", "10.0.0.1:5683", False)                # a device added under its endpoint name
     assert not admit("urn:imei:333", "10.0.0.1:5683", False)
+
+
+class CountingCredentials:
+    """The database's credentials, counting the admission lookups that reach the store."""
+
+    def __init__(self, credentials: Any) -> None:
+        self.credentials = credentials
+        self.lookups = 0
+
+    def device_and_credential(self, device_id: str, kind: str) -> tuple[bool, bool]:
+        self.lookups += 1
+        return self.credentials.device_and_credential(device_id, kind)  # type: ignore[no-any-return]
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_known_devices_are_looked_up_once_and_unknown_ones_every_time(tmp_path: Path) -> None:
+    db = SqliteDatabase(str(tmp_path / "fota.db"))
+    db.accounts.create_account(Account("acme", T0, 10, "test"))
+    db.devices.add_device(Device("111", "acme", created_at=T0))
+    counting, ticks = CountingCredentials(db.credentials), Ticks()
+    known = KnownDevices(counting, db.data_version, monotonic=ticks)  # type: ignore[arg-type]
+    assert [known.lookup("111") for _ in range(3)] == [(True, False)] * 3
+    assert [known.lookup("333") for _ in range(2)] == [(False, False)] * 2
+    assert counting.lookups == 3
+    db.devices.add_device(Device("333", "acme", created_at=T0))     # added meanwhile: found at once
+    assert known.lookup("333") == (True, False)
+    db.close()
+
+
+def test_a_psk_set_here_or_by_another_process_is_seen(tmp_path: Path) -> None:
+    path = str(tmp_path / "fota.db")
+    db = SqliteDatabase(path)
+    db.accounts.create_account(Account("acme", T0, 10, "test"))
+    for device_id in ("111", "222"):
+        db.devices.add_device(Device(device_id, "acme", created_at=T0))
+    ticks = Ticks()
+    known = KnownDevices(db.credentials, db.data_version, recheck_s=0.001, monotonic=ticks)
+    db.credential_listeners.append(known.forget)
+    admit = admission_for(enrolment(db), known, psk_needs_dtls=True)
+    assert admit("urn:imei:111", "10.0.0.1:5683", False) and admit("urn:imei:222", "10.0.0.1:5683", False)
+    assert len(known) == 2
+
+    assert db.credentials.set_credential(Credential("111", "psk", "id-111", "00" * 16, T0))   # this process
+    assert not admit("urn:imei:111", "10.0.0.1:5683", False)
+
+    other = SqliteDatabase(path)                                                                 # another process
+    assert other.credentials.set_credential(Credential("222", "psk", "id-222", "00" * 16, T0))
+    other.close()
+    ticks.now += 0.001
+    assert not admit("urn:imei:222", "10.0.0.1:5683", False)
+    assert admit("urn:imei:222", "10.0.0.1:5684", True)
+    db.close()
+
+
+def test_a_running_servers_admission_keeps_known_devices_only_where_changes_are_seen(db: Any) -> None:
+    known = known_devices_of(db)
+    assert known.lookup("111") == (True, False) and known.lookup("222") == (True, True)
+    assert len(known) == (2 if isinstance(db, SqliteDatabase) else 0)   # the memory store tells no other writer

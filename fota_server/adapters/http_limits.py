@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, TypedDict
+from typing import Any, Iterable, TypedDict
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -38,7 +38,7 @@ except ImportError:  # httptools is a dependency; a platform without its wheel f
 from ..config import Config
 from ..peerlog import PEER_LOG, peer_refused
 
-__all__ = ["HeadTimeoutH11Protocol", "HeadLimitsHttpToolsProtocol", "head_timeout_protocol", "uvicorn_limits",
+__all__ = ["HeadTimeoutH11Protocol", "HeadLimitsHttpToolsProtocol", "CorkedTransport", "head_timeout_protocol", "uvicorn_limits",
            "UvicornLimits", "UvicornPeerLogFilter", "MAX_HEAD_BYTES"]
 
 log = logging.getLogger("fota_server.http")
@@ -146,6 +146,78 @@ class HeadTimeoutH11Protocol(_HeadDeadline, H11Protocol):
         return self.conn.their_state is not h11.IDLE
 
 
+class CorkedTransport(asyncio.Transport):
+    """A transport whose writes made in one turn of the event loop leave together, in one ``write`` at the end of
+    the turn: a response's head and its body (uvicorn writes them apart) in one send and one TCP segment instead
+    of two. ``close``, ``write_eof`` and ``abort`` see the writes before them; everything else is the transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes | bytearray | memoryview] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            self._pending.append(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending:
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(d) for d in self._pending or ())
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+
 if HttpToolsProtocol is not None:
     class HeadLimitsHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
         """uvicorn's httptools protocol with the head timer (``head_timeout_s``, 0: none) and a bound of
@@ -160,7 +232,7 @@ if HttpToolsProtocol is not None:
             self._head_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(CorkedTransport(transport, self.loop))
             self._arm_head_timer()
 
         def data_received(self, data: bytes) -> None:

@@ -281,7 +281,8 @@ class PostgresDatabase:
         return applied
 
     def _tables(self) -> dict[str, Table]:
-        """Columns, primary keys and identity columns of the schema's tables, as the database has them."""
+        """Columns, primary keys, other unique keys and identity columns of the schema's tables, as the database
+        has them."""
         tables: dict[str, Table] = {}
         with self._pool.connection() as raw:
             columns: dict[str, list[str]] = {}
@@ -299,8 +300,19 @@ class PostgresDatabase:
                     " WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema()"
                     " ORDER BY tc.table_name, kcu.ordinal_position"):
                 keys.setdefault(row[0], []).append(row[1])
+            unique: dict[str, list[tuple[str, ...]]] = {}
+            for row in raw.execute(
+                    "SELECT c.relname, array_agg(a.attname ORDER BY k.n) FROM pg_index i"
+                    " JOIN pg_class c ON c.oid = i.indrelid"
+                    " JOIN pg_namespace s ON s.oid = c.relnamespace AND s.nspname = current_schema()"
+                    " CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)"
+                    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
+                    " WHERE i.indisunique AND NOT i.indisprimary AND i.indpred IS NULL AND i.indexprs IS NULL"
+                    " GROUP BY c.relname, i.indexrelid ORDER BY c.relname, i.indexrelid"):
+                unique.setdefault(row[0], []).append(tuple(row[1]))
         for name, cols in columns.items():
-            tables[name] = Table(tuple(cols), tuple(keys.get(name, ())), generated.get(name))
+            tables[name] = Table(tuple(cols), tuple(keys.get(name, ())), generated.get(name),
+                                 tuple(unique.get(name, ())))
         return tables
 
     def close(self) -> None:

@@ -3,10 +3,12 @@
 The schema (``schema.MIGRATIONS``) and every store's statements are written for SQLite. ``ddl`` turns a
 migration into PostgreSQL's DDL (``INTEGER`` as ``BIGINT``, ``AUTOINCREMENT`` keys as identity columns,
 ``BLOB`` as ``BYTEA``); ``Translator`` turns a statement into psycopg's form: ``?`` placeholders as ``%s``,
-``INSERT OR IGNORE`` as ``ON CONFLICT DO NOTHING``, ``INSERT OR REPLACE`` as an upsert on the table's primary
-key (a row that clashes on another unique column is not replaced, as SQLite would: a store deletes it first), and an ``INSERT`` into a table with a generated key ``RETURNING`` it (SQLite's ``lastrowid``). What the
-translation needs to know about the tables (their columns, primary keys and generated keys) comes from the
-database itself after migration. Anything else SQLite-only is not translated: the stores avoid it.
+``INSERT OR IGNORE`` as ``ON CONFLICT DO NOTHING``, ``INSERT OR REPLACE`` as SQLite runs it: an upsert on the
+table's primary key, or, for a table with other unique keys, one statement that deletes every row in the new
+row's way (on any of its unique keys) before inserting it; and an ``INSERT`` into a table with a generated key
+``RETURNING`` it (SQLite's ``lastrowid``). What the translation needs to know about the tables (their columns,
+primary, unique and generated keys) comes from the database itself after migration. Anything else SQLite-only
+is not translated: the stores avoid it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 _COLUMN_LIST = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+\w+\s*\(([^)]*)\)", re.IGNORECASE)
 _SCALAR_EXTREME = re.compile(r"\b(MAX|MIN)\s*\(", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_ONE_ROW = re.compile(r"\bVALUES\s*\(([^()]*)\)\s*;?\s*$", re.IGNORECASE)
 
 
 def split_statements(script: str) -> list[str]:
@@ -55,6 +58,7 @@ class Table:
     columns: tuple[str, ...]          # in their order
     primary_key: tuple[str, ...]
     generated: str | None             # an identity column, whose value an INSERT returns
+    unique: tuple[tuple[str, ...], ...] = ()   # the other unique keys (constraints and indexes), their columns
 
 
 def scalar_extremes(sql: str) -> str:
@@ -124,11 +128,17 @@ class Translator:
         if match is not None:
             action, table = match.group(1).upper(), match.group(2)
             text = _INSERT_OR.sub(f"INSERT INTO {table}", text, count=1)
-            suffix = " ON CONFLICT DO NOTHING" if action == "IGNORE" else self._upsert(table, text)
+            if action == "IGNORE":
+                suffix = " ON CONFLICT DO NOTHING"
+            elif self._table(table).unique:
+                text = self._replace(table, text)
+            else:
+                suffix = self._upsert(table, text)
         returns_key = False
         insert = _INSERT.match(text)
-        if insert is not None and not _RETURNING.search(text):
-            info = self.tables.get(insert.group(1).lower())
+        target = match.group(2) if match is not None else insert.group(1) if insert is not None else None
+        if target is not None and not _RETURNING.search(text):
+            info = self.tables.get(target.lower())
             if info is not None and info.generated is not None:
                 suffix += f" RETURNING {info.generated}"
                 returns_key = True
@@ -136,14 +146,39 @@ class Translator:
             text = text.rstrip().rstrip(";") + suffix
         return placeholders(scalar_extremes(text)), returns_key
 
-    def _upsert(self, table: str, statement: str) -> str:
+    def _table(self, table: str) -> Table:
         info = self.tables.get(table.lower())
         if info is None or not info.primary_key:
             raise ValueError(f"INSERT OR REPLACE into {table}: no primary key known")
+        return info
+
+    @staticmethod
+    def _columns(info: Table, statement: str) -> list[str]:
         listed = _COLUMN_LIST.match(statement)
-        columns = [c.strip() for c in listed.group(1).split(",")] if listed is not None else list(info.columns)
-        updates = [c for c in columns if c not in info.primary_key]
+        return [c.strip() for c in listed.group(1).split(",")] if listed is not None else list(info.columns)
+
+    def _upsert(self, table: str, statement: str) -> str:
+        info = self._table(table)
+        updates = [c for c in self._columns(info, statement) if c not in info.primary_key]
         if not updates:
             return f" ON CONFLICT ({', '.join(info.primary_key)}) DO NOTHING"
         return (f" ON CONFLICT ({', '.join(info.primary_key)}) DO UPDATE SET "
                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates))
+
+    def _replace(self, table: str, statement: str) -> str:
+        """The one-row ``INSERT`` as SQLite's ``INSERT OR REPLACE``: every row that holds any of its unique keys
+        goes first. The new row is typed by the table's own columns (a union with none of its rows); the delete
+        runs before the insert because the insert waits for its count, and a row this statement deleted is no
+        clash for its insert."""
+        info = self._table(table)
+        columns = self._columns(info, statement)
+        row = _ONE_ROW.search(statement)
+        if row is None:
+            raise ValueError(f"INSERT OR REPLACE into {table}: only one row of VALUES is translated")
+        keys = [key for key in (info.primary_key, *info.unique) if set(key) <= set(columns)]
+        clash = " OR ".join("(" + " AND ".join(f"{table}.{c} = fota_row.{c}" for c in key) + ")" for key in keys)
+        names = ", ".join(columns)
+        return (f"WITH fota_row AS (SELECT {names} FROM {table} WHERE false UNION ALL SELECT {row.group(1)}),"
+                f" fota_gone AS (DELETE FROM {table} USING fota_row WHERE {clash} RETURNING 1)"
+                f" INSERT INTO {table} ({names}) SELECT {names} FROM fota_row"
+                " WHERE (SELECT COUNT(*) FROM fota_gone) >= 0")

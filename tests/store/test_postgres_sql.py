@@ -15,6 +15,8 @@ TABLES = {
     "offers": Table(("offer_id", "device_id", "state"), ("offer_id",), "offer_id"),
     "callbacks": Table(("account_name", "api_version", "name", "url"), ("account_name", "api_version", "name"), None),
     "marks": Table(("device_id",), ("device_id",), None),
+    "regs": Table(("reg_id", "endpoint", "lifetime_s", "note"), ("reg_id",), None,
+                  (("endpoint",), ("lifetime_s", "note"))),
 }
 
 
@@ -44,6 +46,21 @@ def test_insert_or_ignore_and_or_replace() -> None:
     assert text.endswith("DO UPDATE SET url = EXCLUDED.url")
     with pytest.raises(ValueError, match="no primary key"):
         translate("INSERT OR REPLACE INTO unknown VALUES (?)")
+
+
+def test_insert_or_replace_into_a_table_with_other_unique_keys_deletes_every_row_in_the_way_first() -> None:
+    translate = Translator(TABLES).translate
+    text, returns = translate("INSERT OR REPLACE INTO regs (reg_id, endpoint, lifetime_s) VALUES (?, ?, ?)")
+    assert text == ("WITH fota_row AS (SELECT reg_id, endpoint, lifetime_s FROM regs WHERE false"
+                    " UNION ALL SELECT %s, %s, %s),"
+                    " fota_gone AS (DELETE FROM regs USING fota_row WHERE (regs.reg_id = fota_row.reg_id)"
+                    " OR (regs.endpoint = fota_row.endpoint) RETURNING 1)"
+                    " INSERT INTO regs (reg_id, endpoint, lifetime_s) SELECT reg_id, endpoint, lifetime_s FROM fota_row"
+                    " WHERE (SELECT COUNT(*) FROM fota_gone) >= 0") and not returns   # a key not given is no clash
+    text, _ = translate("INSERT OR REPLACE INTO regs VALUES (?, ?, ?, ?)")
+    assert "OR (regs.lifetime_s = fota_row.lifetime_s AND regs.note = fota_row.note)" in text
+    with pytest.raises(ValueError, match="one row"):
+        translate("INSERT OR REPLACE INTO regs VALUES (?, ?, ?, ?), (?, ?, ?, ?)")
 
 
 def test_an_insert_into_a_table_with_a_generated_key_returns_it() -> None:

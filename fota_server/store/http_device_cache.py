@@ -12,14 +12,11 @@ from __future__ import annotations
 import hmac
 import time
 import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from ..records import Device
 from .database import SqlDatabase
-
-if TYPE_CHECKING:
-    from .http_devices_sqlite import OfferRecord
+from .protocol_ports import DeviceState
 
 __all__ = ["DeviceAuthCache", "DeviceState", "DeviceStateCache", "caches_of"]
 
@@ -81,17 +78,6 @@ class DeviceAuthCache(_PerDevice[tuple[str, Device, float]]):
             return None
         self._keep(generation, device_id, (found[1], found[0], now + self.ttl_s))
         return found[0]
-
-
-@dataclass(frozen=True)
-class DeviceState:
-    """A device's HTTP state: when its logging switch goes off (``ts`` text, None: off), its open offer, its last
-    succeeded offer's id, and whether it has sent DDI configData."""
-
-    logging_until: str | None
-    offer: OfferRecord | None
-    finished_id: int | None
-    configured: bool
 
 
 class DeviceStateCache(_PerDevice[DeviceState]):

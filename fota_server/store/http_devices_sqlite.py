@@ -1,7 +1,8 @@
 """SQLite stores of the HTTP pull endpoint: check-ins, device logs and logging switches (tables of
 migration 1), and the updates offered to HTTP devices with their outcome outbox.
 
-Their tables are migration 3 of ``schema.MIGRATIONS``.
+Their tables are migration 3 of ``schema.MIGRATIONS``. The interfaces and the records they exchange are in
+``protocol_ports`` (``HttpDeviceStore``, ``OfferStore``), and still importable from here.
 """
 
 from __future__ import annotations
@@ -9,94 +10,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 
 from ..records import Device
-from .http_device_cache import DeviceAuthCache, DeviceState, DeviceStateCache, caches_of
 from .database import SqlDatabase
+from .http_device_cache import DeviceAuthCache, DeviceStateCache, caches_of
+from .protocol_ports import (
+    OPEN_OFFER_STATES, CheckInEntry, CheckInRecord, DeviceLogRecord, DeviceState, OfferRecord, OfferState,
+)
 from .sqlite import parse_ts, ts
 
 __all__ = [
-    "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "DeviceStateCache", "OfferRecord", "OfferState", "OPEN_OFFER_STATES",
-    "SqliteHttpDeviceStore", "SqliteOfferStore",
+    "CheckInEntry", "CheckInRecord", "DeviceAuthCache", "DeviceLogRecord", "DeviceState", "DeviceStateCache",
+    "OfferRecord", "OfferState", "OPEN_OFFER_STATES", "SqliteHttpDeviceStore", "SqliteOfferStore",
 ]
-
-
-
-class OfferState:
-    OFFERED = "offered"
-    DOWNLOADING = "downloading"
-    DOWNLOADED = "downloaded"
-    INSTALLING = "installing"
-    REPORTED_SUCCESS = "reported-success"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
 
 
 _REPORTED = ("firmware_version", "software_version", "make", "model", "serving_cell")
 _DEVICE_FIELDS = tuple(f.name for f in dataclasses.fields(Device))
-OPEN_OFFER_STATES = (OfferState.OFFERED, OfferState.DOWNLOADING, OfferState.DOWNLOADED, OfferState.INSTALLING,
-                     OfferState.REPORTED_SUCCESS, OfferState.CANCELLING)
-
-
-@dataclass(frozen=True)
-class CheckInEntry:
-    """One check-in to record, with what the device reported (empty strings leave a field as it is)."""
-
-    device_id: str
-    account_name: str
-    at: datetime
-    client_version: str | None  # None: the firmware version the device record holds when the check-in is written
-    status: str
-    firmware_version: str = ""
-    software_version: str = ""
-    make: str = ""
-    model: str = ""
-    serving_cell: str = ""
-
-
-@dataclass(frozen=True)
-class CheckInRecord:
-    device_id: str
-    checked_in_at: datetime
-    client_version: str
-    status: str
-
-
-@dataclass(frozen=True)
-class DeviceLogRecord:
-    device_id: str
-    logged_at: datetime
-    log_type: str
-    event_log: str
-    binary_data: str
-
-
-@dataclass(frozen=True)
-class OfferRecord:
-    offer_id: int
-    attempt_id: str
-    campaign_id: str
-    device_id: str
-    package_id: str
-    version_to: str
-    state: str
-    install_allowed: bool
-    schedules: str
-    result_code: str
-    detail: str
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def open(self) -> bool:
-        return self.state in OPEN_OFFER_STATES
-
-
-
 _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(OfferRecord))
 _OFFER_COLUMNS = ", ".join(f"o.{name}" for name in _OFFER_FIELDS)
 _OPEN_OFFER_ID = ("SELECT MAX(offer_id) FROM http_offers WHERE device_id = ? AND state IN ("
@@ -168,7 +99,7 @@ class SqliteHttpDeviceStore:
             " EXISTS (SELECT 1 FROM http_device_attributes WHERE device_id = ?), "
             f"{_OFFER_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN http_offers o ON o.offer_id = ({_OPEN_OFFER_ID})",
             (device_id, device_id, device_id, device_id, *OPEN_OFFER_STATES)).fetchone()
-        return DeviceState(row[0], _offer_at(row, 3), row[1], bool(row[2]))
+        return DeviceState(parse_ts(row[0]), _offer_at(row, 3), row[1], bool(row[2]))
 
     def device_state(self, device_id: str) -> DeviceState:
         """The device's logging switch, open offer, last succeeded offer and DDI configData (``DeviceStateCache``)."""
@@ -177,7 +108,7 @@ class SqliteHttpDeviceStore:
     def checkin_offer(self, device_id: str, now: datetime) -> tuple[bool, OfferRecord | None]:
         """(logging on, the open offer or None): the check-in's hot path."""
         state = self.device_state(device_id)
-        logging = state.logging_until is not None and state.logging_until > ts(now)  # type: ignore[operator]
+        logging = state.logging_until is not None and state.logging_until > now
         return logging, state.offer
 
     def poll_offer(self, device_id: str) -> tuple[OfferRecord | None, int | None, bool]:
@@ -411,10 +342,13 @@ class SqliteOfferStore:
 
     def _adopt(self, offer: OfferRecord, attempt_id: str, campaign_id: str, install_allowed: bool, schedules: str,
                now: datetime) -> bool:
-        with self._db.transaction() as conn:
-            return conn.execute(
-                "UPDATE http_offers SET attempt_id = ?, campaign_id = ?, install_allowed = ?, schedules = ?,"
-                " detail = ?, updated_at = ? WHERE offer_id = ? AND attempt_id = ? AND state = ?",
-                (attempt_id, campaign_id, int(install_allowed or offer.install_allowed), schedules,
-                 f"continued by attempt {attempt_id} from {offer.attempt_id}"[:1024], ts(now), offer.offer_id,
-                 offer.attempt_id, offer.state)).rowcount > 0
+        try:
+            with self._db.transaction() as conn:
+                return conn.execute(
+                    "UPDATE http_offers SET attempt_id = ?, campaign_id = ?, install_allowed = ?, schedules = ?,"
+                    " detail = ?, updated_at = ? WHERE offer_id = ? AND attempt_id = ? AND state = ?",
+                    (attempt_id, campaign_id, int(install_allowed or offer.install_allowed), schedules,
+                     f"continued by attempt {attempt_id} from {offer.attempt_id}"[:1024], ts(now), offer.offer_id,
+                     offer.attempt_id, offer.state)).rowcount > 0
+        except sqlite3.IntegrityError:
+            return False  # the new attempt has an offer of its own already

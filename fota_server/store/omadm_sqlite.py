@@ -6,55 +6,23 @@ so a restarted server resumes where it was. Every write is guarded and says whet
 Its tables are migrations 4 and 5 of ``schema.MIGRATIONS``.
 
 The outbox ``omadm_outcomes`` holds the attempt outcomes the engine has not taken yet: an outcome is
-written in the same transaction as the job change it comes from and deleted only when acknowledged.
+written in the same transaction as the job change it comes from and deleted only when acknowledged. The
+interface (``OmadmStore``) and its records are in ``protocol_ports``, and still importable from here.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 
 from .database import SqlConnection, SqlDatabase
+from .protocol_ports import DeviceNonces, FumoJobRow, StoredOutcome
 from .sqlite import parse_ts, ts
 
 __all__ = ["DeviceNonces", "FumoJobRow", "SqliteOmadmStore", "StoredOutcome"]
 
 _NONCE_COLUMNS = ("server_nonce", "client_nonce", "trigger_addr")
-
-
-@dataclass(frozen=True)
-class DeviceNonces:
-    """``server_nonce``: the last NextNonce we gave the client (its next Cred or MAC uses it);
-    ``client_nonce``: the last one it gave us (our Cred and the Package 0 digest use it, SRVCRED)."""
-
-    device_id: str
-    server_nonce: bytes = b""
-    client_nonce: bytes = b""
-    trigger_addr: str = ""  # host:port from ./DevInfo/Ext/TriggerAddr, "" when unknown
-
-
-@dataclass(frozen=True)
-class FumoJobRow:
-    attempt_id: str
-    device_id: str
-    package_id: str
-    firmware_to: str
-    state: str
-    triggers_sent: int = 0
-    next_trigger_at: datetime | None = None
-    session_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class StoredOutcome:
-    """An outcome in the outbox: ``kind`` (progress, succeeded, failed, unreachable, cancelled) and its value."""
-
-    outcome_id: int
-    attempt_id: str
-    kind: str
-    value: str = ""
 
 
 class SqliteOmadmStore:
@@ -64,7 +32,8 @@ class SqliteOmadmStore:
     # --- nonces ------------------------------------------------------------------------------------
 
     def load_nonces(self) -> list[DeviceNonces]:
-        rows = self._db.execute("SELECT device_id, server_nonce, client_nonce, trigger_addr FROM omadm_nonces")
+        rows = self._db.execute("SELECT device_id, server_nonce, client_nonce, trigger_addr FROM omadm_nonces"
+                                " ORDER BY device_id")
         return [DeviceNonces(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
 
     def set_server_nonce(self, device_id: str, nonce: bytes, expected: bytes, now: datetime) -> bool:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import aiocoap
 import aiocoap.resource as resource
@@ -67,9 +67,8 @@ class Lwm2mSettings:
 RegistrationListener = Callable[[RegistrationEvent], None]
 
 
-@dataclass(frozen=True, slots=True)
-class RdRequest:
-    """A registration-interface request as any route received it."""
+class RdRequest(NamedTuple):
+    """A registration-interface request as any route received it (a named tuple: one is made per datagram)."""
     method: str                      # "POST", "DELETE", ...
     reg_id: str | None               # None for /rd, the id for /rd/<id>
     query: Sequence[str]
@@ -81,8 +80,7 @@ class RdRequest:
     remote: Any = None               # what the downlink sends requests to
 
 
-@dataclass(frozen=True, slots=True)
-class RdAnswer:
+class RdAnswer(NamedTuple):
     code: str
     location: tuple[str, ...] = ()
     max_age: int | None = None       # with 5.03: when to try again (RFC 7252 §5.9.3.4)

@@ -24,7 +24,7 @@ from .adapters.device_asgi import DeviceDispatch
 from .adapters.dtls import (
     DtlsHookUnavailable, DtlsSettings, add_coaps_transport, endpoint_lookup_for, psk_lookup_for,
 )
-from .adapters.http_driver import HttpFotaSettings
+from .adapters.http_driver import HttpDriver, HttpFotaSettings
 from .adapters.http_limits import uvicorn_limits
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
@@ -32,8 +32,7 @@ from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from .adapters.lwm2m_bootstrap import BootstrapServer, BootstrapSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
 from .adapters.lwm2m_site import Lwm2mSettings
-from .bootstrap_config import BootstrapConfigs, configs_of
-from .store.bootstrap_sqlite import SqliteBootstrapStore
+from .bootstrap_config import BootstrapConfigs
 from .adapters.runner import EngineHandle, start_engine
 from .campaign.drivers import ProtocolDriver
 from .protocol.lwm2m.device_data import device_id_for_endpoint
@@ -55,7 +54,8 @@ from .firmware import FirmwareRepository
 from .services import Services
 from .signing import load_or_create_signer
 from .adapters.tls_cert import UvicornSslOptions, load_or_create_certificate, uvicorn_ssl_options
-from .store.campaigns_sqlite import SqliteCampaignStores
+from .api.firmware_sync import FirmwareVersionRequests
+from .store.stores import open_stores
 from .store.health import StorageOpenError
 from .store.database import open_database
 
@@ -82,17 +82,20 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
                                   config.max_firmware_bytes)
     devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
-    stores = SqliteCampaignStores(db, timedelta(days=config.callback_ttl_days))
+    stores = open_stores(db, timedelta(days=config.callback_ttl_days))
     campaigns = CampaignService(
-        campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks, devices=db.devices,
+        campaigns=stores.campaigns, rows=stores.campaign_rows, callbacks=stores.callbacks, devices=db.devices,
         licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
     enrolment = Enrolment(devices, db.devices, config.enroll, config.enroll_max_devices)
     download_tokens = DownloadTokens(download_key, clock.now, config.download_token_ttl_s)
-    services = Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
-                        campaigns=campaigns, enrolment=enrolment, download_tokens=download_tokens)
-    services.extra["campaign_stores"] = stores
-    services.extra["bootstrap"] = BootstrapConfigs(devices, db.devices, db.credentials, SqliteBootstrapStore(db), clock)
-    return services
+    interval = config.http_checkin_interval_s
+    http_driver = HttpDriver(db.devices, db.packages, stores.http_devices, stores.offers,
+                             HttpFotaSettings(checkin_interval_s=interval, busy_interval_s=min(30, interval)),
+                             stores.campaigns.get_campaign, tokens=download_tokens)
+    return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
+                    campaigns=campaigns, enrolment=enrolment, download_tokens=download_tokens, stores=stores,
+                    bootstrap=BootstrapConfigs(devices, db.devices, db.credentials, stores.bootstrap, clock),
+                    firmware_requests=FirmwareVersionRequests(), http_driver=http_driver)
 
 
 def build_http_app(services: Services) -> Starlette:
@@ -157,13 +160,7 @@ class RunningServer:
         return dict(self.services.ports)
 
     def _http_driver(self) -> ProtocolDriver:
-        stores = self.services.extra["campaign_stores"]
-        interval = self.services.config.http_checkin_interval_s
-        settings = HttpFotaSettings(checkin_interval_s=interval, busy_interval_s=min(30, interval))
-        driver = fota_http.build_http_driver(self.services, settings,
-                                             campaign_lookup=stores.campaigns.get_campaign)
-        self.services.extra["http_driver"] = driver
-        return driver
+        return self.services.http_driver
 
     def _omadm_driver(self) -> ProtocolDriver:
         config = self.services.config
@@ -210,7 +207,7 @@ class RunningServer:
     async def _start_bootstrap(self, settings: BootstrapSettings) -> None:
         """The LwM2M bootstrap server on its own context and ports; CoAPS with the devices' bootstrap PSKs."""
         config = self.services.config
-        self._bootstrap = BootstrapServer(configs_of(self.services), self.services.enrolment, settings)
+        self._bootstrap = BootstrapServer(self.services.bootstrap, self.services.enrolment, settings)
         dtls = DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s), max_handshakes=config.dtls_max_handshakes)
         self.services.ports.update(await self._bootstrap.start(
             config.host, config.bootstrap_port, config.bootstrap_coaps_port if config.coaps_enabled else None, dtls))

@@ -131,8 +131,6 @@ def _check_consistent(record: BootstrapRecord, has_dm_psk: bool) -> None:
 
 
 def configs_of(services: Any) -> BootstrapConfigs:
-    """The ``BootstrapConfigs`` that ``app.build_services`` put in ``services.extra``."""
-    configs = services.extra.get("bootstrap")
-    if not isinstance(configs, BootstrapConfigs):
-        raise RuntimeError("the bootstrap configuration is not wired (app.build_services)")
+    """The ``BootstrapConfigs`` that ``app.build_services`` made."""
+    configs: BootstrapConfigs = services.bootstrap
     return configs

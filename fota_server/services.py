@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .adapters.lwm2m_explorer import Lwm2mExplorer
 from .auth import AuthService
@@ -15,6 +15,13 @@ from .download_tokens import DownloadTokens
 from .enrolment import Enrolment
 from .firmware import FirmwareRepository
 from .store.database import SqlDatabase
+from .store.stores import StoreSet
+
+if TYPE_CHECKING:   # these modules take the Services they are given
+    from .adapters.http_driver import HttpDriver
+    from .adapters.omadm_http import OmadmServer
+    from .api.firmware_sync import FirmwareVersionRequests
+    from .bootstrap_config import BootstrapConfigs
 
 __all__ = ["Services"]
 
@@ -30,7 +37,12 @@ class Services:
     campaigns: CampaignService
     enrolment: Enrolment
     download_tokens: DownloadTokens
+    stores: StoreSet
+    bootstrap: BootstrapConfigs
+    firmware_requests: FirmwareVersionRequests
+    http_driver: HttpDriver
+    # the OMA-DM endpoint, once ``omadm_http.build_omadm`` made it (``fota-server run`` does at start)
+    omadm: OmadmServer | None = None
     ports: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
     # the running LwM2M server for the device explorer API, attached when CoAP starts (empty with CoAP off)
     lwm2m_explorer: Lwm2mExplorer = field(default_factory=Lwm2mExplorer)

@@ -28,7 +28,7 @@ from ..protocol.http_fota.manifest import ReportState, decode_json_object, utf8_
 from ..protocol.http_fota.ranges import etag_matches
 from ..records import Device, Package
 from ..services import Services
-from ..store.http_devices_sqlite import CheckInEntry, OfferRecord
+from ..store.protocol_ports import CheckInEntry, OfferRecord
 from .fota_http import (
     GATEWAY_SETTING, CheckInRecorder, _body, authenticate_device, base_url, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
     safe_file_name,

@@ -47,7 +47,7 @@ from ..devices import token_hash
 from ..enrolment import Admitted
 from ..records import Device, Package
 from ..services import Services
-from ..store.http_devices_sqlite import CheckInEntry, DeviceLogRecord, SqliteHttpDeviceStore, SqliteOfferStore
+from ..store.protocol_ports import CheckInEntry, DeviceLogRecord
 from .http_driver import HttpDriver, HttpFotaSettings
 
 __all__ = ["routes", "CheckInRecorder", "checkin_recorder", "recorder_of", "checkin_answer", "status_answer",
@@ -65,17 +65,14 @@ _ERROR_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "n
 def build_http_driver(services: Services, settings: HttpFotaSettings = HttpFotaSettings(),
                       campaign_lookup: Callable[[str], object] | None = None,
                       on_outcome: Callable[[], None] | None = None) -> HttpDriver:
-    db = services.db
-    return HttpDriver(db.devices, db.packages, SqliteHttpDeviceStore(db), SqliteOfferStore(db), settings,
+    """Another HTTP driver over the services' stores (``app.build_services`` makes the one ``services`` holds)."""
+    stores = services.stores
+    return HttpDriver(services.db.devices, services.db.packages, stores.http_devices, stores.offers, settings,
                       campaign_lookup, on_outcome=on_outcome, tokens=services.download_tokens)
 
 
 def http_driver_of(services: Services) -> HttpDriver:
-    """The driver ``app.py`` put in ``services.extra["http_driver"]`` (built with defaults if it did not)."""
-    driver = services.extra.get("http_driver")
-    if not isinstance(driver, HttpDriver):
-        driver = services.extra["http_driver"] = build_http_driver(services)
-    return driver
+    return services.http_driver
 
 
 def issue_http_token(services: Services, device_id: str, account_name: str | None = None) -> str:

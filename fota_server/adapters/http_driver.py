@@ -36,9 +36,7 @@ from ..protocol.errors import PeerError
 from ..protocol.http_fota.manifest import CheckIn, CheckInAnswer, Offer, ReportState, ResultCode, StatusReport
 from ..protocol.http_fota.windows import Schedule, TimeWindow, next_checkin_s
 from ..records import Device, Package
-from ..store.http_devices_sqlite import (
-    CheckInEntry, OfferRecord, OfferState, SqliteHttpDeviceStore, SqliteOfferStore,
-)
+from ..store.protocol_ports import CheckInEntry, HttpDeviceStore, OfferRecord, OfferState, OfferStore
 from ..store.ports import DeviceStore, PackageStore
 
 __all__ = ["HttpFotaSettings", "HttpDriver", "OfferView", "engine_code"]
@@ -145,8 +143,8 @@ def _schedule(after: Any, windows: Any) -> Schedule:
 class HttpDriver:
     """``ProtocolDriver`` for protocol ``HTTP`` plus the check-in and report logic the HTTP adapters call."""
 
-    def __init__(self, devices: DeviceStore, packages: PackageStore, http_devices: SqliteHttpDeviceStore,
-                 offers: SqliteOfferStore, settings: HttpFotaSettings = HttpFotaSettings(),
+    def __init__(self, devices: DeviceStore, packages: PackageStore, http_devices: HttpDeviceStore,
+                 offers: OfferStore, settings: HttpFotaSettings = HttpFotaSettings(),
                  campaign_lookup: Callable[[str], Any] | None = None, rng: random.Random | None = None,
                  on_outcome: Callable[[], None] | None = None, tokens: DownloadTokens | None = None) -> None:
         self.devices = devices

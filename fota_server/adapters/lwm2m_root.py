@@ -100,14 +100,13 @@ class Lwm2mEndpoint:
 
 def lwm2m_endpoint(services: Any, site: resource.Site | None,
                    settings: Lwm2mSettings | None = None) -> Lwm2mEndpoint:
-    """Build the endpoint from the services (SQLite registrations, devices, the firmware blob store)."""
+    """Build the endpoint from the services (their registration and device stores, the firmware blob store)."""
     from pathlib import Path
 
-    from ..store.registrations_sqlite import SqliteRegistrationStore
     from .blobs import FileBlobStore
 
     db = services.db
-    server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), SqliteRegistrationStore(db), db.devices,
+    server = Lwm2mServer(services.clock, settings or Lwm2mSettings(), services.stores.registrations, db.devices,
                          admit=admission_of(services))
     firmware = FirmwareBlockResource(FileBlobStore(Path(services.config.resolved_data_dir) / "blobs"),
                                      services.download_tokens)

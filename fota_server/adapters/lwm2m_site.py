@@ -34,7 +34,7 @@ from ..protocol.lwm2m.values import Values
 from ..peerlog import peer_refused
 from ..store.health import RETRY_AFTER_S, StorageUnavailable
 from ..store.ports import DeviceStore
-from ..store.registrations_sqlite import SqliteRegistrationStore
+from ..store.protocol_ports import RegistrationStore
 from .blobs import FileBlobStore
 from .lwm2m_admission import Admit, admission_of
 from .lwm2m_blocks import FirmwareBlockResource
@@ -90,7 +90,7 @@ class Lwm2mServer:
     """The runtime of the LwM2M server: live registrations (kept in SQLite), the downlink, device data."""
 
     def __init__(self, clock: Clock, settings: Lwm2mSettings = Lwm2mSettings(),
-                 store: SqliteRegistrationStore | None = None, devices: DeviceStore | None = None,
+                 store: RegistrationStore | None = None, devices: DeviceStore | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
                  admit: Admit | None = None) -> None:
         self.clock = clock
@@ -513,7 +513,7 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     """Mount ``/rd``, ``/rd/<id>`` and ``/fw/<sha256>`` on the CoAP site; returns the server to ``attach``."""
     if server is None:
         db = services.db
-        server = Lwm2mServer(services.clock, settings, SqliteRegistrationStore(db), db.devices,
+        server = Lwm2mServer(services.clock, settings, services.stores.registrations, db.devices,
                              admit=admission_of(services))
     add_rd_resources(site, server)
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")

@@ -43,7 +43,7 @@ from ..protocol.omadm import events as ev
 from ..protocol.omadm.fumo import BUSY_STATES, PriorExec, is_success
 from ..protocol.omadm.session import FumoJob
 from ..records import Package
-from ..store.omadm_sqlite import FumoJobRow, SqliteOmadmStore, StoredOutcome
+from ..store.protocol_ports import FumoJobRow, OmadmStore, StoredOutcome
 from ..store.ports import PackageStore
 
 __all__ = ["OmadmDriver", "OmadmDriverSettings", "TriggerRequest", "JobState", "OmadmJob"]
@@ -124,7 +124,7 @@ class OmadmDriver:
     """``ProtocolDriver`` for protocol ``OMADM``."""
 
     def __init__(self, packages: PackageStore, settings: OmadmDriverSettings = OmadmDriverSettings(),
-                 rng: random.Random | None = None, store: SqliteOmadmStore | None = None,
+                 rng: random.Random | None = None, store: OmadmStore | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  tokens: DownloadTokens | None = None) -> None:
         self.settings = settings

@@ -16,7 +16,7 @@ counted per device and per address (``omadm_throttle``); a blocked one gets HTTP
 and a SyncML 503. Who may authenticate, and enrolment, is ``omadm_access``. Idle sessions end on a timer
 (``run_dispatcher``) as well as on the next request, which looks only at the sessions due.
 
-Wiring: ``build_omadm(services, ...)`` puts an ``OmadmServer`` in ``services.extra["omadm"]``; ``routes``
+Wiring: ``build_omadm(services, ...)`` makes the ``OmadmServer`` that ``services.omadm`` holds; ``routes``
 serve ``POST /dm``. Firmware for PkgURL is served by ``fota_http`` at ``/fw/{package_id}`` (Range, ETag).
 """
 
@@ -51,7 +51,7 @@ from ..protocol.omadm.syncml import Encoding, Message, decode_message, encoding_
 from ..protocol.omadm.tree import Limits
 from ..records import Device
 from ..services import Services
-from ..store.omadm_sqlite import SqliteOmadmStore
+from ..store.protocol_ports import OmadmStore
 from .omadm_access import CREDENTIAL_KIND, ClientIdentity, OmadmAccess, device_key
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
 from .omadm_sessions import SessionTable
@@ -98,10 +98,10 @@ class OmadmServer:
 
     def __init__(self, services: Services, driver: OmadmDriver, settings: OmadmSettings,
                  notifiers: list[Package0Notifier], monotonic: Callable[[], float] = time.monotonic,
-                 store: SqliteOmadmStore | None = None) -> None:
+                 store: OmadmStore | None = None) -> None:
         self.services, self.driver, self.settings = services, driver, settings
         self._monotonic = monotonic
-        self.store = store or SqliteOmadmStore(services.db)
+        self.store = store or services.stores.omadm
         self.sessions = SessionTable()
         self.access = OmadmAccess(services)
         self.throttle = AuthThrottle(settings.throttle)
@@ -420,7 +420,7 @@ def build_omadm(services: Services, settings: OmadmSettings | None = None, drive
     """Build the OMA-DM part: Package 0 by UDP to the device's announced address (and to an SMS gateway's
     HTTP hook when one is given), unless notifiers are given."""
     settings = settings or OmadmSettings()
-    store = SqliteOmadmStore(services.db)
+    store = services.stores.omadm
     driver = driver or OmadmDriver(services.db.packages, settings.driver, store=store, clock=services.clock.now,
                                    tokens=services.download_tokens)
     holder: list[OmadmServer] = []
@@ -429,13 +429,14 @@ def build_omadm(services: Services, settings: OmadmSettings | None = None, drive
         default.append(sms_hook)
     server = OmadmServer(services, driver, settings, notifiers if notifiers is not None else default, store=store)
     holder.append(server)
-    services.extra["omadm"] = server
+    services.omadm = server
     return server
 
 
 def omadm_of(services: Services) -> OmadmServer:
-    server = services.extra.get("omadm")
-    return server if isinstance(server, OmadmServer) else build_omadm(services)
+    """The endpoint ``build_omadm`` made; one with the default settings if none was made yet (an application
+    built for tests without ``fota-server run``)."""
+    return services.omadm if services.omadm is not None else build_omadm(services)
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

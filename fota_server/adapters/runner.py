@@ -20,19 +20,20 @@ import signal
 import ssl
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..campaign.drivers import (
     AttemptOutcome, DriverCommand, DurableOutcomes, ProtocolDriver, SimulatedDevice, SimulatedDriver,
 )
-from ..campaign.engine import CampaignEngine
 from ..campaign.service import CampaignService
 from ..clock import Clock
-from ..store.campaigns_sqlite import SqliteCampaignStores
 from ..store.health import StorageUnavailable
 from .callbacks import CallbackDispatcher
 
 __all__ = ["EngineHandle", "start_engine", "build_campaign_service", "main"]
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 log = logging.getLogger("fota_server.engine")
 
@@ -41,20 +42,9 @@ _ERROR_PAUSE_S = 1.0
 _MAX_OUTCOME_TRIES = 60   # an outcome whose commit keeps failing is set aside; its attempt is re-issued
 
 
-def build_campaign_service(services: Any) -> CampaignService:
-    """The campaign service over the services' SQLite database (kept in ``services.extra["campaigns"]``)."""
-    existing = getattr(services, "campaigns", None) or services.extra.get("campaigns")
-    if existing is not None:
-        return cast(CampaignService, existing)
-    db = services.db
-    stores = SqliteCampaignStores(db)
-    engine = CampaignEngine(stores.campaigns, stores.rows, db.devices, db.accounts)
-    service = CampaignService(campaigns=stores.campaigns, rows=stores.rows, callbacks=stores.callbacks,
-                              devices=db.devices, licenses=db.licenses, packages=db.packages, accounts=db.accounts,
-                              clock=services.clock, engine=engine)
-    services.extra["campaigns"] = service
-    services.extra["campaign_stores"] = stores
-    return service
+def build_campaign_service(services: Services) -> CampaignService:
+    """The campaign service ``app.build_services`` made."""
+    return services.campaigns
 
 
 class EngineHandle:
@@ -215,12 +205,11 @@ class EngineHandle:
         return max(0.0, min((min(known) - now).total_seconds(), _MAX_IDLE_S))
 
 
-async def start_engine(services: Any, drivers: Mapping[str, ProtocolDriver], *,
+async def start_engine(services: Services, drivers: Mapping[str, ProtocolDriver], *,
                        callback_verify: ssl.SSLContext | bool | str = True) -> EngineHandle:
     """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers."""
     service = build_campaign_service(services)
-    stores = services.extra.get("campaign_stores") or SqliteCampaignStores(services.db)
-    callbacks = CallbackDispatcher(stores.callbacks, services.clock, verify=callback_verify,
+    callbacks = CallbackDispatcher(services.stores.callbacks, services.clock, verify=callback_verify,
                                    allow_private=services.config.allow_private_callbacks)
     handle = EngineHandle(service, drivers, services.clock, callbacks)
     callbacks.on_idle = handle.wake

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest, NotFound
 from ..records import Device
 from ..services import Services
-from ..store.http_devices_sqlite import SqliteHttpDeviceStore
+from ..store.protocol_ports import HttpDeviceStore
 from .bodies import read_json_object
 from .management import management
 from .models import MAX_ID_LEN, device_list
@@ -30,8 +30,8 @@ MAX_LOGGING_DEVICES = 20
 _MAX_BODY = 16_384
 
 
-def _store(services: Services) -> SqliteHttpDeviceStore:
-    return SqliteHttpDeviceStore(services.db)
+def _store(services: Services) -> HttpDeviceStore:
+    return services.stores.http_devices
 
 
 def _device(services: Services, account: str, device_id: str) -> Device:

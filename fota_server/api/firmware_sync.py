@@ -34,7 +34,6 @@ __all__ = ["routes", "FirmwareVersionRequest", "FirmwareVersionRequests", "firmw
            "MAX_SYNC_DEVICES"]
 
 MAX_SYNC_DEVICES = 100
-_EXTRA_KEY = "firmware_version_requests"
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,7 @@ class FirmwareVersionRequests:
 
 
 def firmware_version_requests(services: Services) -> FirmwareVersionRequests:
-    found = services.extra.get(_EXTRA_KEY)
-    if not isinstance(found, FirmwareVersionRequests):
-        found = services.extra[_EXTRA_KEY] = FirmwareVersionRequests()
-    return found
+    return services.firmware_requests
 
 
 def _version_entry(device_id: str, device: Device | None) -> dict[str, Any]:

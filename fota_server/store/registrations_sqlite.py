@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.linkformat import ObjectList, encode_object_list, parse_object_list
 from ..protocol.lwm2m.registration import Registration
-from .sqlite import SqliteDatabase, parse_ts, ts
+from .database import SqlDatabase
+from .sqlite import parse_ts, ts
 
 __all__ = ["SqliteRegistrationStore"]
 
@@ -32,7 +33,7 @@ _REPLACE = f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS}) {_VALUES}"
 
 
 class SqliteRegistrationStore:
-    def __init__(self, db: SqliteDatabase) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self._db = db
 
     def save(self, reg: Registration) -> None:

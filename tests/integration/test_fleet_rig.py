@@ -95,8 +95,8 @@ async def fleet_server(db_path: Path, manifest: dict[str, Any] | None = None, *,
     campaigns = build_campaign_service(services)
     http_driver = fota_http.build_http_driver(
         services, HttpFotaSettings(checkin_interval_s=http_interval_s, busy_interval_s=http_interval_s),
-        services.extra["campaign_stores"].campaigns.get_campaign)
-    services.extra["http_driver"] = http_driver
+        services.stores.campaigns.get_campaign)
+    services.http_driver = http_driver
     omadm = build_omadm(services)
     base = build_http_app(services)
     app = Starlette(routes=[*omadm_http.routes, *fota_http.routes, *base.routes],

@@ -116,7 +116,7 @@ def make_lab(tmp_path: Path, extra_routes: Sequence[BaseRoute] | None = None, ss
     services.auth.create_account("acme")
     lookup = campaign_lookup_of(services) if campaign_lookup_of else None
     driver = fota_http.build_http_driver(services, settings, lookup)
-    services.extra["http_driver"] = driver
+    services.http_driver = driver
     server = ThreadServer(build_app(services, [*fota_http.routes, *(extra_routes or [])]), ssl).start()
     return Lab(services, clock, driver, server)
 

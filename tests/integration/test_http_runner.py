@@ -44,7 +44,7 @@ async def _scenario(tmp_path: Path) -> list[DeviceStatus]:
     services.db.licenses.assign("acme", lab_devices, services.clock.now())
     driver = fota_http.build_http_driver(services, HttpFotaSettings(checkin_interval_s=10, busy_interval_s=10),
                                          SqliteCampaignStores(services.db).campaigns.get_campaign)
-    services.extra["http_driver"] = driver
+    services.http_driver = driver
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(build_app(services, fota_http.routes), log_level="warning",

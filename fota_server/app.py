@@ -26,6 +26,7 @@ from .adapters.dtls import (
 )
 from .adapters.http_driver import HttpDriver, HttpFotaSettings
 from .adapters.http_limits import uvicorn_limits
+from .adapters.omadm_driver import OmadmDriver
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
@@ -140,9 +141,11 @@ class RunningServer:
         config = self.services.config
         sock = listening_socket(config.host, config.http_port)
         self.services.ports["http"] = sock.getsockname()[1]
-        drivers: dict[str, ProtocolDriver] = {"HTTP": self._http_driver(), "OMADM": self._omadm_driver()}
-        if config.coap_enabled:
-            drivers["LWM2M"] = await self._start_coap()
+        http_driver, omadm_driver = self.services.http_driver, self._omadm_driver()
+        lwm2m_driver = await self._start_coap() if config.coap_enabled else None
+        drivers: dict[str, ProtocolDriver] = {"HTTP": http_driver, "OMADM": omadm_driver}
+        if lwm2m_driver is not None:
+            drivers["LWM2M"] = lwm2m_driver
         app = DeviceDispatch(build_http_app(self.services))   # check-in, status and DDI poll before the router
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                              **uvicorn_limits(config), **self._tls_options()))
@@ -152,17 +155,13 @@ class RunningServer:
                 self._http_task.result()
             await asyncio.sleep(0.01)
         self._engine = await start_engine(self.services, drivers)
-        for driver in drivers.values():
-            if hasattr(driver, "on_outcome"):
-                driver.on_outcome = self._engine.wake
-            elif hasattr(driver, "_on_outcome"):
-                driver._on_outcome = self._engine.wake
+        # a driver that queues an outcome wakes the engine
+        http_driver.on_outcome = omadm_driver.on_outcome = self._engine.wake
+        if lwm2m_driver is not None:
+            lwm2m_driver.on_outcome = self._engine.wake
         return dict(self.services.ports)
 
-    def _http_driver(self) -> ProtocolDriver:
-        return self.services.http_driver
-
-    def _omadm_driver(self) -> ProtocolDriver:
+    def _omadm_driver(self) -> OmadmDriver:
         config = self.services.config
         hook = None
         if config.omadm_sms_hook_url:
@@ -173,7 +172,7 @@ class RunningServer:
         self._tasks.append(asyncio.create_task(omadm.run_dispatcher()))
         return omadm.driver
 
-    async def _start_coap(self) -> ProtocolDriver:
+    async def _start_coap(self) -> Lwm2mDriver:
         config = self.services.config
         site = build_site(lambda: health.health_status(self.services))
         self._lwm2m = lwm2m_endpoint(self.services, site, Lwm2mSettings(

@@ -221,7 +221,7 @@ class Lwm2mDriver:
         self.blobs = blobs
         self.settings = settings
         self.tokens = tokens  # with None, Package URIs carry no download token (the firmware resources refuse them)
-        self._on_outcome = on_outcome
+        self.on_outcome = on_outcome   # called when an outcome is queued (the runner wakes)
         self._attempts: dict[str, _Attempt] = {}
         self._outcomes: list[AttemptOutcome] = []
         self._parked: set[str] = set()   # devices whose last attempt ended unreachable
@@ -289,8 +289,8 @@ class Lwm2mDriver:
             if attempt is not None:
                 self._parked.add(attempt.command.device_id)
         self._outcomes.append(outcome)
-        if self._on_outcome is not None:
-            self._on_outcome()
+        if self.on_outcome is not None:
+            self.on_outcome()
 
     def _on_registration(self, event: RegistrationEvent) -> None:
         if isinstance(event, (Registered, Updated)) and self._parked:

@@ -151,15 +151,19 @@ def _lua(path: Path, method: str, body: str = "", headers: dict[str, str] | None
     return path
 
 
-def start_ours(work: Path) -> Server:
-    """``fota-server run`` on a fresh database: account, device, token, image, and a v2 HTTP campaign."""
+def start_ours(work: Path, postgres_url: str = "") -> Server:
+    """``fota-server run`` on a fresh database (a SQLite file, or the PostgreSQL database at ``postgres_url``):
+    account, device, token, image, and a v2 HTTP campaign."""
     import httpx
 
     from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
-    db = work / "fota.db"
+    db: Path | str = postgres_url or work / "fota.db"
+    name = "ours-pg" if postgres_url else "ours"
+    if postgres_url:   # every command and the server keep their firmware and keys here
+        os.environ["FOTA_DATA_DIR"] = str(work / "pg-data")
     creds = create_account(db, ACCOUNT, licenses=10)
-    image = work / "bench-http.bin"
+    image = work / f"bench-http-{name}.bin"
     image.write_bytes(os.urandom(64 * 1024))
     cli("firmware", "add", str(image), "--name", "bench-http", "--make", "Acme", "--model", "M1", "--from", "1.0.0",
         "--to", "2.0.0", "--protocol", "HTTP", db=db)
@@ -167,6 +171,7 @@ def start_ours(work: Path) -> Server:
         "--firmware", "1.0.0", "--license", db=db)
     token = json.loads(cli("device", "token", DEVICE, "--account", ACCOUNT, db=db).stdout)["token"]
     server = ServerProcess(db).start(timeout_s=60)   # as a user starts it: default settings and log level
+    os.environ.pop("FOTA_DATA_DIR", None)
     assert server.proc is not None
     base = server.base_url
     dates = {"startDate": date.today().isoformat(), "endDate": (date.today() + timedelta(days=2)).isoformat()}
@@ -187,12 +192,12 @@ def start_ours(work: Path) -> Server:
     if not checkin.get("update"):
         raise SystemExit(f"the check-in does not offer the update: {checkin}")
     proc: subprocess.Popen[bytes] = server.proc  # type: ignore[assignment]
-    return Server("ours", proc, server.ports["http"], {
+    return Server(name, proc, server.ports["http"], {
         "check-in": f"{base}/http/v1/devices/{DEVICE}/checkin", "DDI poll": poll_url,
     }, {
-        "check-in": _lua(work / "ours-checkin.lua", "POST", CHECKIN_BODY,
+        "check-in": _lua(work / f"{name}-checkin.lua", "POST", CHECKIN_BODY,
                          {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}),
-        "DDI poll": _lua(work / "ours-poll.lua", "GET", "", ddi),
+        "DDI poll": _lua(work / f"{name}-poll.lua", "GET", "", ddi),
     })
 
 
@@ -333,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bare Starlette's HTTP parser (default httptools, as fota-server run)")
     parser.add_argument("--goosebit-http", choices=("h11", "httptools"), default="h11",
                         help="goosebit's HTTP parser (default h11, as its installation brings)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also fota-server run on PostgreSQL (a throwaway cluster; Debian's postgresql), as ours-pg")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
@@ -343,10 +350,17 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
     servers: list[Server] = []
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         work = Path(tmp)
         try:
             servers.append(start_ours(work))
+            if args.postgres:
+                from tests.pgcluster import Cluster
+
+                work.chmod(0o755)   # the cluster runs as the postgres user when this runs as root
+                cluster = Cluster(work / "pg").start()
+                servers.append(start_ours(work, cluster.url))
             servers.append(start_bare(work, args.bare_http))
             if not args.no_goosebit:
                 servers.append(start_goosebit(work, args.goosebit_venv, args.goosebit_http))
@@ -354,12 +368,21 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers:
                 server.stop()
-    names = [s.name for s in servers]
+            if cluster is not None:
+                cluster.stop()
+    names = [s.name for s in servers if s.name != "ours-pg"]
     print(f"wrk -t1 -d{args.duration}s, {args.rounds} alternations, medians (ratios: of the medians, and the range "
           f"of the rounds' side-by-side ratios); one uvicorn process each on 127.0.0.1 (ours: httptools, bare: "
           f"{args.bare_http}, goosebit: {args.goosebit_http}); ours = fota-server run; "
           f"goosebit's figure is its DDI base poll for both rows; req/s counts 200 answers only")
     print(_table(runs, names, args))
+    if args.postgres:
+        print("\n| endpoint | wrk | ours on SQLite req/s | ours on PostgreSQL req/s | PostgreSQL / SQLite |\n|---|---|---|---|---|")
+        for endpoint in ("check-in", "DDI poll"):
+            for connections in args.connections:
+                lite, pg = (connections, endpoint, "ours"), (connections, endpoint, "ours-pg")
+                print(f"| {endpoint} | -t1 -c{connections} | {statistics.median(r['rps'] for r in runs[lite]):,.0f} | "
+                      f"{statistics.median(r['rps'] for r in runs[pg]):,.0f} | {_ratios(runs, pg, lite, '{:.2f}')} |")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..enrolment import Admitted, Enrolment
 from ..peerlog import peer_refused
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
+from ..store.device_cache import PerDeviceCache
 from ..store.ports import CredentialStore
 
 __all__ = ["Admit", "KnownDevices", "admission_for", "admission_of", "known_devices_of"]
@@ -26,7 +27,7 @@ log = logging.getLogger("fota_server.lwm2m")
 Admit = Callable[[str, str, bool], bool]   # (endpoint, address, over DTLS) -> whether it may register
 
 
-class KnownDevices:
+class KnownDevices(PerDeviceCache[bool]):
     """Whether a device belongs to an account and whether it holds a DTLS PSK, one store lookup per device and
     then from memory while nothing changed. Unknown devices are never kept: one added meanwhile, here or
     elsewhere, is found at its first Register. Without ``data_version`` nothing is kept."""
@@ -34,18 +35,12 @@ class KnownDevices:
     def __init__(self, credentials: CredentialStore, data_version: Callable[[], int] | None = None,
                  recheck_s: float = 0.001, max_entries: int = 1_000_000,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(max_entries)
         self._credentials = credentials
         self._data_version = data_version
         self._recheck_s = recheck_s
-        self._max_entries = max_entries
         self._monotonic = monotonic
-        self._entries: dict[str, bool] = {}   # known device -> whether it holds a PSK
-        self._version: int | None = None
         self._recheck_at = 0.0
-        self._generation = 0                  # moves on every invalidation: a lookup it overtook keeps nothing
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def lookup(self, device_id: str) -> tuple[bool, bool]:
         """(whether the device belongs to an account, whether it holds a PSK)."""
@@ -53,29 +48,15 @@ class KnownDevices:
             now = self._monotonic()
             if now >= self._recheck_at:
                 self._recheck_at = now + self._recheck_s
-                version = self._data_version()
-                if version != self._version:
-                    self._version = version
-                    self.clear()
-            psk = self._entries.get(device_id)
+                self.saw_version(self._data_version())
+            psk = self.get(device_id)
             if psk is not None:
                 return True, psk
-        generation = self._generation
+        generation = self.generation
         known, psk = self._credentials.device_and_credential(device_id, "psk")
-        if known and self._data_version is not None and generation == self._generation:
-            if len(self._entries) >= self._max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest entry
-            self._entries[device_id] = psk
+        if known and self._data_version is not None:
+            self.keep(generation, device_id, psk)
         return known, psk
-
-    def forget(self, device_id: str) -> None:
-        """This process changed the device's credentials."""
-        self._generation += 1
-        self._entries.pop(device_id, None)
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
 
 
 def known_devices_of(db: Any) -> KnownDevices:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hmac
 import time
 import weakref
-from typing import Callable, Generic, TypeVar
+from typing import Callable, TypeVar
 
 from ..records import Device
 from .database import SqlDatabase
+from .device_cache import PerDeviceCache
 from .protocol_ports import DeviceState
 
 __all__ = ["DeviceAuthCache", "DeviceState", "DeviceStateCache", "caches_of"]
@@ -23,37 +24,10 @@ __all__ = ["DeviceAuthCache", "DeviceState", "DeviceStateCache", "caches_of"]
 V = TypeVar("V")
 
 
-class _PerDevice(Generic[V]):
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: dict[str, V] = {}
-        self._generation = 0   # moves on every invalidation: a lookup under way when it moves keeps nothing
-        self._data_version: int | None = None
-
-    def forget(self, device_id: str) -> None:
-        self._generation += 1
-        self._entries.pop(device_id, None)
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
+class _PerDevice(PerDeviceCache[V]):
     def _current(self, db: SqlDatabase, device_id: str) -> V | None:
-        version = db.data_version()
-        if version != self._data_version:
-            self.clear()
-            self._data_version = version
-        return self._entries.get(device_id)
-
-    def _keep(self, generation: int, device_id: str, value: V) -> None:
-        if generation != self._generation:
-            return
-        if device_id not in self._entries and len(self._entries) >= self.max_entries:
-            del self._entries[next(iter(self._entries))]  # the oldest entry
-        self._entries[device_id] = value
+        self.saw_version(db.data_version())
+        return self.get(device_id)
 
 
 class DeviceAuthCache(_PerDevice[tuple[str, Device, float]]):
@@ -72,11 +46,11 @@ class DeviceAuthCache(_PerDevice[tuple[str, Device, float]]):
         now = time.monotonic()
         if entry is not None and entry[2] > now and hmac.compare_digest(entry[0], hashed):
             return entry[1]
-        generation = self._generation
+        generation = self.generation
         found = lookup(device_id)
         if found is None or not hmac.compare_digest(found[1], hashed):
             return None
-        self._keep(generation, device_id, (found[1], found[0], now + self.ttl_s))
+        self.keep(generation, device_id, (found[1], found[0], now + self.ttl_s))
         return found[0]
 
 
@@ -87,9 +61,9 @@ class DeviceStateCache(_PerDevice[DeviceState]):
     def state(self, db: SqlDatabase, device_id: str, read: Callable[[str], DeviceState]) -> DeviceState:
         state = self._current(db, device_id)
         if state is None:
-            generation = self._generation
+            generation = self.generation
             state = read(device_id)
-            self._keep(generation, device_id, state)
+            self.keep(generation, device_id, state)
         return state
 
 

@@ -174,9 +174,9 @@ def _bootstrap_parser(device: Any) -> None:
 
 
 def _bootstrap_command(args: argparse.Namespace, services: Services) -> None:
-    from .bootstrap_config import BootstrapChange, configs_of
+    from .bootstrap_config import BootstrapChange
 
-    configs = configs_of(services)
+    configs = services.bootstrap
     if args.delete:
         configs.delete(args.account, args.device_id)
     elif not args.show:

@@ -18,7 +18,7 @@ from .errors import InvalidRequest, NotFound
 from .protocol.lwm2m.bootstrap import BootstrapPlan, SecurityMode
 from .store.ports import BootstrapRecord, BootstrapStore, CredentialStore, DeviceStore
 
-__all__ = ["BootstrapChange", "BootstrapConfigs", "configs_of", "DEFAULT_LIFETIME_S", "MAX_LIFETIME_S", "MAX_SERVER_URI"]
+__all__ = ["BootstrapChange", "BootstrapConfigs", "DEFAULT_LIFETIME_S", "MAX_LIFETIME_S", "MAX_SERVER_URI"]
 
 DEFAULT_LIFETIME_S = 300
 MAX_LIFETIME_S = 31_536_000
@@ -130,7 +130,3 @@ def _check_consistent(record: BootstrapRecord, has_dm_psk: bool) -> None:
         raise InvalidRequest("security psk needs a coaps:// server URI")
 
 
-def configs_of(services: Any) -> BootstrapConfigs:
-    """The ``BootstrapConfigs`` that ``app.build_services`` made."""
-    configs: BootstrapConfigs = services.bootstrap
-    return configs

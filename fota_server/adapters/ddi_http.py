@@ -30,7 +30,7 @@ from ..records import Device, Package
 from ..services import Services
 from ..store.protocol_ports import CheckInEntry, OfferRecord
 from .fota_http import (
-    GATEWAY_SETTING, CheckInRecorder, _body, authenticate_device, base_url, checkin_recorder, gateway_device, http_driver_of, image_response, peer_error_response,
+    GATEWAY_SETTING, CheckInRecorder, _body, authenticate_device, base_url, checkin_recorder, gateway_device, image_response, peer_error_response,
     safe_file_name,
 )
 from .http_driver import HttpDriver, OfferView
@@ -78,7 +78,7 @@ def _ddi(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         services: Services = request.app.state.services
         try:
             device = _authenticate(request, services)
-            return await handler(request, services, device, http_driver_of(services))
+            return await handler(request, services, device, services.http_driver)
         except PeerError as exc:
             return peer_error_response(request, exc)
     return endpoint

@@ -39,7 +39,7 @@ from ..protocol.http_fota import manifest
 from ..services import Services
 from . import ddi_http, fota_http
 from .fota_http import (
-    authenticate_device, checkin_answer, http_driver_of, peer_error_response, recorder_of, scope_base_url,
+    authenticate_device, checkin_answer, peer_error_response, recorder_of, scope_base_url,
     status_answer,
 )
 
@@ -149,7 +149,7 @@ class DeviceDispatch:
         device = authenticate_device(services, params["device_id"], _text(headers.get(b"authorization")),
                                      peer=_peer(scope))
         raw = await _body(receive, headers, manifest.MAX_CHECKIN_BYTES)
-        recorder = recorder_of(self.app.state, http_driver_of(services))
+        recorder = recorder_of(self.app.state, services.http_driver)
         return await checkin_answer(services, recorder, device, raw, scope_base_url(scope, headers.get(b"host")))
 
     async def _status_body(self, scope: Scope, receive: Receive, params: dict[str, str],
@@ -165,7 +165,7 @@ class DeviceDispatch:
         tenant, controller_id = params["tenant"], params["controller_id"]
         device = ddi_http.authenticate_controller(services, tenant, controller_id,
                                                   _text(headers.get(b"authorization")), _peer(scope))
-        driver = http_driver_of(services)
+        driver = services.http_driver
         base = ddi_http.controller_base(scope_base_url(scope, headers.get(b"host")), tenant, controller_id)
         return await ddi_http.poll_answer(services, recorder_of(self.app.state, driver), device, driver, base)
 

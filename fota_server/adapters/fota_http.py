@@ -51,7 +51,7 @@ from ..store.protocol_ports import CheckInEntry, DeviceLogRecord
 from .http_driver import HttpDriver, HttpFotaSettings
 
 __all__ = ["routes", "CheckInRecorder", "checkin_recorder", "recorder_of", "checkin_answer", "status_answer",
-           "json_bytes", "scope_base_url", "build_http_driver", "http_driver_of", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
+           "json_bytes", "scope_base_url", "build_http_driver", "issue_http_token", "authenticate_device", "gateway_device", "GATEWAY_SETTING",
            "image_response", "safe_file_name", "base_url", "peer_error_response", "PEER_ERRORS", "HTTP_TOKEN_KIND"]
 
 log = logging.getLogger("fota_server.http_fota")
@@ -71,8 +71,6 @@ def build_http_driver(services: Services, settings: HttpFotaSettings = HttpFotaS
                       campaign_lookup, on_outcome=on_outcome, tokens=services.download_tokens)
 
 
-def http_driver_of(services: Services) -> HttpDriver:
-    return services.http_driver
 
 
 def issue_http_token(services: Services, device_id: str, account_name: str | None = None) -> str:
@@ -120,7 +118,7 @@ def authenticate_device(services: Services, device_id: str, authorization: str,
         return gateway_device(services, None, device_id[:256], token, peer)
     if scheme.lower() not in schemes or not token or len(token) > 256:
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
-    device = http_driver_of(services).http_devices.authenticated_device(device_id[:256], token_hash(token))
+    device = services.http_driver.http_devices.authenticated_device(device_id[:256], token_hash(token))
     if device is None:
         raise PeerError("the token is not valid for this device", hint=401)
     return device
@@ -230,7 +228,7 @@ def _base_url_of(scheme: str, host: bytes | None, server: tuple[str, int] | None
 
 async def checkin(request: Request, services: Services, device: Device) -> Response:
     raw = await _body(request, manifest.MAX_CHECKIN_BYTES)
-    driver = http_driver_of(services)
+    driver = services.http_driver
     answer = await checkin_answer(services, checkin_recorder(request, driver), device, raw, base_url(request))
     return Response(answer, media_type="application/json")
 
@@ -239,7 +237,7 @@ async def checkin_answer(services: Services, recorder: CheckInRecorder, device: 
                          base: str) -> bytes:
     """The check-in (``raw``, its body) recorded and answered: the JSON body of the 200 (also ``device_asgi``)."""
     body = manifest.decode_checkin(raw)
-    driver, now = http_driver_of(services), services.clock.now()
+    driver, now = services.http_driver, services.clock.now()
     await recorder.record(driver.checkin_entry(device, body, now))
     return manifest.encode_answer(driver.answer(device, body, now, base))
 
@@ -252,7 +250,7 @@ async def status(request: Request, services: Services, device: Device) -> Respon
 def status_answer(services: Services, device: Device, raw: bytes) -> bytes:
     """The status report (``raw``, its body) applied: the JSON body of the 200 (also ``device_asgi``)."""
     report = manifest.decode_report(raw)
-    http_driver_of(services).report(device, report, services.clock.now())
+    services.http_driver.report(device, report, services.clock.now())
     return json_bytes({"accepted": True, "updateId": report.update_id, "state": report.state.value,
                        "resultReason": report.reason})
 
@@ -263,7 +261,7 @@ def json_bytes(content: object) -> bytes:
 
 
 async def device_logs(request: Request, services: Services, device: Device) -> Response:
-    store = http_driver_of(services).http_devices
+    store = services.http_driver.http_devices
     now = services.clock.now()
     if not store.logging_enabled(device.device_id, now):
         raise PeerError("logging is not enabled for this device", hint=403)
@@ -369,7 +367,7 @@ async def image_by_sha256(request: Request) -> Response:
     refusal = _token_refusal(request, services, sha)
     if refusal is not None:
         return refusal
-    package_id = http_driver_of(services).http_devices.package_id_by_sha256(sha)
+    package_id = services.http_driver.http_devices.package_id_by_sha256(sha)
     package = services.db.packages.get_package(package_id) if package_id else None
     return image_response(request, services, package) if package else _not_found(f"with SHA-256 {sha}")
 

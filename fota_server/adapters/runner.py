@@ -30,7 +30,7 @@ from ..clock import Clock
 from ..store.health import StorageUnavailable
 from .callbacks import CallbackDispatcher
 
-__all__ = ["EngineHandle", "start_engine", "build_campaign_service", "main"]
+__all__ = ["EngineHandle", "start_engine", "main"]
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -42,9 +42,6 @@ _ERROR_PAUSE_S = 1.0
 _MAX_OUTCOME_TRIES = 60   # an outcome whose commit keeps failing is set aside; its attempt is re-issued
 
 
-def build_campaign_service(services: Services) -> CampaignService:
-    """The campaign service ``app.build_services`` made."""
-    return services.campaigns
 
 
 class EngineHandle:
@@ -208,7 +205,7 @@ class EngineHandle:
 async def start_engine(services: Services, drivers: Mapping[str, ProtocolDriver], *,
                        callback_verify: ssl.SSLContext | bool | str = True) -> EngineHandle:
     """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers."""
-    service = build_campaign_service(services)
+    service = services.campaigns
     callbacks = CallbackDispatcher(services.stores.callbacks, services.clock, verify=callback_verify,
                                    allow_private=services.config.allow_private_callbacks)
     handle = EngineHandle(service, drivers, services.clock, callbacks)

@@ -30,8 +30,7 @@ from .management import management
 from .models import MAX_ID_LEN, device_list
 from .wire import rfc3339
 
-__all__ = ["routes", "FirmwareVersionRequest", "FirmwareVersionRequests", "firmware_version_requests",
-           "MAX_SYNC_DEVICES"]
+__all__ = ["routes", "FirmwareVersionRequest", "FirmwareVersionRequests", "MAX_SYNC_DEVICES"]
 
 MAX_SYNC_DEVICES = 100
 
@@ -66,8 +65,6 @@ class FirmwareVersionRequests:
         return self._by_device.pop(device_id, None)
 
 
-def firmware_version_requests(services: Services) -> FirmwareVersionRequests:
-    return services.firmware_requests
 
 
 def _version_entry(device_id: str, device: Device | None) -> dict[str, Any]:
@@ -96,7 +93,7 @@ async def request_report(request: Request, services: Services, account: str) -> 
     device_id = request.path_params["deviceId"]
     if len(device_id) > MAX_ID_LEN or services.db.devices.get_device(account, device_id) is None:
         raise NotFound(f"device {device_id[:MAX_ID_LEN]!r} not found", "DeviceNotFound")
-    recorded = firmware_version_requests(services).add(account, device_id, services.clock.now())
+    recorded = services.firmware_requests.add(account, device_id, services.clock.now())
     return JSONResponse({"accountName": account, "requestId": recorded.request_id})
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..bootstrap_config import BootstrapChange, configs_of
+from ..bootstrap_config import BootstrapChange
 from ..errors import InvalidRequest
 from ..services import Services
 from .bodies import read_json_object
@@ -47,17 +47,17 @@ def _change(body: dict[str, Any]) -> BootstrapChange:
 @management
 async def put_bootstrap(request: Request, services: Services, account: str) -> Response:
     change = _change(await read_json_object(request, 4096))
-    return JSONResponse(configs_of(services).set(account, request.path_params["deviceId"], change))
+    return JSONResponse(services.bootstrap.set(account, request.path_params["deviceId"], change))
 
 
 @management
 async def get_bootstrap(request: Request, services: Services, account: str) -> Response:
-    return JSONResponse(configs_of(services).view(account, request.path_params["deviceId"]))
+    return JSONResponse(services.bootstrap.view(account, request.path_params["deviceId"]))
 
 
 @management
 async def delete_bootstrap(request: Request, services: Services, account: str) -> Response:
-    configs = configs_of(services)
+    configs = services.bootstrap
     configs.delete(account, request.path_params["deviceId"])
     return JSONResponse(configs.view(account, request.path_params["deviceId"]))
 

@@ -159,7 +159,7 @@ def _storage_failure(exc: psycopg.Error) -> tuple[str, str] | None:
         return "full", str(exc)
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         return "readonly", str(exc)
-    if isinstance(exc, (psycopg.OperationalError, psycopg.errors.AdminShutdown)):
+    if isinstance(exc, psycopg.OperationalError):   # a lost connection, the server shutting down
         return "io_error", str(exc).strip() or type(exc).__name__
     return None
 
@@ -181,7 +181,7 @@ class PostgresDatabase:
                 url, min_size=1, max_size=max_connections, open=False, name="fota",
                 kwargs={"autocommit": True, "row_factory": _row_factory})
             self._pool.open(wait=True, timeout=30)
-        except (psycopg.Error, Exception) as exc:
+        except Exception as exc:   # psycopg's errors and the pool's timeout alike
             raise StorageOpenError("database", self.path, str(exc).strip() or type(exc).__name__) from exc
         self._translator = Translator({})
         try:

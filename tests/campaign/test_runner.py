@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fota_server.adapters.runner import build_campaign_service, start_engine
+from fota_server.adapters.runner import start_engine
 from fota_server.app import build_services
 from fota_server.campaign import CampaignSpec, CampaignStatus, DeviceStatus
 from fota_server.campaign.drivers import (
@@ -62,7 +62,7 @@ def test_runner_drives_campaigns_and_delivers_callbacks(tmp_path: Path) -> None:
         services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "r.db"),
                                                                  "allow_private_callbacks": True}))  # loopback listener
         ids = seed(services, lambda i: "LWM2M" if i % 2 else "HTTP", 10)
-        service = build_campaign_service(services)
+        service = services.campaigns
         service.register_listener(ACCOUNT, "v3", f"http://127.0.0.1:{listener.port}/events")
         simulated = SimulatedDriver(default=lambda _d: SimulatedDevice(delay=timedelta(milliseconds=30)))
         push = PushDriver()
@@ -113,7 +113,7 @@ def test_runner_survives_a_failing_driver(tmp_path: Path, caplog: pytest.LogCapt
         services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "b.db")}))
         ids = seed(services, lambda i: "LWM2M", 1)
         services.db.accounts.update_settings(ACCOUNT, {"attempt_timeout_s": 1})
-        service = build_campaign_service(services)
+        service = services.campaigns
         driver = BrokenDriver()
         handle = await start_engine(services, {"LWM2M": driver})
         today = services.clock.now().date()
@@ -140,7 +140,7 @@ def test_outcomes_whose_commit_fails_stay_queued_until_it_succeeds(tmp_path: Pat
     async def scenario() -> None:
         services = build_services(load_config(environ={}, flags={"db_path": str(tmp_path / "f.db")}))
         ids = seed(services, lambda i: "LWM2M", 6)
-        service = build_campaign_service(services)
+        service = services.campaigns
         engine = service.engine
         real_on_outcome = engine.on_outcome
         refusals = [0]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from fota_server.adapters.runner import build_campaign_service
 from fota_server.app import build_services
 from fota_server.campaign import CampaignSpec, CampaignStatus
 from fota_server.config import load_config
@@ -44,7 +43,7 @@ def seed(db_path: Path) -> str:
     today = now.date()
     spec = CampaignSpec("v1", "firmware", "LWM2M", "pkg-crash", "", "", "1.0", "2.0", today,
                         date.fromordinal(today.toordinal() + 2), tuple(ids))
-    campaign, _ = build_campaign_service(services).schedule_campaign(ACCOUNT, spec)
+    campaign, _ = services.campaigns.schedule_campaign(ACCOUNT, spec)
     db.close()
     return campaign.campaign_id
 

@@ -35,7 +35,7 @@ from fota_server.adapters.http_driver import HttpFotaSettings
 from fota_server.adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from fota_server.adapters.lwm2m_site import add_lwm2m_resources
 from fota_server.adapters.omadm_http import build_omadm
-from fota_server.adapters.runner import EngineHandle, build_campaign_service, start_engine
+from fota_server.adapters.runner import EngineHandle, start_engine
 from fota_server.api.errors import install_error_handlers
 from fota_server.app import build_http_app, build_services
 from fota_server.config import Config
@@ -69,7 +69,7 @@ class FleetServer:
 
     @property
     def campaigns(self) -> Any:
-        return build_campaign_service(self.services)
+        return self.services.campaigns
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +92,7 @@ async def fleet_server(db_path: Path, manifest: dict[str, Any] | None = None, *,
                                                    or FirmwareTimeouts(poll_interval_s=0.5, command_s=20,
                                                                        download_s=download_s, update_s=60)),
                                on_outcome=lambda: wake[0]() if wake else None, tokens=services.download_tokens)
-    campaigns = build_campaign_service(services)
+    campaigns = services.campaigns
     http_driver = fota_http.build_http_driver(
         services, HttpFotaSettings(checkin_interval_s=http_interval_s, busy_interval_s=http_interval_s),
         services.stores.campaigns.get_campaign)

@@ -11,7 +11,7 @@ import pytest
 
 from device_emulator.omadm import Fault
 from fota_server.adapters.omadm_driver import OmadmDriver
-from fota_server.adapters.runner import build_campaign_service, start_engine
+from fota_server.adapters.runner import start_engine
 from fota_server.campaign import CampaignEngine, CampaignService, CampaignSpec
 from fota_server.campaign.drivers import AttemptOutcome, DriverCommand, UpdateSucceeded
 from fota_server.clock import FakeClock, SystemClock
@@ -144,7 +144,7 @@ def test_v1_campaign_through_the_engine_runner(tmp_path: Path) -> None:
             for link in links:
                 await link.listen()
             await asyncio.gather(*(link.session() for link in links))
-            campaign, _ = build_campaign_service(lab.services).schedule_campaign("acme", campaign_spec(lab))
+            campaign, _ = lab.services.campaigns.schedule_campaign("acme", campaign_spec(lab))
             await asyncio.gather(*(link.settle(1) for link in links))
             while sum(isinstance(o, UpdateSucceeded) for o in driver.collected) < DEVICES:
                 driver.changed.clear()
@@ -161,6 +161,6 @@ def test_v1_campaign_through_the_engine_runner(tmp_path: Path) -> None:
             return await scenario(url)
 
     campaign_id = asyncio.run(run())
-    rows = build_campaign_service(lab.services).campaign_devices("acme", campaign_id, limit=1000).rows
+    rows = lab.services.campaigns.campaign_devices("acme", campaign_id, limit=1000).rows
     assert len(rows) == DEVICES
     assert all((r.status, r.result_reason) == (DeviceStatus.SUCCESS, EngineReason.SUCCESS) for r in rows)

@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--enroll-max-devices", dest="enroll_max_devices", type=int, metavar="N",
                      help="stop enrolling once the account holds N devices (default 1000)")
     run.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING (default INFO)")
+    run.add_argument("--node", dest="node", metavar="NAME",
+                     help="this process's name when several processes share one database (default: the only one)")
+    run.add_argument("--node-lease-s", dest="node_lease_s", type=int, metavar="S",
+                     help="a process unheard for this long is taken as gone (default 10)")
+    run.add_argument("--reuse-port", dest="reuse_port", action="store_const", const=True,
+                     help="share the HTTP, CoAP and CoAPS ports with other processes (SO_REUSEPORT)")
 
     demo = sub.add_parser("demo", help="run the server, a fleet of emulated devices and a campaign, then report")
     demo.add_argument("--lwm2m", type=int, default=150, help="LwM2M devices (default 150)")
@@ -191,7 +197,7 @@ def _config(args: argparse.Namespace) -> Config:
     flags = {k: getattr(args, k, None) for k in
              ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "coaps_port", "coaps_enabled",
               "https", "log_level", "enroll", "enroll_max_devices", "bootstrap_port", "bootstrap_coaps_port",
-              "bootstrap_enabled")}
+              "bootstrap_enabled", "node", "node_lease_s", "reuse_port")}
     return load_config(args.config, flags=flags)
 
 

@@ -63,6 +63,10 @@ class Config:
     bootstrap_enabled: bool = True
     bootstrap_port: int = 5783
     bootstrap_coaps_port: int = 5784  # the bootstrap CoAPS listener runs when CoAPS is on
+    # several processes on one database (README "Several processes")
+    node: str = ""  # this process's name among those sharing the database ("": the only process)
+    node_lease_s: int = 10  # a process unheard for this long is gone: its leadership and devices pass on
+    reuse_port: bool = False  # SO_REUSEPORT on the HTTP, CoAP and CoAPS listeners: processes share ports
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -83,7 +83,7 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     firmware = FirmwareRepository(db.packages, FileBlobStore(data_dir / "blobs"), signer, clock,
                                   config.max_firmware_bytes)
     devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
-    stores = open_stores(db, timedelta(days=config.callback_ttl_days))
+    stores = open_stores(db, timedelta(days=config.callback_ttl_days), config.node)
     campaigns = CampaignService(
         campaigns=stores.campaigns, rows=stores.campaign_rows, callbacks=stores.callbacks, devices=db.devices,
         licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)

@@ -13,6 +13,7 @@ import sqlite3
 from datetime import datetime, timezone
 
 from ..protocol.errors import DecodeError
+from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..protocol.lwm2m.linkformat import ObjectList, encode_object_list, parse_object_list
 from ..protocol.lwm2m.registration import Registration
 from .database import SqlDatabase
@@ -23,18 +24,24 @@ __all__ = ["SqliteRegistrationStore"]
 
 _COLUMNS = ("reg_id, endpoint, lifetime_s, version, binding, queue_mode, sms, objects, address, identity,"
             " attributes, registered_at, updated_at")
-_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# written with every row, never read into a Registration: the process holding it and the endpoint's device id
+_ROW_COLUMNS = _COLUMNS + ", node, device_id"
+_VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # endpoint is UNIQUE: a registration of a known endpoint rewrites that endpoint's row in place (the endpoint's
 # index is left as it is), whatever its id was; a registration saved again (an Update) rewrites its own row
-_UPSERT = (f"INSERT INTO lwm2m_registrations ({_COLUMNS}) {_VALUES} ON CONFLICT(endpoint) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _COLUMNS.split(",")) if c != "endpoint"))
+_UPSERT = (f"INSERT INTO lwm2m_registrations ({_ROW_COLUMNS}) {_VALUES} ON CONFLICT(endpoint) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _ROW_COLUMNS.split(",")) if c != "endpoint"))
 # REPLACE removes every row in the way, whichever UNIQUE column it shares (the batch's fallback)
-_REPLACE = f"INSERT OR REPLACE INTO lwm2m_registrations ({_COLUMNS}) {_VALUES}"
+_REPLACE = f"INSERT OR REPLACE INTO lwm2m_registrations ({_ROW_COLUMNS}) {_VALUES}"
 
 
 class SqliteRegistrationStore:
-    def __init__(self, db: SqlDatabase) -> None:
+    """The registrations of one process, ``node`` ("" when it is the only one): every row it writes names it,
+    and ``load_all`` reads back its own rows only (another process's devices come back by registering)."""
+
+    def __init__(self, db: SqlDatabase, node: str = "") -> None:
         self._db = db
+        self._node = node
 
     def save(self, reg: Registration) -> None:
         """Insert or replace; a registration for the same endpoint under another id is replaced too."""
@@ -45,7 +52,7 @@ class SqliteRegistrationStore:
         replaces the row of its endpoint, so a registration that replaces another needs no delete of the old
         id. Should a saved id be held by a row of another endpoint, the batch is written again replacing every
         row in the way."""
-        rows = [_row(reg) for reg in saves]
+        rows = [(*_row(reg), self._node, device_id_for_endpoint(reg.endpoint)[1]) for reg in saves]
         try:
             self._write(rows, deletes, _UPSERT)
         except sqlite3.IntegrityError:
@@ -71,7 +78,8 @@ class SqliteRegistrationStore:
         return _registration(row) if row else None
 
     def load_all(self) -> list[Registration]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM lwm2m_registrations ORDER BY reg_id").fetchall()
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM lwm2m_registrations WHERE node = ? ORDER BY reg_id",
+                                (self._node,)).fetchall()
         return [_registration(r) for r in rows]
 
     def count(self) -> int:

@@ -334,3 +334,44 @@ CREATE UNIQUE INDEX lwm2m_bootstrap_identity ON lwm2m_bootstrap(bootstrap_identi
 MIGRATIONS.append("""
 ALTER TABLE devices ADD COLUMN delivery_method TEXT NOT NULL DEFAULT 'auto'
 """)
+
+# Several processes on one database (``store/cluster_sqlite.py``): each process's name and heartbeat, the
+# leases one process holds at a time (the campaign engine's), and the commands one process hands to the one
+# that holds a device's LwM2M registration. A registration row names the process holding it and its device.
+MIGRATIONS.append("""
+CREATE TABLE cluster_nodes (
+    node TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    gone INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE cluster_leases (
+    lease TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    held_until TEXT NOT NULL
+);
+CREATE TABLE device_commands (
+    command_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    attempt_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    posted_by TEXT NOT NULL,
+    posted_at TEXT NOT NULL
+);
+CREATE INDEX device_commands_device ON device_commands(device_id);
+CREATE INDEX device_commands_attempt ON device_commands(attempt_id);
+ALTER TABLE lwm2m_registrations ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE lwm2m_registrations ADD COLUMN device_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX lwm2m_registrations_node ON lwm2m_registrations(node);
+CREATE INDEX lwm2m_registrations_device ON lwm2m_registrations(device_id)
+""")
+
+# OMA-DM with several processes: the DM session a FUMO job is handed to, so that a write from any other
+# session (of this process or another) no longer applies (``store/omadm_sqlite.py``).
+MIGRATIONS.append("""
+ALTER TABLE omadm_jobs ADD COLUMN holder TEXT NOT NULL DEFAULT ''
+""")

@@ -18,6 +18,8 @@ from .http_devices_sqlite import SqliteHttpDeviceStore, SqliteOfferStore
 from .omadm_sqlite import SqliteOmadmStore
 from .ports import BootstrapStore
 from .protocol_ports import HttpDeviceStore, OfferStore, OmadmStore, RegistrationStore
+from .cluster_ports import ClusterStore
+from .cluster_sqlite import SqlClusterStore
 from .registrations_sqlite import SqliteRegistrationStore
 
 __all__ = ["StoreSet", "open_stores"]
@@ -34,11 +36,13 @@ class StoreSet:
     offers: OfferStore
     omadm: OmadmStore
     bootstrap: BootstrapStore
+    cluster: ClusterStore
 
 
-def open_stores(db: SqlDatabase, callback_ttl: timedelta = timedelta(days=3)) -> StoreSet:
-    """The stores of ``db`` (SQLite or PostgreSQL: the same SQL classes run on both)."""
+def open_stores(db: SqlDatabase, callback_ttl: timedelta = timedelta(days=3), node: str = "") -> StoreSet:
+    """The stores of ``db`` (SQLite or PostgreSQL: the same SQL classes run on both) for the process ``node``."""
     campaigns = SqliteCampaignStores(db, callback_ttl)
     return StoreSet(db=db, campaigns=campaigns.campaigns, campaign_rows=campaigns.rows, callbacks=campaigns.callbacks,
-                    registrations=SqliteRegistrationStore(db), http_devices=SqliteHttpDeviceStore(db),
-                    offers=SqliteOfferStore(db), omadm=SqliteOmadmStore(db), bootstrap=SqliteBootstrapStore(db))
+                    registrations=SqliteRegistrationStore(db, node), http_devices=SqliteHttpDeviceStore(db),
+                    offers=SqliteOfferStore(db), omadm=SqliteOmadmStore(db), bootstrap=SqliteBootstrapStore(db),
+                    cluster=SqlClusterStore(db))

@@ -29,6 +29,7 @@ from .adapters.http_limits import uvicorn_limits
 from .adapters.omadm_driver import OmadmDriver
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
+from .adapters.port_sharing import bind_failed, check_reuse_port
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
 from .adapters.lwm2m_bootstrap import BootstrapServer, BootstrapSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
@@ -139,7 +140,7 @@ class RunningServer:
 
     async def start(self) -> dict[str, int]:
         config = self.services.config
-        sock = listening_socket(config.host, config.http_port)
+        sock = listening_socket(config.host, config.http_port, config.reuse_port)
         self.services.ports["http"] = sock.getsockname()[1]
         http_driver, omadm_driver = self.services.http_driver, self._omadm_driver()
         lwm2m_driver = await self._start_coap() if config.coap_enabled else None
@@ -178,7 +179,8 @@ class RunningServer:
         self._lwm2m = lwm2m_endpoint(self.services, site, Lwm2mSettings(
             queue_awake_s=float(config.lwm2m_queue_awake_s), device_reads_per_s=float(config.lwm2m_device_reads_per_s),
             busy_max_age_s=config.lwm2m_busy_max_age_s))
-        self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config))
+        self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config),
+                                                                 reuse_port=config.reuse_port)
         self._coap = self._lwm2m.context
         self.services.lwm2m_explorer.attach(self._lwm2m.server)
         if self._coap is not None:   # aiocoap's line per bad datagram: rate-limited through the peer log
@@ -209,7 +211,8 @@ class RunningServer:
         self._bootstrap = BootstrapServer(self.services.bootstrap, self.services.enrolment, settings)
         dtls = DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s), max_handshakes=config.dtls_max_handshakes)
         self.services.ports.update(await self._bootstrap.start(
-            config.host, config.bootstrap_port, config.bootstrap_coaps_port if config.coaps_enabled else None, dtls))
+            config.host, config.bootstrap_port, config.bootstrap_coaps_port if config.coaps_enabled else None, dtls,
+            reuse_port=config.reuse_port))
 
     async def _start_coaps(self) -> None:
         """CoAPS (DTLS-PSK) in the same CoAP context; a device may register only as its identity's endpoint."""
@@ -221,7 +224,7 @@ class RunningServer:
                 self._coap, (config.host, config.coaps_port), psk_lookup_for(creds),
                 DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s),
                              max_handshakes=config.dtls_max_handshakes),
-                endpoint_lookup=endpoint_lookup_for(creds))
+                endpoint_lookup=endpoint_lookup_for(creds), reuse_port=config.reuse_port)
         except DtlsHookUnavailable as exc:
             log.error("CoAPS (DTLS-PSK) is off: %s", exc)
             return
@@ -264,24 +267,32 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn.
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A bound TCP socket for uvicorn; with ``reuse_port`` other processes may bind the same port
+    (``adapters/port_sharing.py``).
 
     It is made with proto IPPROTO_TCP so that asyncio sets TCP_NODELAY on the connections it accepts;
     with proto 0 it does not, and every small response then waits about 40 ms for a delayed ACK
     between its header and body writes.
     """
+    check_reuse_port(reuse_port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise bind_failed("HTTP", host, port, exc) from None
     return sock
 
 
 def coap_port_to_bind(config: Config) -> int:
-    """The CoAP port to bind. aiocoap sets SO_REUSEADDR on its UDP sockets, with which the kernel may hand
-    out, for port 0, a port another such socket already holds; so port 0 is resolved here first, with a
-    plain socket that does not share."""
+    """The CoAP port to bind. A port-sharing UDP socket (``--reuse-port``) may be handed, for port 0, a port
+    another such socket already holds; so port 0 is resolved here first, with a plain socket that does not
+    share (shared ports therefore need fixed port numbers)."""
     if config.coap_port != 0:
         return config.coap_port
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET

@@ -32,6 +32,7 @@ from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..store.ports import BootstrapStore
 from .dtls import DtlsHookUnavailable, DtlsSettings, add_coaps_transport
 from .lwm2m_downlink import code_of, dotted
+from .port_sharing import aiocoap_reuse_port, bind_failed
 
 __all__ = ["BootstrapServer", "BootstrapSettings"]
 
@@ -69,18 +70,24 @@ class BootstrapServer:
         self.outcomes: OrderedDict[str, BootstrapEvent] = OrderedDict()   # the last outcome per endpoint
 
     async def start(self, host: str, port: int, coaps_port: int | None,
-                    dtls: DtlsSettings | None = None) -> dict[str, int]:
-        """Bind CoAP (and CoAPS unless ``coaps_port`` is None); port 0 picks one. Returns the ports."""
+                    dtls: DtlsSettings | None = None, reuse_port: bool = False) -> dict[str, int]:
+        """Bind CoAP (and CoAPS unless ``coaps_port`` is None); port 0 picks one. Returns the ports. With
+        ``reuse_port`` other processes may bind them too (``port_sharing``)."""
         site = resource.Site()
         site.add_resource(["bs"], _BootstrapResource(self))
-        self.context = await aiocoap.Context.create_server_context(
-            site, bind=(host, _port_to_bind(host, port)), transports=["simplesocketserver"])
+        bind = (host, _port_to_bind(host, port))
+        try:
+            with aiocoap_reuse_port(reuse_port):
+                self.context = await aiocoap.Context.create_server_context(
+                    site, bind=bind, transports=["simplesocketserver"])
+        except OSError as exc:
+            raise bind_failed("LwM2M bootstrap CoAP", host, bind[1], exc) from None
         ports = {"bootstrap": _bound_port(self.context)}
         if coaps_port is not None:
             store = self._configs.store
             try:
                 coaps = await add_coaps_transport(self.context, (host, coaps_port), _psk_lookup(store), dtls,
-                                                  endpoint_lookup=_endpoint_lookup(store))
+                                                  endpoint_lookup=_endpoint_lookup(store), reuse_port=reuse_port)
             except DtlsHookUnavailable as exc:
                 log.error("bootstrap CoAPS (DTLS-PSK) is off: %s", exc)
             else:

@@ -13,6 +13,7 @@ import aiocoap.resource as resource
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_admission import admission_of
 from .lwm2m_site import Lwm2mServer, Lwm2mSettings, rd_exchange
+from .port_sharing import aiocoap_reuse_port, bind_failed
 
 __all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
 
@@ -76,12 +77,17 @@ class Lwm2mEndpoint:
         self.context: aiocoap.Context | None = None
         self.fast_path: Any = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind ``host:port`` (0 picks a port) and return the port."""
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Bind ``host:port`` (0 picks a port) and return the port; with ``reuse_port`` other processes may
+        bind it too (``port_sharing``)."""
         from .lwm2m_fastpath import install_fast_path
 
-        self.context = await LeanContext.create_server_context(self.root, bind=(host, port),
-                                                               transports=["simplesocketserver"])
+        try:
+            with aiocoap_reuse_port(reuse_port):
+                self.context = await LeanContext.create_server_context(self.root, bind=(host, port),
+                                                                       transports=["simplesocketserver"])
+        except OSError as exc:
+            raise bind_failed("CoAP", host, port, exc) from None
         self.server.attach(self.context)
         self.fast_path = install_fast_path(self.context, self.server, self.firmware)
         return int(self.fast_path.port)

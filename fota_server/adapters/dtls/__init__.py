@@ -50,8 +50,10 @@ def check_coaps_support() -> None:
 
 async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_lookup: PskLookup,
                               settings: DtlsSettings | None = None,
-                              endpoint_lookup: EndpointLookup | None = None) -> DtlsMessageInterface:
-    """Listen for CoAPS on ``bind`` (port 0: any free port; see ``.port``) within ``ctx``.
+                              endpoint_lookup: EndpointLookup | None = None,
+                              reuse_port: bool = False) -> DtlsMessageInterface:
+    """Listen for CoAPS on ``bind`` (port 0: any free port; see ``.port``) within ``ctx``; with ``reuse_port``
+    other processes may bind it too (``port_sharing``).
 
     ``psk_lookup`` maps a PSK identity to its key; ``endpoint_lookup`` maps it to the LwM2M endpoint
     the device may register as, which each remote carries as ``lwm2m_endpoint``.
@@ -65,7 +67,7 @@ async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_l
 
     async def construct(mman: Any) -> DtlsMessageInterface:
         interface = await DtlsMessageInterface.create_server(bind, mman, ctx.log, loop, psk_lookup, settings,
-                                                             endpoint_lookup)
+                                                             endpoint_lookup, reuse_port=reuse_port)
         created.append(interface)
         return interface
 

@@ -27,6 +27,7 @@ from aiocoap.transports.generic_udp import GenericMessageInterface
 from aiocoap.util import hostportjoin, hostportsplit
 
 from ...peerlog import PEER_LOG, peer_refused
+from ..port_sharing import bind_failed, check_reuse_port, udp_port_to_bind
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState, peer_host
 from .datagrams import client_hello_random, is_initial_client_hello
 from .deadlines import Deadlines
@@ -161,11 +162,18 @@ class DtlsMessageInterface(GenericMessageInterface):
     async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
                             loop: asyncio.AbstractEventLoop, psk_lookup: PskLookup,
                             settings: DtlsSettings | None = None,
-                            endpoint_lookup: EndpointLookup | None = None) -> "DtlsMessageInterface":
-        """Bind ``bind`` exactly (port 0 picks a free one) and start serving."""
+                            endpoint_lookup: EndpointLookup | None = None,
+                            reuse_port: bool = False) -> "DtlsMessageInterface":
+        """Bind ``bind`` exactly (port 0 picks a free one; ``reuse_port``: SO_REUSEPORT, other processes may
+        bind it too) and start serving."""
         self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings), endpoint_lookup)
         pool = _DatagramSocket(self)
-        await loop.create_datagram_endpoint(lambda: pool, local_addr=bind)
+        check_reuse_port(reuse_port)
+        bind = (bind[0], udp_port_to_bind(bind[0], bind[1], reuse_port))
+        try:
+            await loop.create_datagram_endpoint(lambda: pool, local_addr=bind, reuse_port=reuse_port or None)
+        except OSError as exc:
+            raise bind_failed("CoAPS", bind[0], bind[1], exc) from None
         self._pool = pool
         assert pool.transport is not None
         sock = pool.transport.get_extra_info("socket")

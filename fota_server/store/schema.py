@@ -375,9 +375,3 @@ CREATE INDEX lwm2m_registrations_device ON lwm2m_registrations(device_id)
 MIGRATIONS.append("""
 ALTER TABLE omadm_jobs ADD COLUMN holder TEXT NOT NULL DEFAULT ''
 """)
-
-# OMA-DM with several processes: the DM session a FUMO job is handed to, so that a write from any other
-# session (of this process or another) no longer applies (``store/omadm_sqlite.py``).
-MIGRATIONS.append("""
-ALTER TABLE omadm_jobs ADD COLUMN holder TEXT NOT NULL DEFAULT ''
-""")

@@ -22,14 +22,23 @@ for it is taken as already running. Outcomes are committed with the job change t
 as acknowledged (the engine took it), ``collect_numbered(now)`` with ``acknowledge(ids)`` acknowledges
 explicitly; what was not acknowledged when the process stopped is handed out again after the restart.
 Without a store (unit tests) jobs and outcomes live in memory.
+
+Several processes on one database (``shared``, when the process has a node name): a session's process is not
+the one that got the ``StartAttempt``, and any process may see any of the device's sessions. Every read a DM
+exchange acts on comes from the store, never from this driver's copy, and every write applies only if the job
+is still stored as read, including the DM session it is handed to (``holder``): a session takes the job
+(taking it over from a session the device has left), and its Exec goes out only if committed as issued by
+the session holding it (``observe`` returns False otherwise, and the adapter withholds the reply), so two
+processes never both send a job's Exec; an end is reported by the one whose guarded delete applied. The
+driver that got the ``StartAttempt`` keeps the job's trigger schedule and reads the job again before each
+Package 0 retry; a job a session held past ``session_lease`` (its process is gone) waits for a new session.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -43,8 +52,9 @@ from ..protocol.omadm import events as ev
 from ..protocol.omadm.fumo import BUSY_STATES, PriorExec, is_success
 from ..protocol.omadm.session import FumoJob
 from ..records import Package
-from ..store.protocol_ports import FumoJobRow, OmadmStore, StoredOutcome
+from ..store.protocol_ports import OmadmStore, StoredOutcome
 from ..store.ports import PackageStore
+from .omadm_jobs import PRIOR, JobState, OmadmJob
 
 __all__ = ["OmadmDriver", "OmadmDriverSettings", "TriggerRequest", "JobState", "OmadmJob"]
 
@@ -52,17 +62,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 log = logging.getLogger("fota_server.omadm")
 
 
-class JobState(enum.Enum):
-    WAITING_SESSION = "waiting_session"  # Package 0 sent; the job goes into the device's next session
-    EXEC_SENT = "exec_sent"              # handed to a session, which reads the device first; no Exec sent yet
-    EXEC_ISSUED = "exec_issued"          # the Exec went out in a reply; its status has not come back
-    ACCEPTED = "accepted"                # Exec answered 202 (or the device is busy with it): it updates
-    AWAITING_VERSION = "awaiting_version"  # 1226 said success; waiting for ./DevDetail/FwV
-
-
-# What a session is told of an earlier Exec, by job state; jobs in other states are not handed to sessions.
-_PRIOR = {JobState.WAITING_SESSION: PriorExec.NONE, JobState.EXEC_ISSUED: PriorExec.MAYBE,
-          JobState.ACCEPTED: PriorExec.ACCEPTED}
 _FAILED_STATES = frozenset({20, 70, 80})   # FUMO §5.3.1.10: download failed, update failed
 _UPDATED_STATES = frozenset({90, 100})     # update successful: FwV tells once the device runs it
 _OUTCOME_KINDS: dict[str, Callable[[str, str], AttemptOutcome]] = {
@@ -83,6 +82,8 @@ class OmadmDriverSettings:
     download_base_url: str = ""   # empty: the base URL of the device's own DM request
     trigger_interval: timedelta = timedelta(minutes=2)
     max_triggers: int = 3
+    shared: bool = False  # several processes on one database: jobs are read from the store, not trusted from memory
+    session_lease: timedelta = timedelta(minutes=7)  # shared: a job's session may hold it this long unheard of
 
 
 @dataclass(frozen=True)
@@ -90,34 +91,6 @@ class TriggerRequest:
     device_id: str
     session_id: int
     attempt_id: str
-
-
-@dataclass
-class OmadmJob:
-    attempt_id: str
-    device_id: str
-    package_id: str
-    firmware_to: str
-    state: JobState = JobState.WAITING_SESSION
-    triggers_sent: int = 0
-    next_trigger_at: datetime | None = None
-    session_ids: list[int] = field(default_factory=list)
-
-    def row(self) -> FumoJobRow:
-        return FumoJobRow(self.attempt_id, self.device_id, self.package_id, self.firmware_to, self.state.value,
-                          self.triggers_sent, self.next_trigger_at, tuple(self.session_ids))
-
-    @classmethod
-    def of_row(cls, row: FumoJobRow, now: datetime) -> OmadmJob:
-        """A job as it resumes: one whose session ended with the server waits for the next session (its
-        Exec never went out); one that was waiting for a session with no Package 0 planned gets one now."""
-        job = cls(row.attempt_id, row.device_id, row.package_id, row.firmware_to, JobState(row.state),
-                  row.triggers_sent, row.next_trigger_at, list(row.session_ids))
-        if job.state is JobState.EXEC_SENT:
-            job.state = JobState.WAITING_SESSION
-        if job.state in (JobState.WAITING_SESSION, JobState.EXEC_ISSUED) and job.next_trigger_at is None:
-            job.triggers_sent, job.next_trigger_at = 0, now
-        return job
 
 
 class OmadmDriver:
@@ -143,13 +116,27 @@ class OmadmDriver:
         self._resume()
 
     def _resume(self) -> None:
-        """Reload the stored jobs (``OmadmJob.of_row``)."""
+        """Reload the stored jobs (``OmadmJob.of_row``). Shared, they are taken as they are (another process's
+        session may run one) into the trigger schedule, which reads each again before acting on it."""
         for row in self._store.load_jobs() if self._store is not None else []:
-            job = OmadmJob.of_row(row, self._clock())
-            if job.row() != row and not self._save(job, JobState(row.state)):
+            if self.settings.shared:
+                job = OmadmJob.stored(row)
+                if job.state is JobState.EXEC_SENT and job.next_trigger_at is None:
+                    job.next_trigger_at = self._clock() + self.settings.session_lease
+                self._schedule(job)
                 continue
-            self._jobs[job.attempt_id] = job
-            self._by_device[job.device_id] = job.attempt_id
+            job = OmadmJob.of_row(row, self._clock())
+            if job.row() != row and not self._save(job, JobState(row.state), expected_holder=row.holder):
+                continue
+            self._schedule(job)
+
+    def _schedule(self, job: OmadmJob) -> None:
+        """Keep the job in this driver (its trigger schedule), in place of the device's previous one."""
+        previous = self._by_device.get(job.device_id)
+        if previous is not None and previous != job.attempt_id:
+            self._jobs.pop(previous, None)
+        self._jobs[job.attempt_id] = job
+        self._by_device[job.device_id] = job.attempt_id
 
     # --- engine side -------------------------------------------------------------------------------
 
@@ -167,13 +154,13 @@ class OmadmDriver:
         job = OmadmJob(command.attempt_id, command.device_id, command.package_id, command.firmware_to)
         request = self._next_trigger(job, now)
         if self._store is not None and not self._store.add_job(job.row(), now):
+            stored = self.job_of(command.device_id) if self.settings.shared else None
+            if stored is not None and stored.attempt_id == command.attempt_id:
+                self._schedule(stored)  # started by another process (a leader before this one): followed here
+                return
             log.warning("OMA-DM job %s is already stored; StartAttempt not applied", job.attempt_id)
             return
-        previous = self._by_device.get(command.device_id)
-        if previous is not None:
-            self._jobs.pop(previous, None)
-        self._jobs[job.attempt_id] = job
-        self._by_device[job.device_id] = job.attempt_id
+        self._schedule(job)
         self._queue_trigger(request)
 
     def _ended_already(self, attempt_id: str) -> bool:
@@ -182,9 +169,9 @@ class OmadmDriver:
         return any(o.attempt_id == attempt_id and o.kind != "progress" for o in self._memory)
 
     def _cancel(self, command: CancelAttempt) -> None:
-        job = self._jobs.get(command.attempt_id)
+        job = self._job(command.attempt_id, command.device_id)
         if job is None or job.state is JobState.WAITING_SESSION:
-            self._finish(command.attempt_id, "cancelled")
+            self._finish(command.attempt_id, "cancelled", job=job)
         # A FUMO job the device may have been given cannot be called back; its 1226 will end it.
 
     def next_deadline(self) -> datetime | None:
@@ -223,15 +210,33 @@ class OmadmDriver:
         return any(o.outcome_id > self._handed_upto for o in self._memory)
 
     def _due_triggers(self, now: datetime) -> None:
-        for job in list(self._jobs.values()):
-            if job.next_trigger_at is None or job.next_trigger_at > now:
+        for due in list(self._jobs.values()):
+            if due.next_trigger_at is None or due.next_trigger_at > now:
+                continue
+            job = self._reread(due, now) if self.settings.shared else due
+            if job is None:
                 continue
             if job.triggers_sent < self.settings.max_triggers:
                 self._retrigger(job, now)
             elif job.state is JobState.WAITING_SESSION:
-                self._finish(job.attempt_id, "unreachable")
+                self._finish(job.attempt_id, "unreachable", job=job)
             else:  # the device may be running the Exec: its next session tells, not silence
                 self._stop_triggers(job)
+
+    def _reread(self, due: OmadmJob, now: datetime) -> OmadmJob | None:
+        """Shared: the job as the store has it now, if a trigger is still due for it. One a session has held past
+        its lease (the process running that session is gone) waits for the device's next session again."""
+        job = self._job(due.attempt_id, due.device_id)
+        if job is None:
+            self._forget(due.attempt_id)
+            return None
+        self._jobs[job.attempt_id] = job
+        lapsed = job.next_trigger_at is None or job.next_trigger_at <= now
+        if job.state is JobState.EXEC_SENT and lapsed:
+            holder, job.state, job.holder, job.triggers_sent = job.holder, JobState.WAITING_SESSION, "", 0
+            log.info("OMA-DM job %s: its session %s held it past the lease; released", job.attempt_id, holder)
+            return job if self._save(job, JobState.EXEC_SENT, expected_holder=holder) else None
+        return job if job.next_trigger_at is not None and lapsed else None
 
     def take_triggers(self) -> list[TriggerRequest]:
         out, self._triggers = self._triggers, []
@@ -254,18 +259,37 @@ class OmadmDriver:
         if self.on_trigger is not None:
             self.on_trigger()
 
-    def _save(self, job: OmadmJob, expected: JobState, outcome: tuple[str, str] | None = None) -> bool:
-        """Write the job (and queue ``outcome`` with it) if its stored state is still ``expected`` (True without
-        a store); if not, another writer moved it and this driver lets it go rather than act on a stale copy."""
-        if self._store is None or self._store.update_job(job.row(), expected.value, self._clock(), outcome):
+    def _save(self, job: OmadmJob, expected: JobState, outcome: tuple[str, str] | None = None,
+              expected_holder: str | None = None) -> bool:
+        """Write the job (and queue ``outcome`` with it) if it is still stored in ``expected`` and held by
+        ``expected_holder`` (by default the holder it has); True without a store. If not, another writer moved
+        it, and this driver does not act on its stale copy (``_lost``)."""
+        holder = job.holder if expected_holder is None else expected_holder
+        if self._store is None or self._store.update_job(job.row(), expected.value, self._clock(), outcome, holder):
             if self._store is None and outcome is not None:
                 self._remember(job.attempt_id, outcome)
             if outcome is not None:
                 self._wake()
+            if job.attempt_id in self._jobs:
+                self._jobs[job.attempt_id] = job
             return True
-        log.warning("OMA-DM job %s changed in the store; step not applied", job.attempt_id)
-        self._forget(job.attempt_id)
+        self._lost(job)
         return False
+
+    def _lost(self, job: OmadmJob) -> None:
+        """A guarded write did not apply. The only process lets the job go; shared, another process's session
+        moved it (a race they are built for): the trigger schedule takes the stored job instead."""
+        if not self.settings.shared:
+            log.warning("OMA-DM job %s changed in the store; step not applied", job.attempt_id)
+            self._forget(job.attempt_id)
+            return
+        log.info("OMA-DM job %s was moved by another session; step not applied", job.attempt_id)
+        if job.attempt_id in self._jobs:
+            stored = self._job(job.attempt_id, job.device_id)
+            if stored is None:
+                self._forget(job.attempt_id)
+            else:
+                self._jobs[job.attempt_id] = stored
 
     def _move(self, job: OmadmJob, state: JobState, progress: str = "") -> bool:
         """Commit the job's move to ``state`` (with a progress outcome if ``progress``); the caller acts on it
@@ -273,10 +297,15 @@ class OmadmDriver:
         expected, job.state = job.state, state
         return self._save(job, expected, ("progress", progress) if progress else None)
 
-    def _finish(self, attempt_id: str, kind: str, value: str = "") -> None:
-        """End the attempt: its job goes and its outcome is queued, in one transaction."""
+    def _finish(self, attempt_id: str, kind: str, value: str = "", job: OmadmJob | None = None) -> None:
+        """End the attempt: its job goes and its outcome is queued, in one transaction. Shared, only if ``job``
+        (as read) is still stored as it was: of two processes that see the same end, one reports it."""
         outcome = (kind, value)
-        if self._store is not None:
+        if self._store is not None and self.settings.shared and job is not None:
+            if not self._store.delete_job(attempt_id, outcome, self._clock(), job.state.value, job.holder):
+                self._lost(job)
+                return
+        elif self._store is not None:
             self._store.delete_job(attempt_id, outcome, self._clock())
         else:
             self._remember(attempt_id, outcome)
@@ -299,24 +328,44 @@ class OmadmDriver:
     # --- session side ------------------------------------------------------------------------------
 
     def job_of(self, device_id: str) -> OmadmJob | None:
+        """The device's job: shared, as the store has it now (a copy that only this call's caller uses)."""
+        if self.settings.shared and self._store is not None:
+            row = self._store.job_of_device(device_id)
+            return None if row is None else OmadmJob.stored(row)
         attempt_id = self._by_device.get(device_id)
         return None if attempt_id is None else self._jobs.get(attempt_id)
 
-    def jobs_for(self, device_id: str, base_url: str) -> list[FumoJob]:
-        """The FUMO job a new session of this device should check and maybe run (at most one)."""
+    def _job(self, attempt_id: str, device_id: str) -> OmadmJob | None:
+        """The job of this attempt (a correlator), if it is the device's."""
+        if not self.settings.shared:
+            return self._jobs.get(attempt_id)
+        job = self.job_of(device_id)
+        return job if job is not None and job.attempt_id == attempt_id else None
+
+    def jobs_for(self, device_id: str, base_url: str, holder: str = "") -> list[FumoJob]:
+        """The FUMO job a new session of this device should check and maybe run (at most one); ``holder`` names
+        that session (shared: its later steps apply only while it holds the job). Shared, a job handed to a
+        session the device has left (it runs one at a time; the session's process may be gone) is taken over."""
         job = self.job_of(device_id)
         if job is None:
             return []
-        prior = _PRIOR.get(job.state)
+        prior = PRIOR.get(job.state)
+        if prior is None and self.settings.shared and job.state is JobState.EXEC_SENT:
+            prior = PriorExec.NONE
         if prior is None:
             self._stop_triggers(job)
             return []
         package = self._packages.get_package(job.package_id)
         if package is None:
-            self._finish(job.attempt_id, "failed", "package-missing")
+            self._finish(job.attempt_id, "failed", "package-missing", job)
             return []
+        expected, before, job.holder = job.state, job.holder, holder
         job.next_trigger_at = None
-        if not (self._move(job, JobState.EXEC_SENT) if prior is PriorExec.NONE else self._save(job, job.state)):
+        if prior is PriorExec.NONE:
+            job.state = JobState.EXEC_SENT
+            if self.settings.shared:  # taken back by the trigger schedule if the session is never heard of again
+                job.next_trigger_at = self._clock() + self.settings.session_lease
+        if not self._save(job, expected, expected_holder=before):
             return []
         return [FumoJob(job.attempt_id, self._pkg_url(device_id, package, base_url),
                         package.name, package.version_to, self.settings.fumo_root, prior)]
@@ -331,12 +380,14 @@ class OmadmDriver:
             job.next_trigger_at = None
             self._save(job, job.state)
 
-    def observe(self, event: ev.DmEvent, now: datetime) -> None:
-        """Turn a DM session event into attempt outcomes."""
+    def observe(self, event: ev.DmEvent, now: datetime, holder: str = "") -> bool:
+        """Turn an event of the DM session ``holder`` into attempt outcomes. False: the event's step could not
+        be committed and the reply that carries it must not be sent (shared: an Exec of a job this session no
+        longer holds, or that another session moved on)."""
+        if isinstance(event, ev.FumoExecSent):
+            return self._exec_sent(event, holder)
         if isinstance(event, ev.FumoJobChecked):
             self._checked(event)
-        elif isinstance(event, ev.FumoExecSent):
-            self._exec_sent(event)
         elif isinstance(event, ev.FumoExecAccepted):
             self._exec_accepted(event)
         elif isinstance(event, ev.FumoExecRefused):
@@ -346,38 +397,48 @@ class OmadmDriver:
         elif isinstance(event, ev.DeviceDetailReported):
             self._detail(event)
         elif isinstance(event, ev.SessionEnded):
-            self._ended(event, now)
+            self._ended(event, now, holder)
+        return True
 
     def _checked(self, event: ev.FumoJobChecked) -> None:
         """What the device's FwV and State say of a job before its Exec (``fumo.exec_needed``)."""
-        job = self._jobs.get(event.correlator)
+        job = self._job(event.correlator, event.device_id)
         if job is None or event.runs:
             return
         if event.firmware_version is not None and event.firmware_version == job.firmware_to:
-            self._finish(job.attempt_id, "succeeded", event.firmware_version)
+            self._finish(job.attempt_id, "succeeded", event.firmware_version, job)
         elif event.state in _FAILED_STATES and job.state in (JobState.EXEC_ISSUED, JobState.ACCEPTED):
-            self._finish(job.attempt_id, "failed", f"state-{event.state}")
+            self._finish(job.attempt_id, "failed", f"state-{event.state}", job)
         elif (event.state in BUSY_STATES or event.state in _UPDATED_STATES) and job.state in (
                 JobState.EXEC_SENT, JobState.EXEC_ISSUED):
             self._move(job, JobState.ACCEPTED, "downloading")  # under way: followed, not started again
 
-    def _exec_sent(self, event: ev.FumoExecSent) -> None:
-        job = self._jobs.get(event.correlator)
-        if job is not None and job.state is JobState.EXEC_SENT:
-            self._move(job, JobState.EXEC_ISSUED)
+    def _exec_sent(self, event: ev.FumoExecSent, holder: str) -> bool:
+        """The Exec is in the reply: committed as issued before it goes. Shared, it goes only from the session
+        holding the job, once (again only if the device refused our Cred and it is sent anew)."""
+        job = self._job(event.correlator, event.device_id)
+        if not self.settings.shared:
+            if job is not None and job.state is JobState.EXEC_SENT:
+                self._move(job, JobState.EXEC_ISSUED)
+            return True
+        if job is None or job.holder != holder or job.state not in (JobState.EXEC_SENT, JobState.EXEC_ISSUED):
+            log.info("OMA-DM Exec of %s withheld: the job moved on or another session holds it", event.correlator)
+            return False
+        return job.state is JobState.EXEC_ISSUED or self._move(job, JobState.EXEC_ISSUED)
 
     def _exec_accepted(self, event: ev.FumoExecAccepted) -> None:
-        job = self._jobs.get(event.correlator)
+        job = self._job(event.correlator, event.device_id)
         if job is not None and job.state in (JobState.EXEC_SENT, JobState.EXEC_ISSUED):
             self._move(job, JobState.ACCEPTED, "downloading")
 
     def _exec_refused(self, event: ev.FumoExecRefused) -> None:
-        if event.correlator in self._jobs:
-            self._finish(event.correlator, "failed", f"{event.command} status {event.status}")
+        job = self._job(event.correlator, event.device_id)
+        if job is not None:
+            self._finish(event.correlator, "failed", f"{event.command} status {event.status}", job)
 
     def _result(self, event: ev.FumoResultReported) -> None:
         """A 1226: its Correlator names the job; one the job followed (not its own Exec) names an older one."""
-        job = self._jobs.get(event.correlator)
+        job = self._job(event.correlator, event.device_id)
         if job is None:
             followed = self.job_of(event.device_id)
             job = followed if followed is not None and followed.state is JobState.ACCEPTED else None
@@ -386,7 +447,7 @@ class OmadmDriver:
         if is_success(event.result_code):
             self._move(job, JobState.AWAITING_VERSION, "installed")
         else:
-            self._finish(job.attempt_id, "failed", str(event.result_code))
+            self._finish(job.attempt_id, "failed", str(event.result_code), job)
 
     def _detail(self, event: ev.DeviceDetailReported) -> None:
         """FwV after a successful 1226 ends the job whatever it says (the engine compares it with the target);
@@ -395,11 +456,12 @@ class OmadmDriver:
         version = event.values.get("FwV")
         if job is not None and version is not None and (
                 job.state is JobState.AWAITING_VERSION or version == job.firmware_to):
-            self._finish(job.attempt_id, "succeeded", version)
+            self._finish(job.attempt_id, "succeeded", version, job)
 
-    def _ended(self, event: ev.SessionEnded, now: datetime) -> None:
-        """A session that ended before its job's Exec went out: the job waits for the next, with a Package 0."""
+    def _ended(self, event: ev.SessionEnded, now: datetime, holder: str) -> None:
+        """A session that ended before its job's Exec went out: the job waits for the next, with a Package 0
+        (shared: if this session still held it)."""
         job = self.job_of(event.device_id)
-        if job is not None and job.state is JobState.EXEC_SENT:
-            job.next_trigger_at = now + self.settings.trigger_interval
-            self._move(job, JobState.WAITING_SESSION)
+        if job is not None and job.state is JobState.EXEC_SENT and job.holder == holder:
+            job.next_trigger_at, job.holder, job.state = now + self.settings.trigger_interval, "", JobState.WAITING_SESSION
+            self._save(job, JobState.EXEC_SENT, expected_holder=holder)

@@ -16,6 +16,14 @@ counted per device and per address (``omadm_throttle``); a blocked one gets HTTP
 and a SyncML 503. Who may authenticate, and enrolment, is ``omadm_access``. Idle sessions end on a timer
 (``run_dispatcher``) as well as on the next request, which looks only at the sessions due.
 
+Several processes on one database (a node name set): a session's nonces and Package 0 address are read from
+the store when it opens (and before a Package 0 is signed), since another process may have moved them; each
+session holds its job by a name of its own, and a reply whose Exec the driver could not commit for it is
+withheld (503, the session dropped). A DM session itself lives in the process that opened it: a continuation
+that a balancer sends to another process is answered 408 (a session that process does not have), the
+device's next session starts afresh there and takes the job over, and the abandoned session ends on its idle
+timer. A balancer that keeps a client's connection on one process avoids that. Throttle counts are per process.
+
 Wiring: ``build_omadm(services, ...)`` makes the ``OmadmServer`` that ``services.omadm`` holds; ``routes``
 serve ``POST /dm``. Firmware for PkgURL is served by ``fota_http`` at ``/fw/{package_id}`` (Range, ETag).
 """
@@ -28,8 +36,8 @@ import logging
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Callable
 
 from starlette.requests import ClientDisconnect, Request
@@ -82,7 +90,9 @@ class OmadmSettings:
         """The settings ``fota-server run`` uses: basic auth, idle timeout and FUMO root from the configuration."""
         session = ServerSessionConfig(allow_basic=config.omadm_allow_basic,
                                       idle_timeout_s=float(max(1, config.omadm_session_idle_s)))
-        return cls(session=session, driver=OmadmDriverSettings(fumo_root=config.omadm_fumo_root))
+        driver = OmadmDriverSettings(fumo_root=config.omadm_fumo_root, shared=bool(config.node))
+        lease = timedelta(seconds=session.idle_timeout_s) + driver.trigger_interval
+        return cls(session=session, driver=replace(driver, session_lease=lease))
 
 
 @dataclass
@@ -114,12 +124,13 @@ class OmadmServer:
         self._handling: DmServerSession | None = None  # the session of the exchange being handled
         self._enrolling: dict[int, ClientIdentity] = {}  # id(session) -> enrolment credential, until admitted
         self._failures: dict[int, int] = {}  # id(session) -> its failed authentications so far
+        self._shared = settings.driver.shared
+        self._holders: dict[int, str] = {}  # id(session) -> the name it holds jobs by (shared only)
         self._refusal: int | None = None  # the SyncML status the exchange ends with instead of the session's reply
         self._peer_host = ""
         self._now_s = 0.0
         self.dispatcher = TriggerDispatcher(driver, services.db.devices.find_device, self.access.srvcred_of,
-                                            lambda d: self.client_nonces.get(d, b""), notifiers,
-                                            settings.session.server_id)
+                                            self._client_nonce_of, notifiers, settings.session.server_id)
         self._wake = asyncio.Event()
         driver.on_trigger = self._wake.set
 
@@ -188,13 +199,18 @@ class OmadmServer:
         if len(self.sessions) >= self.settings.max_sessions:
             self._make_room()
         device_id, enrolling = identity.device_id, identity.enrolling
-        jobs = [] if enrolling else self.driver.jobs_for(device_id, base_url)
+        holder = f"{self.services.config.node}/{h.session_id}/{secrets.token_hex(6)}" if self._shared else ""
+        if self._shared and not enrolling:
+            self._reload_nonces(device_id)
+        jobs = [] if enrolling else self.driver.jobs_for(device_id, base_url, holder)
         session = DmServerSession(
             self.settings.session, device_id, h.session_id, encoding, identity.credential,
             b"" if enrolling else self.nonces.get(device_id, b""), jobs, self._now_s,
             server_password=identity.srvcred, client_nonce=b"" if enrolling else self.client_nonces.get(device_id, b""),
             fresh_nonce_only=enrolling)
         self.sessions.add((h.source, h.session_id), session)
+        if holder:
+            self._holders[id(session)] = holder
         if enrolling:
             self._enrolling[id(session)] = identity
         return session
@@ -262,6 +278,7 @@ class OmadmServer:
         self.sessions.drop(session)
         self._enrolling.pop(id(session), None)
         self._failures.pop(id(session), None)
+        self._holders.pop(id(session), None)
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -287,8 +304,8 @@ class OmadmServer:
             reported = {"firmware_version": event.values.get("FwV"), "software_version": event.values.get("SwV")}
             self.services.db.devices.record_report(event.device_id, now,
                                                    **{k: v[:128] for k, v in reported.items() if v})
-        if self._refusal is None:
-            self.driver.observe(event, now)
+        if self._refusal is None and not self.driver.observe(event, now, self._holders.get(id(session), "")):
+            self._unsaved.add(event.device_id)  # an Exec this session may no longer send: the reply is withheld
 
     def _authenticated(self, session: DmServerSession) -> None:
         """Clears the device's failure count; a device that used the enrolment credential is admitted now
@@ -325,9 +342,19 @@ class OmadmServer:
             return
         log.warning("OMA-DM nonce of %s changed in the store; this exchange is refused", device_id[:128])
         self._unsaved.add(device_id)
-        for row in self.store.load_nonces():
-            if row.device_id == device_id:
-                self._cache(device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
+        self._reload_nonces(device_id)
+
+    def _reload_nonces(self, device_id: str) -> None:
+        """The device's nonces and Package 0 address as the store has them (another process may have moved them)."""
+        row = self.store.nonces_of(device_id)
+        if row is not None:
+            self._cache(device_id, row.server_nonce, row.client_nonce, parse_host_port(row.trigger_addr))
+
+    def _client_nonce_of(self, device_id: str) -> bytes:
+        """The nonce a Package 0 digest uses: shared, the one the device last gave any process."""
+        if self._shared:
+            self._reload_nonces(device_id)
+        return self.client_nonces.get(device_id, b"")
 
     def _cache(self, device_id: str, server_nonce: bytes, client_nonce: bytes,
                address: tuple[str, int] | None) -> None:
@@ -370,6 +397,8 @@ class OmadmServer:
             self._drain(session)
 
     def trigger_address(self, device: Device) -> tuple[str, int] | None:
+        if self._shared:  # the device may have announced it to another process
+            self._reload_nonces(device.device_id)
         return self.trigger_addresses.get(device.device_id)
 
     async def run_dispatcher(self, poll_s: float = 1.0) -> None:

@@ -25,6 +25,9 @@ class MemoryOmadmStore:
     def load_nonces(self) -> list[DeviceNonces]:
         return [self._nonces[d] for d in sorted(self._nonces)]
 
+    def nonces_of(self, device_id: str) -> DeviceNonces | None:
+        return self._nonces.get(device_id)
+
     def set_server_nonce(self, device_id: str, nonce: bytes, expected: bytes, now: datetime) -> bool:
         """Store our new NextNonce if the stored one is still ``expected`` (empty when there is none)."""
         current = self._current(device_id)
@@ -55,6 +58,9 @@ class MemoryOmadmStore:
     def load_jobs(self) -> list[FumoJobRow]:
         return [self._jobs[a] for a in sorted(self._jobs)]
 
+    def job_of_device(self, device_id: str) -> FumoJobRow | None:
+        return next((j for j in self._jobs.values() if j.device_id == device_id), None)
+
     def add_job(self, job: FumoJobRow, now: datetime) -> bool:
         """Insert the device's new job, replacing its previous one; False if this attempt already has a job."""
         if job.attempt_id in self._jobs:
@@ -65,22 +71,27 @@ class MemoryOmadmStore:
         return True
 
     def update_job(self, job: FumoJobRow, expected_state: str, now: datetime,
-                   outcome: tuple[str, str] | None = None) -> bool:
-        """Write the job's progress if its stored state is still ``expected_state``, with ``outcome`` (kind,
-        value) queued in the same write."""
+                   outcome: tuple[str, str] | None = None, expected_holder: str = "") -> bool:
+        """Write the job's progress if it is still in ``expected_state`` held by ``expected_holder``, with
+        ``outcome`` (kind, value) queued in the same write."""
         stored = self._jobs.get(job.attempt_id)
-        if stored is None or stored.state != expected_state:
+        if stored is None or stored.state != expected_state or stored.holder != expected_holder:
             return False
         self._jobs[job.attempt_id] = _stored(dataclasses.replace(
             stored, state=job.state, triggers_sent=job.triggers_sent, next_trigger_at=job.next_trigger_at,
-            session_ids=tuple(job.session_ids)))
+            session_ids=tuple(job.session_ids), holder=job.holder))
         if outcome is not None:
             self._queue(job.attempt_id, outcome)
         return True
 
-    def delete_job(self, attempt_id: str, outcome: tuple[str, str] | None = None,
-                   now: datetime | None = None) -> bool:
-        """Delete the job; queue its final ``outcome`` (also when no job is stored)."""
+    def delete_job(self, attempt_id: str, outcome: tuple[str, str] | None = None, now: datetime | None = None,
+                   expected_state: str | None = None, expected_holder: str = "") -> bool:
+        """Delete the job; queue its final ``outcome`` (also when no job is stored, unless ``expected_state``
+        is given: then only if the job was still in it, held by ``expected_holder``)."""
+        stored = self._jobs.get(attempt_id)
+        if expected_state is not None and (
+                stored is None or stored.state != expected_state or stored.holder != expected_holder):
+            return False
         deleted = self._jobs.pop(attempt_id, None) is not None
         if outcome is not None and now is not None:
             self._queue(attempt_id, outcome)

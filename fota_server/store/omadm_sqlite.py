@@ -3,7 +3,7 @@ address a device announced, and the FUMO job of each running attempt (reference 
 
 Nonces are written before the message that carries them is sent, jobs before the driver acts on them,
 so a restarted server resumes where it was. Every write is guarded and says whether it applied.
-Its tables are migrations 4 and 5 of ``schema.MIGRATIONS``.
+Its tables are migrations 4 and 5 of ``schema.MIGRATIONS`` (a job's ``holder`` a later one).
 
 The outbox ``omadm_outcomes`` holds the attempt outcomes the engine has not taken yet: an outcome is
 written in the same transaction as the job change it comes from and deleted only when acknowledged. The
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
+from typing import Any
 
 from .database import SqlConnection, SqlDatabase
 from .protocol_ports import DeviceNonces, FumoJobRow, StoredOutcome
@@ -35,6 +36,11 @@ class SqliteOmadmStore:
         rows = self._db.execute("SELECT device_id, server_nonce, client_nonce, trigger_addr FROM omadm_nonces"
                                 " ORDER BY device_id")
         return [DeviceNonces(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    def nonces_of(self, device_id: str) -> DeviceNonces | None:
+        row = self._db.execute("SELECT device_id, server_nonce, client_nonce, trigger_addr FROM omadm_nonces"
+                               " WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else DeviceNonces(row[0], bytes(row[1]), bytes(row[2]), row[3])
 
     def set_server_nonce(self, device_id: str, nonce: bytes, expected: bytes, now: datetime) -> bool:
         """Store our new NextNonce if the stored one is still ``expected`` (empty when there is none)."""
@@ -65,10 +71,11 @@ class SqliteOmadmStore:
     # --- FUMO jobs ---------------------------------------------------------------------------------
 
     def load_jobs(self) -> list[FumoJobRow]:
-        rows = self._db.execute("SELECT * FROM omadm_jobs ORDER BY attempt_id")
-        return [FumoJobRow(r["attempt_id"], r["device_id"], r["package_id"], r["firmware_to"], r["state"],
-                           r["triggers_sent"], parse_ts(r["next_trigger_at"]), tuple(json.loads(r["session_ids"])))
-                for r in rows]
+        return [_job(r) for r in self._db.execute("SELECT * FROM omadm_jobs ORDER BY attempt_id")]
+
+    def job_of_device(self, device_id: str) -> FumoJobRow | None:
+        row = self._db.execute("SELECT * FROM omadm_jobs WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else _job(row)
 
     def add_job(self, job: FumoJobRow, now: datetime) -> bool:
         """Insert the device's new job, replacing its previous one; False if this attempt already has a job."""
@@ -78,35 +85,42 @@ class SqliteOmadmStore:
                              (job.device_id, job.attempt_id))
                 conn.execute(
                     "INSERT INTO omadm_jobs (attempt_id, device_id, package_id, firmware_to, state, triggers_sent,"
-                    " next_trigger_at, session_ids, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " next_trigger_at, session_ids, holder, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.attempt_id, job.device_id, job.package_id, job.firmware_to, job.state, job.triggers_sent,
-                     ts(job.next_trigger_at), json.dumps(list(job.session_ids)), ts(now)),
+                     ts(job.next_trigger_at), json.dumps(list(job.session_ids)), job.holder, ts(now)),
                 )
             return True
         except sqlite3.IntegrityError:
             return False
 
     def update_job(self, job: FumoJobRow, expected_state: str, now: datetime,
-                   outcome: tuple[str, str] | None = None) -> bool:
-        """Write the job's progress if its stored state is still ``expected_state``, with ``outcome`` (kind,
-        value) queued in the same transaction."""
+                   outcome: tuple[str, str] | None = None, expected_holder: str = "") -> bool:
+        """Write the job's progress if it is still in ``expected_state`` held by ``expected_holder``, with
+        ``outcome`` (kind, value) queued in the same transaction."""
         with self._db.transaction() as conn:
             applied = conn.execute(
                 "UPDATE omadm_jobs SET state = ?, triggers_sent = ?, next_trigger_at = ?, session_ids = ?,"
-                " updated_at = ? WHERE attempt_id = ? AND state = ?",
-                (job.state, job.triggers_sent, ts(job.next_trigger_at), json.dumps(list(job.session_ids)), ts(now),
-                 job.attempt_id, expected_state),
+                " holder = ?, updated_at = ? WHERE attempt_id = ? AND state = ? AND holder = ?",
+                (job.state, job.triggers_sent, ts(job.next_trigger_at), json.dumps(list(job.session_ids)),
+                 job.holder, ts(now), job.attempt_id, expected_state, expected_holder),
             ).rowcount > 0
             if applied and outcome is not None:
                 self._queue(conn, job.attempt_id, outcome, now)
             return applied
 
-    def delete_job(self, attempt_id: str, outcome: tuple[str, str] | None = None,
-                   now: datetime | None = None) -> bool:
+    def delete_job(self, attempt_id: str, outcome: tuple[str, str] | None = None, now: datetime | None = None,
+                   expected_state: str | None = None, expected_holder: str = "") -> bool:
         """Delete the job; queue its final ``outcome`` in the same transaction (also when no job is stored:
-        an attempt the driver never kept, such as a cancel before the job was written)."""
+        an attempt the driver never kept, such as a cancel before the job was written; unless
+        ``expected_state`` is given: then only if the job was still in it, held by ``expected_holder``)."""
         with self._db.transaction() as conn:
-            deleted = conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ?", (attempt_id,)).rowcount > 0
+            if expected_state is None:
+                deleted = conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ?", (attempt_id,)).rowcount > 0
+            else:
+                deleted = conn.execute("DELETE FROM omadm_jobs WHERE attempt_id = ? AND state = ? AND holder = ?",
+                                       (attempt_id, expected_state, expected_holder)).rowcount > 0
+                if not deleted:
+                    return False
             if outcome is not None and now is not None:
                 self._queue(conn, attempt_id, outcome, now)
             return deleted
@@ -138,3 +152,9 @@ class SqliteOmadmStore:
         with self._db.transaction() as conn:
             return sum(conn.execute("DELETE FROM omadm_outcomes WHERE outcome_id = ?", (i,)).rowcount
                        for i in outcome_ids)
+
+
+def _job(r: Any) -> FumoJobRow:
+    return FumoJobRow(r["attempt_id"], r["device_id"], r["package_id"], r["firmware_to"], r["state"],
+                      r["triggers_sent"], parse_ts(r["next_trigger_at"]), tuple(json.loads(r["session_ids"])),
+                      r["holder"])

@@ -21,6 +21,7 @@ from .errors import DomainError
 from .protocol.delivery import DELIVERY_NAMES
 from .services import Services
 from .sample_data import SAMPLE_ACCOUNT, ensure_sample_data, quickstart_text
+from .adapters.cluster import NodeTaken
 from .store.health import StorageOpenError, StorageUnavailable
 
 __all__ = ["main"]
@@ -309,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args, config)
     except StorageOpenError as exc:  # one line naming the path and why, no traceback
+        print(f"fota-server: {exc}", file=sys.stderr)
+        return 2
+    except NodeTaken as exc:   # another live process holds this process's name on the database
         print(f"fota-server: {exc}", file=sys.stderr)
         return 2
     except StorageUnavailable as exc:

@@ -30,7 +30,10 @@ from .adapters.omadm_driver import OmadmDriver
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
 from .adapters.port_sharing import bind_failed, check_reuse_port
+from .adapters.cluster import ClusterMember
+from .store.health import StorageUnavailable
 from .adapters.lwm2m_driver import Lwm2mDriver, Lwm2mDriverSettings
+from .adapters.lwm2m_routing import RoutedLwm2mDriver
 from .adapters.lwm2m_bootstrap import BootstrapServer, BootstrapSettings
 from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
 from .adapters.lwm2m_site import Lwm2mSettings
@@ -134,18 +137,26 @@ class RunningServer:
         self._lwm2m_driver: Lwm2mDriver | None = None
         self._bootstrap: BootstrapServer | None = None
         self._engine: EngineHandle | None = None
+        self._member: ClusterMember | None = None
+        self._routed: RoutedLwm2mDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hook_client: httpx.AsyncClient | None = None
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
         config = self.services.config
+        member = self._join()
         sock = listening_socket(config.host, config.http_port, config.reuse_port)
         self.services.ports["http"] = sock.getsockname()[1]
         http_driver, omadm_driver = self.services.http_driver, self._omadm_driver()
         lwm2m_driver = await self._start_coap() if config.coap_enabled else None
         drivers: dict[str, ProtocolDriver] = {"HTTP": http_driver, "OMADM": omadm_driver}
-        if lwm2m_driver is not None:
+        if lwm2m_driver is not None and config.node:   # commands for devices another process holds
+            self._routed = RoutedLwm2mDriver(lwm2m_driver, self.services.stores.cluster, config.node,
+                                             self.services.clock, lwm2m_driver.settings.register_wait_s)
+            self._routed.start()
+            drivers["LWM2M"] = self._routed
+        elif lwm2m_driver is not None:
             drivers["LWM2M"] = lwm2m_driver
         app = DeviceDispatch(build_http_app(self.services))   # check-in, status and DDI poll before the router
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
@@ -155,12 +166,29 @@ class RunningServer:
             if self._http_task.done():
                 self._http_task.result()
             await asyncio.sleep(0.01)
-        self._engine = await start_engine(self.services, drivers)
+        self._engine = engine = await start_engine(self.services, drivers, cluster=member)
+        member.on_beat = lambda beat: engine.resync() if beat.gained or beat.gone else None
+        self._tasks.append(asyncio.create_task(member.run(), name="cluster heartbeat"))
         # a driver that queues an outcome wakes the engine
         http_driver.on_outcome = omadm_driver.on_outcome = self._engine.wake
-        if lwm2m_driver is not None:
+        if self._routed is not None:
+            self._routed.on_outcome = self._engine.wake
+        elif lwm2m_driver is not None:
             lwm2m_driver.on_outcome = self._engine.wake
         return dict(self.services.ports)
+
+    def _join(self) -> ClusterMember:
+        """Claim this process's name on the database (``NodeTaken`` if a live process holds it) and take the
+        engine lease if it is free, before anything listens."""
+        config = self.services.config
+        self._member = member = ClusterMember(self.services.stores.cluster, config.node, self.services.clock,
+                                              float(config.node_lease_s))
+        member.join()
+        try:
+            member.beat()
+        except StorageUnavailable as exc:   # the lease is taken at a later beat
+            log.warning("could not take the engine lease yet: %s", exc.reason)
+        return member
 
     def _omadm_driver(self) -> OmadmDriver:
         config = self.services.config
@@ -253,12 +281,19 @@ class RunningServer:
             self._http.should_exit = True
         if self._http_task is not None:
             await self._http_task
-        if self._lwm2m_driver is not None:
+        if self._routed is not None:
+            await self._routed.stop()
+        elif self._lwm2m_driver is not None:
             await self._lwm2m_driver.stop()
         if self._bootstrap is not None:
             await self._bootstrap.stop()
         if self._lwm2m is not None:
             await self._lwm2m.stop()  # flushes registrations, closes CoAP and CoAPS
+        if self._member is not None:
+            try:
+                self._member.leave()   # others may take the name and the engine lease at once
+            except StorageUnavailable as exc:
+                log.warning("could not mark this process as gone (%s): others wait out its lease", exc.reason)
         self.services.db.close()
         self.stopped.set()
 

@@ -255,6 +255,10 @@ class Lwm2mDriver:
                 attempt.task.cancel()
                 self._report(AttemptCancelled(command.attempt_id))
 
+    def drives(self, command: DriverCommand) -> bool:
+        """Whether this process acts on ``command`` itself: it runs the attempt, or holds the device's registration."""
+        return command.attempt_id in self._attempts or self.server.endpoint_for_device(command.device_id) is not None
+
     def park(self, device_ids: list[str]) -> None:
         """Devices whose retry waits because they did not answer (e.g. known from the store at start-up)."""
         self._parked.update(device_ids)

@@ -20,7 +20,7 @@ import signal
 import ssl
 from collections import deque
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..campaign.drivers import (
     AttemptOutcome, DriverCommand, DurableOutcomes, ProtocolDriver, SimulatedDevice, SimulatedDriver,
@@ -29,6 +29,7 @@ from ..campaign.service import CampaignService
 from ..clock import Clock
 from ..store.health import StorageUnavailable
 from .callbacks import CallbackDispatcher
+from .cluster import ClusterMember
 
 __all__ = ["EngineHandle", "start_engine", "main"]
 
@@ -39,6 +40,7 @@ log = logging.getLogger("fota_server.engine")
 
 _MAX_IDLE_S = 30.0
 _ERROR_PAUSE_S = 1.0
+SHARED_POLL_S = 0.5      # with other processes on the database: what they queued is seen within this long
 _MAX_OUTCOME_TRIES = 60   # an outcome whose commit keeps failing is set aside; its attempt is re-issued
 
 
@@ -48,8 +50,15 @@ class EngineHandle:
     """The running loop. ``report`` takes outcomes pushed by IO drivers; ``stop`` ends the loop cleanly."""
 
     def __init__(self, service: CampaignService, drivers: Mapping[str, ProtocolDriver], clock: Clock,
-                 callbacks: CallbackDispatcher | None) -> None:
+                 callbacks: CallbackDispatcher | None, leading: Callable[[], bool] = lambda: True,
+                 max_idle_s: float = _MAX_IDLE_S) -> None:
+        """``leading`` says whether this process holds the engine lease (``cluster.ClusterMember``): only then
+        does it tick, recover running attempts, deliver callbacks and take the durable outcome outboxes; every
+        process records its own drivers' other outcomes and hands out the commands of its own changes.
+        ``max_idle_s``: the longest sleep (short when other processes change the database too)."""
         self.service = service
+        self._leading = leading
+        self._max_idle_s = max_idle_s
         self.drivers = dict(drivers)
         self._clock = clock
         self._callbacks = callbacks
@@ -71,6 +80,11 @@ class EngineHandle:
         self._wake.set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def resync(self) -> None:
+        """Re-issue every running attempt at the next step (this process took the lease, or one went quiet)."""
+        self._resync = True
         self._wake.set()
 
     def start(self) -> None:
@@ -136,12 +150,14 @@ class EngineHandle:
         failed pass the running attempts are re-issued (drivers take a known attempt as already running),
         so that no attempt is left without a driver."""
         engine, ready = self.service.engine, self._ready
-        if self._resync:
+        leading = self._leading()
+        if self._resync and leading:
             ready += engine.recover(now)
             self._resync = False
         ready += self.service.take_commands()
         for driver in self._unique_drivers():
-            self._take_outcomes(driver, now)
+            if leading or not isinstance(driver, DurableOutcomes):
+                self._take_outcomes(driver, now)
         while self._outcomes:
             kept, outcome = self._outcomes[0]
             ready += engine.on_outcome(outcome, now)
@@ -150,9 +166,10 @@ class EngineHandle:
             if kept is not None:
                 self._queued.discard((id(kept[0]), kept[1]))
                 kept[0].acknowledge([kept[1]])
-        ready += engine.tick(now)
-        if self._callbacks is not None:
-            self._callbacks.poll(now)
+        if leading:
+            ready += engine.tick(now)
+            if self._callbacks is not None:
+                self._callbacks.poll(now)
         self.ticks += 1
 
     def _take_outcomes(self, driver: ProtocolDriver, now: datetime) -> None:
@@ -192,23 +209,31 @@ class EngineHandle:
             return (self._error_until - now).total_seconds()
         if self._outcomes or self._ready:
             return 0.0
-        deadlines = [self.service.engine.next_deadline()]
-        deadlines += [d.next_deadline() for d in self._unique_drivers()]
-        if self._callbacks is not None:
-            deadlines.append(self._callbacks.next_due(now))
+        leading = self._leading()
+        deadlines = [d.next_deadline() for d in self._unique_drivers() if leading or not isinstance(d, DurableOutcomes)]
+        if leading:
+            deadlines.append(self.service.engine.next_deadline())
+            if self._callbacks is not None:
+                deadlines.append(self._callbacks.next_due(now))
         known = [d for d in deadlines if d is not None]
         if not known:
-            return _MAX_IDLE_S
-        return max(0.0, min((min(known) - now).total_seconds(), _MAX_IDLE_S))
+            return self._max_idle_s
+        return max(0.0, min((min(known) - now).total_seconds(), self._max_idle_s))
 
 
 async def start_engine(services: Services, drivers: Mapping[str, ProtocolDriver], *,
-                       callback_verify: ssl.SSLContext | bool | str = True) -> EngineHandle:
-    """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers."""
+                       callback_verify: ssl.SSLContext | bool | str = True,
+                       cluster: ClusterMember | None = None) -> EngineHandle:
+    """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers. With
+    ``cluster`` the engine's own work runs only while this process holds the engine lease, and the loop looks
+    at the database at least every ``SHARED_POLL_S`` when other processes may change it."""
     service = services.campaigns
     callbacks = CallbackDispatcher(services.stores.callbacks, services.clock, verify=callback_verify,
                                    allow_private=services.config.allow_private_callbacks)
-    handle = EngineHandle(service, drivers, services.clock, callbacks)
+    shared = services.config.node != ""
+    handle = EngineHandle(service, drivers, services.clock, callbacks,
+                          leading=cluster.is_leader if cluster is not None else (lambda: True),
+                          max_idle_s=SHARED_POLL_S if shared else _MAX_IDLE_S)
     callbacks.on_idle = handle.wake
     service.on_change = handle.wake
     handle.start()

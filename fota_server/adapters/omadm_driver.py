@@ -295,6 +295,8 @@ class OmadmDriver:
         """Commit the job's move to ``state`` (with a progress outcome if ``progress``); the caller acts on it
         only if this returns True."""
         expected, job.state = job.state, state
+        if self.settings.shared and state in (JobState.ACCEPTED, JobState.AWAITING_VERSION):
+            job.next_trigger_at = None  # the device runs it: its next session tells, not a Package 0 (the lease ends)
         return self._save(job, expected, ("progress", progress) if progress else None)
 
     def _finish(self, attempt_id: str, kind: str, value: str = "", job: OmadmJob | None = None) -> None:
@@ -424,7 +426,10 @@ class OmadmDriver:
         if job is None or job.holder != holder or job.state not in (JobState.EXEC_SENT, JobState.EXEC_ISSUED):
             log.info("OMA-DM Exec of %s withheld: the job moved on or another session holds it", event.correlator)
             return False
-        return job.state is JobState.EXEC_ISSUED or self._move(job, JobState.EXEC_ISSUED)
+        if job.state is JobState.EXEC_ISSUED:
+            return True
+        job.next_trigger_at = self._clock() + self.settings.session_lease  # a Package 0 if it is never answered
+        return self._move(job, JobState.EXEC_ISSUED)
 
     def _exec_accepted(self, event: ev.FumoExecAccepted) -> None:
         job = self._job(event.correlator, event.device_id)

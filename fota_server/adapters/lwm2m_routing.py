@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, CancelAttempt, DeviceUnreachable, DriverCommand, InstallPackage, StartAttempt,
@@ -25,7 +25,6 @@ from ..campaign.drivers import (
 from ..clock import Clock
 from ..protocol.delivery import Delivery
 from ..store.cluster_ports import ClusterStore, PostedCommand
-from .lwm2m_driver import Lwm2mDriver
 
 __all__ = ["RoutedLwm2mDriver", "encode_command", "decode_command"]
 
@@ -52,10 +51,22 @@ def decode_command(kind: str, body: str) -> DriverCommand:
     return command
 
 
+class LocalDriver(Protocol):
+    """What the router needs of this process's driver (``lwm2m_driver.Lwm2mDriver``)."""
+
+    on_outcome: Callable[[], None] | None
+
+    def drives(self, command: DriverCommand) -> bool: ...
+    def submit(self, command: DriverCommand, now: datetime) -> None: ...
+    def next_deadline(self) -> datetime | None: ...
+    def collect(self, now: datetime) -> list[AttemptOutcome]: ...
+    async def stop(self) -> None: ...
+
+
 class RoutedLwm2mDriver:
     """``ProtocolDriver`` for LWM2M among several processes, in front of this process's ``Lwm2mDriver``."""
 
-    def __init__(self, local: Lwm2mDriver, store: ClusterStore, node: str, clock: Clock, unclaimed_s: float) -> None:
+    def __init__(self, local: LocalDriver, store: ClusterStore, node: str, clock: Clock, unclaimed_s: float) -> None:
         self.local = local
         self._store = store
         self._node = node

@@ -13,6 +13,17 @@ settings.register_profile("suite", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("suite")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests (marked ``slow(seconds)``, a rough figure for ordering only) run first, longest first,
+    the others in collection order: xdist hands tests out in this order, so the long ones start at once, one
+    per worker, and each worker ends on short tests instead of one running a long test alone at the end."""
+    def weight(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return 0.0 if marker is None else float(marker.args[0]) if marker.args else 1.0
+
+    items.sort(key=weight, reverse=True)   # stable: equal weights keep collection order
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "fota.db"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware_samples import SAMPLES_DIR, load_manifest
 from fota_server.signing import verify_signature
-from tests.serverproc import cli, create_account
+from tests.serverproc import cli_process as cli, create_account
 
 SAMPLE = SAMPLES_DIR / "acme-sensor-1-1.1.0.bin"
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from fota_server.campaign import CampaignStatus, DeviceStatus, TimeWindow
 from fota_server.campaign.drivers import SimulatedDevice
 
 from tests.campaign.simulation import ACCOUNT, World, check_invariants
 
 
+@pytest.mark.slow(13)
 def test_thirty_day_campaign_of_ten_thousand_devices() -> None:
     world = World()
     world.service.register_listener(ACCOUNT, "v3", "https://listener.example/fota")

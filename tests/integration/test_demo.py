@@ -20,6 +20,7 @@ from tests.integration.test_fleet_campaign import expected
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow(60)
 @pytest.mark.timeout(400)
 def test_demo_of_500_devices(tmp_path: Path) -> None:
     keep = tmp_path / "demo"

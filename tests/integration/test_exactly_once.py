@@ -31,6 +31,7 @@ def _verdict(run: Rehearsal) -> None:
         assert device.versions == ("1.0.0", "2.0.0"), device
 
 
+@pytest.mark.slow(45)
 @pytest.mark.timeout(300)
 def test_kills_and_a_restart_mid_campaign_flash_every_device_exactly_once(tmp_path: Path) -> None:
     spec = FleetSpec(lwm2m=120, http=40, omadm=40, models=((MAKE, MODEL, 1.0),), cells=10, checkin_s=(2.0, 4.0),
@@ -42,6 +43,7 @@ def test_kills_and_a_restart_mid_campaign_flash_every_device_exactly_once(tmp_pa
     _verdict(run)
 
 
+@pytest.mark.slow(160)
 @pytest.mark.timeout(300)
 def test_packet_loss_on_every_link_still_flashes_every_device_exactly_once(tmp_path: Path) -> None:
     spec = FleetSpec(lwm2m=12, http=6, omadm=6, models=((MAKE, MODEL, 1.0),), cells=2, checkin_s=(2.0, 4.0),

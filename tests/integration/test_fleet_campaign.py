@@ -112,5 +112,6 @@ async def _scenario(tmp_path: Path) -> None:
             assert device.final_version == ("2.0.0" if updated else "1.0.0"), (plan, device)
 
 
+@pytest.mark.slow(24)
 def test_mixed_fleet_ends_as_its_faults_imply(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(_scenario(tmp_path), 110), debug=True)

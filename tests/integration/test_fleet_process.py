@@ -89,6 +89,7 @@ async def _run(server: ServerProcess, headers: dict[str, str], reports: dict[str
         return rows, fleet.result()
 
 
+@pytest.mark.slow(12)
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_mixed_fleet_against_fota_server_run(engine: str, tmp_path: Path, request: pytest.FixtureRequest,
                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,6 +78,7 @@ async def _ride_out(server: ServerProcess, sig: int, restarted: list[ServerProce
         assert [d.plan.device_id for d in fleet.devices if not d.running()] == []  # no device task ended
 
 
+@pytest.mark.slow(22)
 @pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["SIGKILL"])  # SIGTERM: test_exactly_once
 def test_a_mixed_fleet_rides_out_a_server_restart(tmp_path: Path, sig: int) -> None:
     db = tmp_path / "fota.db"

@@ -45,6 +45,7 @@ def _poll(client: httpx.Client, device_id: str, token: str) -> int:
                       headers={"Authorization": f"TargetToken {token}"}).status_code
 
 
+@pytest.mark.slow(13)
 def test_tokens_replaced_or_added_while_the_server_runs_take_effect_at_the_next_request(tmp_path: Path) -> None:
     db = tmp_path / "fota.db"
     creds = create_account(db, ACCOUNT, licenses=5)

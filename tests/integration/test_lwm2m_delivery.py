@@ -41,6 +41,7 @@ def _wait_for(check: Callable[[], bool], timeout_s: float = 90) -> bool:
     return False
 
 
+@pytest.mark.slow(15)
 def test_each_campaign_delivers_the_way_it_names(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:
     db = tmp_path / "fota.db"
     creds = create_account(db, ACC)

@@ -90,6 +90,7 @@ def _wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     pytest.param(["--lwm2m-version", "1.2", "--formats", "lwm2m-json", "--no-announce-formats"],
                  id="lwm2m-json-only-announces-nothing"),
 ])
+@pytest.mark.slow(13)
 def test_a_device_without_tlv_registers_is_described_and_updated_by_a_campaign(
         tmp_path: Path, server_factory: Callable[..., ServerProcess], device_args: list[str]) -> None:
     db = tmp_path / "fota.db"

@@ -76,6 +76,7 @@ def _until(what: str, probe: Callable[[], dict[str, Any]], good: Callable[[dict[
     return poll(probe, good, timeout_s, what, interval_s=0.2)
 
 
+@pytest.mark.slow(30)
 def test_a_device_killed_mid_download_is_reported_unreachable_and_updated_once_it_is_back(
         tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:
     db = tmp_path / "fota.db"

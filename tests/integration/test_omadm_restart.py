@@ -97,6 +97,7 @@ def _schedule(base_url: str, creds: dict[str, str]) -> str:
     return f"/api/fota/v1/upgrades/{ACC}/upgrade/{response.json()['id']}"
 
 
+@pytest.mark.slow(17)
 def test_nonces_and_fumo_job_survive_a_restart(tmp_path: Path,
                                                 server_factory: Callable[..., ServerProcess]) -> None:
     db = tmp_path / "fota.db"

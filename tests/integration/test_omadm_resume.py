@@ -69,6 +69,7 @@ async def _report_status(client: httpx.AsyncClient, base_url: str, creds: dict[s
         await asyncio.sleep(0.2)  # polling a condition with a deadline, not synchronising on time
 
 
+@pytest.mark.slow(27)
 def test_exec_delivered_then_sigkill_installs_once(tmp_path: Path,
                                                     server_factory: Callable[..., ServerProcess]) -> None:
     db = tmp_path / "fota.db"

@@ -19,6 +19,7 @@ from tests.serverproc import ServerProcess, cli, create_account, session_headers
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow(13)
 def test_vendor_fumo_root(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> None:
     db = tmp_path / "fota.db"
     creds = create_account(db, ACC)

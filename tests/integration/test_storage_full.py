@@ -130,6 +130,7 @@ def update_device(device: httpx.Client, device_id: str) -> None:
     assert after.status_code == 200 and "update" not in after.json(), after.text
 
 
+@pytest.mark.slow(18)
 def test_a_full_disk_is_reported_refused_with_503_and_recovered_from_by_itself(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", "size=4m") as disk:
         db = disk / "fota.db"

@@ -14,6 +14,7 @@ from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_admission import admission_of
 from .lwm2m_site import Lwm2mServer, Lwm2mSettings, rd_exchange
 from .port_sharing import aiocoap_reuse_port, bind_failed
+from .scheduler import Scheduler
 
 __all__ = ["Lwm2mRoot", "LeanContext", "Lwm2mEndpoint", "lwm2m_endpoint"]
 
@@ -77,9 +78,9 @@ class Lwm2mEndpoint:
         self.context: aiocoap.Context | None = None
         self.fast_path: Any = None
 
-    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+    async def start(self, host: str, port: int, reuse_port: bool = False, scheduler: Scheduler | None = None) -> int:
         """Bind ``host:port`` (0 picks a port) and return the port; with ``reuse_port`` other processes may
-        bind it too (``port_sharing``)."""
+        bind it too (``port_sharing``). Registrations expire on ``scheduler``, the process's timer."""
         from .lwm2m_fastpath import install_fast_path
 
         try:
@@ -88,7 +89,7 @@ class Lwm2mEndpoint:
                                                                        transports=["simplesocketserver"])
         except OSError as exc:
             raise bind_failed("CoAP", host, port, exc) from None
-        self.server.attach(self.context)
+        self.server.attach(self.context, scheduler)
         self.fast_path = install_fast_path(self.context, self.server, self.firmware)
         return int(self.fast_path.port)
 

@@ -40,6 +40,7 @@ from .lwm2m_admission import Admit, admission_of
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_downlink import Downlink, DownlinkReply, code_of
 from .lwm2m_reads import PacedReads
+from .scheduler import Scheduler
 
 __all__ = ["Lwm2mSettings", "Lwm2mServer", "RdRequest", "RdAnswer", "RdResource", "RdEntryResource", "add_rd_resources", "rd_exchange", "add_lwm2m_resources",
            "unavailable_reply"]
@@ -118,8 +119,8 @@ class Lwm2mServer:
         self._flushed_at = 0.0
         self._stopped = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._changed = asyncio.Event()
-        self._waiting_until: datetime | None = None
+        self._scheduler: Scheduler | None = None   # wakes ``on_timer`` when the earliest registration expires
+        self._own_scheduler = False
         self._busy: Callable[[], bool] = lambda: False
         self.device_reads = PacedReads(self.read_device_data, settings.device_reads_per_s,
                                        settings.device_reads_in_flight, settings.device_reads_queued,
@@ -132,10 +133,13 @@ class Lwm2mServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def attach(self, context: aiocoap.Context) -> None:
-        """Give the server the context to send requests through, and start the expiry timer."""
+    def attach(self, context: aiocoap.Context, scheduler: Scheduler | None = None) -> None:
+        """Give the server the context to send requests through, and put its registration expiry on the
+        process's ``scheduler`` (one of its own without it)."""
         self.downlink.attach(context)
-        self._spawn(self._expire_forever())
+        self._own_scheduler = scheduler is None
+        self._scheduler = scheduler if scheduler is not None else Scheduler(self.clock)
+        self._scheduler.add(self, "LwM2M registration expiry")
         self._spawn(self.device_reads.run())
 
     def follow_load(self, saturated: Callable[[], bool]) -> None:
@@ -146,6 +150,10 @@ class Lwm2mServer:
         """Cancel the pending flush, flush once, and write nothing after this (the database closes next);
         a change that arrives later is saved by ``flush()`` if the owner calls it before closing."""
         self._stopped = True
+        if self._scheduler is not None:
+            self._scheduler.discard(self)
+            if self._own_scheduler:
+                self._scheduler.close()
         self._cancel_flush()
         self.flush()
         for task in list(self._tasks):
@@ -157,22 +165,15 @@ class Lwm2mServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _expire_forever(self) -> None:
-        while True:
-            deadline = self.book.next_deadline()
-            self._waiting_until = deadline
-            self._changed.clear()
-            wait_s = 3600.0 if deadline is None else (deadline - self.clock.now()).total_seconds()
-            if wait_s > 0:
-                try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                    async with asyncio.timeout(min(wait_s, 3600.0)):
-                        await self._changed.wait()
-                except TimeoutError:
-                    pass
-            try:
-                self.expire(self.clock.now())
-            except StorageUnavailable:
-                pass  # a listener could not write (logged once by the store's health); tried again next turn
+    # Timed (adapters/scheduler.py): the earliest registration's lifetime plus grace, and its expiry
+    def next_deadline(self) -> datetime | None:
+        return self.book.next_deadline()
+
+    def on_timer(self, now: datetime) -> None:
+        try:
+            self.expire(now)
+        except StorageUnavailable:
+            pass  # a listener could not write (logged once by the store's health); tried again next turn
 
     def expire(self, now: datetime) -> None:
         self.book.on_timer(now)
@@ -250,8 +251,10 @@ class Lwm2mServer:
                 self.downlink.heard_from(registration.endpoint, remote, registration.address,
                                          registration.queue_mode)
                 expires = registration.expires_at(self.book.grace)
-                if expires is not None and (self._waiting_until is None or expires < self._waiting_until):
-                    self._changed.set()  # the expiry timer must wake earlier than it planned
+                scheduler = self._scheduler
+                if expires is not None and scheduler is not None and (scheduler.armed_at is None
+                                                                      or expires < scheduler.armed_at):
+                    scheduler.reschedule()  # the timer must wake earlier than it planned
                 if self._wants_device_data(event):
                     self.device_reads.add(registration.endpoint)
             else:

@@ -30,6 +30,7 @@ from ..clock import Clock
 from ..store.health import StorageUnavailable
 from .callbacks import CallbackDispatcher
 from .cluster import ClusterMember
+from .scheduler import Scheduler
 
 __all__ = ["EngineHandle", "start_engine", "main"]
 
@@ -51,11 +52,12 @@ class EngineHandle:
 
     def __init__(self, service: CampaignService, drivers: Mapping[str, ProtocolDriver], clock: Clock,
                  callbacks: CallbackDispatcher | None, leading: Callable[[], bool] = lambda: True,
-                 max_idle_s: float = _MAX_IDLE_S) -> None:
+                 max_idle_s: float = _MAX_IDLE_S, scheduler: Scheduler | None = None) -> None:
         """``leading`` says whether this process holds the engine lease (``cluster.ClusterMember``): only then
         does it tick, recover running attempts, deliver callbacks and take the durable outcome outboxes; every
         process records its own drivers' other outcomes and hands out the commands of its own changes.
-        ``max_idle_s``: the longest sleep (short when other processes change the database too)."""
+        ``max_idle_s``: the longest sleep (short when other processes change the database too). ``scheduler``:
+        the process's timer, which wakes the loop at its deadline (one of its own without it)."""
         self.service = service
         self._leading = leading
         self._max_idle_s = max_idle_s
@@ -73,6 +75,9 @@ class EngineHandle:
         self._ready: list[DriverCommand] = []     # commands of committed changes, not yet handed to drivers
         self._resync = False                      # a step failed: re-issue running attempts once one succeeds
         self._head_tries = 0                      # failed commits of the outcome at the head of the queue
+        self._own_scheduler = scheduler is None
+        self.scheduler = scheduler if scheduler is not None else Scheduler(clock)
+        self._due_at: datetime | None = None      # when the loop must step again (computed after each step)
         self.ticks = 0
 
     def report(self, outcome: AttemptOutcome) -> None:
@@ -87,14 +92,25 @@ class EngineHandle:
         self._resync = True
         self._wake.set()
 
+    # Timed: the scheduler wakes the loop at its deadline
+    def next_deadline(self) -> datetime | None:
+        return None if self._wake.is_set() else self._due_at
+
+    def on_timer(self, now: datetime) -> None:
+        self._wake.set()
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="campaign engine")
+        self.scheduler.add(self, "campaign engine")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
+        self.scheduler.discard(self)
+        if self._own_scheduler:
+            self.scheduler.close()
         if self._callbacks is not None:
             await self._callbacks.close()
 
@@ -104,15 +120,13 @@ class EngineHandle:
             self._wake.clear()
             self._guarded(self._step)
             self._dispatch()
-            delay = self._sleep_s()
-            if delay <= 0:
+            now = self._clock.now()
+            self._due_at = due_at = self._deadline(now)
+            if due_at <= now:
                 await asyncio.sleep(0)
                 continue
-            try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            self.scheduler.reschedule()   # the drivers' deadlines may have moved with the commands handed out
+            await self._wake.wait()
 
     def _guarded(self, action: Any) -> None:
         try:
@@ -203,37 +217,37 @@ class EngineHandle:
             except Exception:
                 log.exception("driver %s refused %s", command.protocol, type(command).__name__)
 
-    def _sleep_s(self) -> float:
-        now = self._clock.now()
+    def _deadline(self, now: datetime) -> datetime:
+        """When the loop must step again: the earliest deadline of the engine, the drivers and the callbacks,
+        at most ``max_idle_s`` away."""
         if self._error_until is not None and self._error_until > now:
-            return (self._error_until - now).total_seconds()
+            return self._error_until
         if self._outcomes or self._ready:
-            return 0.0
+            return now
         leading = self._leading()
         deadlines = [d.next_deadline() for d in self._unique_drivers() if leading or not isinstance(d, DurableOutcomes)]
         if leading:
             deadlines.append(self.service.engine.next_deadline())
             if self._callbacks is not None:
                 deadlines.append(self._callbacks.next_due(now))
-        known = [d for d in deadlines if d is not None]
-        if not known:
-            return self._max_idle_s
-        return max(0.0, min((min(known) - now).total_seconds(), self._max_idle_s))
+        latest = now + timedelta(seconds=self._max_idle_s)
+        return min([latest, *(d for d in deadlines if d is not None)])
 
 
 async def start_engine(services: Services, drivers: Mapping[str, ProtocolDriver], *,
                        callback_verify: ssl.SSLContext | bool | str = True,
-                       cluster: ClusterMember | None = None) -> EngineHandle:
+                       cluster: ClusterMember | None = None, scheduler: Scheduler | None = None) -> EngineHandle:
     """Start the engine loop on the running event loop; ``drivers`` maps LWM2M/HTTP/OMADM to drivers. With
     ``cluster`` the engine's own work runs only while this process holds the engine lease, and the loop looks
-    at the database at least every ``SHARED_POLL_S`` when other processes may change it."""
+    at the database at least every ``SHARED_POLL_S`` when other processes may change it. ``scheduler``: the
+    process's one timer (``fota-server run`` passes its own; without it the engine has one)."""
     service = services.campaigns
     callbacks = CallbackDispatcher(services.stores.callbacks, services.clock, verify=callback_verify,
                                    allow_private=services.config.allow_private_callbacks)
     shared = services.config.node != ""
     handle = EngineHandle(service, drivers, services.clock, callbacks,
                           leading=cluster.is_leader if cluster is not None else (lambda: True),
-                          max_idle_s=SHARED_POLL_S if shared else _MAX_IDLE_S)
+                          max_idle_s=SHARED_POLL_S if shared else _MAX_IDLE_S, scheduler=scheduler)
     callbacks.on_idle = handle.wake
     service.on_change = handle.wake
     handle.start()

@@ -70,7 +70,6 @@ def wait_for(db_path: Path, sql: str, at_least: int, timeout_s: float = 60) -> i
     raise AssertionError(f"timed out waiting for {sql} >= {at_least}")
 
 
-@pytest.mark.slow(60)
 def test_sigkill_mid_campaign_loses_nothing_and_never_doubles(tmp_path: Path) -> None:
     db_path = tmp_path / "fota.db"
     campaign_id = seed(db_path)

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import pytest
 
@@ -31,14 +31,21 @@ def _shows(code: str, run: subprocess.CompletedProcess[str]) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(code)}(?!\d)", run.stdout + run.stderr) is not None
 
 
-@pytest.fixture
-def server(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> ServerProcess:
-    db = tmp_path / "fota.db"
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module: each test's coap-client opens its own session from a new port, and a
+    Register of an endpoint already registered is answered as a first one is."""
+    db = tmp_path_factory.mktemp("coaps") / "fota.db"
     create_account(db, "lab")
     for device_id in (DEVICE, "490154203237519"):
         cli("device", "add", device_id, "--account", "lab", "--protocol", "LWM2M", db=db)
     cli("device", "psk", DEVICE, "--account", "lab", "--identity", "lab-modem-1", "--key", KEY, db=db)
-    return server_factory(db)
+    server = ServerProcess(db).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        print("--- server output ---\n" + "".join(server.output))  # shown when a test fails
 
 
 @pytest.mark.parametrize("binary", ["coap-client-openssl", "coap-client-gnutls"])

@@ -129,9 +129,9 @@ def _run_briefly(db: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_without_reuse_port_a_port_in_use_fails_naming_it(tmp_path: Path) -> None:
-    db = tmp_path / "fota.db"
     ports = _free_ports()
-    first = ServerProcess(db, extra_args=_port_args(ports)).start()
+    first = ServerProcess(tmp_path / "first.db", extra_args=_port_args(ports)).start()
+    db = tmp_path / "second.db"   # a database of its own: only the ports are in the way
     try:
         taken = _run_briefly(db, _port_args(ports))
         assert taken.returncode == 1

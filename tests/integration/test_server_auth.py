@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import aiocoap
 import httpx
@@ -37,15 +37,30 @@ def _headers(token: str, session: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "VZ-M2M-Token": session, "accept": "application/json"}
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict[str, Any], dict[str, Any]]]:
+    """One server for the tests that only ask it things: their few failed logins stay far below the
+    throttle's limit (10 a minute per address)."""
+    db = tmp_path_factory.mktemp("auth") / "fota.db"
+    creds = create_account(db, ACC, licenses=50)
+    other = create_account(db, "0000999999-00001")
+    proc = ServerProcess(db).start()
+    try:
+        yield proc, creds, other
+    finally:
+        proc.kill()
+
+
 @pytest.fixture
 def server(db_path: Path, server_factory: Callable[..., ServerProcess]) -> tuple[ServerProcess, dict[str, Any], dict[str, Any]]:
+    """A server of the test's own, for a test that stops it."""
     creds = create_account(db_path, ACC, licenses=50)
     other = create_account(db_path, "0000999999-00001")
     return server_factory(db_path), creds, other
 
 
-def test_token_login_and_subscriptions_in_every_version(server: Any) -> None:
-    proc, creds, _ = server
+def test_token_login_and_subscriptions_in_every_version(shared: Any) -> None:
+    proc, creds, _ = shared
     token = _token(proc.base_url, creds)
     login = _login(proc.base_url, token, creds)
     assert login.status_code == 200
@@ -58,8 +73,8 @@ def test_token_login_and_subscriptions_in_every_version(server: Any) -> None:
         assert body["updateTime"].endswith(stamp_suffix)
 
 
-def test_missing_and_forged_credentials_get_the_published_error_models(server: Any) -> None:
-    proc, creds, _ = server
+def test_missing_and_forged_credentials_get_the_published_error_models(shared: Any) -> None:
+    proc, creds, _ = shared
     base = proc.base_url
     no_basic = httpx.post(f"{base}/api/ts/v1/oauth2/token", data={"grant_type": "client_credentials"})
     assert no_basic.status_code == 401 and no_basic.json()["error"] == "invalid_client"
@@ -89,8 +104,8 @@ def test_missing_and_forged_credentials_get_the_published_error_models(server: A
         assert set(r.json()) == {"errorCode", "errorMessage"}
 
 
-def test_other_account_is_confined(server: Any) -> None:
-    proc, creds, other = server
+def test_other_account_is_confined(shared: Any) -> None:
+    proc, creds, other = shared
     base = proc.base_url
     token, other_token = _token(base, creds), _token(base, other)
     session = _login(base, token, creds).json()["sessionToken"]
@@ -124,8 +139,8 @@ def test_expired_access_token_cannot_log_in(tmp_path: Path, server_factory: Call
     assert r.status_code == 401 and "expired" in r.json()["errorMessage"]
 
 
-def test_logout_and_oversized_bodies(server: Any) -> None:
-    proc, creds, _ = server
+def test_logout_and_oversized_bodies(shared: Any) -> None:
+    proc, creds, _ = shared
     base = proc.base_url
     token = _token(base, creds)
     session = _login(base, token, creds).json()["sessionToken"]
@@ -137,8 +152,8 @@ def test_logout_and_oversized_bodies(server: Any) -> None:
     assert httpx.get(f"{base}/api/fota/v3/subscriptions/{ACC}", headers=_headers(token, session)).status_code == 401
 
 
-def test_health_over_http_and_coap(server: Any) -> None:
-    proc, _, _ = server
+def test_health_over_http_and_coap(shared: Any) -> None:
+    proc, _, _ = shared
     health = httpx.get(f"{proc.base_url}/health").json()
     assert health["status"] == "ok" and health["ports"]["http"] == proc.ports["http"]
 
@@ -155,8 +170,8 @@ def test_health_over_http_and_coap(server: Any) -> None:
     assert json.loads(response.payload)["ports"]["coap"] == proc.ports["coap"]
 
 
-def test_unknown_paths_answer_json(server: Any) -> None:
-    proc, _, _ = server
+def test_unknown_paths_answer_json(shared: Any) -> None:
+    proc, _, _ = shared
     r = httpx.get(f"{proc.base_url}/api/fota/v9/nothing")
     assert r.status_code == 404 and r.json()["errorCode"] == "NotFound"
 
@@ -169,8 +184,8 @@ def test_clean_shutdown_on_signal(server: Any, sig: int) -> None:
     assert "shutting down" in text and "stopped" in text and "Traceback" not in text
 
 
-def test_curl_gets_a_token_and_a_session(server: Any) -> None:
-    proc, creds, _ = server
+def test_curl_gets_a_token_and_a_session(shared: Any) -> None:
+    proc, creds, _ = shared
     token_out = subprocess.run(
         ["curl", "-s", "-u", f"{creds['client_id']}:{creds['client_secret']}", "-d", "grant_type=client_credentials",
          f"{proc.base_url}/api/ts/v1/oauth2/token"], capture_output=True, text=True, timeout=30, check=True)

@@ -255,9 +255,12 @@ class Lwm2mDriver:
                 attempt.task.cancel()
                 self._report(AttemptCancelled(command.attempt_id))
 
-    def drives(self, command: DriverCommand) -> bool:
-        """Whether this process acts on ``command`` itself: it runs the attempt, or holds the device's registration."""
-        return command.attempt_id in self._attempts or self.server.endpoint_for_device(command.device_id) is not None
+    def runs(self, attempt_id: str) -> bool:
+        return attempt_id in self._attempts
+
+    def holds(self, device_id: str) -> bool:
+        """Whether the device is registered here (as far as this process knows)."""
+        return self.server.endpoint_for_device(device_id) is not None
 
     def park(self, device_ids: list[str]) -> None:
         """Devices whose retry waits because they did not answer (e.g. known from the store at start-up)."""

@@ -56,7 +56,8 @@ class LocalDriver(Protocol):
 
     on_outcome: Callable[[], None] | None
 
-    def drives(self, command: DriverCommand) -> bool: ...
+    def runs(self, attempt_id: str) -> bool: ...
+    def holds(self, device_id: str) -> bool: ...
     def submit(self, command: DriverCommand, now: datetime) -> None: ...
     def next_deadline(self) -> datetime | None: ...
     def collect(self, now: datetime) -> list[AttemptOutcome]: ...
@@ -89,8 +90,9 @@ class RoutedLwm2mDriver:
     # ---------------------------------------------------------------- ProtocolDriver
 
     def submit(self, command: DriverCommand, now: datetime) -> None:
-        if self.local.drives(command):
-            self.local.submit(command, now)
+        if self.local.runs(command.attempt_id) or (
+                self.local.holds(command.device_id) and self._store.registration_node(command.device_id) == self._node):
+            self.local.submit(command, now)   # a registration this process still lists but another took is not its
             return
         if isinstance(command, CancelAttempt):
             withdrawn = self._store.withdraw(command.attempt_id)

@@ -59,6 +59,9 @@ class MemoryClusterStore:
     def lease_holder(self, lease: str) -> tuple[str, datetime] | None:
         return self._leases.get(lease)
 
+    def registration_node(self, device_id: str) -> str | None:
+        return self._holders.get(device_id)
+
     def post_command(self, device_id: str, attempt_id: str, kind: str, body: str, posted_by: str,
                      now: datetime) -> int:
         command_id = next(self._ids)

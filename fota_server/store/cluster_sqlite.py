@@ -70,6 +70,11 @@ class SqlClusterStore:
 
     # --- device commands ---------------------------------------------------------------------------
 
+    def registration_node(self, device_id: str) -> str | None:
+        row = self._db.execute("SELECT node FROM lwm2m_registrations WHERE device_id = ? LIMIT 1",
+                               (device_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def post_command(self, device_id: str, attempt_id: str, kind: str, body: str, posted_by: str,
                      now: datetime) -> int:
         with self._db.transaction() as conn:

@@ -68,11 +68,15 @@ def test_commands_go_to_the_driver_that_drives_the_device_or_through_the_store()
     a = RoutedLwm2mDriver(here, store, "a", clock, unclaimed_s=60)
     b = RoutedLwm2mDriver(there, store, "b", clock, unclaimed_s=60)
     now = clock.now()
+    store.hold_device("d1", "a")
     a.submit(start("x1", "d1"), now)                                # held here
     a.submit(start("x2", "d2"), now)                                # held by b
     assert here.submitted == [start("x1", "d1")] and there.submitted == []
     store.hold_device("d2", "b")
-    assert b.pump(now) == 1 and there.submitted == [start("x2", "d2")]
+    here.devices.add("d2")                                          # a still lists d2, but it registered at b
+    a.submit(start("x3", "d2"), now)
+    assert here.submitted == [start("x1", "d1")]
+    assert b.pump(now) == 2 and there.submitted == [start("x2", "d2"), start("x3", "d2")]
     a.submit(InstallPackage("x2", "d2", "LWM2M"), now)
     b.pump(now)
     assert there.submitted[-1] == InstallPackage("x2", "d2", "LWM2M")
@@ -123,8 +127,11 @@ class FakeLocal:
         self.submitted: list[DriverCommand] = []
         self.on_outcome: Callable[[], None] | None = None
 
-    def drives(self, command: DriverCommand) -> bool:
-        return command.device_id in self.devices
+    def runs(self, attempt_id: str) -> bool:
+        return False
+
+    def holds(self, device_id: str) -> bool:
+        return device_id in self.devices
 
     def submit(self, command: DriverCommand, now: datetime) -> None:
         self.submitted.append(command)

@@ -84,8 +84,10 @@ def test_a_command_goes_to_the_node_holding_the_registration_once(cluster: tuple
     second = store.post_command("d1", "att1", "CancelAttempt", "{}", "a", T0)
     store.post_command("d2", "att2", "StartAttempt", "{}", "a", T0)
     assert store.take_commands("b", 10) == []                   # no one holds d1 or d2 yet
+    assert store.registration_node("d1") is None
     hold("d1", "b")
     hold("d2", "c")
+    assert store.registration_node("d1") == "b" and store.registration_node("d2") == "c"
     taken = store.take_commands("b", 10)
     assert [(c.command_id, c.kind, c.body, c.posted_by) for c in taken] == [
         (first, "StartAttempt", '{"x": 1}', "a"), (second, "CancelAttempt", "{}", "a")]

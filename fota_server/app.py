@@ -39,6 +39,7 @@ from .adapters.lwm2m_root import Lwm2mEndpoint, lwm2m_endpoint
 from .adapters.lwm2m_site import Lwm2mSettings
 from .bootstrap_config import BootstrapConfigs
 from .adapters.runner import EngineHandle, start_engine
+from .adapters.scheduler import Scheduler
 from .campaign.drivers import ProtocolDriver
 from .protocol.lwm2m.device_data import device_id_for_endpoint
 from .api import lwm2m_bootstrap
@@ -141,6 +142,7 @@ class RunningServer:
         self._routed: RoutedLwm2mDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hook_client: httpx.AsyncClient | None = None
+        self.scheduler = Scheduler(services.clock)   # the process's one timer (adapters/scheduler.py)
         self.stopped = asyncio.Event()
 
     async def start(self) -> dict[str, int]:
@@ -154,7 +156,7 @@ class RunningServer:
         if lwm2m_driver is not None and config.node:   # commands for devices another process holds
             self._routed = RoutedLwm2mDriver(lwm2m_driver, self.services.stores.cluster, config.node,
                                              self.services.clock, lwm2m_driver.settings.register_wait_s)
-            self._routed.start()
+            self._routed.start(self.scheduler)
             drivers["LWM2M"] = self._routed
         elif lwm2m_driver is not None:
             drivers["LWM2M"] = lwm2m_driver
@@ -166,9 +168,9 @@ class RunningServer:
             if self._http_task.done():
                 self._http_task.result()
             await asyncio.sleep(0.01)
-        self._engine = engine = await start_engine(self.services, drivers, cluster=member)
+        self._engine = engine = await start_engine(self.services, drivers, cluster=member, scheduler=self.scheduler)
         member.on_beat = lambda beat: engine.resync() if beat.gained or beat.gone else None
-        self._tasks.append(asyncio.create_task(member.run(), name="cluster heartbeat"))
+        self.scheduler.add(member, "cluster heartbeat")
         # a driver that queues an outcome wakes the engine
         http_driver.on_outcome = omadm_driver.on_outcome = self._engine.wake
         if self._routed is not None:
@@ -198,7 +200,7 @@ class RunningServer:
             hook = HttpHookNotifier(config.omadm_sms_hook_url, self._hook_client)
         settings = OmadmSettings.of_config(config)
         omadm = omadm_http.build_omadm(self.services, settings, sms_hook=hook)
-        self._tasks.append(asyncio.create_task(omadm.run_dispatcher()))
+        self._tasks.append(asyncio.create_task(omadm.run_dispatcher(scheduler=self.scheduler)))
         return omadm.driver
 
     async def _start_coap(self) -> Lwm2mDriver:
@@ -208,7 +210,7 @@ class RunningServer:
             queue_awake_s=float(config.lwm2m_queue_awake_s), device_reads_per_s=float(config.lwm2m_device_reads_per_s),
             busy_max_age_s=config.lwm2m_busy_max_age_s))
         self.services.ports["coap"] = await self._lwm2m.start(config.host, coap_port_to_bind(config),
-                                                                 reuse_port=config.reuse_port)
+                                                                 reuse_port=config.reuse_port, scheduler=self.scheduler)
         self._coap = self._lwm2m.context
         self.services.lwm2m_explorer.attach(self._lwm2m.server)
         if self._coap is not None:   # aiocoap's line per bad datagram: rate-limited through the peer log
@@ -271,6 +273,7 @@ class RunningServer:
     async def stop(self) -> None:
         if self._engine is not None:
             await self._engine.stop()
+        self.scheduler.close()   # no timer fires while the parts stop
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,8 +2,9 @@
 
 ``ClusterMember.join`` claims the process's name (``--node``) at start-up: a name whose holder is still heard
 from is refused, with who holds it; a holder that left, went quiet for a lease, or was a process of this host
-that no longer exists (a crash) is replaced at once. ``beat`` (every third of the lease, from ``run``) keeps the
-heartbeat, holds or takes the engine lease, and notices processes that went quiet. Only the lease holder runs
+that no longer exists (a crash) is replaced at once. ``beat`` (every third of the lease) keeps the
+heartbeat, holds or takes the engine lease, and notices processes that went quiet; it is a ``Timed`` part of
+the process's scheduler (``next_deadline``/``on_timer``), which beats every third of the lease. Only the lease holder runs
 the campaign engine's ticks, recoveries and callback deliveries (``runner.EngineHandle``); every change it makes
 is a guarded write, so a holder that lost its lease without knowing it cannot double an attempt either.
 
@@ -13,7 +14,6 @@ database is refused instead of updating the same devices.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -65,6 +65,7 @@ class ClusterMember:
         self._leader_until: datetime | None = None
         self._live: set[str] = set()
         self._lost_name = False
+        self._beat_at: datetime | None = None    # the next heartbeat, once joined
         self.on_beat: Callable[[Beat], None] = lambda _beat: None
 
     @property
@@ -86,6 +87,7 @@ class ClusterMember:
             if self.store.claim_node(mine, held.instance if held is not None else None):
                 if held is not None and not held.gone:
                     log.info("%s taken over from pid %d on %s, which is gone", self.name, held.pid, held.host)
+                self._beat_at = now + self.lease / 3
                 return
         raise NodeTaken(f"{self.name} is being claimed by another process at the same time")
 
@@ -124,16 +126,20 @@ class ClusterMember:
     def leave(self) -> None:
         """A clean stop: the name and the engine lease are free for others at once."""
         self._leader_until = None
+        self._beat_at = None
         self.store.leave(self.node, self.instance, self._clock.now())
 
-    async def run(self) -> None:
-        """Beat every third of the lease until cancelled."""
-        interval = self.lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.on_beat(self.beat())
-            except Exception as exc:   # the lease lapses by itself; say so once per outage
-                if self._leader_until is not None and not self.is_leader():
-                    log.warning("%s could not renew its engine lease: %s", self.name, exc)
-                log.debug("cluster heartbeat failed", exc_info=True)
+    # Timed (adapters/scheduler.py): a heartbeat every third of the lease
+    def next_deadline(self) -> datetime | None:
+        return self._beat_at
+
+    def on_timer(self, now: datetime) -> None:
+        if self._beat_at is None or now < self._beat_at:
+            return
+        self._beat_at = now + self.lease / 3
+        try:
+            self.on_beat(self.beat())
+        except Exception as exc:   # the lease lapses by itself; say so once per outage
+            if self._leader_until is not None and not self.is_leader():
+                log.warning("%s could not renew its engine lease: %s", self.name, exc)
+            log.debug("cluster heartbeat failed", exc_info=True)

@@ -5,14 +5,13 @@ registration and, with DTLS, its session; only that process can read and write i
 the campaign engine goes to the local ``Lwm2mDriver`` when this process runs the attempt or holds the
 registration, and is otherwise posted to the database (``ClusterStore.post_command``), where the process named
 on the device's registration row takes it (``pump``). A device registered nowhere gets its command when it
-registers, wherever it does; a command no process took within ``unclaimed_s`` is withdrawn by its poster and
+registers, wherever it does (the pump runs every ``PUMP_S`` on the process's scheduler); a command no process took within ``unclaimed_s`` is withdrawn by its poster and
 ends as the local driver would have ended it (the device did not register in time: ``DeviceUnreachable``).
 Outcomes are reported by the process that drives the attempt, to its own engine loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -25,6 +24,7 @@ from ..campaign.drivers import (
 from ..clock import Clock
 from ..protocol.delivery import Delivery
 from ..store.cluster_ports import ClusterStore, PostedCommand
+from .scheduler import Periodic, Scheduler
 
 __all__ = ["RoutedLwm2mDriver", "encode_command", "decode_command"]
 
@@ -76,7 +76,9 @@ class RoutedLwm2mDriver:
         self._posted: dict[str, tuple[datetime, str]] = {}   # attempt id -> (posted at, kind) of its last post
         self._outcomes: list[AttemptOutcome] = []
         self._on_outcome: Callable[[], None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pump: Periodic | None = None
+        self._scheduler: Scheduler | None = None
+        self._failing = False
 
     @property
     def on_outcome(self) -> Callable[[], None] | None:
@@ -113,28 +115,28 @@ class RoutedLwm2mDriver:
 
     # ---------------------------------------------------------------- the pump
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="LwM2M command pump")
+    def start(self, scheduler: Scheduler) -> None:
+        """Pump every ``PUMP_S`` on the process's scheduler."""
+        self._scheduler = scheduler
+        self._pump = Periodic(timedelta(seconds=PUMP_S), self._pump_guarded, self._clock.now())
+        scheduler.add(self._pump, "LwM2M command pump")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pump is not None and self._scheduler is not None:
+            self._pump.stop()
+            self._scheduler.discard(self._pump)
         await self.local.stop()
 
-    async def _run(self) -> None:
-        failing = False
-        while True:
-            try:
-                self.pump(self._clock.now())
-                if failing:
-                    log.info("LwM2M commands of other processes are taken again")
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    log.warning("could not take the LwM2M commands of other processes: %s", exc)
-                failing = True
-            await asyncio.sleep(PUMP_S)
+    def _pump_guarded(self, now: datetime) -> None:
+        try:
+            self.pump(now)
+            if self._failing:
+                log.info("LwM2M commands of other processes are taken again")
+            self._failing = False
+        except Exception as exc:
+            if not self._failing:
+                log.warning("could not take the LwM2M commands of other processes: %s", exc)
+            self._failing = True
 
     def pump(self, now: datetime) -> int:
         """Take the commands posted for the devices this process holds and run them here; withdraw this

@@ -62,7 +62,8 @@ from ..services import Services
 from ..store.protocol_ports import OmadmStore
 from .omadm_access import CREDENTIAL_KIND, ClientIdentity, OmadmAccess, device_key
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
-from .omadm_sessions import SessionTable
+from .omadm_sessions import SessionTable, SessionTimer
+from .scheduler import Scheduler
 from .omadm_throttle import AuthThrottle, ThrottleSettings
 from .omadm_notify import HttpHookNotifier, Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
@@ -113,6 +114,7 @@ class OmadmServer:
         self._monotonic = monotonic
         self.store = store or services.stores.omadm
         self.sessions = SessionTable()
+        self.timer = SessionTimer(self.sessions, self.expire, services.clock, monotonic)
         self.access = OmadmAccess(services)
         self.throttle = AuthThrottle(settings.throttle)
         self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
@@ -142,6 +144,8 @@ class OmadmServer:
             return self._exchange(body, mac_header, base_url, peer_host)
         except StorageUnavailable as exc:  # logged once by the store's health, not per exchange
             return self._refuse_unstored(exc)
+        finally:
+            self.timer.moved()
 
     def _exchange(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str) -> _Reply:
         now = self._now_s = self._monotonic()
@@ -401,24 +405,30 @@ class OmadmServer:
             self._reload_nonces(device.device_id)
         return self.trigger_addresses.get(device.device_id)
 
-    async def run_dispatcher(self, poll_s: float = 1.0) -> None:
-        """The endpoint's timers: send Package 0s as the driver asks for them, and end idle sessions when their
-        deadline comes (not only when another request arrives); runs until cancelled."""
-        while True:
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancellation
-                async with asyncio.timeout(self._wait_s(poll_s)):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                self.expire(self._monotonic())
-                await self.dispatcher.dispatch()
-            except StorageUnavailable:
-                pass  # logged once by the store's health; the next round tries again
-
-
-    def _wait_s(self, poll_s: float) -> float:
-        deadline = self.sessions.next_deadline()
-        return poll_s if deadline is None else min(poll_s, max(0.01, deadline - self._monotonic()))
+    async def run_dispatcher(self, poll_s: float | None = None, scheduler: Scheduler | None = None) -> None:
+        """Send Package 0s as the driver asks for them (it wakes this task; their retries are timed by the
+        driver's deadline in the engine's step); runs until cancelled. Idle sessions end on ``scheduler``, the
+        process's timer (``self.timer``; one of its own without it). ``poll_s``: also look for triggers at least
+        this often (for rigs without the engine's wake); ``fota-server run`` passes none."""
+        own = None
+        if self.timer.scheduler is None:
+            own = scheduler or Scheduler(self.services.clock)
+            self.timer.attach(own)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancellation
+                    async with asyncio.timeout(poll_s):
+                        await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self.dispatcher.dispatch()
+                except StorageUnavailable:
+                    pass  # logged once by the store's health; the next round tries again
+        finally:
+            if own is not None:
+                self.timer.detach()
+                if scheduler is None:
+                    own.close()
 
 
 def _syncml_code(hint: str | int | None) -> int:
@@ -500,6 +510,8 @@ async def dm_endpoint(request: Request) -> Response:
         return PlainTextResponse("message larger than our MaxMsgSize", 413)
     peer = request.client.host if request.client is not None else ""
     reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
+    if server.services.device_trace.dm_ids:   # the console traces some OMA-DM device
+        server.services.device_trace.syncml(body, reply.body, reply.status, peer)
     headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}
     if reply.encoding is None:
         return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status, headers=headers)

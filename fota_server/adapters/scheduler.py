@@ -20,11 +20,11 @@ import itertools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Callable, Protocol
 
 from ..clock import Clock
 
-__all__ = ["Timed", "Scheduler"]
+__all__ = ["Timed", "Scheduler", "Periodic"]
 
 log = logging.getLogger("fota_server.scheduler")
 
@@ -158,3 +158,24 @@ class Scheduler:
         self._timer, self._wake_at = None, None
         self.fired += 1
         self.run_due()
+
+
+class Periodic:
+    """A ``Timed`` part that calls ``action(now)`` every ``interval`` from ``first_at`` until ``stop()``."""
+
+    def __init__(self, interval: timedelta, action: Callable[[datetime], None], first_at: datetime) -> None:
+        self.interval = interval
+        self._action = action
+        self._at: datetime | None = first_at
+
+    def next_deadline(self) -> datetime | None:
+        return self._at
+
+    def on_timer(self, now: datetime) -> None:
+        if self._at is None or now < self._at:
+            return
+        self._at = now + self.interval
+        self._action(now)
+
+    def stop(self) -> None:
+        self._at = None

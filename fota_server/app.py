@@ -48,6 +48,7 @@ from .api import (
     reports,
 )
 from .api import lwm2m_explorer
+from . import web
 from .api.errors import install_error_handlers
 from .auth import AuthService
 from .campaign.service import CampaignService
@@ -110,11 +111,13 @@ def build_http_app(services: Services) -> Starlette:
         routes=[*fota_http.routes, *ddi_http.routes, *omadm_http.routes,
                 *health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
-                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes],
+                *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes,
+                *web.routes],
         exception_handlers=install_error_handlers(),
     )
     app.state.services = services
     openapi.install(app.state)
+    web.install(app.state)
     return app
 
 
@@ -142,6 +145,7 @@ class RunningServer:
         self._routed: RoutedLwm2mDriver | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._hook_client: httpx.AsyncClient | None = None
+        self._console: web.ConsoleHub | None = None
         self.scheduler = Scheduler(services.clock)   # the process's one timer (adapters/scheduler.py)
         self.stopped = asyncio.Event()
 
@@ -160,7 +164,9 @@ class RunningServer:
             drivers["LWM2M"] = self._routed
         elif lwm2m_driver is not None:
             drivers["LWM2M"] = lwm2m_driver
-        app = DeviceDispatch(build_http_app(self.services))   # check-in, status and DDI poll before the router
+        http_app = build_http_app(self.services)
+        self._console = http_app.state.console
+        app = DeviceDispatch(http_app)   # check-in, status and DDI poll before the router
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                              **uvicorn_limits(config), **self._tls_options()))
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
@@ -213,6 +219,8 @@ class RunningServer:
                                                                  reuse_port=config.reuse_port, scheduler=self.scheduler)
         self._coap = self._lwm2m.context
         self.services.lwm2m_explorer.attach(self._lwm2m.server)
+        self._lwm2m.fast_path.trace_to(self.services.device_trace)   # the console's protocol trace
+        self._lwm2m.server.listeners.append(self.services.device_trace.on_registration)
         if self._coap is not None:   # aiocoap's line per bad datagram: rate-limited through the peer log
             quiet_peer_logs(self._coap.log)
         campaigns = self.services.campaigns
@@ -280,6 +288,8 @@ class RunningServer:
         if self._hook_client is not None:
             await self._hook_client.aclose()
         self.services.lwm2m_explorer.close()  # event streams and held explorer requests end: HTTP can stop
+        if self._console is not None:
+            self._console.close()   # and the console's live pages
         if self._http is not None:
             self._http.should_exit = True
         if self._http_task is not None:

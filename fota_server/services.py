@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .adapters.device_trace import DeviceTrace
 from .adapters.lwm2m_explorer import Lwm2mExplorer
 from .auth import AuthService
 from .campaign.service import CampaignService
@@ -46,3 +47,5 @@ class Services:
     ports: dict[str, int] = field(default_factory=dict)
     # the running LwM2M server for the device explorer API, attached when CoAP starts (empty with CoAP off)
     lwm2m_explorer: Lwm2mExplorer = field(default_factory=Lwm2mExplorer)
+    # the protocol trace of the devices the web console watches (``adapters/device_trace.py``)
+    device_trace: DeviceTrace = field(default_factory=DeviceTrace)

@@ -37,6 +37,7 @@ from ..api.errors import PayloadTooLarge
 from ..protocol.errors import PeerError
 from ..protocol.http_fota import manifest
 from ..services import Services
+from .device_trace import DeviceTrace
 from . import ddi_http, fota_http
 from .fota_http import (
     authenticate_device, checkin_answer, peer_error_response, recorder_of, scope_base_url,
@@ -44,6 +45,8 @@ from .fota_http import (
 )
 
 __all__ = ["DeviceDispatch", "receive_body"]
+
+_Answer = Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]]
 
 _CHECKIN, _STATUS = "/http/v1/devices/{device_id}/checkin", "/http/v1/devices/{device_id}/status"
 _DEVICE_PREFIX = "/http/v1/devices/"
@@ -125,6 +128,9 @@ class DeviceDispatch:
     async def _answer(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str],
                       answer: Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]]
                       ) -> None:
+        device_id = params.get("device_id") or params.get("controller_id", "")
+        if device_id in self.services.device_trace.devices:   # the console traces it
+            receive, answer = _traced(self.services.device_trace, device_id, scope, receive, answer)
         headers: dict[bytes, bytes] = {}
         for key, value in scope["headers"]:
             if key in (b"authorization", b"host", b"content-length") and key not in headers:   # the first, as
@@ -205,6 +211,30 @@ async def _call(handler: Callable[..., object], request: Request, exc: Exception
     result = await handler(request, exc) if is_async_callable(handler) else await run_in_threadpool(
         handler, request, exc)
     return result if isinstance(result, Response) else None
+
+
+def _traced(trace: DeviceTrace, device_id: str, scope: Scope, receive: Receive, answer: _Answer
+            ) -> tuple[Receive, _Answer]:
+    """``receive`` and ``answer`` that also give the request's body and the answer to the device's trace."""
+    chunks: list[bytes] = []
+
+    async def recording() -> Message:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        return message
+
+    async def answering(scope: Scope, receive: Receive, params: dict[str, str], headers: dict[bytes, bytes]
+                        ) -> bytes:
+        try:
+            body = await answer(scope, receive, params, headers)
+        except PeerError as exc:
+            trace.http(device_id, scope["method"], scope["path"], exc.hint if isinstance(exc.hint, int) else 400,
+                       b"".join(chunks), str(exc).encode(),
+                       _peer(scope))
+            raise
+        trace.http(device_id, scope["method"], scope["path"], 200, b"".join(chunks), body, _peer(scope))
+        return body
+    return recording, answering
 
 
 def _text(value: bytes | None) -> str:

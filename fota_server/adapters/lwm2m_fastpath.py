@@ -34,6 +34,7 @@ from ..protocol.lwm2m.coap_message import (
     decode_message, encode_message, uint_bytes, uint_value,
 )
 from .coap_exchanges import SocketExchanges, peer_key
+from .device_trace import DeviceTrace
 from .lwm2m_pressure import Pressure
 from .lwm2m_blocks import FirmwareBlockResource
 from .lwm2m_site import Lwm2mServer, RdAnswer, RdRequest
@@ -75,6 +76,12 @@ class FastPath(asyncio.DatagramProtocol):
         self._sock = sock
         self.answered = 0
         self.passed_on = 0
+        self.traced: dict[Any, str] = {}   # the console trace's addresses (``trace_to``); empty: nothing traced
+        self._trace: DeviceTrace | None = None
+
+    def trace_to(self, trace: DeviceTrace) -> None:
+        """Give the datagrams from and to the addresses ``trace`` follows to it (one dict test per datagram)."""
+        self._trace, self.traced = trace, trace.addresses
 
     @property
     def port(self) -> int:
@@ -83,6 +90,8 @@ class FastPath(asyncio.DatagramProtocol):
 
     def send(self, data: bytes, addr: Any) -> None:
         """Send straight from the socket; what the kernel cannot take now is queued by the transport."""
+        if addr in self.traced and self._trace is not None:
+            self._trace.coap(addr, data, "out")
         if self._sock is not None:
             try:
                 self._sock.sendto(data, addr)
@@ -113,6 +122,8 @@ class FastPath(asyncio.DatagramProtocol):
 
     # asyncio protocol: everything not ours goes to aiocoap's protocol
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr in self.traced and self._trace is not None:
+            self._trace.coap(addr, data, "in")
         if len(data) >= 4 and (data[0] & 0x20 or data[1] >= 64) and self.exchanges.owns(addr, data):
             self.exchanges.receive(addr, data)  # ACK, Reset or response to one of the server's own requests
             return

@@ -512,6 +512,8 @@ async def dm_endpoint(request: Request) -> Response:
     reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
     if server.services.device_trace.dm_ids:   # the console traces some OMA-DM device
         server.services.device_trace.syncml(body, reply.body, reply.status, peer)
+    if server.services.device_trace.dm_ids:   # the console traces some OMA-DM device
+        server.services.device_trace.syncml(body, reply.body, reply.status, peer)
     headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}
     if reply.encoding is None:
         return PlainTextResponse(reply.body.decode("utf-8", "replace"), reply.status, headers=headers)

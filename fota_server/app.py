@@ -250,7 +250,7 @@ class RunningServer:
         dtls = DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s), max_handshakes=config.dtls_max_handshakes)
         self.services.ports.update(await self._bootstrap.start(
             config.host, config.bootstrap_port, config.bootstrap_coaps_port if config.coaps_enabled else None, dtls,
-            reuse_port=config.reuse_port))
+            reuse_port=config.reuse_port, scheduler=self.scheduler))
 
     async def _start_coaps(self) -> None:
         """CoAPS (DTLS-PSK) in the same CoAP context; a device may register only as its identity's endpoint."""
@@ -262,7 +262,7 @@ class RunningServer:
                 self._coap, (config.host, config.coaps_port), psk_lookup_for(creds),
                 DtlsSettings(idle_timeout_s=float(config.coaps_idle_timeout_s),
                              max_handshakes=config.dtls_max_handshakes),
-                endpoint_lookup=endpoint_lookup_for(creds), reuse_port=config.reuse_port)
+                endpoint_lookup=endpoint_lookup_for(creds), reuse_port=config.reuse_port, scheduler=self.scheduler)
         except DtlsHookUnavailable as exc:
             log.error("CoAPS (DTLS-PSK) is off: %s", exc)
             return

@@ -31,6 +31,7 @@ from ..protocol.lwm2m.bootstrap import (
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..store.ports import BootstrapStore
 from .dtls import DtlsHookUnavailable, DtlsSettings, add_coaps_transport
+from .scheduler import Scheduler
 from .lwm2m_downlink import code_of, dotted
 from .port_sharing import aiocoap_reuse_port, bind_failed
 
@@ -70,9 +71,10 @@ class BootstrapServer:
         self.outcomes: OrderedDict[str, BootstrapEvent] = OrderedDict()   # the last outcome per endpoint
 
     async def start(self, host: str, port: int, coaps_port: int | None,
-                    dtls: DtlsSettings | None = None, reuse_port: bool = False) -> dict[str, int]:
+                    dtls: DtlsSettings | None = None, reuse_port: bool = False,
+                    scheduler: Scheduler | None = None) -> dict[str, int]:
         """Bind CoAP (and CoAPS unless ``coaps_port`` is None); port 0 picks one. Returns the ports. With
-        ``reuse_port`` other processes may bind them too (``port_sharing``)."""
+        ``reuse_port`` other processes may bind them too (``port_sharing``); DTLS deadlines go on ``scheduler``."""
         site = resource.Site()
         site.add_resource(["bs"], _BootstrapResource(self))
         bind = (host, _port_to_bind(host, port))
@@ -87,7 +89,8 @@ class BootstrapServer:
             store = self._configs.store
             try:
                 coaps = await add_coaps_transport(self.context, (host, coaps_port), _psk_lookup(store), dtls,
-                                                  endpoint_lookup=_endpoint_lookup(store), reuse_port=reuse_port)
+                                                  endpoint_lookup=_endpoint_lookup(store), reuse_port=reuse_port,
+                                                  scheduler=scheduler)
             except DtlsHookUnavailable as exc:
                 log.error("bootstrap CoAPS (DTLS-PSK) is off: %s", exc)
             else:

@@ -31,6 +31,7 @@ from .provision import (
     device_for_identity, endpoint_for_remote, endpoint_lookup_for, provision_psk, psk_lookup_for, revoke_psk,
 )
 from .transport import COAPS_PORT, DtlsMessageInterface, DtlsRemote, DtlsSessionClosed, EndpointLookup
+from ..scheduler import Scheduler
 
 __all__ = [
     "add_coaps_transport", "create_coaps_context", "check_coaps_support",
@@ -51,9 +52,10 @@ def check_coaps_support() -> None:
 async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_lookup: PskLookup,
                               settings: DtlsSettings | None = None,
                               endpoint_lookup: EndpointLookup | None = None,
-                              reuse_port: bool = False) -> DtlsMessageInterface:
+                              reuse_port: bool = False, scheduler: Scheduler | None = None) -> DtlsMessageInterface:
     """Listen for CoAPS on ``bind`` (port 0: any free port; see ``.port``) within ``ctx``; with ``reuse_port``
-    other processes may bind it too (``port_sharing``).
+    other processes may bind it too (``port_sharing``); its handshake and idle deadlines go on ``scheduler``,
+    the process's timer (one of its own without it).
 
     ``psk_lookup`` maps a PSK identity to its key; ``endpoint_lookup`` maps it to the LwM2M endpoint
     the device may register as, which each remote carries as ``lwm2m_endpoint``.
@@ -67,7 +69,8 @@ async def add_coaps_transport(ctx: aiocoap.Context, bind: tuple[str, int], psk_l
 
     async def construct(mman: Any) -> DtlsMessageInterface:
         interface = await DtlsMessageInterface.create_server(bind, mman, ctx.log, loop, psk_lookup, settings,
-                                                             endpoint_lookup, reuse_port=reuse_port)
+                                                             endpoint_lookup, reuse_port=reuse_port,
+                                                             scheduler=scheduler)
         created.append(interface)
         return interface
 

@@ -6,8 +6,9 @@ transport (a ``GenericMessageInterface`` whose remotes send through their sessio
 established session gets one ``DtlsRemote``: it carries the authenticated ``psk_identity``, and a
 request sent to it (a server-initiated Read, Write or Execute) travels over that session.
 
-One timer serves all sessions: a heap of deadlines (handshake retransmission, handshake timeout,
-idle eviction), re-armed for the earliest one. A new handshake from another address with the same
+A heap of deadlines (handshake retransmission, handshake timeout, idle eviction) serves all sessions; its
+earliest is a ``Timed`` part of the process's scheduler (``adapters/scheduler.py``), whose one timer calls it
+back. The sessions keep loop-time seconds; the scheduler is shown them as instants of its clock. A new handshake from another address with the same
 identity (a device behind a re-bound NAT) supersedes the older session.
 """
 
@@ -19,6 +20,7 @@ import logging
 import math
 import socket
 from collections import Counter, OrderedDict
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, cast
 
 from aiocoap import Message, error, interfaces
@@ -26,7 +28,9 @@ from aiocoap.numbers import constants
 from aiocoap.transports.generic_udp import GenericMessageInterface
 from aiocoap.util import hostportjoin, hostportsplit
 
+from ...clock import SystemClock
 from ...peerlog import PEER_LOG, peer_refused
+from ..scheduler import Scheduler
 from ..port_sharing import bind_failed, check_reuse_port, udp_port_to_bind
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState, peer_host
 from .datagrams import client_hello_random, is_initial_client_hello
@@ -38,6 +42,7 @@ log = logging.getLogger("fota_server.dtls")
 
 COAPS_PORT = 5684
 _MIN_TIMER_STEP_S = 0.01     # a deadline that does not move cannot make the timer spin
+_DUE = datetime(1970, 1, 1, tzinfo=timezone.utc)   # a deadline already passed: due at any instant
 
 
 class DtlsSessionClosed(error.NetworkError):
@@ -139,7 +144,9 @@ class DtlsMessageInterface(GenericMessageInterface):
     """The CoAPS listener: UDP socket, DTLS sessions per peer, aiocoap message interface."""
 
     def __init__(self, mman: interfaces.MessageManager, log_: logging.Logger, loop: asyncio.AbstractEventLoop,
-                 core: DtlsServerCore, endpoint_lookup: EndpointLookup | None = None) -> None:
+                 core: DtlsServerCore, endpoint_lookup: EndpointLookup | None = None,
+                 scheduler: Scheduler | None = None) -> None:
+        """``scheduler``: the process's timer (one of its own without it)."""
         super().__init__(mman, log_, loop)
         self._core = core
         self._endpoint_lookup = endpoint_lookup
@@ -148,8 +155,11 @@ class DtlsMessageInterface(GenericMessageInterface):
         self._remotes: dict[DtlsSession, DtlsRemote] = {}
         self._by_identity: dict[str, DtlsSession] = {}
         self._deadlines: Deadlines[DtlsSession] = Deadlines()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        self._timer_at = math.inf     # the earliest deadline the scheduler was told of
+        self._own_scheduler = scheduler is None
+        self._scheduler = scheduler if scheduler is not None else Scheduler(SystemClock())
+        self._timed = _SessionsTimer(self)
+        self._scheduler.add(self._timed, "DTLS sessions")
         self.on_established: SessionListener | None = None
         self.on_closed: SessionListener | None = None
         self.hostinfo_local = ""
@@ -163,10 +173,10 @@ class DtlsMessageInterface(GenericMessageInterface):
                             loop: asyncio.AbstractEventLoop, psk_lookup: PskLookup,
                             settings: DtlsSettings | None = None,
                             endpoint_lookup: EndpointLookup | None = None,
-                            reuse_port: bool = False) -> "DtlsMessageInterface":
+                            reuse_port: bool = False, scheduler: Scheduler | None = None) -> "DtlsMessageInterface":
         """Bind ``bind`` exactly (port 0 picks a free one; ``reuse_port``: SO_REUSEPORT, other processes may
-        bind it too) and start serving."""
-        self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings), endpoint_lookup)
+        bind it too) and start serving; its deadlines go on ``scheduler``, the process's timer."""
+        self = cls(mman, log_, loop, DtlsServerCore(psk_lookup, settings), endpoint_lookup, scheduler)
         pool = _DatagramSocket(self)
         check_reuse_port(reuse_port)
         bind = (bind[0], udp_port_to_bind(bind[0], bind[1], reuse_port))
@@ -397,13 +407,15 @@ class DtlsMessageInterface(GenericMessageInterface):
             self._arm_timer(deadline)
 
     def _arm_timer(self, deadline: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._scheduler.reschedule()
+
+    def next_deadline_at(self) -> float:
+        """The earliest deadline in loop time (possibly stale: waking for it is harmless), or infinity."""
+        return self._deadlines.next_at()
 
     def _on_timer(self) -> None:
-        self._timer, self._timer_at = None, math.inf
+        self._timer_at = math.inf
         now = self._loop.time()
         for session in self._deadlines.pop_due(now):
             try:
@@ -421,8 +433,25 @@ class DtlsMessageInterface(GenericMessageInterface):
         """Close every session (close_notify to established peers), stop the timer, close the socket."""
         for session in list(self._sessions.values()):
             self._end(session, "server shutting down")
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._scheduler.discard(self._timed)
+        if self._own_scheduler:
+            self._scheduler.close()
         if self._pool.transport is not None:
             self._pool.transport.close()
+
+
+class _SessionsTimer:
+    """The transport's earliest session deadline (loop time) as a ``Timed`` part of the scheduler."""
+
+    def __init__(self, interface: DtlsMessageInterface) -> None:
+        self._interface = interface
+
+    def next_deadline(self) -> datetime | None:
+        at = self._interface.next_deadline_at()
+        if at == math.inf:
+            return None
+        left = at - self._interface._loop.time()
+        return _DUE if left <= 0 else self._interface._scheduler.clock.now() + timedelta(seconds=left)
+
+    def on_timer(self, now: datetime) -> None:
+        self._interface._on_timer()

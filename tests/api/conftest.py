@@ -152,21 +152,27 @@ def ok(response: httpx.Response) -> Any:
     return response.json()
 
 
+def build_testbed(db: Path, start: Callable[[Path], ServerProcess], licenses: int = 100,
+                  extra_devices: list[Device] | None = None, seed: Callable[[Path], None] | None = None) -> ApiSetup:
+    """Accounts, devices and packages; then ``seed(db)`` for more rows; then the server (``start(db)``)."""
+    acc_creds = create_account(db, ACC, licenses=licenses)
+    other_creds = create_account(db, OTHER, licenses=10)
+    seed_devices(db, standard_devices() + (extra_devices or []))
+    seed_packages(db)
+    if seed is not None:
+        seed(db)
+    server = start(db)
+    return ApiSetup(server, Client(server.base_url, ACC, acc_creds).login(),
+                    Client(server.base_url, OTHER, other_creds).login(), db)
+
+
 @pytest.fixture
 def make_testbed(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -> Iterator[Callable[..., ApiSetup]]:
     def make(licenses: int = 100, extra_devices: list[Device] | None = None,
              seed: Callable[[Path], None] | None = None) -> ApiSetup:
         """Accounts, devices and packages; then ``seed(db)`` for more rows; then the server."""
-        db = tmp_path / "fota.db"
-        acc_creds = create_account(db, ACC, licenses=licenses)
-        other_creds = create_account(db, OTHER, licenses=10)
-        seed_devices(db, standard_devices() + (extra_devices or []))
-        seed_packages(db)
-        if seed is not None:
-            seed(db)
-        server = server_factory(db, "--no-coap")
-        return ApiSetup(server, Client(server.base_url, ACC, acc_creds).login(),
-                       Client(server.base_url, OTHER, other_creds).login(), db)
+        return build_testbed(tmp_path / "fota.db", lambda db: server_factory(db, "--no-coap"), licenses,
+                             extra_devices, seed)
 
     yield make
 
@@ -174,3 +180,21 @@ def make_testbed(tmp_path: Path, server_factory: Callable[..., ServerProcess]) -
 @pytest.fixture
 def testbed(make_testbed: Callable[..., ApiSetup]) -> ApiSetup:
     return make_testbed()
+
+
+@pytest.fixture(scope="module")
+def shared_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiSetup]:
+    """The standard testbed, one per module, for tests that only read or are refused: they change nothing
+    another test could see. A test that changes anything takes ``testbed``."""
+    server: ServerProcess | None = None
+
+    def start(db: Path) -> ServerProcess:
+        nonlocal server
+        server = ServerProcess(db, ["--no-coap"]).start()
+        return server
+
+    try:
+        yield build_testbed(tmp_path_factory.mktemp("api") / "fota.db", start)
+    finally:
+        if server is not None:
+            server.kill()

@@ -43,8 +43,8 @@ def test_v1_lists_by_imei_cursor_with_client_type_and_line_status(testbed: ApiSe
     assert error_of(acc.get(f"{V1}/x1")) == "InvalidField"
 
 
-def test_v2_lists_with_distribution_type_and_software(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_v2_lists_with_distribution_type_and_software(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     body = ok(acc.get(V2))
     assert (body["accountName"], body["hasMoreData"], body["maxPageSize"]) == (ACC, False, 1000)
     assert _ids(body) == sorted([LWM2M_DEV, HTTP_DEV, OMADM_DEV, NAMED_DEV])
@@ -62,8 +62,8 @@ def test_v2_lists_with_distribution_type_and_software(testbed: ApiSetup) -> None
     assert error_of(acc.get(V2, params={"distributionType": "FTP"})) == "InvalidProtocol"
 
 
-def test_v3_lists_with_protocol_filter_and_status(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_v3_lists_with_protocol_filter_and_status(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     body = ok(acc.get(V3))
     by_id = {d["deviceId"]: d for d in body["deviceList"]}
     assert set(by_id) == {LWM2M_DEV, HTTP_DEV, OMADM_DEV, NAMED_DEV}
@@ -95,8 +95,8 @@ def test_v2_and_v3_page_at_1000_with_a_string_cursor(make_testbed: Callable[...,
     assert len(v1_rest["deviceList"]) == 1001 + 3 - 1000
 
 
-def test_v3_lookup_answers_each_named_device(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_v3_lookup_answers_each_named_device(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     body = ok(acc.post(V3, json={"deviceList": [LWM2M_DEV, OTHER_DEV, NO_SUCH_DEV, LWM2M_DEV]}))
     assert (body["accountName"], body["deviceCount"]) == (ACC, 3)
     found, other, missing = body["deviceList"]
@@ -108,12 +108,12 @@ def test_v3_lookup_answers_each_named_device(testbed: ApiSetup) -> None:
     assert error_of(acc.post(V3, content=b"{", headers={"Content-Type": "*/*"})) == "InvalidJson"
 
 
-def test_device_paths_of_another_account_answer_as_unknown(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_device_paths_of_another_account_answer_as_unknown(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     for path in ("/api/fota/v1/devices/{a}/index/0", "/api/fota/v2/devices/{a}", "/api/fota/v3/devices/{a}"):
         assert error_of(acc.get(path.format(a="0000999999-00001"))) == error_of(
             acc.get(path.format(a=UNKNOWN_ACC))) == "AccountNotFound"
-    assert _ids(ok(testbed.other.get("/api/fota/v3/devices/0000999999-00001"))) == [OTHER_DEV]
+    assert _ids(ok(shared_testbed.other.get("/api/fota/v3/devices/0000999999-00001"))) == [OTHER_DEV]
 
 
 def test_listings_show_the_upgrades_campaigns_completed(make_testbed: Callable[..., ApiSetup]) -> None:

@@ -120,14 +120,14 @@ def test_license_listings_page_at_1000(make_testbed: Callable[..., ApiSetup]) ->
     (json.dumps({"deviceList": ["x" * 129]}).encode(), "InvalidField"),
     (json.dumps({"deviceList": [str(n) for n in range(1001)]}).encode(), "TooManyDevices"),
 ])
-def test_bad_license_bodies_are_refused_with_a_reason(testbed: ApiSetup, body: bytes, code: str) -> None:
+def test_bad_license_bodies_are_refused_with_a_reason(shared_testbed: ApiSetup, body: bytes, code: str) -> None:
     for path in (f"{V1}/assign", f"{V2}/remove", f"{V3}/assign", f"{V1}/cancel", f"{V2}/cancel"):
-        assert error_of(testbed.acc.post(path, content=body, headers=STAR)) == code, path
+        assert error_of(shared_testbed.acc.post(path, content=body, headers=STAR)) == code, path
 
 
-def test_oversized_body_is_refused(testbed: ApiSetup) -> None:
+def test_oversized_body_is_refused(shared_testbed: ApiSetup) -> None:
     huge = json.dumps({"deviceList": ["1" * 100] * 20000}).encode()
-    response = testbed.acc.post(f"{V3}/assign", content=huge)
+    response = shared_testbed.acc.post(f"{V3}/assign", content=huge)
     assert response.status_code == 413 and response.json()["errorCode"] == "PayloadTooLarge"
 
 
@@ -161,8 +161,8 @@ def test_v2_cancel_list(testbed: ApiSetup) -> None:
     assert ok(acc.delete(f"{V2}/cancel")) == {"success": True}
 
 
-def test_another_accounts_path_answers_as_unknown(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_another_accounts_path_answers_as_unknown(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     for path in ("/api/fota/v1/licenses/{a}/index/0", "/api/fota/v2/licenses/{a}", "/api/fota/v3/licenses/{a}",
                  "/api/fota/v2/licenses/{a}/cancel"):
         other = acc.get(path.format(a="0000999999-00001"))

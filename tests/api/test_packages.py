@@ -19,8 +19,8 @@ def _names(entries: list[dict[str, str]], key: str) -> list[str]:
     return [e[key] for e in entries]
 
 
-def test_v1_firmware_list_with_client_type(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_v1_firmware_list_with_client_type(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     listed = ok(acc.get(f"/api/fota/v1/firmware/{ACC}"))
     assert _names(listed, "firmwareName") == sorted([SENSOR, GATEWAY, PHONE])  # OTHER's private image is not here
     sensor = next(e for e in listed if e["firmwareName"] == SENSOR)
@@ -30,12 +30,12 @@ def test_v1_firmware_list_with_client_type(testbed: ApiSetup) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", sensor["launchDate"])
     assert _names(ok(acc.get(f"/api/fota/v1/firmware/{ACC}", params={"clientType": "HTTP"})), "clientType") == ["HTTP"]
     assert _names(ok(acc.get(f"/api/fota/v1/firmware/{ACC}", params={"clientType": "OMD-DM"})), "firmwareName") == [PHONE]
-    other = ok(testbed.other.get("/api/fota/v1/firmware/0000999999-00001"))
+    other = ok(shared_testbed.other.get("/api/fota/v1/firmware/0000999999-00001"))
     assert "Other-Private-1.0.0-to-1.1.0" in _names(other, "firmwareName")
 
 
-def test_v3_firmware_list_needs_a_protocol(testbed: ApiSetup) -> None:
-    acc = testbed.acc
+def test_v3_firmware_list_needs_a_protocol(shared_testbed: ApiSetup) -> None:
+    acc = shared_testbed.acc
     path = f"/api/fota/v3/firmware/{ACC}"
     assert error_of(acc.get(path)) == "MissingField"
     assert error_of(acc.get(path, params={"protocol": "HTTP"})) == "InvalidProtocol"

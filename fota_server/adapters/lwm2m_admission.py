@@ -67,6 +67,9 @@ def known_devices_of(db: Any) -> KnownDevices:
     known = KnownDevices(db.credentials, data_version if listeners is not None else None)
     if listeners is not None:
         listeners.append(known.forget)
+    peers = getattr(db, "peer_change_listeners", None)
+    if peers is not None:   # PostgreSQL: the devices other processes changed (store/postgres_changes.py)
+        peers.append(known.forget)
     return known
 
 

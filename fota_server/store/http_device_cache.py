@@ -4,7 +4,8 @@ token check (``DeviceAuthCache``) and the device's HTTP state, its open offer am
 Both are exact for this process: the stores drop a device's entry after every write of this process that changes
 what it holds (a credential; an offer, the device's logging switch or DDI attributes), and drop every entry when
 another connection, another process say, has committed to the database since the last look (SQLite's
-``PRAGMA data_version``, read on every lookup). A lookup that a write overtook keeps nothing (a generation count).
+``PRAGMA data_version``, read on every lookup; on PostgreSQL the devices other processes changed are dropped one by
+one, as their notifications arrive). A lookup that a write overtook keeps nothing (a generation count).
 """
 
 from __future__ import annotations
@@ -77,4 +78,7 @@ def caches_of(db: SqlDatabase) -> tuple[DeviceAuthCache, DeviceStateCache]:
     if caches is None:
         caches = _CACHES[db] = (DeviceAuthCache(), DeviceStateCache())
         db.credential_listeners.append(caches[0].forget)
+        peers: list[Callable[[str], None]] | None = getattr(db, "peer_change_listeners", None)
+        if peers is not None:   # PostgreSQL: the devices other processes changed (store/postgres_changes.py)
+            peers += [caches[0].forget, caches[1].forget]
     return caches

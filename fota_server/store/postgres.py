@@ -15,11 +15,12 @@ server, a read-only server or a lost connection as ``StorageUnavailable`` (503 /
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from itertools import count
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool
 
 from .health import StorageHealth, StorageOpenError, StorageUnavailable
+from .postgres_changes import ChangeFeed, ensure_change_triggers
 from .postgres_sql import COMPATIBILITY, Table, Translator, ddl, split_statements
 from .schema import MIGRATIONS
 from .sqlite import (
@@ -174,12 +176,13 @@ class PostgresDatabase:
         self.lock = threading.RLock()
         self.credential_listeners: list[Callable[[str], None]] = []
         self._local = threading.local()
-        self._versions = count(1)
+        # the caches' view of other processes' commits; this process's writes carry its name, so they are not news
+        self.changes = ChangeFeed(url, f"fota-server-{os.getpid()}-{uuid.uuid4().hex[:12]}")
         try:
             psycopg.connect(url, connect_timeout=10).close()   # fails at once, with the server's reason
             self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
                 url, min_size=1, max_size=max_connections, open=False, name="fota",
-                kwargs={"autocommit": True, "row_factory": _row_factory})
+                kwargs={"autocommit": True, "row_factory": _row_factory, "application_name": self.changes.name})
             self._pool.open(wait=True, timeout=30)
         except Exception as exc:   # psycopg's errors and the pool's timeout alike
             raise StorageOpenError("database", self.path, str(exc).strip() or type(exc).__name__) from exc
@@ -236,9 +239,14 @@ class PostgresDatabase:
         return unavailable if unavailable is not None else exc
 
     def data_version(self) -> int:
-        """A value that differs at every call: PostgreSQL has no cheap "another connection committed" counter, so
-        a cache keyed on it (``http_device_cache``) never serves an entry another process may have changed."""
-        return next(self._versions)
+        """Moves when the caches can no longer tell what other processes changed (``postgres_changes``); the
+        device ids they did change go to ``peer_change_listeners`` first."""
+        return self.changes.version()
+
+    @property
+    def peer_change_listeners(self) -> list[Callable[[str], None]]:
+        """Called with a device id another process changed (its device row, credentials or HTTP state)."""
+        return self.changes.listeners
 
     def credentials_changed(self, device_id: str) -> None:
         for listener in self.credential_listeners:
@@ -278,6 +286,7 @@ class PostgresDatabase:
                 raw.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
                             (version, ts(datetime.now(timezone.utc))))
                 applied += 1
+            ensure_change_triggers(raw)
         return applied
 
     def _tables(self) -> dict[str, Table]:
@@ -316,4 +325,5 @@ class PostgresDatabase:
         return tables
 
     def close(self) -> None:
+        self.changes.close()
         self._pool.close()

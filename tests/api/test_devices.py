@@ -12,7 +12,8 @@ from tests.api.conftest import (
     many_devices, ok, seed_successful_upgrade,
 )
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("devices")]
 V1 = f"/api/fota/v1/devices/{ACC}/index"
 V2 = f"/api/fota/v2/devices/{ACC}"
 V3 = f"/api/fota/v3/devices/{ACC}"

@@ -13,7 +13,8 @@ from tests.api.conftest import (
     many_devices, ok,
 )
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("licenses")]
 V1, V2, V3 = (f"/api/fota/{v}/licenses/{ACC}" for v in ("v1", "v2", "v3"))
 STAR = {"Content-Type": "*/*"}
 

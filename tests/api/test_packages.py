@@ -9,7 +9,8 @@ import pytest
 
 from tests.api.conftest import ACC, UNKNOWN_ACC, ApiSetup, error_of, ok
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("packages")]
 SENSOR, GATEWAY, PHONE = "Acme-Sensor-1-1.0.0-to-1.1.0", "Acme-Gateway-2-2.0.0-to-2.1.0", "Acme-Phone-3-3.0.0-to-3.1.0"
 FILES = f"/api/fota/v2/files/{ACC}"
 CONFIG = b"[uplink]\nperiod_s = 600\n"

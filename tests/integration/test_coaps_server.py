@@ -14,7 +14,8 @@ import pytest
 
 from tests.serverproc import ServerProcess, cli, create_account
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("coaps_server")]
 DEVICE = "490154203237518"
 KEY = b"secretPSK-modem1".hex()  # coap-client takes the key as text
 

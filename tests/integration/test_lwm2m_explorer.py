@@ -19,7 +19,8 @@ from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from fota_server.protocol.lwm2m.paths import LwM2MPath as P
 from tests.serverproc import ServerProcess, cli, create_account, session_headers
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("lwm2m_explorer")]
 
 DEVICE, QUEUED, OTHERS, ABSENT = "490154203237518", "490154203237526", "490154203237534", "490154203237542"
 HANDMADE = "490154203237559"

@@ -15,7 +15,8 @@ import pytest
 
 from tests.serverproc import ServerProcess, create_account
 
-pytestmark = pytest.mark.integration
+# xdist_group: under .ci/run's --dist loadgroup the module runs on one worker, so its shared server starts once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("server_auth")]
 ACC = "0000123456-00001"
 
 

@@ -1,5 +1,6 @@
 """The sans-IO ``CoapEndpoint`` on a live UDP socket: requests become futures, Observe notifications go to
-callbacks, and one loop timer follows the endpoint's next deadline (retransmission, response timeout).
+callbacks, and the endpoint's next deadline (retransmission, response timeout) is a part of the process's
+scheduler (``adapters/scheduler.py``), whose one timer calls it back.
 
 The socket's owner hands over every datagram that ``owns`` claims (responses to our requests); what this
 module sends goes out through the ``send`` function it was given.
@@ -13,7 +14,9 @@ from typing import Any, Callable
 
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.coap_message import CoapMessage
+from ..clock import SystemClock
 from ..protocol.lwm2m.exchanges import CoapEndpoint, ExchangeTableFull, Failed, Response, TransmissionParams
+from .scheduler import MonotonicTimer, Scheduler
 
 __all__ = ["SocketExchanges", "Peer", "peer_key"]
 
@@ -29,13 +32,15 @@ def peer_key(addr: Any) -> Peer:
 
 class SocketExchanges:
     def __init__(self, send: Callable[[bytes, Peer], None], params: TransmissionParams = TransmissionParams(),
-                 max_open: int = 100_000) -> None:
+                 max_open: int = 100_000, scheduler: Scheduler | None = None) -> None:
+        """``scheduler``: the process's timer (one of its own without it)."""
         self._send = send
         self.endpoint: CoapEndpoint[Peer] = CoapEndpoint(params, max_open=max_open)
         self._waiting: dict[int, asyncio.Future[CoapMessage | None]] = {}
         self._notify: dict[int, Callable[[CoapMessage], None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._own_scheduler = scheduler is None
+        self._timer = MonotonicTimer(scheduler if scheduler is not None else Scheduler(SystemClock()),
+                                     "CoAP exchanges", self.endpoint.next_deadline, self._on_timer, _loop_time)
 
     def owns(self, addr: Any, data: bytes) -> bool:
         return self.endpoint.owns(peer_key(addr), data)
@@ -51,7 +56,7 @@ class SocketExchanges:
                 self._answered(event.handle, event.message)
             elif isinstance(event, Failed):
                 self._failed(event.handle)
-        self._flush(loop)
+        self._flush()
 
     async def request(self, peer: Peer, code: int, options: tuple[tuple[int, bytes], ...], payload: bytes,
                       timeout_s: float, confirmable: bool = True) -> CoapMessage | None:
@@ -81,7 +86,7 @@ class SocketExchanges:
         self._waiting[handle] = future
         if on_notify is not None:
             self._notify[handle] = on_notify
-        self._flush(loop)
+        self._flush()
         return handle, future
 
     def forget(self, handle: int) -> None:
@@ -92,9 +97,9 @@ class SocketExchanges:
             future.cancel()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.close()
+        if self._own_scheduler:
+            self._timer.scheduler.close()
         for handle in list(self._waiting):
             self.forget(handle)
 
@@ -118,21 +123,19 @@ class SocketExchanges:
             future.set_result(None)
 
     def _on_timer(self) -> None:
-        self._timer, self._timer_at = None, None
         loop = asyncio.get_running_loop()
         for failed in self.endpoint.on_timer(loop.time()):
             self._failed(failed.handle)
-        self._flush(loop)
+        self._flush()
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _flush(self) -> None:
         for send in self.endpoint.outgoing():
             try:
                 self._send(send.datagram, send.peer)
             except OSError as exc:  # an unreachable peer is a timeout later, not an error now
                 log.debug("could not send to %s: %s", send.peer, exc)
-        deadline = self.endpoint.next_deadline()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._timer_at = loop.call_at(deadline, self._on_timer), deadline
+        self._timer.moved()
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

@@ -71,7 +71,7 @@ class FastPath(asyncio.DatagramProtocol):
         self._monotonic = monotonic
         self._recent: OrderedDict[tuple[Any, int], tuple[float, bytes]] = OrderedDict()
         self._mid = random.randrange(0x10000)
-        self.exchanges = SocketExchanges(self.send)
+        self.exchanges = SocketExchanges(self.send, scheduler=server.scheduler)
         self.pressure = Pressure(sock, monotonic, max_wait_s=max(2, server.settings.busy_max_age_s))
         self._sock = sock
         self.answered = 0

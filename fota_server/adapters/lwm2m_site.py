@@ -165,6 +165,11 @@ class Lwm2mServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The process's timer, once attached (the fast path's CoAP exchanges run on it too)."""
+        return self._scheduler
+
     # Timed (adapters/scheduler.py): the earliest registration's lifetime plus grace, and its expiry
     def next_deadline(self) -> datetime | None:
         return self.book.next_deadline()

@@ -62,8 +62,8 @@ from ..services import Services
 from ..store.protocol_ports import OmadmStore
 from .omadm_access import CREDENTIAL_KIND, ClientIdentity, OmadmAccess, device_key
 from .omadm_driver import OmadmDriver, OmadmDriverSettings
-from .omadm_sessions import SessionTable, SessionTimer
-from .scheduler import Scheduler
+from .omadm_sessions import SessionTable
+from .scheduler import MonotonicTimer, Scheduler
 from .omadm_throttle import AuthThrottle, ThrottleSettings
 from .omadm_notify import HttpHookNotifier, Package0Notifier, TriggerDispatcher, UdpNotifier, parse_host_port
 
@@ -114,7 +114,7 @@ class OmadmServer:
         self._monotonic = monotonic
         self.store = store or services.stores.omadm
         self.sessions = SessionTable()
-        self.timer = SessionTimer(self.sessions, self.expire, services.clock, monotonic)
+        self.timer: MonotonicTimer | None = None   # idle sessions' deadlines on the process's scheduler
         self.access = OmadmAccess(services)
         self.throttle = AuthThrottle(settings.throttle)
         self.nonces: dict[str, bytes] = {}         # server -> client NextNonce, per device
@@ -145,7 +145,8 @@ class OmadmServer:
         except StorageUnavailable as exc:  # logged once by the store's health, not per exchange
             return self._refuse_unstored(exc)
         finally:
-            self.timer.moved()
+            if self.timer is not None:
+                self.timer.moved()
 
     def _exchange(self, body: bytes, mac_header: str | None, base_url: str, peer_host: str) -> _Reply:
         now = self._now_s = self._monotonic()
@@ -411,9 +412,10 @@ class OmadmServer:
         process's timer (``self.timer``; one of its own without it). ``poll_s``: also look for triggers at least
         this often (for rigs without the engine's wake); ``fota-server run`` passes none."""
         own = None
-        if self.timer.scheduler is None:
-            own = scheduler or Scheduler(self.services.clock)
-            self.timer.attach(own)
+        if scheduler is None:
+            scheduler = own = Scheduler(self.services.clock)
+        self.timer = MonotonicTimer(scheduler, "OMA-DM session expiry", self.sessions.next_deadline,
+                                    self._expire_due, self._monotonic)
         try:
             while True:
                 with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancellation
@@ -425,10 +427,16 @@ class OmadmServer:
                 except StorageUnavailable:
                     pass  # logged once by the store's health; the next round tries again
         finally:
+            self.timer.close()
+            self.timer = None
             if own is not None:
-                self.timer.detach()
-                if scheduler is None:
-                    own.close()
+                own.close()
+
+    def _expire_due(self) -> None:
+        try:
+            self.expire(self._monotonic())
+        except StorageUnavailable:
+            pass   # logged once by the store's health; the sessions still due are asked again
 
 
 def _syncml_code(hint: str | int | None) -> int:
@@ -510,8 +518,6 @@ async def dm_endpoint(request: Request) -> Response:
         return PlainTextResponse("message larger than our MaxMsgSize", 413)
     peer = request.client.host if request.client is not None else ""
     reply = server.handle(body, request.headers.get("x-syncml-hmac"), str(request.base_url), peer)
-    if server.services.device_trace.dm_ids:   # the console traces some OMA-DM device
-        server.services.device_trace.syncml(body, reply.body, reply.status, peer)
     if server.services.device_trace.dm_ids:   # the console traces some OMA-DM device
         server.services.device_trace.syncml(body, reply.body, reply.status, peer)
     headers = None if reply.retry_after_s is None else {"Retry-After": str(reply.retry_after_s)}

@@ -1,9 +1,9 @@
 """The open DM sessions of the OMA-DM endpoint, by (DevId, SessionID), with their idle deadlines in a heap.
 
 A request touches only its own session; ``due(now)`` hands out the sessions whose idle deadline has passed
-in O(log n) each, so 10,000 idle sessions cost a request nothing. ``SessionTimer`` puts the earliest idle
-deadline on the process's scheduler, whose timer ends the session (each request also ends the sessions due),
-so an idle session ends on time even when no other request arrives. When the table
+in O(log n) each, so 10,000 idle sessions cost a request nothing. The earliest idle deadline is a part of
+the process's scheduler (``OmadmServer.timer``), whose timer ends the session (each request also ends the
+sessions due), so an idle session ends on time even when no other request arrives. When the table
 is full, the oldest session whose client never authenticated makes room (``oldest_unproven``), so clients
 without credentials cannot lock devices out by filling it.
 """
@@ -14,18 +14,13 @@ import heapq
 import itertools
 import math
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from typing import Iterator
 
-from ..clock import Clock
 from ..protocol.omadm.session import DmServerSession
-from ..store.health import StorageUnavailable
-from .scheduler import Scheduler
 
-__all__ = ["SessionKey", "SessionTable", "SessionTimer"]
+__all__ = ["SessionKey", "SessionTable"]
 
 SessionKey = tuple[str, str]
-_DUE = datetime(1970, 1, 1, tzinfo=timezone.utc)   # a deadline already passed: due at any instant
 
 
 class SessionTable:
@@ -95,45 +90,3 @@ class SessionTable:
     def _schedule(self, key: SessionKey, session: DmServerSession) -> None:
         deadline = session.next_deadline()
         heapq.heappush(self._heap, (-math.inf if deadline is None else deadline, next(self._order), key, session))
-
-
-class SessionTimer:
-    """The table's earliest idle deadline as a ``Timed`` part of the process's scheduler. The sessions keep
-    monotonic seconds (``now`` of the DM session machine); the scheduler is shown them as instants of its
-    clock, and ``on_timer`` hands ``expire`` the monotonic time again."""
-
-    def __init__(self, table: SessionTable, expire: Callable[[float], None], clock: Clock,
-                 monotonic: Callable[[], float]) -> None:
-        self._table, self._expire, self._clock, self._monotonic = table, expire, clock, monotonic
-        self.scheduler: Scheduler | None = None
-
-    def attach(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
-        scheduler.add(self, "OMA-DM session expiry")
-
-    def detach(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.discard(self)
-            self.scheduler = None
-
-    def next_deadline(self) -> datetime | None:
-        deadline = self._table.next_deadline()
-        if deadline is None:
-            return None
-        left = deadline - self._monotonic()
-        return _DUE if left <= 0 else self._clock.now() + timedelta(seconds=left)
-
-    def on_timer(self, now: datetime) -> None:
-        try:
-            self._expire(self._monotonic())
-        except StorageUnavailable:
-            pass   # logged once by the store's health; the sessions still due are asked again
-
-    def moved(self) -> None:
-        """A session was opened or heard from: arm the timer sooner if its deadline is the earliest."""
-        scheduler = self.scheduler
-        if scheduler is None:
-            return
-        deadline = self.next_deadline()
-        if deadline is not None and (scheduler.armed_at is None or deadline < scheduler.armed_at):
-            scheduler.reschedule()

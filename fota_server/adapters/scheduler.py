@@ -19,14 +19,15 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Protocol
 
 from ..clock import Clock
 
-__all__ = ["Timed", "Scheduler", "Periodic"]
+__all__ = ["Timed", "Scheduler", "Periodic", "MonotonicTimer"]
 
 log = logging.getLogger("fota_server.scheduler")
+_DUE = datetime(1970, 1, 1, tzinfo=timezone.utc)   # a deadline already passed: due at any instant
 
 
 class Timed(Protocol):
@@ -179,3 +180,37 @@ class Periodic:
 
     def stop(self) -> None:
         self._at = None
+
+
+class MonotonicTimer:
+    """A ``Timed`` part over a component whose deadlines are monotonic seconds (the event loop's time, or
+    ``time.monotonic``; the sans-IO machines' ``now``): ``next_at()`` says its earliest (None or infinity:
+    nothing), ``fire()`` acts on what is due by its own clock. The scheduler is shown the deadline as an
+    instant of its clock; a deadline already passed is due at once. ``moved()`` after a change that may have
+    brought the earliest deadline forward re-arms the scheduler only when it must."""
+
+    def __init__(self, scheduler: Scheduler, name: str, next_at: Callable[[], float | None], fire: Callable[[], None],
+                 monotonic: Callable[[], float]) -> None:
+        self.scheduler = scheduler
+        self._next_at, self._fire, self._monotonic = next_at, fire, monotonic
+        self._told: float | None = None        # the earliest deadline the scheduler was last shown
+        scheduler.add(self, name)
+
+    def next_deadline(self) -> datetime | None:
+        at = self._next_at()
+        self._told = at
+        if at is None or at == float("inf"):
+            return None
+        left = at - self._monotonic()
+        return _DUE if left <= 0 else self.scheduler.clock.now() + timedelta(seconds=left)
+
+    def on_timer(self, now: datetime) -> None:
+        self._fire()
+
+    def moved(self) -> None:
+        at = self._next_at()
+        if at is not None and (self._told is None or at < self._told):
+            self.scheduler.reschedule()
+
+    def close(self) -> None:
+        self.scheduler.discard(self)

@@ -20,7 +20,6 @@ import logging
 import math
 import socket
 from collections import Counter, OrderedDict
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, cast
 
 from aiocoap import Message, error, interfaces
@@ -30,7 +29,7 @@ from aiocoap.util import hostportjoin, hostportsplit
 
 from ...clock import SystemClock
 from ...peerlog import PEER_LOG, peer_refused
-from ..scheduler import Scheduler
+from ..scheduler import MonotonicTimer, Scheduler
 from ..port_sharing import bind_failed, check_reuse_port, udp_port_to_bind
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState, peer_host
 from .datagrams import client_hello_random, is_initial_client_hello
@@ -42,7 +41,6 @@ log = logging.getLogger("fota_server.dtls")
 
 COAPS_PORT = 5684
 _MIN_TIMER_STEP_S = 0.01     # a deadline that does not move cannot make the timer spin
-_DUE = datetime(1970, 1, 1, tzinfo=timezone.utc)   # a deadline already passed: due at any instant
 
 
 class DtlsSessionClosed(error.NetworkError):
@@ -157,9 +155,8 @@ class DtlsMessageInterface(GenericMessageInterface):
         self._deadlines: Deadlines[DtlsSession] = Deadlines()
         self._timer_at = math.inf     # the earliest deadline the scheduler was told of
         self._own_scheduler = scheduler is None
-        self._scheduler = scheduler if scheduler is not None else Scheduler(SystemClock())
-        self._timed = _SessionsTimer(self)
-        self._scheduler.add(self._timed, "DTLS sessions")
+        self._timer = MonotonicTimer(scheduler if scheduler is not None else Scheduler(SystemClock()), "DTLS sessions",
+                                     self._deadlines.next_at, self._on_timer, loop.time)
         self.on_established: SessionListener | None = None
         self.on_closed: SessionListener | None = None
         self.hostinfo_local = ""
@@ -408,11 +405,7 @@ class DtlsMessageInterface(GenericMessageInterface):
 
     def _arm_timer(self, deadline: float) -> None:
         self._timer_at = deadline
-        self._scheduler.reschedule()
-
-    def next_deadline_at(self) -> float:
-        """The earliest deadline in loop time (possibly stale: waking for it is harmless), or infinity."""
-        return self._deadlines.next_at()
+        self._timer.moved()
 
     def _on_timer(self) -> None:
         self._timer_at = math.inf
@@ -433,25 +426,8 @@ class DtlsMessageInterface(GenericMessageInterface):
         """Close every session (close_notify to established peers), stop the timer, close the socket."""
         for session in list(self._sessions.values()):
             self._end(session, "server shutting down")
-        self._scheduler.discard(self._timed)
+        self._timer.close()
         if self._own_scheduler:
-            self._scheduler.close()
+            self._timer.scheduler.close()
         if self._pool.transport is not None:
             self._pool.transport.close()
-
-
-class _SessionsTimer:
-    """The transport's earliest session deadline (loop time) as a ``Timed`` part of the scheduler."""
-
-    def __init__(self, interface: DtlsMessageInterface) -> None:
-        self._interface = interface
-
-    def next_deadline(self) -> datetime | None:
-        at = self._interface.next_deadline_at()
-        if at == math.inf:
-            return None
-        left = at - self._interface._loop.time()
-        return _DUE if left <= 0 else self._interface._scheduler.clock.now() + timedelta(seconds=left)
-
-    def on_timer(self, now: datetime) -> None:
-        self._interface._on_timer()

@@ -103,9 +103,9 @@ async def schedule(request: Request, services: Services, account: str) -> Respon
     cap = _cell_cap(body.get("cellCap"))
     spec = req.parse_v3_campaign(services.db.packages, account, _v3_body(services, account, body))
     spec = served_delivery(spec, services.config)
-    if cap is not None:
-        services.db.accounts.update_settings(account, {"cell_cap": cap})
     campaign, results = services.campaigns.schedule_campaign(account, spec)
+    if cap is not None:   # only once the campaign is accepted: a refused request changes nothing
+        services.db.accounts.update_settings(account, {"cell_cap": cap})
     refused = [{"deviceId": r.device_id, "reason": r.reason} for r in results if r.status == "RequestFailed"]
     return JSONResponse({**campaign_json(campaign), "devices": len(results), "refused": refused[:100]},
                         status_code=201)

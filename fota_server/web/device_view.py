@@ -13,9 +13,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..adapters.lwm2m_explorer import Lwm2mUnavailable
+from ..adapters.lwm2m_explorer import ExplorerNotFound, Lwm2mUnavailable
 from ..api.lwm2m_explorer import registration_json
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from ..records import Device
 from ..services import Services
 from .fleet import device_json
@@ -33,7 +33,7 @@ def _device(request: Request, services: Services, account: str) -> Device:
         raise InvalidRequest(f"a device id has at most {MAX_ID} characters", "InvalidField")
     device = services.db.devices.get_device(account, device_id)
     if device is None:   # another account's device answers exactly as an unknown one
-        raise NotFound(f"device {device_id!r} not found", "DeviceNotFound")
+        raise ExplorerNotFound(f"device {device_id!r} not found", "DeviceNotFound")   # 404
     return device
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from fota_server.adapters.scheduler import Scheduler
+from fota_server.adapters.scheduler import MonotonicTimer, Periodic, Scheduler
 from fota_server.clock import FakeClock, SystemClock
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -128,6 +128,58 @@ def test_a_part_rescheduling_from_its_timer_does_not_arm_twice() -> None:
     clock.set(at(1))
     scheduler.run_due()
     assert scheduler.armed_at == at(2)
+
+
+def test_a_periodic_part_runs_every_interval_until_stopped() -> None:
+    clock, runs = FakeClock(T0), list[datetime]()
+    scheduler = Scheduler(clock)
+    periodic = Periodic(timedelta(seconds=2), runs.append, first_at=at(1))
+    scheduler.add(periodic, "pump")
+    for second in range(1, 8):
+        clock.set(at(second))
+        scheduler.run_due()
+    assert runs == [at(1), at(3), at(5), at(7)]
+    periodic.stop()
+    clock.set(at(20))
+    assert scheduler.run_due() == 0 and scheduler.armed_at is None
+
+
+class Monotonic:
+    """Deadlines in monotonic seconds, on their own clock that moves with the fake one."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+        self.deadlines: list[float] = []
+        self.fired: list[float] = []
+
+    def next_at(self) -> float | None:
+        return min(self.deadlines, default=None)
+
+    def fire(self) -> None:
+        self.fired += [d for d in self.deadlines if d <= self.now_s]
+        self.deadlines = [d for d in self.deadlines if d > self.now_s]
+
+
+def test_monotonic_deadlines_are_shown_as_instants_and_fire_when_due() -> None:
+    clock, part = FakeClock(T0), Monotonic()
+    scheduler = Scheduler(clock)
+    timer = MonotonicTimer(scheduler, "exchanges", part.next_at, part.fire, lambda: part.now_s)
+    assert scheduler.armed_at is None
+    part.deadlines.append(1005.0)
+    timer.moved()                                          # earlier than anything shown: armed
+    assert scheduler.armed_at == at(5)
+    part.deadlines.append(1009.0)
+    timer.moved()                                          # later: the armed timer stays
+    assert scheduler.armed_at == at(5)
+    clock.set(at(5))
+    part.now_s = 1005.0
+    assert scheduler.run_due() == 1 and part.fired == [1005.0]
+    assert scheduler.armed_at == at(9)
+    part.deadlines.append(1004.0)                          # already passed: due at once
+    timer.moved()
+    assert scheduler.run_due() == 1 and part.fired == [1005.0, 1004.0]
+    timer.close()
+    assert scheduler.next_deadline() is None
 
 
 def test_the_real_timer_fires_on_the_running_loop() -> None:

@@ -1,10 +1,36 @@
-"""The engine's asyncio loop: the only code that sleeps until the engine's next deadline.
+"""The engine's asyncio loop, and where the process's time is owned.
 
 ``start_engine(services, drivers)`` builds (or reuses) the ``CampaignService`` over the SQLite stores,
 re-issues the attempts that were running when the process stopped (``engine.recover``), then loops:
 collect driver outcomes and feed them to the engine, run ``engine.tick(now)``, hand the commands to the
-driver of their protocol, start callback deliveries, and sleep until the earliest deadline of the
-engine, the drivers and the callbacks (or until woken by ``EngineHandle.report``/``wake``).
+driver of their protocol, start callback deliveries, and wait until the earliest deadline of the engine,
+the drivers and the callbacks (or until woken by ``EngineHandle.report``/``wake``).
+
+One owner of time. The loop does not sleep by itself: ``EngineHandle`` is a ``Timed`` part
+(``next_deadline()`` / ``on_timer(now)``) of the process's one ``Scheduler`` (``adapters/scheduler.py``),
+which arms a single asyncio timer for the earliest deadline of all its parts, with time from the injected
+clock. ``fota-server run`` (``app.RunningServer``) builds the scheduler and puts on it:
+
+* the campaign engine (this loop), and through it the drivers' deadlines: the OMA-DM driver's Package 0
+  retries and FUMO job leases (``OmadmDriver.next_deadline``, acted on in its ``collect`` while this
+  process leads the engine), the HTTP driver's offers and the LwM2M driver's attempts;
+* LwM2M registration expiry (``Lwm2mServer.on_timer``);
+* OMA-DM session idle expiry (``OmadmServer.timer``), so a DM session ends on time with no other request;
+* DTLS handshake retransmission, handshake timeouts and idle sessions (``DtlsMessageInterface``, CoAPS
+  and bootstrap CoAPS) and the fast path's CoAP exchanges (retransmission, response timeout);
+* the cluster heartbeat and engine lease (``ClusterMember.on_timer``) and the LwM2M command pump
+  (``RoutedLwm2mDriver``, every ``PUMP_S``).
+
+What keeps its own timer, and why: waits inside one running coroutine that belong to one request or one
+exchange and end with it: a CoAP reply (``asyncio.timeout`` in ``coap_exchanges.request``,
+``lwm2m_observe``, ``lwm2m_downlink`` including a queue-mode device's wake-up), a bootstrap session's
+deadline (``lwm2m_bootstrap``), a callback target's DNS lookup, the LwM2M firmware machine's deadlines in
+``lwm2m_driver.UpdateSession`` (one machine per attempt, waited for in the attempt's coroutine; on the
+scheduler they would need a heap of attempts as the DTLS transport has), an HTTP connection's
+header-read timeout (``http_limits``, per connection), an event stream's keep-alive (``api/lwm2m_explorer``).
+Also the registrations' write-behind delay (``Lwm2mServer`` batches saves ``persist_delay_s`` apart) and the
+pacing of device reads (``lwm2m_reads.PacedReads``, a rate, not a deadline). Rate limiters and caches
+(``peerlog``, ``throttle``, ``enrolment``, ``store/health``) compare against a monotonic clock and arm nothing.
 
 Run alone with simulated devices (used by the crash test)::
 

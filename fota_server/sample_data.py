@@ -45,6 +45,7 @@ def quickstart_text(creds: dict[str, Any], host: str, http_port: int) -> str:
     base = f"http://{host}:{http_port}"
     return f"""
 Sample account {creds['account_name']} is ready (credentials in the data dir's sample-credentials.json).
+Web console: {base}/ui/  (user {creds['username']}, password {creds['password']})
 Try it:
   TOKEN=$(curl -s -u {creds['client_id']}:{creds['client_secret']} -d grant_type=client_credentials \\
       {base}/api/ts/v1/oauth2/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ..clock import SystemClock
 from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
     InstallPackage, PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
@@ -35,6 +36,8 @@ from ..store.ports import PackageStore
 from .blobs import FileBlobStore
 from .lwm2m_downlink import DownlinkReply
 from .lwm2m_site import Lwm2mServer
+from .machine_timers import MachineTimers
+from .scheduler import Scheduler
 
 __all__ = ["Lwm2mDriverSettings", "UpdateSession", "Lwm2mDriver"]
 
@@ -76,13 +79,21 @@ def _signed(uri: str, signature_b64: str) -> str:
     return signed if signature_b64 and len(signed) <= MAX_PACKAGE_URI else uri
 
 
+def session_timers(scheduler: Scheduler, monotonic: Callable[[], float]) -> MachineTimers[UpdateSession]:
+    """The update sessions' machine deadlines as one part of ``scheduler``."""
+    return MachineTimers(scheduler, "LwM2M update sessions", UpdateSession.timer_due, monotonic)
+
+
 class UpdateSession:
     """Runs one machine for one endpoint: performs its commands, feeds it replies, notifications and
-    re-registrations, and sleeps until its next deadline."""
+    re-registrations, and its timer when its next deadline comes. The deadlines are kept by ``timers``, one
+    part of the process's scheduler for all sessions (the driver's; without it the session watches its own on
+    the server's scheduler)."""
 
     def __init__(self, server: Lwm2mServer, endpoint: str, machine: FirmwareUpdate, image: Callable[[], Any],
                  push_szx: int = 6, push_block_timeout_s: float = 120.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 timers: MachineTimers[UpdateSession] | None = None) -> None:
         self.server = server
         self.endpoint = endpoint
         self.machine = machine
@@ -92,6 +103,7 @@ class UpdateSession:
         self._monotonic = monotonic
         self._inputs: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers = timers
         self.pushed_bytes = 0
 
     def registered(self, quiet_s: float | None = None) -> None:
@@ -111,8 +123,18 @@ class UpdateSession:
     def install(self) -> None:
         self._inputs.put_nowait(("install", None))
 
+    def timer_due(self) -> None:
+        self._inputs.put_nowait(("timer", None))
+
     async def run(self, on_event: Callable[[fm.FirmwareEvent], None]) -> None:
         machine = self.machine
+        own_timers: MachineTimers[UpdateSession] | None = None
+        own_scheduler: Scheduler | None = None
+        if self._timers is None:   # run alone: its own part of the server's scheduler (or of one of its own)
+            scheduler = self.server.scheduler
+            if scheduler is None:
+                scheduler = own_scheduler = Scheduler(SystemClock())
+            self._timers = own_timers = session_timers(scheduler, self._monotonic)
         machine.start(self._monotonic())
         try:
             while True:
@@ -123,22 +145,26 @@ class UpdateSession:
                     return
                 await self._next_input()
         finally:
+            self._timers.forget(self)
+            if own_timers is not None:
+                own_timers.close()
+                self._timers = None
+            if own_scheduler is not None:
+                own_scheduler.close()
             for task in list(self._tasks):
                 task.cancel()
             for path in (LwM2MPath(5, 0, 3), LwM2MPath(5, 0, 5)):
                 self.server.downlink.cancel_observation(self.endpoint, path)
 
     async def _next_input(self) -> None:
-        machine, now = self.machine, self._monotonic()
-        deadline = machine.next_deadline()
-        try:
-            kind, value = await asyncio.wait_for(self._inputs.get(), None if deadline is None else
-                                                 max(0.0, deadline - now))
-        except TimeoutError:
-            machine.on_timer(self._monotonic())
-            return
+        machine = self.machine
+        assert self._timers is not None   # set by run
+        self._timers.watch(self, machine.next_deadline())
+        kind, value = await self._inputs.get()
         now = self._monotonic()
-        if kind == "reply":
+        if kind == "timer":
+            machine.on_timer(now)
+        elif kind == "reply":
             machine.receive(value, now)
         elif kind == "notify":
             machine.notify(value, now)
@@ -225,6 +251,7 @@ class Lwm2mDriver:
         self._attempts: dict[str, _Attempt] = {}
         self._outcomes: list[AttemptOutcome] = []
         self._parked: set[str] = set()   # devices whose last attempt ended unreachable
+        self._timers: MachineTimers[UpdateSession] | None = None   # the sessions' deadlines, one scheduler part
         # called with the device id when a parked device registers or updates its registration
         self.on_device_back: Callable[[str], object] = lambda _device_id: None
         server.listeners.append(self._on_registration)
@@ -287,6 +314,14 @@ class Lwm2mDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._timers is not None:
+            self._timers.close()
+
+    def _session_timers(self) -> MachineTimers[UpdateSession] | None:
+        """One part of the server's scheduler for every session's deadlines (None: not attached yet)."""
+        if self._timers is None and self.server.scheduler is not None:
+            self._timers = session_timers(self.server.scheduler, time.monotonic)
+        return self._timers
 
     # ---------------------------------------------------------------- attempts
 
@@ -386,7 +421,7 @@ class Lwm2mDriver:
             return memoryview(mapped)
 
         session = UpdateSession(self.server, endpoint, machine, image, settings.push_szx,
-                                settings.push_block_timeout_s)
+                                settings.push_block_timeout_s, timers=self._session_timers())
         attempt.session = session
         try:
             await session.run(lambda event: self._outcome(command.attempt_id, event))

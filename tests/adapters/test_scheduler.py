@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from fota_server.adapters.machine_timers import MachineTimers
 from fota_server.adapters.scheduler import MonotonicTimer, Periodic, Scheduler
 from fota_server.clock import FakeClock, SystemClock
 
@@ -179,6 +180,28 @@ def test_monotonic_deadlines_are_shown_as_instants_and_fire_when_due() -> None:
     timer.moved()
     assert scheduler.run_due() == 1 and part.fired == [1005.0, 1004.0]
     timer.close()
+    assert scheduler.next_deadline() is None
+
+
+def test_many_machines_deadlines_are_one_part_firing_each_once_when_due() -> None:
+    clock, mono, due = FakeClock(T0), [1000.0], list[str]()
+    scheduler = Scheduler(clock)
+    timers = MachineTimers[str](scheduler, "machines", due.append, lambda: mono[0])
+    timers.watch("a", 1010.0)
+    timers.watch("b", 1003.0)
+    timers.watch("c", 1005.0)
+    assert scheduler.armed_at == at(3)
+    timers.watch("b", 1020.0)                              # moved later: its earlier entry is stale
+    timers.forget("c")
+    clock.set(at(10))
+    mono[0] = 1010.0
+    scheduler.run_due()
+    assert due == ["a"]
+    assert scheduler.armed_at == at(20)
+    for n in range(500):                                   # moving deadlines leave the heap bounded
+        timers.watch("b", 1020.0 + n)
+    assert len(timers) < 2 * 1 + 64 + 2
+    timers.close()
     assert scheduler.next_deadline() is None
 
 

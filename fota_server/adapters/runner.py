@@ -14,7 +14,9 @@ clock. ``fota-server run`` (``app.RunningServer``) builds the scheduler and puts
 * the campaign engine (this loop), and through it the drivers' deadlines: the OMA-DM driver's Package 0
   retries and FUMO job leases (``OmadmDriver.next_deadline``, acted on in its ``collect`` while this
   process leads the engine), the HTTP driver's offers and the LwM2M driver's attempts;
-* LwM2M registration expiry (``Lwm2mServer.on_timer``);
+* LwM2M registration expiry (``Lwm2mServer.on_timer``) and the LwM2M firmware machines' deadlines (the
+  command in flight, phase timeouts, polls, a device gone quiet: ``lwm2m_driver.UpdateSession``, all
+  sessions in one heap, ``machine_timers.MachineTimers``);
 * OMA-DM session idle expiry (``OmadmServer.timer``), so a DM session ends on time with no other request;
 * DTLS handshake retransmission, handshake timeouts and idle sessions (``DtlsMessageInterface``, CoAPS
   and bootstrap CoAPS) and the fast path's CoAP exchanges (retransmission, response timeout);
@@ -24,12 +26,14 @@ clock. ``fota-server run`` (``app.RunningServer``) builds the scheduler and puts
 What keeps its own timer, and why: waits inside one running coroutine that belong to one request or one
 exchange and end with it: a CoAP reply (``asyncio.timeout`` in ``coap_exchanges.request``,
 ``lwm2m_observe``, ``lwm2m_downlink`` including a queue-mode device's wake-up), a bootstrap session's
-deadline (``lwm2m_bootstrap``), a callback target's DNS lookup, the LwM2M firmware machine's deadlines in
-``lwm2m_driver.UpdateSession`` (one machine per attempt, waited for in the attempt's coroutine; on the
-scheduler they would need a heap of attempts as the DTLS transport has), an HTTP connection's
-header-read timeout (``http_limits``, per connection), an event stream's keep-alive (``api/lwm2m_explorer``).
-Also the registrations' write-behind delay (``Lwm2mServer`` batches saves ``persist_delay_s`` apart) and the
-pacing of device reads (``lwm2m_reads.PacedReads``, a rate, not a deadline). Rate limiters and caches
+requests, each bounded by the session's deadline (``lwm2m_bootstrap``), an LwM2M attempt's wait for its
+device to register (``register_wait_s``), a callback target's DNS lookup, an HTTP connection's header-read
+timeout (``http_limits``, per connection, on uvicorn's protocol), an event stream's keep-alive
+(``api/lwm2m_explorer``). Moving them would turn one ``await`` with a bound into a registration and a
+callback each, for no deadline that outlives its coroutine. Not moved yet, though they could be parts too:
+the registrations' write-behind delay (``Lwm2mServer`` batches saves ``persist_delay_s`` apart, one
+``call_later``) and the pacing of device reads (``lwm2m_reads.PacedReads``, a rate, not a deadline). The
+``demo`` command's progress polling is a client's, not the server's. Rate limiters and caches
 (``peerlog``, ``throttle``, ``enrolment``, ``store/health``) compare against a monotonic clock and arm nothing.
 
 Run alone with simulated devices (used by the crash test)::

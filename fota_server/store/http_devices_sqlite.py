@@ -59,8 +59,9 @@ class SqliteHttpDeviceStore:
         return self.auth_cache.device(self._db, device_id, hashed_token, self.device_and_token_hash)
 
     def record_checkins(self, entries: list[CheckInEntry]) -> None:
-        """One transaction for many check-ins: the check-in rows, each device's last-seen time and reports."""
-        with self._db.transaction() as conn:
+        """One transaction for many check-ins: the check-in rows, each device's last-seen time and reports (each
+        statement stands alone: no lock across processes)."""
+        with self._db.transaction(serialized=False) as conn:
             conn.executemany(
                 "INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
                 " SELECT ?, ?, ?, COALESCE(?, (SELECT firmware_version FROM devices WHERE device_id = ?), ''), ?",

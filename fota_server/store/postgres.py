@@ -7,7 +7,9 @@ store runs on either engine with the same statements, translated once per statem
 
 Writes keep SQLite's guarantee: one writing transaction at a time in the whole database (a transaction-scoped
 advisory lock, taken first, as ``BEGIN IMMEDIATE`` takes SQLite's write lock), so a store's read-then-write is
-never interleaved with another process's. Inside a transaction, the thread's reads go through the
+never interleaved with another process's. A transaction whose statements each stand alone (one guarded UPDATE, an
+INSERT, an UPSERT: ``transaction(serialized=False)``) skips the lock: PostgreSQL makes each statement atomic, and
+the hot writes of several processes (registrations, check-ins, device reports) then do not queue behind each other. Inside a transaction, the thread's reads go through the
 transaction's connection and see its writes; other reads take any pooled connection. A unique-key clash is
 raised as ``PgIntegrityError``, which the stores catch as SQLite's ``IntegrityError``; a full disk on the
 server, a read-only server or a lost connection as ``StorageUnavailable`` (503 / 5.03 with a retry time).
@@ -201,16 +203,18 @@ class PostgresDatabase:
         self.credentials = SqliteCredentialStore(self)  # type: ignore[arg-type]
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One writing transaction (the database's only one at this moment); rolls back on any exception.
-        A failure of the database itself is raised as ``StorageUnavailable`` and reported to ``health``."""
+    def transaction(self, serialized: bool = True) -> Iterator[Connection]:
+        """One writing transaction (with ``serialized``, the database's only one at this moment); rolls back on
+        any exception. A failure of the database itself is raised as ``StorageUnavailable`` and reported to
+        ``health``."""
         with self.lock:
             if getattr(self._local, "conn", None) is not None:
                 raise RuntimeError("a transaction is already open in this thread")
             try:
                 with self._pool.connection() as raw, raw.transaction():
                     conn = Connection(raw, self._translator)
-                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                    if serialized:
+                        raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                     self._local.conn = conn
                     try:
                         yield conn

@@ -53,13 +53,13 @@ class SqliteRegistrationStore:
         id. Should a saved id be held by a row of another endpoint, the batch is written again replacing every
         row in the way."""
         rows = [(*_row(reg), self._node, device_id_for_endpoint(reg.endpoint)[1]) for reg in saves]
-        try:
-            self._write(rows, deletes, _UPSERT)
+        try:   # deletes by id and UPSERTs: each statement stands alone
+            self._write(rows, deletes, _UPSERT, serialized=False)
         except sqlite3.IntegrityError:
-            self._write(rows, deletes, _REPLACE)
+            self._write(rows, deletes, _REPLACE, serialized=True)
 
-    def _write(self, rows: list[tuple[object, ...]], deletes: list[str], insert: str) -> None:
-        with self._db.transaction() as conn:
+    def _write(self, rows: list[tuple[object, ...]], deletes: list[str], insert: str, serialized: bool) -> None:
+        with self._db.transaction(serialized) as conn:
             if deletes:
                 conn.executemany("DELETE FROM lwm2m_registrations WHERE reg_id = ?", [(r,) for r in deletes])
             conn.executemany(insert, rows)

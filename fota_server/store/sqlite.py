@@ -80,8 +80,9 @@ class SqliteDatabase:
         return self.db.conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolls back on any exception.
+    def transaction(self, serialized: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on any exception. SQLite has one writer: every transaction is
+        ``serialized`` (``PostgresDatabase`` skips its lock for transactions of statements that stand alone).
 
         A failure of the storage itself (full, read-only, I/O error) is raised as ``StorageUnavailable``
         and reported to ``health``; a commit reports that writes work."""
@@ -194,7 +195,7 @@ def _split_sql(script: str) -> list[str]:
 
 def _insert(db: SqliteDatabase, sql: str, params: Sequence[Any]) -> bool:
     try:
-        with db.transaction() as conn:
+        with db.transaction(serialized=False) as conn:   # one statement: atomic by itself
             conn.execute(sql, params)
         return True
     except sqlite3.IntegrityError:
@@ -202,7 +203,7 @@ def _insert(db: SqliteDatabase, sql: str, params: Sequence[Any]) -> bool:
 
 
 def _changed(db: SqliteDatabase, sql: str, params: Sequence[Any]) -> bool:
-    with db.transaction() as conn:
+    with db.transaction(serialized=False) as conn:   # one (guarded) statement: atomic by itself
         return conn.execute(sql, params).rowcount > 0
 
 

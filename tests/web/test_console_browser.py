@@ -114,7 +114,7 @@ def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
     image.write_bytes(build_image(MAKE, MODEL, "2.0.0", 8192))
     lwm2m = [p.device_id for p in plans if p.protocol == "LWM2M"]
     http = [p.device_id for p in plans if p.protocol == "HTTP"]
-    server = ServerProcess(db).start()
+    server = ServerProcess(db, env={"FOTA_HTTP_CHECKIN_INTERVAL_S": "2"}).start()   # HTTP devices come often
     try:
         with RunningFleet(server) as fleet:
             context = browser.new_context(viewport={"width": 1280, "height": 860})   # one cookie jar
@@ -157,8 +157,11 @@ def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
             page.goto(server.base_url + "/ui/#/campaigns")
             page.locator("#campaigns td", has_text="CampaignCancelled").wait_for(timeout=WAIT_MS)
             page.screenshot(path=str(shots / "campaigns.png"), full_page=True)
+            watcher.goto(f"{server.base_url}/ui/#/device/{http[0]}")   # an HTTP device's check-ins, traced
+            watcher.locator("#trace td", has_text="HTTP POST").first.wait_for(timeout=WAIT_MS)
+            watcher.screenshot(path=str(shots / "device-http.png"), full_page=True)
             assert campaign != later and fleet.error is None
     finally:
         assert server.stop() == 0
     assert sorted(p.name for p in shots.iterdir()) == ["campaign-queued.png", "campaign.png", "campaigns.png",
-                                                       "device.png", "firmware.png", "fleet.png"]
+                                                       "device-http.png", "device.png", "firmware.png", "fleet.png"]

@@ -128,7 +128,7 @@ function traceRow(r) {
     const opts = (r.options || []).filter((o) => o.name !== "Uri-Path").map((o) => `${o.name}=${o.value}`).join(" ");
     detail = `mid=${r.mid} tok=${r.token} ${opts} ${r.payload ? JSON.stringify(r.payload.values || r.payload.text || r.payload) : ""}`;
   } else if (r.kind === "http") {
-    what = `⇄ HTTP ${r.method} ${r.path} → ${r.status}`;
+    what = `⇄ HTTP ${r.method} → ${r.status} ${r.path}`;
     detail = `${JSON.stringify(r.request)} → ${JSON.stringify(r.answer)}`;
   } else if (r.kind === "syncml") {
     const cmds = (m) => (m && m.commands ? m.commands.map((c) => c.name + (c.items ? " " + c.items.join(",") : "")).join("; ") : "");

@@ -18,7 +18,8 @@ FORBIDDEN = {"asyncio", "aiocoap", "starlette", "uvicorn", "sqlite3", "sqlite_ut
 CAMPAIGN_MAY_USE = ("fota_server.store.ports", "fota_server.records", "fota_server.clock", "fota_server.errors")
 CONCRETE_STORES = ("fota_server.store.sqlite", "fota_server.store.postgres", "fota_server.store.memory",
                    "fota_server.store.campaigns_", "fota_server.store.http_devices_", "fota_server.store.omadm_",
-                   "fota_server.store.registrations_", "fota_server.store.bootstrap_", "fota_server.store.http_device_cache")
+                   "fota_server.store.registrations_", "fota_server.store.bootstrap_", "fota_server.store.http_device_cache",
+                   "fota_server.store.cluster_sqlite", "fota_server.store.cluster_memory")
 
 
 def _module(path: Path, root: Path) -> tuple[str, bool]:
@@ -82,7 +83,8 @@ def test_the_engine_reaches_storage_only_through_the_ports() -> None:
 
 def test_api_and_adapters_name_no_concrete_store() -> None:
     naming = set(_offenders("fota_server/api", lambda n: n.startswith(CONCRETE_STORES))) | \
-        set(_offenders("fota_server/adapters", lambda n: n.startswith(CONCRETE_STORES)))
+        set(_offenders("fota_server/adapters", lambda n: n.startswith(CONCRETE_STORES))) | \
+        set(_offenders("fota_server/web", lambda n: n.startswith(CONCRETE_STORES)))
     assert naming == set(), "a module of the API or an adapter builds its own store (app.build_services builds them)"
 
 

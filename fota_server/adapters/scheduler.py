@@ -68,7 +68,6 @@ class Scheduler:
         self._wake_at: datetime | None = None          # when the armed timer fires
         self._firing = False
         self._closed = False
-        self.fired = 0                                 # times the timer fired (for tests and stats)
 
     @property
     def armed_at(self) -> datetime | None:
@@ -157,7 +156,6 @@ class Scheduler:
 
     def _fire(self) -> None:
         self._timer, self._wake_at = None, None
-        self.fired += 1
         self.run_due()
 
 

@@ -211,7 +211,7 @@ class CampaignEngine:
         if campaign.status == CampaignStatus.FAILED:
             if row.status == DeviceStatus.QUEUED and row.queue == "paused":
                 return True, None
-            return True, T.to_queued(row, "paused", row.cell, now, R.PAUSED)
+            return True, T.to_queued(row, "paused", row.cell, now, campaign.reason or R.PAUSED)
         if campaign.status != CampaignStatus.SCHEDULED:
             at = T.plan_first_attempt(campaign, now)
             return True, None if at is None or at == row.wake_at else T.to_pending(row, at, now, row.result_reason)

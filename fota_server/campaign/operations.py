@@ -239,6 +239,21 @@ class CampaignOperations:
         self.on_change()
         return self.get_campaign(account, campaign_id)
 
+    def pause(self, account: str, campaign_id: str) -> Campaign:
+        """An operator's pause of a started campaign: CampaignFailed with the operator's reason, exactly as its
+        error threshold pauses it. No new attempt starts (due devices wait in the "paused" queue); attempts
+        already running finish and are recorded. ``resume`` continues."""
+        now = self._clock.now()
+        campaign = self.get_campaign(account, campaign_id)
+        if campaign.status != CampaignStatus.SCHEDULED or not campaign.started:
+            raise InvalidTransition(f"campaign {campaign.campaign_id} is {campaign.status.value}: only a started, "
+                                    "running campaign can be paused")
+        new = dataclasses.replace(campaign, status=CampaignStatus.FAILED, reason=R.PAUSED_BY_OPERATOR, updated_at=now)
+        if not self._campaigns.update_campaign(new, campaign.status, [T.campaign_notice(new)]):
+            raise InvalidTransition("the campaign changed meanwhile; read it and try again")
+        self.on_change()
+        return self.get_campaign(account, campaign_id)
+
     def resume(self, account: str, campaign_id: str) -> Campaign:
         now = self._clock.now()
         campaign = self.get_campaign(account, campaign_id)

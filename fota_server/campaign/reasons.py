@@ -23,6 +23,7 @@ class EngineReason:
     QUEUED_CELL = "Waiting for a free update slot in the device's cell"
     QUEUED_GLOBAL = "Waiting for a free update slot in the account"
     PAUSED = "Campaign paused by its error threshold"
+    PAUSED_BY_OPERATOR = "Campaign paused by the operator"
     WINDOW_CLOSED = "Waiting for the campaign time window to open"
     ATTEMPT_STARTED = "Update requested from the device"
     DOWNLOADING = "Device is downloading the package"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, Sequence, TypedDict, cast
+from typing import Any, Callable, Sequence, TypedDict, cast
 
 from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 
@@ -180,8 +180,9 @@ class MemoryDeviceStore:
 
 
 class MemoryPackageStore:
-    def __init__(self) -> None:
+    def __init__(self, referenced: Callable[[str], bool] = lambda package_id: False) -> None:
         self.packages: dict[str, Package] = {}
+        self.referenced = referenced   # whether a campaign references the package (memory campaigns are apart)
 
     def add_package(self, package: Package) -> bool:
         clash = any(
@@ -211,6 +212,13 @@ class MemoryPackageStore:
                     and all(not v or getattr(p, f) == v
                             for f, v in (("protocol", protocol), ("make", make), ("model", model))))
         return sorted(filter(wanted, self.packages.values()), key=lambda p: p.name)
+
+    def delete_package(self, account_name: str, package_id: str) -> bool:
+        found = self.packages.get(package_id)
+        if found is None or found.account_name != account_name or self.referenced(package_id):
+            return False
+        del self.packages[package_id]
+        return True
 
 
 class MemoryLicenseStore:

@@ -58,6 +58,9 @@ class PackageStore(Protocol):
         self, account_name: str, kind: str, protocol: str | None = None,
         make: str | None = None, model: str | None = None,
     ) -> list[Package]: ...
+    def delete_package(self, account_name: str, package_id: str) -> bool:
+        """Delete the account's own package (never a shared one) if no campaign references it; False otherwise."""
+        ...
 
 
 class LicenseStore(Protocol):

@@ -429,6 +429,14 @@ class SqlitePackageStore:
                 params.append(value)
         return [self._package(r) for r in self._db.execute(sql + " ORDER BY name", params)]
 
+    def delete_package(self, account_name: str, package_id: str) -> bool:
+        return _changed(
+            self._db,
+            "DELETE FROM packages WHERE package_id = ? AND account_name = ?"
+            " AND NOT EXISTS (SELECT 1 FROM campaigns WHERE campaigns.package_id = packages.package_id)",
+            (package_id, account_name),
+        )
+
 
 class SqliteLicenseStore:
     def __init__(self, db: SqliteDatabase) -> None:

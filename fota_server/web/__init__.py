@@ -73,10 +73,12 @@ routes = [
     Route(f"{API}/events", console(events), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.list_firmware), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.upload_firmware), methods=["POST"]),
+    Route(f"{API}/firmware/{{packageId}}", console(firmware_view.delete_firmware), methods=["DELETE"]),
     Route(f"{API}/pilot", console(campaign_view.pilot), methods=["GET"]),
     Route(f"{API}/campaigns", console(campaign_view.list_campaigns), methods=["GET"]),
     Route(f"{API}/campaigns", console(campaign_view.schedule), methods=["POST"]),
     Route(f"{API}/campaigns/{{campaignId}}", console(campaign_view.campaign_page), methods=["GET"]),
     Route(f"{API}/campaigns/{{campaignId}}/cancel", console(campaign_view.cancel), methods=["POST"]),
+    Route(f"{API}/campaigns/{{campaignId}}/pause", console(campaign_view.pause), methods=["POST"]),
     Route(f"{API}/campaigns/{{campaignId}}/resume", console(campaign_view.resume), methods=["POST"]),
 ]

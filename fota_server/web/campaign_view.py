@@ -1,5 +1,5 @@
 """The console's campaigns: the wizard's request, the pilot rule as it stands, the campaign page (progress per
-device state over time, per serving cell, failures grouped by reason) and cancel / abort / resume.
+device state over time, per serving cell, failures grouped by reason) and pause / resume / cancel / abort.
 
 The wizard's body is turned into the v3 campaign request of the SMS API and goes through the same parser
 (``api/campaign_requests.parse_v3_campaign``), the same served-delivery check and the same
@@ -25,7 +25,7 @@ from ..errors import InvalidRequest
 from ..services import Services
 from .fleet import STATES, _matches
 
-__all__ = ["list_campaigns", "schedule", "campaign_page", "cancel", "resume", "pilot", "MAX_ROWS"]
+__all__ = ["list_campaigns", "schedule", "campaign_page", "cancel", "pause", "resume", "pilot", "MAX_ROWS"]
 
 MAX_ROWS = 20_000          # rows a campaign page reads (its counts say when there are more)
 DEVICES_PER_REASON = 20
@@ -182,7 +182,13 @@ async def cancel(request: Request, services: Services, account: str) -> Response
     return JSONResponse(campaign_json(campaign))
 
 
+async def pause(request: Request, services: Services, account: str) -> Response:
+    """Pause a running campaign: no new attempt starts, running ones finish (``CampaignService.pause``)."""
+    campaign = services.campaigns.pause(account, str(request.path_params["campaignId"])[:64])
+    return JSONResponse(campaign_json(campaign))
+
+
 async def resume(request: Request, services: Services, account: str) -> Response:
-    """Resume a campaign its error threshold paused."""
+    """Resume a campaign its operator or its error threshold paused."""
     campaign = services.campaigns.resume(account, str(request.path_params["campaignId"])[:64])
     return JSONResponse(campaign_json(campaign))

@@ -1,6 +1,8 @@
 """The console's firmware page: the images and software packages the account may use (its own and the shared
 samples), with SHA-256, size and the server's ECDSA signature; upload as multipart form data, checked by the
-firmware repository exactly as every other upload (``max_firmware_bytes``, name and version lengths)."""
+firmware repository exactly as every other upload (``max_firmware_bytes``, name and version lengths); delete of
+the account's own package while no campaign references it (the store's guarded delete decides, so a campaign
+scheduled meanwhile wins). The image's content-addressed file stays: another package may share it."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..adapters.lwm2m_explorer import ExplorerNotFound
 from ..api.bodies import read_body
 from ..errors import InvalidRequest
 from ..records import PROTOCOLS, Package
 from ..services import Services
 
-__all__ = ["list_firmware", "upload_firmware", "package_json"]
+__all__ = ["list_firmware", "upload_firmware", "delete_firmware", "package_json"]
 
 log = logging.getLogger("fota_server.console")
 
@@ -90,3 +93,17 @@ async def upload_firmware(request: Request, services: Services, account: str) ->
     log.info("account %s: %s %s uploaded from the console (%d bytes)", account, package.kind, package.name,
              package.size)
     return JSONResponse(package_json(package), status_code=201)
+
+
+async def delete_firmware(request: Request, services: Services, account: str) -> Response:
+    package_id = str(request.path_params["packageId"])[:64]
+    found = services.db.packages.get_package(package_id)
+    if found is None or found.account_name not in (None, account):
+        raise ExplorerNotFound(f"package {package_id!r} not found", "PackageNotFound")   # 404
+    if found.account_name is None:
+        raise InvalidRequest(f"{found.name!r} is a shared sample: no account can delete it", "PackageShared")
+    if not services.db.packages.delete_package(account, package_id):
+        raise InvalidRequest(f"{found.name!r} is used by a campaign; it can be deleted once no campaign names it",
+                             "PackageInUse")
+    log.info("account %s: %s %s deleted from the console", account, found.kind, found.name)
+    return JSONResponse({"deleted": package_id})

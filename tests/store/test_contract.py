@@ -3,6 +3,7 @@ in-memory store."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -121,6 +122,37 @@ def test_packages_visible_globally_or_to_their_account(store: Any) -> None:
     assert [p.name for p in store.packages.list_packages("acc-2", "firmware")] == ["fw-a", "fw-b"]
     assert [p.package_id for p in store.packages.list_packages("acc-2", "firmware", protocol="HTTP")] == ["p2"]
     assert store.packages.get_package("p2").size == 10
+
+
+def _referenced_by_a_campaign(store: Any, package_id: str) -> None:
+    """A campaign that names the package (memory: the composer tells the package store, as the SQL join does)."""
+    if isinstance(store, MemoryDatabase):
+        store.packages.referenced = lambda pid: pid == package_id
+        return
+    from fota_server.store.campaigns_sqlite import SqliteCampaignStores
+    from tests.store.test_campaign_store_contract import campaign
+
+    used = campaign("c-used", account_name="acc-1")
+    used = dataclasses.replace(used, spec=dataclasses.replace(used.spec, package_id=package_id))
+    assert SqliteCampaignStores(store).campaigns.create_campaign(used, [], [])
+
+
+def test_a_package_is_deleted_only_by_its_account_and_only_while_no_campaign_uses_it(store: Any) -> None:
+    _account(store)
+    _account(store, "acc-2")
+    for package in (_package("shared", "fw-s"), _package("mine", "fw-m", "acc-1"), _package("used", "fw-u", "acc-1"),
+                    _package("theirs", "fw-t", "acc-2")):
+        assert store.packages.add_package(package)
+    _referenced_by_a_campaign(store, "used")
+    assert not store.packages.delete_package("acc-1", "shared")     # a shared sample is nobody's to delete
+    assert not store.packages.delete_package("acc-1", "theirs")     # another account's
+    assert not store.packages.delete_package("acc-1", "used")       # a campaign references it
+    assert not store.packages.delete_package("acc-1", "nothing")
+    assert store.packages.delete_package("acc-1", "mine")
+    assert not store.packages.delete_package("acc-1", "mine")       # once
+    assert store.packages.get_package("mine") is None
+    assert sorted(p.package_id for p in store.packages.list_packages("acc-1", "firmware")) == ["shared", "used"]
+    assert store.packages.add_package(_package("mine-2", "fw-m", "acc-1"))   # its name is free again
 
 
 def test_licenses_are_capped_by_the_account_count(store: Any) -> None:

@@ -201,12 +201,16 @@ async function viewFirmware() {
     try { await api("POST", "/firmware", new FormData(form)); route(); } catch (e) { showError(e.message); }
   });
   main().append(el("h1", { text: "Firmware" }), drop, form, el("table", { id: "packages" }, el("thead", {}, el("tr", {},
-    ["Name", "Kind", "Make / model", "From → to", "Protocol", "Size", "SHA-256", "Signature"].map((h) => el("th", { text: h })))),
+    ["Name", "Kind", "Make / model", "From → to", "Protocol", "Size", "SHA-256", "Signature", ""].map((h) => el("th", { text: h })))),
   el("tbody", {}, list.packages.map((p) => el("tr", {}, el("td", { text: p.name + (p.shared ? " (sample)" : "") }),
     el("td", { text: p.kind }), el("td", { text: `${p.make} ${p.model}` }), el("td", { text: `${p.from || "any"} → ${p.to}` }),
     el("td", { text: p.protocol }), el("td", { text: bytes(p.size) }), el("td", { title: p.sha256, text: p.sha256 }),
-    el("td", { title: p.signature, text: p.signature }))))),
-  el("p", { class: "muted", text: "Images are signed by the server's ECDSA P-256 key; deleting an image is not offered yet." }));
+    el("td", { title: p.signature, text: p.signature }),
+    el("td", {}, p.shared ? null : el("button", { type: "button", class: "danger", "data-delete": p.name, onclick: async () => {
+      if (!confirm(`Delete ${p.name}?`)) return;
+      try { await api("DELETE", "/firmware/" + encodeURIComponent(p.packageId)); route(); } catch (e) { showError(e.message); }
+    }, text: "Delete" })))))),
+  el("p", { class: "muted", text: "Images are signed by the server's ECDSA P-256 key. An image can be deleted while no campaign uses it; shared samples cannot." }));
 }
 
 // ---------------------------------------------------------------- campaigns
@@ -316,14 +320,15 @@ async function viewCampaign(id) {
     samples.push(g);
     if (samples.length > 600) samples.shift();
     const final = ["CampaignEnded", "CampaignCancelled", "CampaignAborted", "CampaignRequestFailed"].includes(c.status);
-    head.replaceChildren(el("h1", { text: `Campaign ${c.name || c.campaignId.slice(0, 8)}` }), dl([["Status", c.status + (c.isPilot ? " (pilot)" : "")],
+    head.replaceChildren(el("h1", { text: `Campaign ${c.name || c.campaignId.slice(0, 8)}` }), dl([["Status", c.status + (c.status === "CampaignFailed" ? " (paused)" : "") + (c.isPilot ? " (pilot)" : "")],
       ["Firmware", `${c.firmware}: ${c.make} ${c.model} ${c.from} → ${c.to}`], ["Protocol / delivery", `${c.protocol} / ${c.delivery}`],
       ["Dates (UTC)", `${c.startDate} – ${c.endDate}`], ["Windows", c.windows.map((w) => `${w.startTime}-${w.endTime}`).join(", ") || "all day"],
       ["Devices", `${c.total}: ${g.success} updated, ${g.failed} failed or refused, ${g.running} updating, ${g.waiting} waiting`], ["Reason", c.reason]]),
     el("div", { class: "actions" },
       el("button", { class: "danger", id: "cancel", disabled: final, onclick: () => act("cancel"), text: c.started ? "Abort" : "Cancel" }),
+      el("button", { id: "pause", disabled: c.status !== "CampaignScheduled", onclick: () => act("pause"), text: "Pause" }),
       el("button", { id: "resume", disabled: c.status !== "CampaignFailed", onclick: () => act("resume"), text: "Resume" }),
-      el("span", { class: "muted", text: "Pause happens by the campaign's error threshold; Resume puts it back." })));
+      el("span", { class: "muted", text: "Pause: no new attempt starts, running ones finish (the error threshold pauses too). Resume continues." })));
     chartBox.replaceChildren(chart(samples, c.total));
     cells.replaceChildren(...c.cells.map((cell) => {
       const cg = grouped(cell.states), bar = el("div", { class: "bar" });

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--omadm", type=int, default=50, help="OMA-DM devices (default 50)")
     demo.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     demo.add_argument("--keep", type=Path, help="keep the database and fleet results in this folder")
+    demo.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
+                      help="after the report, keep the server and the fleet running for the web console until "
+                           "Ctrl-C (default: when at a terminal)")
     demo.add_argument("--config", help=argparse.SUPPRESS)
 
     account = sub.add_parser("account", help="manage accounts").add_subparsers(dest="action", required=True)
@@ -265,7 +268,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return _run(args, config)
     if args.command == "demo":
         return run_demo(config, DemoOptions(lwm2m=args.lwm2m, http=args.http, omadm=args.omadm,
-                                            timeout_s=args.timeout, keep=args.keep))
+                                            timeout_s=args.timeout, keep=args.keep, serve=args.serve))
     services = build_services(config)
     try:
         if args.command == "account" and args.action == "create":

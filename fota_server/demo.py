@@ -10,6 +10,10 @@ schedule a pilot of 10 LwM2M devices over the SMS API, then, once the pilot has 
 The final report has the campaigns' view (updated, failed, retrying per protocol) and the devices' own:
 how many devices of each protocol flashed an image once, never, or twice or more, as the emulated devices
 counted it in the fleet's results file. No device may ever be flashed twice.
+
+At a terminal (or with ``--serve``; ``--no-serve`` never) the demo then goes on (``demo_serve.py``): the server and
+the fleet keep running, a second update waits, and the web console's address, user and password are printed,
+until Ctrl-C. A run whose output is not a terminal (a script, a test, CI) ends after the report.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import httpx
 
 from .app import RunningServer, build_services
 from .config import Config
+from .demo_serve import serve_console
 from .device_import import import_manifest
 from .protocol.image import build_image
 
@@ -50,6 +55,7 @@ class DemoOptions:
     timeout_s: float = 600.0
     progress_s: float = 3.0
     keep: Path | None = None
+    serve: bool | None = None   # after the report, keep serving for the console; None: when at a terminal
 
 
 def _say(text: str) -> None:
@@ -238,6 +244,7 @@ async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
         "--results", str(workdir / "fleet-results.json"), "--progress-s", "30",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     rows: dict[str, list[dict[str, Any]]] | None = None
+    served = False
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             await _session(client, creds)
@@ -253,14 +260,23 @@ async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
             rows = await _follow(client, campaigns, options, "full")
     finally:
         await _stop_fleet(fleet)
-        await server.stop()
+        served = rows is not None and bool(options.serve)
+        if not served:
+            await server.stop()
+    code = 0
     if rows is not None:
         _report(rows, _device_flashes(workdir / "fleet-results.json"))
+    if served:
+        try:
+            code = await serve_console(server, ports, creds, account=ACCOUNT, make=MAKE, model=MODEL,
+                                       fleet_args=lambda: _fleet_args(options), workdir=workdir, say=_say)
+        finally:
+            await server.stop()
     if options.keep is not None:
         _say(f"\ndatabase: {workdir / 'demo.db'}; fleet results (per device): {workdir / 'fleet-results.json'}")
     else:
         _say("\n(--keep DIR keeps the database and the fleet's per-device results)")
-    return 0
+    return code
 
 
 def run_demo(config: Config, options: DemoOptions) -> int:
@@ -271,4 +287,6 @@ def run_demo(config: Config, options: DemoOptions) -> int:
                               http_port=0, coap_port=0, coaps_port=0, bootstrap_port=0, bootstrap_coaps_port=0,
                               http_checkin_interval_s=5,
                               enroll=ACCOUNT)  # a lab's demo: devices that show up unannounced join its account
+        if options.serve is None:   # at a terminal the demo goes on in the browser; a script's run ends
+            options = replace(options, serve=sys.stdin.isatty() and sys.stdout.isatty())
         return asyncio.run(_run(demo_config, options, workdir))

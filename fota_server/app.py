@@ -266,6 +266,7 @@ class RunningServer:
         except DtlsHookUnavailable as exc:
             log.error("CoAPS (DTLS-PSK) is off: %s", exc)
             return
+        coaps.trace_to(self.services.device_trace)   # the console's protocol trace of CoAPS devices
         self.services.ports["coaps"] = coaps.port
 
     def _tls_options(self) -> UvicornSslOptions:

@@ -6,13 +6,18 @@ its last ``per_device`` records (a ring). Records hold the bytes as they went ov
 the direction; decoding is the reader's work (``fota_server/web/trace_view.py``), never the hook's.
 
 The adapters' hooks sit on hot paths, so each asks one membership question of a dict that holds only what is
-traced: ``addresses`` (a CoAP peer address -> device id) for the LwM2M fast path, ``devices`` (device id ->
+traced: ``addresses`` (a CoAP peer address -> device id) for the LwM2M fast path and the CoAPS transport (the
+CoAP messages inside a DTLS session, as decrypted and before encryption), ``devices`` (device id ->
 traced-until) for HTTP check-ins, status reports and DDI polls, ``dm_ids`` (an OMA-DM DevId -> device id)
-for SyncML. A device that is not traced costs that one test; nothing is formatted or allocated for it.
+for SyncML, ``downloaders`` (the device part of a download token -> device id) for HTTP image downloads (the
+method, path, Range asked and bytes sent; never the image). A device that is not traced costs that one test;
+nothing is formatted or allocated for it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -23,9 +28,16 @@ from ..clock import Clock, SystemClock
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..protocol.lwm2m.registration import RegistrationEvent
 
-__all__ = ["DeviceTrace", "TraceRecord", "TraceLimits"]
+__all__ = ["DeviceTrace", "TraceRecord", "TraceLimits", "token_device_part"]
 
 MAX_BYTES = 4096   # kept of one message; the rest is counted in ``size``
+
+
+def token_device_part(device_id: str) -> str:
+    """The middle part of every download token issued to ``device_id`` (``download_tokens.py``: the first 9 bytes
+    of SHA-256 of the device id, base64url without padding)."""
+    digest = hashlib.sha256(device_id.encode("utf-8", "surrogatepass")).digest()[:9]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class DeviceTrace:
         self.devices: OrderedDict[str, float] = OrderedDict()   # traced device id -> traced until (monotonic)
         self.addresses: dict[Any, str] = {}                       # CoAP peer address -> traced device id
         self.dm_ids: dict[str, str] = {}                          # OMA-DM DevId -> traced device id
+        self.downloaders: dict[str, str] = {}                     # download token's device part -> device id
         self._aliases: dict[str, set[tuple[str, Any]]] = {}       # device id -> its keys in the two above
         self._rings: dict[str, deque[TraceRecord]] = {}
         self._seq = 0
@@ -77,6 +90,9 @@ class DeviceTrace:
         self.devices.move_to_end(device_id)
         self._rings.setdefault(device_id, deque(maxlen=self.limits.per_device))
         aliases = self._aliases.setdefault(device_id, set())
+        part = token_device_part(device_id)
+        self.downloaders[part] = device_id
+        aliases.add(("token", part))
         if address is not None:
             self.addresses[address] = device_id
             aliases.add(("address", address))
@@ -101,7 +117,7 @@ class DeviceTrace:
         self.devices.pop(device_id, None)
         self._rings.pop(device_id, None)
         for kind, key in self._aliases.pop(device_id, set()):
-            book: dict[Any, str] = self.addresses if kind == "address" else self.dm_ids
+            book: dict[Any, str] = {"address": self.addresses, "dm": self.dm_ids}.get(kind, self.downloaders)
             if book.get(key) == device_id:
                 del book[key]
 
@@ -137,6 +153,16 @@ class DeviceTrace:
         """A device's HTTP request (check-in, status report, DDI poll) and the server's answer."""
         self._add(device_id, "http", "both", peer, request, answer,
                   (("method", method), ("path", path), ("status", str(status))))
+
+    def download(self, token: str, method: str, path: str, status: int, wanted: str, sent: str,
+                 peer: str = "") -> None:
+        """An HTTP image download with a download token of a traced device: what was asked (``wanted``: the
+        Range header) and what was sent (``sent``: Content-Range or length), never the image's bytes."""
+        device_id = self.downloaders.get(token.split(".")[1] if token.count(".") == 2 else "")
+        if device_id is not None:
+            self._add(device_id, "http", "both", peer,
+                      meta=(("method", method), ("path", path), ("status", str(status)), ("range", wanted),
+                            ("sent", sent)))
 
     def syncml(self, body: bytes, answer: bytes, status: int, peer: str = "") -> None:
         """An OMA-DM exchange while some DevId is traced: kept for the traced DevId the message names."""

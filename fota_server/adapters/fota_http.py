@@ -356,7 +356,8 @@ async def image_by_id(request: Request) -> Response:
     if package is None:
         return _not_found(f"with id {package_id[:64]!r}") if request.query_params.get("t") else _unauthorized(
             request, _NO_TOKEN)
-    return _token_refusal(request, services, package.sha256) or image_response(request, services, package)
+    return _traced(request, services, _token_refusal(request, services, package.sha256)
+                   or image_response(request, services, package))
 
 
 async def image_by_sha256(request: Request) -> Response:
@@ -369,7 +370,18 @@ async def image_by_sha256(request: Request) -> Response:
         return refusal
     package_id = services.http_driver.http_devices.package_id_by_sha256(sha)
     package = services.db.packages.get_package(package_id) if package_id else None
-    return image_response(request, services, package) if package else _not_found(f"with SHA-256 {sha}")
+    return _traced(request, services,
+                   image_response(request, services, package) if package else _not_found(f"with SHA-256 {sha}"))
+
+
+def _traced(request: Request, services: Services, response: Response) -> Response:
+    """Give a download of a device the console traces to its trace (one dict test while none is traced)."""
+    if services.device_trace.downloaders:
+        sent = response.headers.get("content-range") or response.headers.get("content-length", "")
+        services.device_trace.download(request.query_params.get("t", ""), request.method, request.url.path,
+                                       response.status_code, request.headers.get("range", ""), sent,
+                                       request.client.host if request.client else "")
+    return response
 
 
 @management

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from . import campaign_view, device_view, firmware_view, fleet
+from . import campaign_view, device_view, explorer_view, firmware_view, fleet
 from .events import ConsoleHub, events
 from .session import console, login, logout, me
 
@@ -70,6 +70,7 @@ routes = [
     Route(f"{API}/devices", console(fleet.list_devices), methods=["GET"]),
     Route(f"{API}/devices/{{deviceId}}", console(device_view.device_page), methods=["GET"]),
     Route(f"{API}/devices/{{deviceId}}/trace", console(device_view.device_trace), methods=["GET"]),
+    *explorer_view.routes(API),
     Route(f"{API}/events", console(events), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.list_firmware), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.upload_firmware), methods=["POST"]),

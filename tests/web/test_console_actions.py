@@ -86,3 +86,19 @@ def test_pause_and_resume_a_running_campaign_and_delete_only_unused_firmware(ser
         assert client.delete(f"/ui/api/firmware/{spare}", headers=headers).status_code == 404
     finally:
         client.close()
+
+
+def test_the_object_explorer_is_the_account_s_and_needs_a_registration_and_the_csrf_token(server: Any) -> None:
+    proc, acme, globex = server
+    client, headers = _signed_in(proc.base_url, acme)
+    other, _ = _signed_in(proc.base_url, globex)
+    try:
+        unregistered = client.get(f"/ui/api/devices/{IDS[0]}/objects/3/0")
+        assert unregistered.status_code == 404 and unregistered.json()["errorCode"] == "DeviceNotRegistered"
+        assert other.get(f"/ui/api/devices/{IDS[0]}/objects/3/0").json()["errorCode"] == "DeviceNotFound"
+        assert client.put(f"/ui/api/devices/{IDS[0]}/objects/1/0/1", json={"value": 60}).status_code == 401
+        assert client.get(f"/ui/api/devices/{IDS[0]}/objects/99999").json()["errorCode"] == "InvalidPath"
+        assert httpx.get(f"{proc.base_url}/ui/api/devices/{IDS[0]}/objects/3/0").status_code == 401
+    finally:
+        client.close()
+        other.close()

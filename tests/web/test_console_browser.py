@@ -129,6 +129,10 @@ def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
 
             _upload(page, image, "emu2-lwm2m", "LWM2M")
             _upload(page, image, "emu2-http", "HTTP")
+            _upload(page, image, "emu2-spare", "HTTP")
+            page.once("dialog", lambda dialog: dialog.accept())   # "Delete emu2-spare?"
+            page.locator("button[data-delete=emu2-spare]").click()
+            page.locator("button[data-delete=emu2-spare]").wait_for(state="detached", timeout=WAIT_MS)
             page.screenshot(path=str(shots / "firmware.png"), full_page=True)
 
             watcher = context.new_page()
@@ -147,6 +151,13 @@ def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
             trace.locator("td", has_text="CoAP").first.wait_for(timeout=WAIT_MS)
             watcher.reload()
             watcher.locator("#history td", has_text="UpgradeSuccess").wait_for(timeout=WAIT_MS)
+            explorer = watcher.locator("#explorer")   # the object explorer reads the device itself
+            explorer.locator("button[data-object='3']").click()
+            explorer.locator("tr[data-path='/3/0/3'] td", has_text="2.0.0").wait_for(timeout=WAIT_MS)
+            explorer.locator("input[name=path]").fill("5/0")
+            explorer.locator("button[type=submit]").click()
+            explorer.locator("#fw-state span.on", has_text="Idle").wait_for(timeout=WAIT_MS)
+            explorer.locator("#fw-result", has_text="Update Result 1").wait_for(timeout=WAIT_MS)
             watcher.screenshot(path=str(shots / "device.png"), full_page=True)
 
             later = _wizard(page, "emu2-http", http, date.today() + timedelta(days=1))

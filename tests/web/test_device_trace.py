@@ -108,3 +108,25 @@ def test_records_are_decoded_for_the_page() -> None:
     assert "error" in broken
     assert http["status"] == "200" and http["request"] == {"firmwareVersion": "1.0"}
     assert syncml["status"] == "400" and "error" in syncml["request"]
+
+
+def test_a_traced_device_s_downloads_are_kept_by_its_token_and_others_are_not() -> None:
+    from fota_server.adapters.device_trace import token_device_part
+    from fota_server.download_tokens import DownloadTokens
+
+    tokens = DownloadTokens(b"k" * 32, lambda: T0, 3600)
+    mine, theirs = tokens.issue("dev-1", "ab" * 32), tokens.issue("dev-2", "ab" * 32)
+    assert mine.split(".")[1] == token_device_part("dev-1")   # the token's format, as download_tokens writes it
+    t, mono = trace(linger_s=10)
+    t.download(mine, "GET", "/fw/p1", 206, "bytes=0-1023", "bytes 0-1023/4096")   # not traced yet
+    t.watch("dev-1")
+    t.download(mine, "GET", "/fw/p1", 206, "bytes=1024-2047", "bytes 1024-2047/4096", "127.0.0.1")
+    t.download(theirs, "GET", "/fw/p1", 200, "", "4096")
+    t.download("garbled", "GET", "/fw/p1", 401, "", "")
+    shown = [record_json(r) for r in t.records("dev-1")]
+    assert [(r["method"], r["status"], r["range"], r["sent"]) for r in shown] == [
+        ("GET", "206", "bytes=1024-2047", "bytes 1024-2047/4096")]
+    assert t.records("dev-2") == []
+    mono.now += 11
+    t.watch("dev-3")   # dev-1's linger is over: its token no longer maps
+    assert token_device_part("dev-1") not in t.downloaders

@@ -29,6 +29,7 @@ from aiocoap.util import hostportjoin, hostportsplit
 
 from ...clock import SystemClock
 from ...peerlog import PEER_LOG, peer_refused
+from ..device_trace import DeviceTrace
 from ..scheduler import MonotonicTimer, Scheduler
 from ..port_sharing import bind_failed, check_reuse_port, udp_port_to_bind
 from .core import DtlsServerCore, DtlsSession, DtlsSettings, PskLookup, SessionState, peer_host
@@ -164,6 +165,13 @@ class DtlsMessageInterface(GenericMessageInterface):
         # datagrams_dropped, datagrams_failed, hello_verify_sent, handshakes_completed, handshakes_failed,
         # handshakes_refused, sessions_ended, coap_unparsable, coap_failed
         self.counters: Counter[str] = Counter()
+        self.traced: dict[Any, str] = {}   # the console trace's addresses (``trace_to``); empty: nothing traced
+        self._trace: DeviceTrace | None = None
+
+    def trace_to(self, trace: DeviceTrace) -> None:
+        """Give the CoAP messages of the sessions with the addresses ``trace`` follows to it, decrypted (one
+        dict test per message)."""
+        self._trace, self.traced = trace, trace.addresses
 
     @classmethod
     async def create_server(cls, bind: tuple[str, int], mman: interfaces.MessageManager, log_: logging.Logger,
@@ -277,6 +285,8 @@ class DtlsMessageInterface(GenericMessageInterface):
         remote = self._remotes.get(session)
         for plaintext in plaintexts:
             if remote is not None:
+                if address in self.traced and self._trace is not None:
+                    self._trace.coap(address, plaintext, "in")
                 self._received_datagram(remote, plaintext)
 
     @staticmethod
@@ -386,6 +396,8 @@ class DtlsMessageInterface(GenericMessageInterface):
         if self._sessions.get(session.address) is not session:
             log.debug("not sending on the ended DTLS session %r", session)
             return
+        if session.address in self.traced and self._trace is not None:
+            self._trace.coap(session.address, data, "out")
         session.send(data)
         self._settle(session)
 

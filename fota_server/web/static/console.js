@@ -26,6 +26,7 @@ async function api(method, path, body) {
   const init = { method, credentials: "same-origin", headers: {} };
   if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf;
   if (body instanceof FormData) init.body = body;
+  else if (typeof body === "string") { init.body = body; init.headers["Content-Type"] = "text/plain"; }
   else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
   const response = await fetch("/ui/api" + path, init);
   const data = await response.json().catch(() => ({}));
@@ -127,6 +128,9 @@ function traceRow(r) {
     what = `${r.direction === "in" ? "←" : "→"} CoAP ${r.type} ${r.code} ${r.path || ""}`;
     const opts = (r.options || []).filter((o) => o.name !== "Uri-Path").map((o) => `${o.name}=${o.value}`).join(" ");
     detail = `mid=${r.mid} tok=${r.token} ${opts} ${r.payload ? JSON.stringify(r.payload.values || r.payload.text || r.payload) : ""}`;
+  } else if (r.kind === "http" && r.sent !== undefined) {
+    what = `⇄ HTTP ${r.method} → ${r.status} ${r.path} (image)`;
+    detail = `Range ${r.range || "(whole image)"} → ${r.status === "206" ? "Content-Range " : r.status === "200" ? "bytes " : ""}${r.sent || "—"}`;
   } else if (r.kind === "http") {
     what = `⇄ HTTP ${r.method} → ${r.status} ${r.path}`;
     detail = `${JSON.stringify(r.request)} → ${JSON.stringify(r.answer)}`;
@@ -160,6 +164,7 @@ async function viewDevice(id) {
     el("td", {}, el("a", { href: "#/campaign/" + h.campaignId, text: h.name || h.campaignId.slice(0, 8) })),
     el("td", { text: `${h.from} → ${h.to}` }), el("td", { text: h.status }), el("td", { class: "wrap", text: h.reason }),
     el("td", { class: "wrap", text: h.attempts.map((a) => `${fmt(a.startedAt)}–${a.endedAt ? fmt(a.endedAt) : "…"} ${a.outcome} ${a.reason}`).join(" | ") || "—" }))))),
+  reg ? explorer(id, reg) : null,
   el("h2", { text: "Protocol trace (live while this page is open)" }), box);
   let last = 0;
   async function poll() {
@@ -174,6 +179,59 @@ async function viewDevice(id) {
   }
   await poll();
   state.timers.push(setInterval(() => poll().catch((e) => showError(e.message)), 1000));
+}
+
+// ---------------------------------------------------------------- object explorer (LwM2M)
+const FW_STATES = ["Idle", "Downloading", "Downloaded", "Updating"];
+
+function explorer(id, reg) {
+  const path = el("input", { name: "path", value: "3/0", placeholder: "object/instance/resource, e.g. 5/0/3", required: true });
+  const op = el("select", { name: "op" }, ["read", "observe", "cancel observe", "discover", "write", "execute"].map((o) => el("option", { text: o })));
+  const value = el("input", { name: "value", placeholder: "value to write / execute arguments" });
+  const values = el("tbody"), out = el("p", { class: "muted", id: "explorer-status" });
+  const fw = el("div", { class: "fwstates", id: "fw-state" }, FW_STATES.map((name, i) => el("span", { "data-state": i, text: `${i} ${name}` })));
+  const result = el("span", { class: "muted", id: "fw-result" });
+  const watch = el("input", { type: "checkbox", id: "fw-watch" });
+  const base = `/devices/${encodeURIComponent(id)}`;
+  function show(answer, at) {
+    out.textContent = `${answer.code || ""} ${answer.format || ""}${answer.decodeError ? " (cannot decode: " + answer.decodeError + ")" : ""}`;
+    const shown = answer.values || (answer.links ? Object.fromEntries(answer.links.map((l) => [l.path, JSON.stringify(l.attributes)])) : {});
+    values.replaceChildren(...Object.entries(shown).map(([p, v]) => el("tr", { "data-path": p }, el("td", { text: p }), el("td", { class: "wrap", text: typeof v === "string" ? v : JSON.stringify(v) }))));
+    const st = shown["/5/0/3"], res = shown["/5/0/5"];
+    if (st !== undefined) fw.querySelectorAll("span").forEach((n) => n.classList.toggle("on", Number(n.dataset.state) === st));
+    if (res !== undefined) result.textContent = `Update Result ${res}` + (res === 1 ? " (success)" : res === 0 ? " (initial)" : res >= 2 ? " (failure)" : "");
+    if (at) out.append(` — ${at}`);
+  }
+  async function run(what, p, v) {
+    const clean = p.replace(/^\/+|\/+$/g, "");
+    const q = "?timeout=20";
+    if (what === "read") return api("GET", `${base}/objects/${clean}${q}`);
+    if (what === "observe") return api("POST", `${base}/observe/${clean}${q}`);
+    if (what === "cancel observe") return api("DELETE", `${base}/observe/${clean}${q}`);
+    if (what === "discover") return api("GET", `${base}/discover/${clean}${q}`);
+    if (what === "execute") return api("POST", `${base}/execute/${clean}${q}`, v ? v : undefined);
+    let parsed = v; try { parsed = JSON.parse(v); } catch (e) { /* text */ }
+    return api("PUT", `${base}/objects/${clean}${q}`, { value: parsed });
+  }
+  const form = el("form", { class: "filters", id: "explorer-form", onsubmit: async (ev) => {
+    ev.preventDefault(); showError(""); out.textContent = "asking the device…";
+    try { show(await run(op.value, path.value, value.value), new Date().toLocaleTimeString()); } catch (e) { out.textContent = ""; showError(e.message); }
+  } }, path, op, value, el("button", { class: "primary", type: "submit", text: "Go" }));
+  const quick = el("div", { class: "actions" }, reg.objects.slice(0, 12).map((o) =>
+    el("button", { type: "button", "data-object": o.id, text: `/${o.id}` + (o.instances.length ? `/${o.instances[0]}` : ""),
+      onclick: () => { path.value = `${o.id}` + (o.instances.length ? `/${o.instances[0]}` : ""); op.value = "read"; form.requestSubmit(); } })));
+  watch.addEventListener("change", () => {
+    if (!watch.checked) return;
+    const timer = setInterval(async () => {
+      if (!watch.checked || !document.body.contains(watch)) { clearInterval(timer); return; }
+      try { show(await run("read", "5/0"), new Date().toLocaleTimeString()); } catch (e) { watch.checked = false; showError(e.message); }
+    }, 3000);
+    state.timers.push(timer);
+  });
+  return el("div", { class: "card", id: "explorer" }, el("h2", { text: "Object explorer" }), quick, form, out,
+    el("table", { id: "explorer-values" }, el("colgroup", {}, el("col", { width: "160" }), el("col")), values),
+    el("h2", { text: "Firmware Update object (/5/0) state" }), fw, el("p", {}, result, " ",
+      el("label", {}, watch, " read /5/0 every 3 s while this page is open")));
 }
 
 // ---------------------------------------------------------------- firmware

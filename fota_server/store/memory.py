@@ -146,6 +146,15 @@ class MemoryDeviceStore:
     def count_devices(self, account_name: str) -> int:
         return sum(1 for d in self.devices.values() if d.account_name == account_name)
 
+    def count_fleet(self, account_name: str, seen_since: datetime) -> dict[str, tuple[int, int, int]]:
+        out: dict[str, tuple[int, int, int]] = {}
+        for d in self.devices.values():
+            if d.account_name == account_name:   # no registrations in memory: the third count stays 0
+                total, seen, registered = out.get(d.protocol, (0, 0, 0))
+                heard = d.last_seen_at is not None and d.last_seen_at >= seen_since
+                out[d.protocol] = (total + 1, seen + heard, registered)
+        return out
+
     def record_report(self, device_id: str, seen_at: datetime, **reported: str) -> bool:
         unknown = set(reported) - _REPORTABLE
         if unknown:

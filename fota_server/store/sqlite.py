@@ -355,6 +355,14 @@ class SqliteDeviceStore:
         row = self._db.execute("SELECT COUNT(*) FROM devices WHERE account_name = ?", (account_name,)).fetchone()
         return int(row[0])
 
+    def count_fleet(self, account_name: str, seen_since: datetime) -> dict[str, tuple[int, int, int]]:
+        rows = self._db.execute(
+            "SELECT protocol, COUNT(*), SUM(CASE WHEN last_seen_at >= ? THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN EXISTS (SELECT 1 FROM lwm2m_registrations r WHERE r.device_id = devices.device_id)"
+            " THEN 1 ELSE 0 END) FROM devices WHERE account_name = ? GROUP BY protocol",
+            (ts(seen_since), account_name)).fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+
     def record_report(self, device_id: str, seen_at: datetime, **reported: str) -> bool:
         unknown = set(reported) - _DEVICE_REPORT_FIELDS
         if unknown:

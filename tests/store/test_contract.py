@@ -207,3 +207,17 @@ def test_sqlite_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -
     assert again.accounts.get_account("acc-1") is not None
     assert again.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again.close()
+
+
+def test_fleet_counts_per_protocol_with_the_devices_heard_from_lately(store: Any) -> None:
+    _account(store)
+    _account(store, "acc-2")
+    _device(store, "d1", protocol="HTTP")
+    _device(store, "d2", protocol="HTTP")
+    _device(store, "d3", protocol="LWM2M")
+    _device(store, "o1", account="acc-2", protocol="HTTP")
+    assert store.devices.record_report("d1", T0 + timedelta(minutes=10))
+    assert store.devices.record_report("d2", T0 - timedelta(hours=1))
+    assert store.devices.record_report("o1", T0 + timedelta(minutes=10))
+    assert store.devices.count_fleet("acc-1", T0) == {"HTTP": (2, 1, 0), "LWM2M": (1, 0, 0)}
+    assert store.devices.count_fleet("acc-3", T0) == {}

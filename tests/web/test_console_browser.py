@@ -2,7 +2,8 @@
 ``fota-server run`` with an emulated fleet (4 LwM2M and 2 HTTP devices imported with ``fota-server device
 import``): sign in, upload the images, watch one device's page, schedule a campaign through the wizard, see the
 device's protocol trace and the campaign's chart reach success, then schedule one for tomorrow and cancel it.
-A screenshot of every page is saved under the test's tmp dir (``screenshots/``).
+A screenshot of every page is saved under the test's tmp dir (``screenshots/``), or in ``FOTA_SCREENSHOTS``
+(``tools/screenshots.py``).
 
 Skipped, saying why, only when no Chromium can be found (``FOTA_TEST_CHROMIUM`` names one; else ``chromium``
 or ``chromium-browser`` on the PATH) or Playwright is not installed."""
@@ -103,8 +104,8 @@ def _wizard(page: Any, firmware: str, devices: list[str], start: date) -> str:
 
 
 def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = Path(os.environ.get("FOTA_SCREENSHOTS") or tmp_path / "screenshots")   # tools/screenshots.py names one
+    shots.mkdir(parents=True, exist_ok=True)
     db = tmp_path / "fota.db"
     creds = create_account(db, ACC)
     plans = plan_devices(SPEC)
@@ -174,5 +175,5 @@ def test_update_a_fleet_from_the_browser(browser: Any, tmp_path: Path) -> None:
             assert campaign != later and fleet.error is None
     finally:
         assert server.stop() == 0
-    assert sorted(p.name for p in shots.iterdir()) == ["campaign-queued.png", "campaign.png", "campaigns.png",
+    assert sorted(p.name for p in shots.glob("*.png")) == ["campaign-queued.png", "campaign.png", "campaigns.png",
                                                        "device-http.png", "device.png", "firmware.png", "fleet.png"]

@@ -49,6 +49,7 @@ class Config:
     # device edge
     enroll: str = ""  # add devices that belong to no account to this account on first contact ("" = refuse them)
     enroll_max_devices: int = 1000  # enrolment stops once the enrolment account holds this many devices
+    unknown_devices_account: str = ""  # whose web console lists refused devices of no account ("" = enroll's)
     download_token_ttl_s: int = 86400  # how long a firmware download URL handed to a device stays valid
     omadm_allow_basic: bool = False  # accept OMA-DM syncml:auth-basic (off: MD5 digest / HMAC only)
     omadm_session_idle_s: int = 300  # an OMA-DM session with no message for this long ends (its timer)

@@ -53,6 +53,8 @@ class Enrolment:
         self._full_until = 0.0
         self.enrolled = 0
         self.refused = 0
+        # told of every refusal: (device id, protocol, peer, why); the web console keeps a recent list
+        self.refusal_listeners: list[Callable[[str, str, str, str], None]] = []
 
     @property
     def enabled(self) -> bool:
@@ -74,12 +76,12 @@ class Enrolment:
         if device is not None:
             return Admitted(device, False)
         if not self.account or (account is not None and account != self.account):
-            return self._refuse(peer, device_id, "unknown", "belongs to no account (enrolment is off)")
+            return self._refuse(peer, device_id, protocol, "unknown", "belongs to no account (enrolment is off)")
         if self._monotonic() < self._full_until:
-            return self._refuse(peer, device_id, "full", f"enrolment account {self.account} is full")
+            return self._refuse(peer, device_id, protocol, "full", f"enrolment account {self.account} is full")
         if self._devices.count_devices(self.account) >= self.max_devices:
             self._full_until = self._monotonic() + _FULL_RECHECK_S
-            return self._refuse(peer, device_id, "full",
+            return self._refuse(peer, device_id, protocol, "full",
                                 f"enrolment account {self.account} holds {self.max_devices} devices")
         try:
             device = self._registry.add(self.account, NewDevice(device_id=device_id, protocol=protocol, **fields))
@@ -88,15 +90,17 @@ class Enrolment:
                 found = self._devices.find_device(device_id)
                 if found is not None:
                     return Admitted(found, False)
-            return self._refuse(peer, device_id, "invalid", exc.message)
+            return self._refuse(peer, device_id, protocol, "invalid", exc.message)
         except NotFound as exc:
-            return self._refuse(peer, device_id, "invalid", exc.message)
+            return self._refuse(peer, device_id, protocol, "invalid", exc.message)
         self.enrolled += 1
         log.info("enrolled %s device %s into account %s", protocol, device_id[:128], self.account)
         return Admitted(device, True)
 
-    def _refuse(self, peer: str, device_id: str, reason: str, detail: str) -> Refused:
+    def _refuse(self, peer: str, device_id: str, protocol: str, reason: str, detail: str) -> Refused:
         self.refused += 1
+        for listener in self.refusal_listeners:
+            listener(device_id, protocol, peer, detail)
         peer_refused(log, peer or device_id[:64], f"unenrolled device ({reason})", "device %s from %s refused: %s",
                      device_id[:128], peer or "?", detail)
         return Refused(reason, detail)

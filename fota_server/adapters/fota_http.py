@@ -120,6 +120,10 @@ def authenticate_device(services: Services, device_id: str, authorization: str,
         raise PeerError("an 'Authorization: Bearer <device token>' header is required", hint=401)
     device = services.http_driver.http_devices.authenticated_device(device_id[:256], token_hash(token))
     if device is None:
+        listeners = services.enrolment.refusal_listeners   # the console's list of devices of no account
+        if listeners and not services.db.devices.has_device(device_id[:256]):
+            for listener in listeners:
+                listener(device_id[:256], "HTTP", peer, "a device token for a device that belongs to no account")
         raise PeerError("the token is not valid for this device", hint=401)
     return device
 

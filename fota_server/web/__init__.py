@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from . import campaign_view, device_view, explorer_view, firmware_view, fleet
 from .events import ConsoleHub, events
+from .refused import RefusedDevices, refused_devices
 from .session import console, login, logout, me
 
 __all__ = ["routes", "install", "ConsoleHub"]
@@ -33,7 +34,10 @@ SECURITY_HEADERS = {
 
 
 def install(state: Any) -> ConsoleHub:
-    state.console = hub = ConsoleHub()
+    """The console's hub on the app's state; it hears the enrolment's refusals (``refused.py``)."""
+    services = state.services
+    state.console = hub = ConsoleHub(RefusedDevices(services.clock))
+    services.enrolment.refusal_listeners.append(hub.refused.note)
     return hub
 
 
@@ -72,6 +76,7 @@ routes = [
     Route(f"{API}/devices/{{deviceId}}/trace", console(device_view.device_trace), methods=["GET"]),
     *explorer_view.routes(API),
     Route(f"{API}/events", console(events), methods=["GET"]),
+    Route(f"{API}/refused", console(refused_devices), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.list_firmware), methods=["GET"]),
     Route(f"{API}/firmware", console(firmware_view.upload_firmware), methods=["POST"]),
     Route(f"{API}/firmware/{{packageId}}", console(firmware_view.delete_firmware), methods=["DELETE"]),

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import DomainError
 from ..services import Services
 from .fleet import FleetCounts, wait_or_closed
+from .refused import RefusedDevices
 
 __all__ = ["ConsoleHub", "events", "TooManyStreams"]
 
@@ -32,8 +33,10 @@ class TooManyStreams(DomainError):
 
 
 class ConsoleHub:
-    def __init__(self, per_account: int = 8, total: int = 128, interval_s: float = 2.0) -> None:
+    def __init__(self, refused: RefusedDevices, per_account: int = 8, total: int = 128,
+                 interval_s: float = 2.0) -> None:
         self.per_account, self.total, self.interval_s = per_account, total, interval_s
+        self.refused = refused   # devices of no account refused lately (``refused.py``)
         self.counts = FleetCounts()
         self.closing = asyncio.Event()
         self._open: dict[str, int] = {}

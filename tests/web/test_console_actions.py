@@ -102,3 +102,36 @@ def test_the_object_explorer_is_the_account_s_and_needs_a_registration_and_the_c
     finally:
         client.close()
         other.close()
+
+
+def test_devices_of_no_account_that_were_refused_are_listed_to_the_named_account_only(tmp_path: Path) -> None:
+    import socket
+
+    from fota_server.protocol.lwm2m.coap_message import CON, CoapMessage, encode_message
+
+    db = tmp_path / "r.db"
+    acme, globex = create_account(db, ACC), create_account(db, OTHER)
+    proc = ServerProcess(db, env={"FOTA_UNKNOWN_DEVICES_ACCOUNT": ACC}).start()   # enrolment stays off
+    client, _ = _signed_in(proc.base_url, acme)
+    other, _ = _signed_in(proc.base_url, globex)
+    try:
+        assert client.get("/ui/api/refused").json() == {"visible": True, "devices": [], "limit": 200}
+        for _ in range(2):
+            refused = httpx.post(f"{proc.base_url}/http/v1/devices/stranger-http/checkin",
+                                 headers={"Authorization": "Bearer not-a-token"}, json={})
+            assert refused.status_code == 401
+        register = CoapMessage(CON, 2, 0x1234, b"\x07", ((11, b"rd"), (15, b"ep=urn:imei:990000000000001"),
+                                                         (15, b"lt=60")), b"</3/0>")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(30)
+            udp.sendto(encode_message(register), ("127.0.0.1", proc.ports["coap"]))
+            answer = udp.recv(2048)
+        assert answer[1] == 0x83   # 4.03: unknown, refused
+        seen = client.get("/ui/api/refused").json()["devices"]
+        assert {(d["deviceId"], d["protocol"], d["count"]) for d in seen} == {
+            ("stranger-http", "HTTP", 2), ("990000000000001", "LWM2M", 1)}
+        assert other.get("/ui/api/refused").json() == {"visible": False, "devices": []}   # not globex's business
+    finally:
+        client.close()
+        other.close()
+        proc.stop()

@@ -113,7 +113,16 @@ async function viewFleet() {
     next.disabled = !page.next;
     next.onclick = () => load(page.next);
   }
-  main().append(el("h1", { text: "Fleet" }), counts, filters, table, el("div", { class: "pager" }, prev, next, info));
+  const strangers = el("div", { id: "refused" });
+  main().append(el("h1", { text: "Fleet" }), counts, filters, table, el("div", { class: "pager" }, prev, next, info), strangers);
+  api("GET", "/refused").then((r) => {
+    if (!r.visible) return;
+    strangers.append(el("h2", { text: `Devices of no account that tried to connect (refused; this server process, the last ${r.limit})` }),
+      r.devices.length ? el("table", {}, el("thead", {}, el("tr", {}, ["Device", "Protocol", "From", "Why", "Tries", "Last"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, r.devices.map((d) => el("tr", {}, el("td", { text: d.deviceId }), el("td", { text: d.protocol }), el("td", { text: d.peer }),
+          el("td", { class: "wrap", text: d.why }), el("td", { text: d.count }), el("td", { text: fmt(d.lastAt) })))))
+        : el("p", { class: "muted", text: "None lately." }));
+  }).catch((e) => showError(e.message));
   const source = (state.source = new EventSource("/ui/api/events"));
   source.addEventListener("counts", (ev) => counts.replaceChildren(...countCards(JSON.parse(ev.data))));
   await load("");

@@ -16,7 +16,7 @@ from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from fota_server.adapters.blobs import FileBlobStore
 from fota_server.adapters.coap_site import build_site
 from fota_server.adapters.lwm2m_blocks import FirmwareBlockResource
-from fota_server.adapters.lwm2m_driver import UpdateSession
+from fota_server.adapters.lwm2m_update_session import UpdateSession
 from fota_server.adapters.lwm2m_fastpath import install_fast_path
 from fota_server.adapters.lwm2m_root import LeanContext, Lwm2mRoot
 from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings

@@ -18,7 +18,7 @@ from device_emulator.links.coap import CoapLink, _bound_port, free_udp_port
 from device_emulator.lwm2m.client import ClientConfig, LwM2MClient
 from device_emulator.lwm2m.faults import Fault
 from device_emulator.lwm2m.firmware import DeviceFirmware
-from fota_server.adapters.lwm2m_driver import UpdateSession
+from fota_server.adapters.lwm2m_update_session import UpdateSession
 from fota_server.adapters.lwm2m_site import Lwm2mServer, Lwm2mSettings, add_lwm2m_resources
 from fota_server.app import build_services
 from fota_server.config import Config

@@ -18,6 +18,7 @@ from .demo import DemoOptions, run_demo
 from .device_import import import_manifest
 from .devices import NewDevice
 from .errors import DomainError
+from .logs import setup_logging
 from .protocol.delivery import DELIVERY_NAMES
 from .services import Services
 from .sample_data import SAMPLE_ACCOUNT, ensure_sample_data, quickstart_text
@@ -72,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="a process unheard for this long is taken as gone (default 10)")
     run.add_argument("--reuse-port", dest="reuse_port", action="store_const", const=True,
                      help="share the HTTP, CoAP and CoAPS ports with other processes (SO_REUSEPORT)")
+    run.add_argument("--metrics-port", dest="metrics_port", type=int, metavar="N",
+                     help="also serve GET /metrics without credentials on port N (default 0: off)")
+    run.add_argument("--metrics-public", dest="metrics_public", action="store_const", const=True,
+                     help="GET /metrics on the HTTP port without the management credentials")
+    run.add_argument("--log-format", dest="log_format", choices=["text", "json"],
+                     help="text (default), or json: one JSON object per line")
+    run.add_argument("--access-log", dest="access_log", action="store_const", const=True,
+                     help="log a line per HTTP request (uvicorn's access log)")
 
     demo = sub.add_parser("demo", help="run the server, a fleet of emulated devices and a campaign, then report")
     demo.add_argument("--lwm2m", type=int, default=150, help="LwM2M devices (default 150)")
@@ -201,7 +210,8 @@ def _config(args: argparse.Namespace) -> Config:
     flags = {k: getattr(args, k, None) for k in
              ("db_path", "data_dir", "host", "http_port", "coap_port", "coap_enabled", "coaps_port", "coaps_enabled",
               "https", "log_level", "enroll", "enroll_max_devices", "bootstrap_port", "bootstrap_coaps_port",
-              "bootstrap_enabled", "node", "node_lease_s", "reuse_port")}
+              "bootstrap_enabled", "node", "node_lease_s", "reuse_port", "metrics_port", "metrics_public",
+              "log_format", "access_log")}
     return load_config(args.config, flags=flags)
 
 
@@ -308,8 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fota-server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(config.log_level, config.log_format, config.access_log)
+    except ValueError as exc:
+        print(f"fota-server: {exc}", file=sys.stderr)
+        return 2
     try:
         return _dispatch(args, config)
     except StorageOpenError as exc:  # one line naming the path and why, no traceback

@@ -26,6 +26,9 @@ from .adapters.dtls import (
 )
 from .adapters.http_driver import HttpDriver, HttpFotaSettings
 from .adapters.http_limits import uvicorn_limits
+from .adapters.attempt_records import MeteredEngine, recorded_rows
+from .adapters import metrics_http
+from .metrics import Metrics
 from .adapters.omadm_driver import OmadmDriver
 from .adapters.omadm_http import OmadmSettings
 from .adapters.omadm_notify import HttpHookNotifier
@@ -90,9 +93,13 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
                                   config.max_firmware_bytes)
     devices = DeviceRegistry(db.accounts, db.devices, db.credentials, clock)
     stores = open_stores(db, timedelta(days=config.callback_ttl_days), config.node)
+    metrics = Metrics(db)
+    rows = recorded_rows(stores.campaign_rows, metrics)   # attempts counted and logged as they commit
+    engine = MeteredEngine(stores.campaigns, rows, db.devices, db.accounts)
+    engine.metrics = metrics
     campaigns = CampaignService(
-        campaigns=stores.campaigns, rows=stores.campaign_rows, callbacks=stores.callbacks, devices=db.devices,
-        licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock)
+        campaigns=stores.campaigns, rows=rows, callbacks=stores.callbacks, devices=db.devices,
+        licenses=db.licenses, packages=db.packages, accounts=db.accounts, clock=clock, engine=engine)
     enrolment = Enrolment(devices, db.devices, config.enroll, config.enroll_max_devices)
     download_tokens = DownloadTokens(download_key, clock.now, config.download_token_ttl_s)
     interval = config.http_checkin_interval_s
@@ -102,7 +109,7 @@ def build_services(config: Config, clock: Clock | None = None) -> Services:
     return Services(config=config, clock=clock, db=db, auth=auth, firmware=firmware, devices=devices,
                     campaigns=campaigns, enrolment=enrolment, download_tokens=download_tokens, stores=stores,
                     bootstrap=BootstrapConfigs(devices, db.devices, db.credentials, stores.bootstrap, clock),
-                    firmware_requests=FirmwareVersionRequests(), http_driver=http_driver)
+                    firmware_requests=FirmwareVersionRequests(), http_driver=http_driver, metrics=metrics)
 
 
 def build_http_app(services: Services) -> Starlette:
@@ -112,7 +119,7 @@ def build_http_app(services: Services) -> Starlette:
                 *health.routes, *auth_routes.routes, *management.routes, *openapi.routes, *licenses.routes,
                 *devices.routes, *packages.routes, *firmware_sync.routes, *campaigns.routes, *reports.routes,
                 *callbacks.routes, *device_credentials.routes, *lwm2m_bootstrap.routes, *device_logging.routes, *lwm2m_explorer.routes,
-                *web.routes],
+                *metrics_http.routes, *web.routes],
         exception_handlers=install_error_handlers(),
     )
     app.state.services = services
@@ -146,6 +153,7 @@ class RunningServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._hook_client: httpx.AsyncClient | None = None
         self._console: web.ConsoleHub | None = None
+        self._metrics_server: metrics_http.MetricsServer | None = None
         self.scheduler = Scheduler(services.clock)   # the process's one timer (adapters/scheduler.py)
         self.stopped = asyncio.Event()
 
@@ -153,6 +161,8 @@ class RunningServer:
         config = self.services.config
         member = self._join()
         sock = listening_socket(config.host, config.http_port, config.reuse_port)
+        metrics_sock = listening_socket(config.host, config.metrics_port, config.reuse_port) \
+            if config.metrics_port else None
         self.services.ports["http"] = sock.getsockname()[1]
         http_driver, omadm_driver = self.services.http_driver, self._omadm_driver()
         lwm2m_driver = await self._start_coap() if config.coap_enabled else None
@@ -167,8 +177,11 @@ class RunningServer:
         http_app = build_http_app(self.services)
         self._console = http_app.state.console
         app = DeviceDispatch(http_app)   # check-in, status and DDI poll before the router
-        self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                             **uvicorn_limits(config), **self._tls_options()))
+        self._watch(app)
+        self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=config.access_log,
+                                             log_config=None, **uvicorn_limits(config), **self._tls_options()))
+        if config.access_log:   # through the process's log handler (``logs.py``), at INFO
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
         while not self._http.started:
             if self._http_task.done():
@@ -183,7 +196,26 @@ class RunningServer:
             self._routed.on_outcome = self._engine.wake
         elif lwm2m_driver is not None:
             lwm2m_driver.on_outcome = self._engine.wake
+        dispatcher = getattr(engine, "_callbacks", None)   # the engine's callback deliveries
+        if dispatcher is not None:
+            self.services.metrics.sources.callback_failures = lambda: int(dispatcher.failed)
+            self.services.metrics.sources.callback_deliveries = lambda: int(dispatcher.delivered)
+        if metrics_sock is not None:   # GET /metrics alone, without credentials (adapters/metrics_http.py)
+            self._metrics_server = metrics_http.MetricsServer(self.services.metrics)
+            self.services.ports["metrics"] = await self._metrics_server.start(metrics_sock)
         return dict(self.services.ports)
+
+    def _watch(self, dispatch: DeviceDispatch) -> None:
+        """Give the metrics the live tables and counters of the parts that started (``metrics.py``)."""
+        sources = self.services.metrics.sources
+        sources.device_http = dispatch.answered
+        if self.services.omadm is not None:
+            sources.dm_sessions = self.services.omadm.sessions.ended
+        if self._lwm2m is not None:
+            server, firmware = self._lwm2m.server, self._lwm2m.firmware
+            sources.registrations = lambda: len(server.book)
+            sources.rd_results = server.rd_results
+            sources.coap_firmware_bytes = lambda: firmware.bytes_served
 
     def _join(self) -> ClusterMember:
         """Claim this process's name on the database (``NodeTaken`` if a live process holds it) and take the
@@ -267,6 +299,7 @@ class RunningServer:
             log.error("CoAPS (DTLS-PSK) is off: %s", exc)
             return
         coaps.trace_to(self.services.device_trace)   # the console's protocol trace of CoAPS devices
+        self.services.metrics.sources.dtls_sessions = lambda: coaps.session_count
         self.services.ports["coaps"] = coaps.port
 
     def _tls_options(self) -> UvicornSslOptions:
@@ -280,6 +313,8 @@ class RunningServer:
         return uvicorn_ssl_options(cert, key, config.tls_client_ca or None)
 
     async def stop(self) -> None:
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         if self._engine is not None:
             await self._engine.stop()
         self.scheduler.close()   # no timer fires while the parts stop

@@ -68,6 +68,11 @@ class Config:
     node: str = ""  # this process's name among those sharing the database ("": the only process)
     node_lease_s: int = 10  # a process unheard for this long is gone: its leadership and devices pass on
     reuse_port: bool = False  # SO_REUSEPORT on the HTTP, CoAP and CoAPS listeners: processes share ports
+    # observability (README "Metrics and logs")
+    metrics_port: int = 0  # also serve GET /metrics, without credentials, on this port (0 = off)
+    metrics_public: bool = False  # GET /metrics on the HTTP port without the management credentials
+    log_format: str = "text"  # text, or json: one JSON object per line
+    access_log: bool = False  # uvicorn's line per HTTP request
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -15,6 +15,7 @@ from .devices import DeviceRegistry
 from .download_tokens import DownloadTokens
 from .enrolment import Enrolment
 from .firmware import FirmwareRepository
+from .metrics import Metrics
 from .store.database import SqlDatabase
 from .store.stores import StoreSet
 
@@ -49,3 +50,5 @@ class Services:
     lwm2m_explorer: Lwm2mExplorer = field(default_factory=Lwm2mExplorer)
     # the protocol trace of the devices the web console watches (``adapters/device_trace.py``)
     device_trace: DeviceTrace = field(default_factory=DeviceTrace)
+    # the process's Prometheus metrics (``metrics.py``); ``build_services`` gives it the database
+    metrics: Metrics = field(default_factory=Metrics)

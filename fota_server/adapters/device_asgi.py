@@ -22,6 +22,7 @@ exception raised on to uvicorn, as ``ServerErrorMiddleware`` does.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Awaitable, Callable, Iterable
 
 from starlette._utils import is_async_callable
@@ -97,6 +98,7 @@ class DeviceDispatch:
         handlers = app.exception_handlers
         self._exception_handlers = {k: v for k, v in handlers.items() if k not in (500, Exception)}
         self._error_handler = handlers.get(500) or handlers.get(Exception)
+        self.answered: Counter[tuple[str, str]] = Counter()   # (checkin|status|poll, status) for the metrics
 
     def route_for(self, method: str, path: str) -> str | None:
         """Which of the three answers ``method path`` here ("checkin", "status", "poll"), or None: Starlette."""
@@ -115,19 +117,19 @@ class DeviceDispatch:
             if method == "POST" and path.startswith(_DEVICE_PREFIX):
                 match = self._checkin.match(path)
                 if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._checkin_body)
+                    return await self._answer(scope, receive, send, match.groupdict(), self._checkin_body, "checkin")
                 match = self._status.match(path)
                 if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._status_body)
+                    return await self._answer(scope, receive, send, match.groupdict(), self._status_body, "status")
             elif method == "GET":
                 match = self._poll.match(path)
                 if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._poll_body)
+                    return await self._answer(scope, receive, send, match.groupdict(), self._poll_body, "poll")
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str],
-                      answer: Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]]
-                      ) -> None:
+                      answer: Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]],
+                      route: str = "") -> None:
         device_id = params.get("device_id") or params.get("controller_id", "")
         if device_id in self.services.device_trace.devices:   # the console traces it
             receive, answer = _traced(self.services.device_trace, device_id, scope, receive, answer)
@@ -138,13 +140,16 @@ class DeviceDispatch:
         try:
             body = await answer(scope, receive, params, headers)
         except PeerError as exc:
+            self.answered[(route, str(exc.hint if isinstance(exc.hint, int) and 400 <= exc.hint <= 599 else 400))] += 1
             scope["path_params"] = params
             await peer_error_response(self._request(scope, receive), exc)(scope, receive, send)
             return
         except Exception as exc:
+            self.answered[(route, "error")] += 1
             scope["path_params"] = params
             await self._failed(scope, receive, send, exc)
             return
+        self.answered[(route, "200")] += 1   # metrics: one increment
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", _JSON)]})
         await send({"type": "http.response.body", "body": body})

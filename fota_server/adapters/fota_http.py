@@ -379,7 +379,10 @@ async def image_by_sha256(request: Request) -> Response:
 
 
 def _traced(request: Request, services: Services, response: Response) -> Response:
-    """Give a download of a device the console traces to its trace (one dict test while none is traced)."""
+    """Give a download of a device the console traces to its trace (one dict test while none is traced);
+    count the image bytes sent (metrics)."""
+    if response.status_code in (200, 206) and request.method == "GET":
+        services.metrics.http_firmware_bytes += int(response.headers.get("content-length", "0") or 0)
     if services.device_trace.downloaders:
         sent = response.headers.get("content-range") or response.headers.get("content-length", "")
         services.device_trace.download(request.query_params.get("t", ""), request.method, request.url.path,

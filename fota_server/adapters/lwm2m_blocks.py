@@ -46,6 +46,7 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
         self._tokens = tokens
         self._open: OrderedDict[str, tuple[mmap.mmap | bytes, bytes]] = OrderedDict()
         self.blocks_served = 0
+        self.bytes_served = 0   # image bytes sent in blocks (metrics)
 
     async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
         return False
@@ -115,6 +116,7 @@ class FirmwareBlockResource(resource.Resource, resource.PathCapable):
         except PeerError:
             return "4.02"
         self.blocks_served += 1
+        self.bytes_served += end - start
         return FirmwareBlock(num, szx, more, bytes(data[start:end]), etag, len(data))
 
 

@@ -200,6 +200,7 @@ class FastPath(asyncio.DatagramProtocol):
     def _respond(self, request: CoapMessage, path: list[str], addr: Any) -> CoapMessage | bytes | None:
         if path[:1] == ["rd"] and len(path) <= 2:
             if len(path) == 1 and request.code == _POST and self.pressure.put_off():
+                self._server.rd_results[("register", "5.03")] += 1
                 return self._reply(request, "5.03", ((_MAX_AGE, uint_bytes(self.pressure.defer())),))
             answer = self._registration(request, path, addr)
             if len(path) == 1 and answer.code == "2.01":

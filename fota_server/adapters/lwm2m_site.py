@@ -98,6 +98,7 @@ class Lwm2mServer:
         # whether an endpoint may register (``admission_for``): (endpoint, address, over DTLS)
         self._admit: Admit = admit or (lambda _endpoint, _address, _secured: True)
         self.settings = settings
+        self.rd_results: Counter[tuple[str, str]] = Counter()   # metrics: answers by (op, code)
         self.book = RegistrationBook(timedelta(seconds=settings.grace_s), settings.max_registrations)
         self.store = store
         self.devices = devices
@@ -191,6 +192,13 @@ class Lwm2mServer:
         return registration.endpoint if registration is not None else None
 
     def handle_rd(self, request: RdRequest) -> RdAnswer:
+        """``_handle_rd``, its answer counted by operation and code in ``rd_results`` (one increment)."""
+        answer = self._handle_rd(request)
+        operation = "register" if request.reg_id is None else "deregister" if request.method == "DELETE" else "update"
+        self.rd_results[(operation, answer.code)] += 1
+        return answer
+
+    def _handle_rd(self, request: RdRequest) -> RdAnswer:
         """The one way in for Register (``POST /rd``), Update (``POST /rd/<id>``) and De-register
         (``DELETE /rd/<id>``), whichever route the datagram took (the fast path, the lean root, a site
         resource; plain CoAP or CoAPS). A device's bad request is answered with its hint, counted and logged

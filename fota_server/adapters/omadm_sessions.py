@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Iterator
 
 from ..protocol.omadm.session import DmServerSession
@@ -21,6 +21,8 @@ from ..protocol.omadm.session import DmServerSession
 __all__ = ["SessionKey", "SessionTable"]
 
 SessionKey = tuple[str, str]
+# a session's state when it is dropped -> the metrics' result label
+_ENDINGS = {"ended": "completed", "error": "error", "active": "idle_timeout", "awaiting_auth": "unauthenticated"}
 
 
 class SessionTable:
@@ -30,6 +32,7 @@ class SessionTable:
         self._unproven: OrderedDict[int, DmServerSession] = OrderedDict()  # not authenticated yet, oldest first
         self._heap: list[tuple[float, int, SessionKey, DmServerSession]] = []
         self._order = itertools.count()
+        self.ended: Counter[str] = Counter()   # sessions forgotten, by how they ended (metrics)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -60,6 +63,7 @@ class SessionTable:
 
     def drop(self, session: DmServerSession) -> None:
         """Forget the session (its heap entry goes when it comes up)."""
+        self.ended[_ENDINGS.get(session.state.value, session.state.value)] += 1   # metrics
         self._unproven.pop(id(session), None)
         key = self._keys.pop(id(session), None)
         if key is not None and self._sessions.get(key) is session:

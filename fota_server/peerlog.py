@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from typing import Callable
+from typing import Callable, Mapping
 
 __all__ = ["PeerLog", "PEER_LOG", "peer_refused"]
 
@@ -33,9 +33,10 @@ class PeerLog:
         self._lock = threading.Lock()
 
     def refused(self, logger: logging.Logger, peer: str, kind: str, message: str, *args: object,
-                level: int = logging.WARNING) -> bool:
+                level: int = logging.WARNING, extra: Mapping[str, object] | None = None) -> bool:
         """Count a refusal of ``kind`` from ``peer`` and log ``message % args`` unless this peer and kind
-        were logged less than ``interval_s`` ago; returns whether a line was written."""
+        were logged less than ``interval_s`` ago; returns whether a line was written. ``extra``: the line's
+        context (``logs.context``: account, device, ...)."""
         peer, kind = _host(str(peer))[:80], str(kind)[:80]
         now = self._monotonic()
         with self._lock:
@@ -63,9 +64,9 @@ class PeerLog:
             while len(self._last) > self.max_peers:
                 self._last.popitem(last=False)
         if left_out:
-            logger.log(level, message + " (%d more like it from this peer not logged)", *args, left_out)
+            logger.log(level, message + " (%d more like it from this peer not logged)", *args, left_out, extra=extra)
         else:
-            logger.log(level, message, *args)
+            logger.log(level, message, *args, extra=extra)
         return True
 
 
@@ -80,6 +81,7 @@ def _host(peer: str) -> str:
 PEER_LOG = PeerLog()
 
 
-def peer_refused(logger: logging.Logger, peer: str, kind: str, message: str, *args: object) -> bool:
+def peer_refused(logger: logging.Logger, peer: str, kind: str, message: str, *args: object,
+                 extra: Mapping[str, object] | None = None) -> bool:
     """``PEER_LOG.refused``: the process-wide rate-limited peer-error log."""
-    return PEER_LOG.refused(logger, peer, kind, message, *args)
+    return PEER_LOG.refused(logger, peer, kind, message, *args, extra=extra)

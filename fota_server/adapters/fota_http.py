@@ -39,6 +39,7 @@ from ..api.errors import PayloadTooLarge
 from ..api.management import management
 from ..download_tokens import TokenCheck
 from ..errors import NotFound
+from ..logs import context
 from ..peerlog import peer_refused
 from ..protocol.errors import PeerError
 from ..protocol.http_fota import manifest
@@ -182,7 +183,8 @@ def peer_error_response(request: Request, exc: PeerError) -> JSONResponse:
     PEER_ERRORS[code] += 1
     client = request.client.host if request.client else "?"
     peer_refused(log, client, code, "%s %s from %s refused: %s %s", request.method, request.url.path, client, status,
-                 exc)
+                 exc, extra=context(device=str(request.path_params.get("device_id")
+                                               or request.path_params.get("controller_id") or "")[:128]))
     headers = {"WWW-Authenticate": 'Bearer realm="fota-device"'} if status == 401 else None
     return JSONResponse({"error": code, "detail": str(exc)}, status, headers=headers)
 

@@ -47,6 +47,7 @@ from ..campaign.drivers import (
     AttemptCancelled, AttemptOutcome, AttemptProgressed, CancelAttempt, DeviceUnreachable, DriverCommand,
     InstallPackage, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
+from ..logs import context
 from ..download_tokens import DownloadTokens
 from ..protocol.omadm import events as ev
 from ..protocol.omadm.fumo import BUSY_STATES, PriorExec, is_success
@@ -158,7 +159,7 @@ class OmadmDriver:
             if stored is not None and stored.attempt_id == command.attempt_id:
                 self._schedule(stored)  # started by another process (a leader before this one): followed here
                 return
-            log.warning("OMA-DM job %s is already stored; StartAttempt not applied", job.attempt_id)
+            log.warning("OMA-DM job %s is already stored; StartAttempt not applied", job.attempt_id, extra=_about(job))
             return
         self._schedule(job)
         self._queue_trigger(request)
@@ -234,7 +235,8 @@ class OmadmDriver:
         lapsed = job.next_trigger_at is None or job.next_trigger_at <= now
         if job.state is JobState.EXEC_SENT and lapsed:
             holder, job.state, job.holder, job.triggers_sent = job.holder, JobState.WAITING_SESSION, "", 0
-            log.info("OMA-DM job %s: its session %s held it past the lease; released", job.attempt_id, holder)
+            log.info("OMA-DM job %s: its session %s held it past the lease; released", job.attempt_id, holder,
+                     extra=_about(job))
             return job if self._save(job, JobState.EXEC_SENT, expected_holder=holder) else None
         return job if job.next_trigger_at is not None and lapsed else None
 
@@ -280,10 +282,10 @@ class OmadmDriver:
         """A guarded write did not apply. The only process lets the job go; shared, another process's session
         moved it (a race they are built for): the trigger schedule takes the stored job instead."""
         if not self.settings.shared:
-            log.warning("OMA-DM job %s changed in the store; step not applied", job.attempt_id)
+            log.warning("OMA-DM job %s changed in the store; step not applied", job.attempt_id, extra=_about(job))
             self._forget(job.attempt_id)
             return
-        log.info("OMA-DM job %s was moved by another session; step not applied", job.attempt_id)
+        log.info("OMA-DM job %s was moved by another session; step not applied", job.attempt_id, extra=_about(job))
         if job.attempt_id in self._jobs:
             stored = self._job(job.attempt_id, job.device_id)
             if stored is None:
@@ -470,3 +472,8 @@ class OmadmDriver:
         if job is not None and job.state is JobState.EXEC_SENT and job.holder == holder:
             job.next_trigger_at, job.holder, job.state = now + self.settings.trigger_interval, "", JobState.WAITING_SESSION
             self._save(job, JobState.EXEC_SENT, expected_holder=holder)
+
+
+def _about(job: OmadmJob) -> dict[str, str]:
+    """The ``extra=`` of a line about ``job`` (``logs.context``)."""
+    return context(device=job.device_id, attempt=job.attempt_id)

@@ -51,6 +51,7 @@ from ..config import Config
 from ..protocol.errors import DecodeError, PeerError
 from ..protocol.omadm import events as ev
 from ..enrolment import Refused
+from ..logs import context
 from ..peerlog import peer_refused
 from ..protocol.omadm.digests import AUTH_MAC, AUTH_MD5, parse_mac_header
 from ..protocol.omadm.refusal import REFUSAL_CODES, challenge, refusal
@@ -245,7 +246,7 @@ class OmadmServer:
             self._count_failure(h.source)
         peer_refused(log, self._peer_host or h.source[:64], "omadm unknown device",
                      "OMA-DM device %s from %s refused: no OMA-DM credential (and no enrolment)", h.source[:128],
-                     self._peer_host or "?")
+                     self._peer_host or "?", extra=context(device=h.source[:128]))
         return self._syncml(message, encoding, 401 if proved else 407,
                             chal_type=AUTH_MAC if mac_header is not None else AUTH_MD5)
 
@@ -329,7 +330,7 @@ class OmadmServer:
             return  # 407: no credential sent yet, the normal first step
         peer_refused(log, self._peer_host or event.device_id[:64], "omadm authentication failed",
                      "OMA-DM authentication of %s from %s failed (status %s)", event.device_id[:128],
-                     self._peer_host or "?", event.status)
+                     self._peer_host or "?", event.status, extra=context(device=event.device_id[:128]))
         self._failures[id(session)] = self._failures.get(id(session), 0) + 1
         self._count_failure(session.device_id)
 
@@ -337,7 +338,8 @@ class OmadmServer:
         if self.throttle.failed(device_key(dev_id), self._peer_host, self._now_s):
             peer_refused(log, self._peer_host or dev_id[:64], "omadm auth blocked",
                          "OMA-DM authentication for %s from %s blocked for %.0f s after %d failures", dev_id[:128],
-                         self._peer_host or "?", self.throttle.settings.block_s, self.throttle.settings.max_failures)
+                         self._peer_host or "?", self.throttle.settings.block_s, self.throttle.settings.max_failures,
+                         extra=context(device=dev_id[:128]))
 
     def _book(self, device_id: str, book: dict[str, bytes], nonce: bytes,
               write: Callable[[str, bytes, bytes, datetime], bool], now: datetime) -> None:

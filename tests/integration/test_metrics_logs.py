@@ -98,6 +98,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         reports = _schedule(server.base_url, headers, ids)
         result = asyncio.run(asyncio.wait_for(_update(server, headers, reports), 150))
         unauthenticated = httpx.get(f"{server.base_url}/metrics").status_code
+        refused = httpx.post(f"{server.base_url}/http/v1/devices/{ids['HTTP'][0]}/checkin",
+                             headers={"Authorization": "Bearer not-its-token"}, json={})
+        assert refused.status_code == 401   # the device edge's refusal, logged with the device
         own_port = httpx.get(f"http://127.0.0.1:{server.ports['metrics']}/metrics").status_code
 
         def scrape() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -152,3 +155,5 @@ def test_json_logs_one_object_per_line_with_attempt_fields(run: Run) -> None:
         assert record["attempt"] and record["campaign"] and record["account"] == ACC, record
         assert record["device"] in record["message"] and record["attempt"] in record["message"], record
     assert not any(r["logger"].startswith(("httpx", "uvicorn.access")) for r in records)
+    refusals = [r for r in records if r.get("device") and "refused" in r["message"] and r["level"] == "WARNING"]
+    assert any(r["device"] in r["message"] and "checkin" in r["message"] for r in refusals), refusals

@@ -16,7 +16,8 @@ from .model import (
     Attempt, CallbackEvent, CallbackListener, Campaign, CampaignDevice, CampaignStatus, DeviceStatus, Notice,
 )
 
-__all__ = ["DeviceTransition", "CampaignStore", "CampaignDeviceStore", "CallbackStore"]
+__all__ = ["DeviceTransition", "CampaignStore", "CampaignDeviceStore", "CallbackStore", "CampaignProgress",
+           "failure_key"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,24 @@ class DeviceTransition:
     notices: tuple[Notice, ...] = ()
     count_finished: int = 0
     count_failed: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign's devices counted where they are stored (never read row by row): by state, by serving cell
+    and state, failures by reason with the first few devices of each, and the ends per minute."""
+
+    states: dict[str, int]
+    cells: dict[str, dict[str, int]]            # serving cell ("" unknown) -> state -> devices
+    failures: list[tuple[str, int, list[str]]]  # (reason, or the state without one; devices; first device ids)
+    ended: list[tuple[str, int, int]]           # ("YYYY-MM-DDTHH:MM" UTC, succeeded, failed), in time order
+
+
+def failure_key(row: CampaignDevice) -> str | None:
+    """What a row counts under among failures: a failed row, or one waiting for a retry after an attempt."""
+    failed = row.status in (DeviceStatus.FAILED, DeviceStatus.REQUEST_FAILED) or (
+        row.status == DeviceStatus.PENDING and row.attempts > 0)
+    return (row.result_reason or row.status.value) if failed else None
 
 
 class CampaignStore(Protocol):
@@ -63,6 +82,7 @@ class CampaignDeviceStore(Protocol):
     def next_row_wake(self) -> datetime | None: ...
     def queued_rows(self, account_name: str, queue: str, cell: str | None, limit: int) -> list[CampaignDevice]: ...
     def count_updating(self, account_name: str, cell: str | None = None) -> int: ...
+    def progress(self, campaign_id: str, devices_per_reason: int) -> CampaignProgress: ...
     def apply(self, transitions: Sequence[DeviceTransition]) -> list[bool]: ...
     def attempts(self, device_id: str = "", campaign_id: str = "", running_only: bool = False,
                  limit: int = 1000, attempt_id: str = "") -> list[Attempt]: ...

@@ -43,7 +43,7 @@ from .model import (
     DeviceResult,
 )
 from .policy import check_dates, end_instant, start_instant
-from .ports import CallbackStore, CampaignDeviceStore, CampaignStore
+from .ports import CallbackStore, CampaignDeviceStore, CampaignProgress, CampaignStore
 from .scheduling import MAX_DEVICE_ID_LEN, normalise_protocol, normalise_windows, validate_spec
 from . import transitions as T
 
@@ -163,6 +163,11 @@ class CampaignService(CampaignOperations):
         rows = self._rows.list_rows(campaign.campaign_id, after_device_id[:MAX_DEVICE_ID_LEN], limit + 1)
         page = rows[:limit]
         return DevicePage(page, len(rows) > limit, page[-1].device_id if page else "")
+
+    def campaign_progress(self, account: str, campaign_id: str, devices_per_reason: int = 20) -> CampaignProgress:
+        """The campaign's devices counted by state, cell and failure reason, in the store."""
+        campaign = self.get_campaign(account, campaign_id)
+        return self._rows.progress(campaign.campaign_id, max(0, min(devices_per_reason, 100)))
 
     def device_history(self, account: str, device_id: str) -> list[tuple[Campaign, CampaignDevice]]:
         out = []

@@ -10,14 +10,15 @@ import bisect
 import dataclasses
 import heapq
 import itertools
-from datetime import datetime, timedelta
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from ..campaign.model import (
     FINAL_DEVICE_STATUSES, Attempt, AttemptOutcomeKind, CallbackEvent, CallbackListener, Campaign,
     CampaignDevice, CampaignStatus, DeviceStatus, Notice,
 )
-from ..campaign.ports import DeviceTransition
+from ..campaign.ports import CampaignProgress, DeviceTransition, failure_key
 
 __all__ = ["MemoryCampaignStores", "MemoryCampaignStore", "MemoryCampaignDeviceStore", "MemoryCallbackStore"]
 
@@ -254,6 +255,26 @@ class MemoryCampaignDeviceStore:
         ids = self._sorted_ids.get(campaign_id, [])
         start = bisect.bisect_right(ids, after_device_id)
         return [self.rows[(campaign_id, d)] for d in ids[start:start + limit]]
+
+    def progress(self, campaign_id: str, devices_per_reason: int) -> CampaignProgress:
+        states: Counter[str] = Counter()
+        cells: dict[str, Counter[str]] = {}
+        failures: dict[str, list[str]] = {}
+        ended: dict[str, list[int]] = {}
+        for device_id in self._sorted_ids.get(campaign_id, []):
+            row = self.rows[(campaign_id, device_id)]
+            states[row.status.value] += 1
+            cells.setdefault(row.cell, Counter())[row.status.value] += 1
+            key = failure_key(row)
+            if key is not None:
+                failures.setdefault(key, []).append(device_id)
+            if row.status in (DeviceStatus.SUCCESS, DeviceStatus.FAILED):
+                minute = row.updated_at.astimezone(timezone.utc).isoformat()[:16]
+                ended.setdefault(minute, [0, 0])[0 if row.status == DeviceStatus.SUCCESS else 1] += 1
+        return CampaignProgress(dict(states), {c: dict(n) for c, n in cells.items()},
+                                sorted(((k, len(v), v[:devices_per_reason]) for k, v in failures.items()),
+                                       key=lambda f: (-f[1], f[0])),
+                                [(m, s, f) for m, (s, f) in sorted(ended.items())])
 
     def add_rows(self, rows: Sequence[CampaignDevice], notices: Sequence[Notice]) -> list[str]:
         by_campaign: dict[str, list[CampaignDevice]] = {}

@@ -17,13 +17,16 @@ from ..campaign.model import (
     FINAL_DEVICE_STATUSES, Attempt, AttemptOutcomeKind, CallbackEvent, CallbackListener, Campaign, CampaignDevice,
     CampaignSpec, CampaignStatus, DeviceStatus, ErrorThreshold, Notice, TimeWindow,
 )
-from ..campaign.ports import DeviceTransition
+from ..campaign.ports import CampaignProgress, DeviceTransition
 from ..protocol.delivery import Delivery, parse_delivery
 from .database import SqlConnection, SqlDatabase
 from .sqlite import parse_ts, ts
 
 __all__ = ["SqliteCampaignStores", "SqliteCampaignStore", "SqliteCampaignDeviceStore", "SqliteCallbackStore"]
 
+# the rows ``campaign.ports.failure_key`` counts among failures
+_FAILED = (f"(status IN ('{DeviceStatus.FAILED.value}', '{DeviceStatus.REQUEST_FAILED.value}')"
+           f" OR (status = '{DeviceStatus.PENDING.value}' AND attempts > 0))")
 _LIVE = ("CampaignRequestQueued", "CampaignRequestPending", "CampaignScheduled", "CampaignFailed")
 
 
@@ -221,6 +224,36 @@ class SqliteCampaignDeviceStore:
                 " ORDER BY device_id LIMIT ?", (campaign_id, status.value, after_device_id, limit))
             found.extend(_device(r) for r in rows)
         return sorted(found, key=lambda r: r.device_id)[:limit]
+
+    def progress(self, campaign_id: str, devices_per_reason: int) -> CampaignProgress:
+        """Grouped counts over the campaign's rows (its ``(campaign_id, status, device_id)`` index)."""
+        states = {str(r[0]): int(r[1]) for r in self._db.execute(
+            "SELECT status, COUNT(*) FROM campaign_devices WHERE campaign_id = ? GROUP BY status", (campaign_id,))}
+        cells: dict[str, dict[str, int]] = {}
+        for cell, status, n in self._db.execute("SELECT cell, status, COUNT(*) FROM campaign_devices"
+                                                " WHERE campaign_id = ? GROUP BY cell, status", (campaign_id,)):
+            cells.setdefault(str(cell), {})[str(status)] = int(n)
+        failures: list[tuple[str, int, list[str]]] = []
+        for reason, status, n in self._db.execute(
+                f"SELECT result_reason, status, COUNT(*) FROM campaign_devices WHERE campaign_id = ? AND {_FAILED}"
+                " GROUP BY result_reason, status", (campaign_id,)).fetchall():
+            devices = [str(r[0]) for r in self._db.execute(
+                f"SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND result_reason = ? AND status = ?"
+                f" AND {_FAILED} ORDER BY device_id LIMIT ?", (campaign_id, reason, status, devices_per_reason))]
+            failures.append((str(reason or status), int(n), devices))
+        merged: dict[str, tuple[int, list[str]]] = {}
+        for key, n, devices in failures:   # one reason may come from several states
+            held = merged.get(key, (0, []))
+            merged[key] = (held[0] + n, sorted(held[1] + devices)[:devices_per_reason])
+        ended: dict[str, list[int]] = {}
+        for minute, status, n in self._db.execute(
+                "SELECT substr(updated_at, 1, 16), status, COUNT(*) FROM campaign_devices WHERE campaign_id = ?"
+                " AND status IN (?, ?) GROUP BY 1, 2", (campaign_id, DeviceStatus.SUCCESS.value,
+                                                         DeviceStatus.FAILED.value)):
+            ended.setdefault(str(minute), [0, 0])[0 if status == DeviceStatus.SUCCESS.value else 1] += int(n)
+        return CampaignProgress(states, cells, sorted(((k, n, d) for k, (n, d) in merged.items()),
+                                                      key=lambda f: (-f[1], f[0])),
+                                [(m, s, f) for m, (s, f) in sorted(ended.items())])
 
     def add_rows(self, rows: Sequence[CampaignDevice], notices: Sequence[Notice]) -> list[str]:
         added: list[str] = []

@@ -10,7 +10,6 @@ to every campaign of the account); the wizard sets it when asked to.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from starlette.requests import Request
@@ -19,15 +18,15 @@ from starlette.responses import JSONResponse, Response
 from ..api import campaign_requests as req
 from ..api.bodies import read_json_object
 from ..api.campaigns import _served as served_delivery   # the API's own check, so that the rules are one
-from ..campaign.model import Campaign, CampaignDevice, DeviceStatus
+from ..campaign.model import Campaign
+from ..campaign.ports import CampaignProgress
 from ..campaign.tick import ENGINE_DEFAULTS
 from ..errors import InvalidRequest
 from ..services import Services
 from .fleet import STATES, _matches
 
-__all__ = ["list_campaigns", "schedule", "campaign_page", "cancel", "pause", "resume", "pilot", "MAX_ROWS"]
+__all__ = ["list_campaigns", "schedule", "campaign_page", "cancel", "pause", "resume", "pilot"]
 
-MAX_ROWS = 20_000          # rows a campaign page reads (its counts say when there are more)
 DEVICES_PER_REASON = 20
 _WIZARD_KEYS = {"firmwareName", "protocol", "deviceList", "filter", "startDate", "endDate", "windows", "cellCap",
                 "deliveryMethod", "name", "autoAssignLicense"}
@@ -134,46 +133,26 @@ async def pilot(request: Request, services: Services, account: str) -> Response:
                          "to": package.version_to, "protocol": package.protocol})
 
 
-def _rows(services: Services, account: str, campaign_id: str) -> tuple[list[CampaignDevice], bool]:
-    rows: list[CampaignDevice] = []
-    after = ""
-    while len(rows) < MAX_ROWS:
-        page = services.campaigns.campaign_devices(account, campaign_id, after)
-        rows.extend(page.rows)
-        if not page.has_more:
-            return rows, False
-        after = page.last_seen
-    return rows, True
-
-
-def _progress(rows: list[CampaignDevice]) -> dict[str, Any]:
-    states = Counter(r.status.value for r in rows)
-    cells: dict[str, Counter[str]] = {}
-    failures: dict[str, list[str]] = {}
-    for r in rows:
-        cells.setdefault(r.cell or "(unknown)", Counter())[r.status.value] += 1
-        if r.status in (DeviceStatus.FAILED, DeviceStatus.REQUEST_FAILED) or (
-                r.status == DeviceStatus.PENDING and r.attempts > 0):
-            failures.setdefault(r.result_reason or r.status.value, []).append(r.device_id)
-    ended = sorted((r.updated_at, r.status) for r in rows
-                   if r.status in (DeviceStatus.SUCCESS, DeviceStatus.FAILED))
+def _progress(progress: CampaignProgress) -> dict[str, Any]:
+    """The page's counts, as the store grouped them: the chart's history is the ends per minute, cumulated."""
     timeline, done, failed = [], 0, 0
-    for at, status in ended:
-        done, failed = done + (status == DeviceStatus.SUCCESS), failed + (status == DeviceStatus.FAILED)
-        timeline.append({"at": at.isoformat(), "success": done, "failed": failed})
-    return {"states": dict(states), "total": len(rows),
-            "cells": [{"cell": c, "states": dict(n), "total": sum(n.values())} for c, n in sorted(cells.items())],
-            "failures": [{"reason": k, "count": len(v), "devices": v[:DEVICES_PER_REASON]}
-                         for k, v in sorted(failures.items(), key=lambda kv: -len(kv[1]))],
+    for minute, succeeded, failures in progress.ended:
+        done, failed = done + succeeded, failed + failures
+        timeline.append({"at": minute + ":00Z", "success": done, "failed": failed})
+    return {"states": progress.states, "total": sum(progress.states.values()),
+            "cells": [{"cell": c or "(unknown)", "states": n, "total": sum(n.values())}
+                      for c, n in sorted(progress.cells.items())],
+            "failures": [{"reason": k, "count": n, "devices": d} for k, n, d in progress.failures],
             "timeline": timeline[-500:]}
 
 
 async def campaign_page(request: Request, services: Services, account: str) -> Response:
     campaign = services.campaigns.get_campaign(account, str(request.path_params["campaignId"])[:64])
-    rows, truncated = _rows(services, account, campaign.campaign_id)
-    return JSONResponse({**campaign_json(campaign), **_progress(rows), "truncated": truncated,
+    progress = services.campaigns.campaign_progress(account, campaign.campaign_id, DEVICES_PER_REASON)
+    page = services.campaigns.campaign_devices(account, campaign.campaign_id, limit=200)
+    return JSONResponse({**campaign_json(campaign), **_progress(progress), "truncated": False,
                          "devices": [{"deviceId": r.device_id, "status": r.status.value, "reason": r.result_reason,
-                                      "cell": r.cell} for r in rows[:200]]})
+                                      "cell": r.cell} for r in page.rows]})
 
 
 async def cancel(request: Request, services: Services, account: str) -> Response:

@@ -149,3 +149,25 @@ def test_deferred_listener_holds_back_new_events(stores: Any) -> None:
     assert stores.callbacks.due_events(NOW + timedelta(minutes=1), 10) == []
     assert stores.callbacks.next_event_due(NOW) == later
     assert sorted(e.payload["n"] for e in stores.callbacks.due_events(later, 10)) == [1, 2]
+
+
+def test_progress_is_counted_in_the_store(stores: Any) -> None:
+    """By state, by cell and state, failures by reason (a retry after an attempt counts), ends per minute."""
+    assert stores.campaigns.create_campaign(campaign("cp"), [], [])
+    at = NOW.replace(second=5)
+    rows = [row("d1", "cp", status=DeviceStatus.SUCCESS, cell="c1", updated_at=at),
+            row("d2", "cp", status=DeviceStatus.SUCCESS, cell="c1", updated_at=at + timedelta(minutes=1)),
+            row("d3", "cp", status=DeviceStatus.FAILED, cell="c2", result_reason="Not enough flash", updated_at=at),
+            row("d4", "cp", status=DeviceStatus.PENDING, cell="", result_reason="Not enough flash", attempts=1),
+            row("d5", "cp", status=DeviceStatus.PENDING, cell="c2"),
+            row("d6", "cp", status=DeviceStatus.REQUEST_FAILED, cell="c2")]
+    stores.rows.add_rows(rows, [])
+    got = stores.rows.progress("cp", 1)
+    assert got.states == {"UpgradeSuccess": 2, "UpgradeFailed": 1, "UpgradePending": 2, "RequestFailed": 1}
+    assert got.cells == {"c1": {"UpgradeSuccess": 2}, "c2": {"UpgradeFailed": 1, "UpgradePending": 1, "RequestFailed": 1},
+                         "": {"UpgradePending": 1}}
+    assert got.failures == [("Not enough flash", 2, ["d3"]), ("RequestFailed", 1, ["d6"])]
+    minute = at.astimezone(timezone.utc).isoformat()[:16]
+    later = (at + timedelta(minutes=1)).astimezone(timezone.utc).isoformat()[:16]
+    assert got.ended == [(minute, 1, 1), (later, 1, 0)]
+    assert stores.rows.progress("nothing", 5).states == {}

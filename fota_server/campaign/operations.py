@@ -315,11 +315,14 @@ class CampaignOperations:
     def offer_device(self, device_id: str) -> list[str]:
         """Join the device to a running campaign with autoAddDevicesFlag that it matches; returns its id."""
         device = self._devices.find_device(device_id[:MAX_DEVICE_ID_LEN])
-        if device is None or any(not r.final for r in self._rows.device_rows(device.device_id)):
+        if device is None:
             return []
-        for campaign in self._campaigns.active_campaigns(device.account_name):
-            if (campaign.spec.auto_add_devices and campaign.status == CampaignStatus.SCHEDULED
-                    and self._rows.get_row(campaign.campaign_id, device.device_id) is None
+        adding = [c for c in self._campaigns.active_campaigns(device.account_name)
+                  if c.spec.auto_add_devices and c.status == CampaignStatus.SCHEDULED]
+        if not adding or any(not r.final for r in self._rows.device_rows(device.device_id)):
+            return []   # (every LwM2M device report asks: with no campaign adding devices, two reads suffice)
+        for campaign in adding:
+            if (self._rows.get_row(campaign.campaign_id, device.device_id) is None
                     and device_problem(device, campaign.spec) is None):
                 result = self.add_devices(device.account_name, campaign.campaign_id, [device.device_id])
                 if result and result[0].status == ADD_OK:

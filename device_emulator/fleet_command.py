@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from .faults import FleetFault
-from .fleet import Fleet, ServerUrls
+from .fleet import Fleet, Progress, ServerUrls
 from .fleet_provision import write_manifest
 from .fleet_spec import FleetSpec, load_spec, plan_devices
+from .live_progress import LiveProgress, rich_summary
 from .progress import StderrProgress, summary_table
 
 __all__ = ["add_parser", "run"]
@@ -69,6 +74,8 @@ def add_parser(sub: Any) -> None:
     go.add_argument("--progress-s", type=float, default=5.0, help="progress line period on stderr")
     go.add_argument("--results", type=Path, help="JSON results file (per device and totals)")
     go.add_argument("--insecure", action="store_true", help="do not verify HTTPS certificates")
+    go.add_argument("-v", "--verbose", action="store_true",
+                    help="also log what the devices and libraries say (INFO); default: progress and summary only")
 
 
 def spec_from(args: argparse.Namespace) -> FleetSpec:
@@ -105,16 +112,31 @@ async def _run(args: argparse.Namespace, spec: FleetSpec) -> int:
         return stop.is_set() or (args.until_updated > 0 and f.count("updated") >= args.until_updated) or (
             args.until_registered and f.count("starting") == 0)
 
-    print(f"starting {spec.total} devices ({spec.lwm2m} LwM2M, {spec.http} HTTP, {spec.omadm} OMA-DM)",
-          file=sys.stderr, flush=True)
+    live = LiveProgress({"LWM2M": spec.lwm2m, "HTTP": spec.http, "OMADM": spec.omadm}) if sys.stderr.isatty() else None
+
+    def say(text: str) -> None:
+        if live is not None:
+            live.console.print(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+    say(f"starting {spec.total} devices ({spec.lwm2m} LwM2M, {spec.http} HTTP, {spec.omadm} OMA-DM)")
     try:
-        await fleet.start()
-        print(f"all devices started in {fleet.startup_s:.1f} s", file=sys.stderr, flush=True)
-        await fleet.wait_until(done, args.duration, on_progress=StderrProgress(), progress_s=args.progress_s)
+        with live if live is not None else contextlib.nullcontext():
+            await fleet.start()
+            say(f"all devices started in {fleet.startup_s:.1f} s")
+            progress: Progress = live if live is not None else StderrProgress()
+            await fleet.wait_until(done, args.duration, on_progress=progress,
+                                   progress_s=min(1.0, args.progress_s) if live is not None else args.progress_s)
+            progress(fleet.elapsed(), fleet.counts())
     finally:
         result = fleet.result()
         await fleet.stop()
-    print(summary_table(result.devices))
+    if sys.stdout.isatty():
+        console = Console()
+        for table in rich_summary(result.devices):
+            console.print(table)
+    else:
+        print(summary_table(result.devices))
     if args.results:
         result.write(args.results)
         print(f"results of {len(result.devices)} devices in {args.results}", file=sys.stderr)
@@ -132,4 +154,6 @@ def run(args: argparse.Namespace) -> int:
     if spec.lwm2m and not args.coap or (spec.http or spec.omadm) and not args.http_url and not args.omadm_url:
         raise SystemExit("device-emulator fleet run: --coap is needed for LwM2M devices, --http-url for HTTP "
                          "and OMA-DM devices")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(_run(args, spec))

@@ -24,7 +24,7 @@ from . import campaign_views as view
 from .bodies import read_json_object
 from .management import management
 
-__all__ = ["routes"]
+__all__ = ["routes", "served_delivery"]
 
 V1, V2, V3 = "/api/fota/v1", "/api/fota/v2", "/api/fota/v3"
 
@@ -41,7 +41,7 @@ def _campaign_id(request: Request) -> str:
     return str(request.path_params.get("campaignId") or request.path_params.get("upgradeId"))
 
 
-def _served(spec: CampaignSpec, config: Config) -> CampaignSpec:
+def served_delivery(spec: CampaignSpec, config: Config) -> CampaignSpec:
     """A named pull needs this server to serve its scheme: 400 ``DeliveryNotServed`` when it does not."""
     needs = {Delivery.PULL_COAP: (config.coap_enabled, "the CoAP listener (it runs with --no-coap)"),
              Delivery.PULL_COAPS: (config.coap_enabled and config.coaps_enabled,
@@ -70,7 +70,7 @@ def _delivery(body: dict[str, Any], campaign: Campaign) -> dict[str, Any]:
 @management
 async def v3_schedule(request: Request, services: Services, account: str) -> Response:
     spec = req.parse_v3_campaign(services.db.packages, account, await _body(request, services))
-    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    campaign, _ = services.campaigns.schedule_campaign(account, served_delivery(spec, services.config))
     return JSONResponse(_delivery(view.v3_firmware_campaign(campaign), campaign))
 
 
@@ -115,13 +115,13 @@ async def cancel(request: Request, services: Services, account: str) -> Response
 @management
 async def v2_schedule(request: Request, services: Services, account: str) -> Response:
     spec = req.parse_v2_campaign(services.db.packages, account, await _body(request, services))
-    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    campaign, _ = services.campaigns.schedule_campaign(account, served_delivery(spec, services.config))
     return JSONResponse(_delivery(view.v2_campaign(campaign), campaign))
 
 
 async def _v2_schedule_package(request: Request, services: Services, account: str, kind: str) -> Response:
     spec = req.parse_v2_file_or_software(services.db.packages, account, await _body(request, services), kind)
-    campaign, _ = services.campaigns.schedule_campaign(account, _served(spec, services.config))
+    campaign, _ = services.campaigns.schedule_campaign(account, served_delivery(spec, services.config))
     return JSONResponse(_delivery(view.v2_file_campaign(campaign, list(spec.device_ids)), campaign))
 
 
@@ -167,7 +167,7 @@ async def v1_schedule(request: Request, services: Services, account: str) -> Res
     named = body.get("accountName")
     if named != account:  # v1 names the account in the body (api reference §10.4)
         raise NotFound(f"account {named!r} not found", "AccountNotFound")
-    spec = _served(req.parse_v1_upgrade(services.db.packages, account, body), services.config)
+    spec = served_delivery(req.parse_v1_upgrade(services.db.packages, account, body), services.config)
     campaign, _ = services.campaigns.schedule_campaign(account, spec)
     return JSONResponse(_v1_upgrade(services, account, campaign.campaign_id))
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..api import campaign_requests as req
 from ..api.bodies import read_json_object
-from ..api.campaigns import _served as served_delivery   # the API's own check, so that the rules are one
+from ..api.campaigns import served_delivery   # the API's own check, so that the rules are one
 from ..campaign.model import Campaign
 from ..campaign.ports import CampaignProgress
 from ..campaign.tick import ENGINE_DEFAULTS

@@ -157,3 +157,15 @@ def test_json_logs_one_object_per_line_with_attempt_fields(run: Run) -> None:
     assert not any(r["logger"].startswith(("httpx", "uvicorn.access")) for r in records)
     refusals = [r for r in records if r.get("device") and "refused" in r["message"] and r["level"] == "WARNING"]
     assert any(r["device"] in r["message"] and "checkin" in r["message"] for r in refusals), refusals
+
+
+@pytest.mark.slow(3)
+def test_metrics_public_and_the_access_log(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "fota.db", extra_args=["--metrics-public", "--access-log"]).start()
+    try:
+        response = httpx.get(f"{server.base_url}/metrics")
+        assert response.status_code == 200 and "fota_lwm2m_registrations" in response.text
+        poll(lambda: list(server.output), lambda out: any("GET /metrics" in line for line in out), timeout_s=30,
+             what="uvicorn's access line")
+    finally:
+        server.stop()

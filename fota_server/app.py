@@ -196,7 +196,7 @@ class RunningServer:
             self._routed.on_outcome = self._engine.wake
         elif lwm2m_driver is not None:
             lwm2m_driver.on_outcome = self._engine.wake
-        dispatcher = getattr(engine, "_callbacks", None)   # the engine's callback deliveries
+        dispatcher = engine.callbacks   # the engine's callback deliveries
         if dispatcher is not None:
             self.services.metrics.sources.callback_failures = lambda: int(dispatcher.failed)
             self.services.metrics.sources.callback_deliveries = lambda: int(dispatcher.delivered)

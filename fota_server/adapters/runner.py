@@ -117,6 +117,11 @@ class EngineHandle:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def callbacks(self) -> CallbackDispatcher | None:
+        """The callback deliveries this loop drives (their counts are metrics)."""
+        return self._callbacks
+
     def resync(self) -> None:
         """Re-issue every running attempt at the next step (this process took the lease, or one went quiet)."""
         self._resync = True

@@ -4,6 +4,7 @@ prints plain lines instead and ``progress.summary_table`` the summary."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -14,9 +15,10 @@ from rich.table import Table
 from .progress import STATES
 from .results import DeviceResult, flash_bucket
 
-__all__ = ["BARS", "bar_counts", "LiveProgress", "rich_summary"]
+__all__ = ["BARS", "bar_counts", "LiveProgress", "rich_summary", "parse_progress_line"]
 
 _PROTOCOLS = ("LWM2M", "HTTP", "OMADM")
+_PROGRESS_LINE = re.compile(r"\[\s*\d+(?:\.\d+)?s\](?: (.*))?$")
 # each bar and the device states it counts
 BARS: dict[str, tuple[str, ...]] = {
     "registered": ("idle", "downloading", "updating", "offline", "updated", "failed"),   # all but starting
@@ -92,3 +94,20 @@ def rich_summary(results: Iterable[DeviceResult]) -> list[Table]:
         flashes.add_row(protocol, str(counter["once"]), str(counter["never"]), str(counter["twiceOrMore"]))
     tables.append(flashes)
     return tables
+
+
+def parse_progress_line(line: str) -> Counter[tuple[str, str]] | None:
+    """The (protocol, state) counts of a ``progress.progress_line`` (what ``fleet run`` prints when its output
+    is not a terminal), for a process that shows another's fleet; None if ``line`` is not one."""
+    match = _PROGRESS_LINE.match(line.strip())
+    if match is None:
+        return None
+    counts: Counter[tuple[str, str]] = Counter()
+    for part in match.group(1).split(" | ") if match.group(1) else []:
+        protocol, *pairs = part.split()
+        for pair in pairs:
+            state, eq, number = pair.partition("=")
+            if not eq or not number.isdigit():
+                return None
+            counts[(protocol, state)] = int(number)
+    return counts

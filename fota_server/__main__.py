@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
                       help="after the report, keep the server and the fleet running for the web console until "
                            "Ctrl-C (default: when at a terminal)")
+    demo.add_argument("-v", "--verbose", action="store_true",
+                      help="show the server's and the fleet's log lines (default: progress and report only; the "
+                           "server's log goes to demo.log in the demo's folder)")
     demo.add_argument("--config", help=argparse.SUPPRESS)
 
     account = sub.add_parser("account", help="manage accounts").add_subparsers(dest="action", required=True)
@@ -278,7 +281,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return _run(args, config)
     if args.command == "demo":
         return run_demo(config, DemoOptions(lwm2m=args.lwm2m, http=args.http, omadm=args.omadm,
-                                            timeout_s=args.timeout, keep=args.keep, serve=args.serve))
+                                            timeout_s=args.timeout, keep=args.keep, serve=args.serve,
+                                            verbose=args.verbose))
     services = build_services(config)
     try:
         if args.command == "account" and args.action == "create":

@@ -31,8 +31,11 @@ from typing import Any
 
 import httpx
 
+from device_emulator.live_progress import parse_progress_line
+
 from .app import RunningServer, build_services
 from .config import Config
+from .demo_report import DemoLog, DemoOutput, Rows
 from .demo_serve import serve_console
 from .device_import import import_manifest
 from .protocol.image import build_image
@@ -56,17 +59,14 @@ class DemoOptions:
     progress_s: float = 3.0
     keep: Path | None = None
     serve: bool | None = None   # after the report, keep serving for the console; None: when at a terminal
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
+    verbose: bool = False       # the server's and the fleet's log lines on the terminal (else in demo.log)
 
 
 def _firmware_name(protocol: str) -> str:
     return f"EMU-1 {FROM} to {TO} ({protocol})"
 
 
-def _prepare(config: Config, options: DemoOptions, workdir: Path) -> dict[str, Any]:
+def _prepare(config: Config, options: DemoOptions, workdir: Path, out: DemoOutput) -> dict[str, Any]:
     """Account, firmware for each protocol, and the fleet's devices (drawn and imported)."""
     services = build_services(config)
     try:
@@ -80,7 +80,7 @@ def _prepare(config: Config, options: DemoOptions, workdir: Path) -> dict[str, A
         _fleet("provision", options, "--out", str(manifest), check=True)
         result = import_manifest(manifest.read_bytes(), services.devices, services.db.licenses, services.clock,
                                  ACCOUNT)
-        _say(f"imported {result.added} devices ({result.licensed} licensed) into account {ACCOUNT}")
+        out.say(f"imported {result.added} devices ({result.licensed} licensed) into account {ACCOUNT}")
         return dict(creds.__dict__)
     finally:
         services.db.close()
@@ -123,7 +123,8 @@ async def _devices(client: httpx.AsyncClient, protocol: str) -> list[str]:
     return ids
 
 
-async def _schedule(client: httpx.AsyncClient, protocol: str, devices: list[str]) -> dict[str, str]:
+async def _schedule(client: httpx.AsyncClient, protocol: str, devices: list[str],
+                    out: DemoOutput) -> dict[str, str]:
     today, end = date.today().isoformat(), (date.today() + timedelta(days=7)).isoformat()
     if protocol == "LWM2M":
         response = await client.post(f"/api/fota/v3/campaigns/firmware/{ACCOUNT}", json={
@@ -141,7 +142,7 @@ async def _schedule(client: httpx.AsyncClient, protocol: str, devices: list[str]
     if response.status_code != 200:
         raise RuntimeError(f"scheduling the {protocol} campaign failed: {response.text}")
     campaign_id = response.json()["id"]
-    _say(f"scheduled {protocol} campaign {campaign_id} for {len(devices)} devices")
+    out.say(f"scheduled {protocol} campaign {campaign_id} for {len(devices)} devices")
     # the v3 report has every campaign's device rows with their attempt times, whatever API scheduled it
     return {"protocol": protocol, "id": campaign_id,
             "report": f"/api/fota/v3/reports/{ACCOUNT}/campaigns/{campaign_id}/devices"}
@@ -165,14 +166,15 @@ def _has_said(row: dict[str, Any]) -> bool:
 
 
 async def _follow(client: httpx.AsyncClient, campaigns: list[dict[str, str]], options: DemoOptions,
-                  label: str) -> dict[str, list[dict[str, Any]]]:
+                  label: str, out: DemoOutput) -> Rows:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout_s
     while True:
         rows = {c["protocol"]: await _rows(client, c) for c in campaigns}
         counts = Counter(r["status"] for rs in rows.values() for r in rs)
-        _say(f"[{label}] " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
-        if all(_has_said(r) for rs in rows.values() for r in rs) or loop.time() > deadline:
+        done = all(_has_said(r) for rs in rows.values() for r in rs)
+        out.status(label, counts, final=done)
+        if done or loop.time() > deadline:
             return rows
         await asyncio.sleep(options.progress_s)
 
@@ -187,40 +189,6 @@ def _device_flashes(results: Path) -> list[dict[str, Any]] | None:
         return None
 
 
-def _flash_report(protocols: list[str], devices: list[dict[str, Any]] | None) -> None:
-    if devices is None:
-        _say("flashes: the fleet left no results")
-        return
-    _say("Flashes, as the devices counted them (every device of the fleet, the pilot's too):")
-    for protocol in protocols:
-        counts = Counter(min(d["flashes"], 2) for d in devices if d["protocol"] == protocol)
-        _say(f"{protocol:10} flashes: {counts[1]} devices once, {counts[0]} never, {counts[2]} twice or more")
-
-
-def _report(rows: dict[str, list[dict[str, Any]]], devices: list[dict[str, Any]] | None) -> None:
-    _say("\nFinal report")
-    _say(f"{'protocol':10} {'devices':>8} {'updated':>8} {'failed':>8} {'retrying':>9}")
-    failed: list[tuple[str, dict[str, Any]]] = []
-    for protocol, rs in rows.items():
-        ok = sum(1 for r in rs if r["status"] == "UpgradeSuccess")
-        bad = [r for r in rs if r["status"] in ("UpgradeFailed", "RequestFailed")]
-        retry = [r for r in rs if r["status"] == "UpgradePending" and "recentAttemptTime" in r]
-        failed += [(protocol, r) for r in bad + retry]
-        _say(f"{protocol:10} {len(rs):>8} {ok:>8} {len(bad):>8} {len(retry):>9}")
-    _say("")
-    _flash_report(list(rows), devices)
-    if failed:
-        _say("\nDevices that did not update, and why:")
-        for protocol, r in failed:
-            when = f" (next attempt {r['nextAttemptTime']})" if r.get("nextAttemptTime") else ""
-            _say(f"  {protocol:6} {r['deviceId']}  {r['status']}: {r.get('resultReason', '')}{when}")
-    doubled = [d for d in devices or [] if d["flashes"] > 1]
-    if doubled:
-        _say("\nDevices flashed more than once:")
-        for d in doubled:
-            _say(f"  {d['protocol']:6} {d['deviceId']}  {d['flashes']} flashes")
-
-
 async def _stop_fleet(fleet: asyncio.subprocess.Process) -> None:
     """SIGTERM: the fleet stops its devices and writes its results file; killed if it takes too long."""
     if fleet.returncode is None:
@@ -232,54 +200,85 @@ async def _stop_fleet(fleet: asyncio.subprocess.Process) -> None:
         await fleet.wait()
 
 
-async def _run(config: Config, options: DemoOptions, workdir: Path) -> int:
-    creds = _prepare(config, options, workdir)
+async def _read_fleet(stream: asyncio.StreamReader, out: DemoOutput, verbose: bool) -> None:
+    """The fleet's stderr until it closes: its progress lines move the bars; the rest shows with ``-v``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        counts = parse_progress_line(text)
+        if counts is not None:
+            out.devices(loop.time() - started, counts)
+        elif verbose:
+            print(text, file=sys.stderr, flush=True)
+
+
+async def _campaigns(client: httpx.AsyncClient, creds: dict[str, Any], options: DemoOptions,
+                     out: DemoOutput) -> Rows:
+    """A pilot of LwM2M devices, then the full campaigns of every protocol; their rows once all have had their say."""
+    await _session(client, creds)
+    lwm2m = await _devices(client, "LWM2M")
+    pilot = min(PILOT, len(lwm2m) // 2 or len(lwm2m))   # a small fleet's pilot leaves the rest for the campaign
+    if pilot:
+        out.say(f"\npilot: {pilot} LwM2M devices")
+        await _follow(client, [await _schedule(client, "LWM2M", lwm2m[:pilot], out)], options, "pilot", out)
+    out.say("\nfull campaigns")
+    campaigns = [await _schedule(client, "LWM2M", lwm2m[pilot:], out)] if lwm2m[pilot:] else []
+    for protocol in ("HTTP", "OMADM"):
+        devices = await _devices(client, protocol)
+        if devices:
+            campaigns.append(await _schedule(client, protocol, devices, out))
+    return await _follow(client, campaigns, options, "full", out)
+
+
+async def _run(config: Config, options: DemoOptions, workdir: Path, out: DemoOutput) -> int:
+    creds = _prepare(config, options, workdir, out)
     server = RunningServer(build_services(config))
     ports = await server.start()
-    _say(f"server listening on {config.host}: " + ", ".join(f"{k} {v}" for k, v in ports.items()))
+    out.say(f"server listening on {config.host}: " + ", ".join(f"{k} {v}" for k, v in ports.items()))
     base = f"http://127.0.0.1:{ports['http']}"
-    fleet = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "device_emulator", "fleet", "run", *_fleet_args(options),
-        "--coap", f"coap://127.0.0.1:{ports['coap']}", "--http-url", base, "--duration", str(options.timeout_s),
-        "--results", str(workdir / "fleet-results.json"), "--progress-s", "30",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    rows: dict[str, list[dict[str, Any]]] | None = None
+    rows: Rows | None = None
     served = False
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-            await _session(client, creds)
-            lwm2m = await _devices(client, "LWM2M")
-            _say(f"\npilot: {PILOT} LwM2M devices")
-            await _follow(client, [await _schedule(client, "LWM2M", lwm2m[:PILOT])], options, "pilot")
-            _say("\nfull campaigns")
-            campaigns = [await _schedule(client, "LWM2M", lwm2m[PILOT:])]
-            for protocol in ("HTTP", "OMADM"):
-                devices = await _devices(client, protocol)
-                if devices:
-                    campaigns.append(await _schedule(client, protocol, devices))
-            rows = await _follow(client, campaigns, options, "full")
+        with out.bars({"LWM2M": options.lwm2m, "HTTP": options.http, "OMADM": options.omadm}):
+            fleet = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "device_emulator", "fleet", "run", *_fleet_args(options),
+                "--coap", f"coap://127.0.0.1:{ports['coap']}", "--http-url", base,
+                "--duration", str(options.timeout_s), "--results", str(workdir / "fleet-results.json"),
+                "--progress-s", "1", *(["-v"] if options.verbose else []),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            assert fleet.stderr is not None   # piped just above
+            reader = asyncio.create_task(_read_fleet(fleet.stderr, out, options.verbose))
+            try:
+                async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                    rows = await _campaigns(client, creds, options, out)
+            finally:
+                await _stop_fleet(fleet)
+                await asyncio.wait_for(reader, 30)
     finally:
-        await _stop_fleet(fleet)
         served = rows is not None and bool(options.serve)
         if not served:
             await server.stop()
     code = 0
     if rows is not None:
-        _report(rows, _device_flashes(workdir / "fleet-results.json"))
+        out.report(rows, _device_flashes(workdir / "fleet-results.json"))
     if served:
         try:
             code = await serve_console(server, ports, creds, account=ACCOUNT, make=MAKE, model=MODEL,
-                                       fleet_args=lambda: _fleet_args(options), workdir=workdir, say=_say)
+                                       fleet_args=lambda: _fleet_args(options), workdir=workdir, say=out.say)
         finally:
             await server.stop()
     if options.keep is not None:
-        _say(f"\ndatabase: {workdir / 'demo.db'}; fleet results (per device): {workdir / 'fleet-results.json'}")
+        out.say(f"\ndatabase: {workdir / 'demo.db'}; fleet results (per device): {workdir / 'fleet-results.json'}")
     else:
-        _say("\n(--keep DIR keeps the database and the fleet's per-device results)")
+        out.say("\n(--keep DIR keeps the database and the fleet's per-device results)")
     return code
 
 
 def run_demo(config: Config, options: DemoOptions) -> int:
+    """The demo; at a terminal (stdout) with live bars and rich tables, else plain lines. Without
+    ``options.verbose`` the server logs to ``demo.log`` in the demo's folder, not to the terminal."""
+    out = DemoOutput(terminal=sys.stdout.isatty())
     with tempfile.TemporaryDirectory(prefix="fota-demo-") as tmp:
         workdir = options.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -289,4 +288,9 @@ def run_demo(config: Config, options: DemoOptions) -> int:
                               enroll=ACCOUNT)  # a lab's demo: devices that show up unannounced join its account
         if options.serve is None:   # at a terminal the demo goes on in the browser; a script's run ends
             options = replace(options, serve=sys.stdin.isatty() and sys.stdout.isatty())
-        return asyncio.run(_run(demo_config, options, workdir))
+        log = None if options.verbose else DemoLog(workdir / "demo.log")
+        try:
+            return asyncio.run(_run(demo_config, options, workdir, out))
+        finally:
+            if log is not None:
+                out.log_note(log.close(keep=options.keep is not None), log.warnings)

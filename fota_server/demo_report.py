@@ -91,7 +91,7 @@ class DemoOutput:
 
     def say(self, text: str) -> None:
         if self.terminal:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)   # a password stays whole
         else:
             print(text, flush=True)
 

@@ -126,6 +126,12 @@ async def rehearse_two_processes(tmp: Path, db: str, spec: FleetSpec, kill_share
                     finished = True
                     break
                 await fleet.wait_until(lambda _f: False, 0.5)
+            registered = {d.plan.endpoint for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)}
+            while finished and loop.time() < end:   # every device of the killed process registers again: its
+                now_held = await asyncio.to_thread(_registrations, db)   # next Update gets 4.04 from the survivor
+                if all(now_held.get(endpoint) == "b" for endpoint in registered):
+                    break
+                await fleet.wait_until(lambda _f: False, 1.0)
             result = fleet.result()
             detail = [_detail(d) for d in fleet.devices if d.state() not in ("updated", "failed")][:20]
             lwm2m = [d for d in fleet.devices if isinstance(d, Lwm2mFleetDevice)]

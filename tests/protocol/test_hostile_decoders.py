@@ -289,6 +289,16 @@ def test_register_queries_with_hostile_values_decode_or_refuse(query: list[str])
     _decodes_or_refuses(lambda d: registration.parse_update(query, d, 40), b"</3/0>")
 
 
+@pytest.mark.parametrize("option", ["sms=\ud800", "apn=a\x00b", "ver=\n"])
+def test_a_query_option_that_is_not_printable_text_is_refused(option: str) -> None:
+    """A lone surrogate (from undecodable bytes) or a control character never reaches a registration."""
+    for parse in (lambda: registration.parse_register(["ep=dev-1", option], b"</3/0>", 40),
+                  lambda: registration.parse_update([option], b"", None)):
+        with pytest.raises(DecodeError) as caught:
+            parse()
+        assert caught.value.hint == "4.00"
+
+
 def test_register_of_an_unsupported_version_is_a_decode_error_with_its_code() -> None:
     with pytest.raises(DecodeError) as caught:
         registration.parse_register(["ep=x", "lwm2m=9.9"], b"", None)

@@ -88,6 +88,8 @@ def _query_pairs(query: Sequence[str]) -> dict[str, str | None]:
         key, sep, value = option.partition("=")
         if not key or len(option) > 255:
             raise DecodeError("an empty or overlong query option", hint="4.00")
+        if not option.isprintable():   # control characters, or a lone surrogate that no store or log can encode
+            raise DecodeError("a query option that is not printable text", hint="4.00")
         if key in pairs:
             raise DecodeError(f"query option {key[:16]!r} repeated", hint="4.00")
         pairs[key] = value if sep else None

@@ -18,14 +18,10 @@ from typing import Any
 
 from device_emulator.fleet import Fleet, ServerUrls
 from device_emulator.fleet_devices import Lwm2mFleetDevice
-from device_emulator.fleet_provision import write_manifest
 from device_emulator.fleet_spec import FleetSpec, plan_devices
-from fota_server.app import build_services
-from fota_server.config import load_config
-from fota_server.protocol.image import build_image
 from fota_server.store.database import open_database
-from tests.crashrig import FINAL, FROM, MAKE, MODEL, PACKAGES, TO, Rehearsal, _detail, _report_rows, _schedule
-from tests.serverproc import ServerProcess, create_account, import_fleet, session_headers
+from tests.crashrig import FINAL, PACKAGES, TO, Rehearsal, _detail, _report_rows, _schedule, prepare
+from tests.serverproc import ServerProcess, session_headers
 
 __all__ = ["rehearse_two_processes", "free_ports"]
 
@@ -47,19 +43,6 @@ def free_ports(count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
-
-
-def _prepare(tmp: Path, db: str, spec: FleetSpec, image_size: int, settings: dict[str, Any]) -> dict[str, Any]:
-    plans = plan_devices(spec)
-    creds = create_account(db, spec.account, licenses=len(plans) + 10)
-    manifest = tmp / "fleet.json"
-    write_manifest(plans, spec.account, manifest)
-    image = build_image(MAKE, MODEL, TO, image_size)
-    import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL, FROM, TO)
-    services = build_services(load_config(environ={}, flags={"db_path": db, "data_dir": _data_dir()}))
-    services.db.accounts.update_settings(spec.account, settings)
-    services.db.close()
-    return creds
 
 
 def _data_dir() -> str:
@@ -91,7 +74,7 @@ async def rehearse_two_processes(tmp: Path, db: str, spec: FleetSpec, kill_share
     """Run the rollout; returns what the devices and the reports say, and which process holds each
     LwM2M registration at the end."""
     settings = {"cell_cap": 10, "first_retry_s": 5, "pilot_cap": 1_000_000}
-    creds = await asyncio.to_thread(_prepare, tmp, db, spec, image_size, settings)
+    creds = await asyncio.to_thread(prepare, tmp, db, spec, image_size, settings, _data_dir())
     ports = free_ports(3)
     first = await asyncio.to_thread(_process, db, tmp, "a", ports, lease_s)
     second = await asyncio.to_thread(_process, db, tmp, "b", ports, lease_s)

@@ -100,14 +100,20 @@ class Rehearsal:
 
 
 def _prepare(tmp: Path, spec: FleetSpec, image_size: int, settings: dict[str, Any]) -> dict[str, Any]:
-    db = tmp / "fota.db"
+    return prepare(tmp, tmp / "fota.db", spec, image_size, settings)
+
+
+def prepare(tmp: Path, db: Path | str, spec: FleetSpec, image_size: int, settings: dict[str, Any],
+            data_dir: str = "") -> dict[str, Any]:
+    """The account (its credentials returned), the fleet imported, one image per protocol, the account's settings."""
     plans = plan_devices(spec)
     creds = create_account(db, spec.account, licenses=len(plans) + 10)
     manifest = tmp / "fleet.json"
     write_manifest(plans, spec.account, manifest)
     image = build_image(MAKE, MODEL, TO, image_size)
     import_fleet(db, manifest, {protocol: (name, image) for protocol, name in PACKAGES.items()}, MAKE, MODEL, FROM, TO)
-    services = build_services(load_config(environ={}, flags={"db_path": str(db)}))
+    flags = {"db_path": str(db), **({"data_dir": data_dir} if data_dir else {})}
+    services = build_services(load_config(environ={}, flags=flags))
     services.db.accounts.update_settings(spec.account, settings)
     services.db.close()
     return creds

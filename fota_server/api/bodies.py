@@ -6,12 +6,29 @@ import json
 import math
 from typing import Any
 
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import InvalidRequest
 from .errors import PayloadTooLarge
 
-__all__ = ["read_body", "read_json_object", "require_str"]
+__all__ = ["read_body", "read_json_object", "read_multipart", "require_str"]
+
+
+async def read_multipart(request: Request, max_bytes: int, max_fields: int, max_part_size: int) -> FormData:
+    """A multipart form read whole within ``max_bytes`` before it is parsed (one file, ``max_fields`` text
+    fields of at most ``max_part_size`` bytes); an unreadable one is a 400 ``InvalidMultipart``."""
+    raw = await read_body(request, max_bytes)
+
+    async def replay() -> Any:
+        yield raw
+
+    try:
+        return await MultiPartParser(request.headers, replay(), max_files=1, max_fields=max_fields,
+                                     max_part_size=max_part_size).parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"the multipart body cannot be read: {exc.message}", "InvalidMultipart") from None
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

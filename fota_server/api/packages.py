@@ -32,7 +32,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -40,7 +39,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest, NotFound
 from ..records import Package
 from ..services import Services
-from .bodies import read_body
+from .bodies import read_multipart
 from .management import management
 from .models import CLIENT_TYPE, DISTRIBUTION_TYPE, PACKAGE_PROTOCOL, optional_query, parse_protocol
 from .wire import iso_date, rfc3339
@@ -133,16 +132,7 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[dict[str, str], 
     """The multipart form, size-capped before parsing; text fields checked for length."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise InvalidRequest("the body must be multipart/form-data with a 'fileupload' part", "InvalidContentType")
-    raw = await read_body(request, max_bytes)
-
-    async def replay() -> Any:
-        yield raw
-
-    try:
-        form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=len(FORM_FIELDS),
-                                     max_part_size=MAX_TARGET_PATH + 1).parse()
-    except MultiPartException as exc:
-        raise InvalidRequest(f"the multipart body cannot be read: {exc.message}", "InvalidMultipart") from None
+    form = await read_multipart(request, max_bytes, len(FORM_FIELDS), MAX_TARGET_PATH + 1)
     upload = form.get("fileupload")
     fields = {k: v.strip() for k, v in form.items() if isinstance(v, str) and k in FORM_FIELDS}
     for key, value in fields.items():

@@ -11,12 +11,11 @@ import logging
 from typing import Any
 
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..adapters.lwm2m_explorer import ExplorerNotFound
-from ..api.bodies import read_body
+from ..api.bodies import read_multipart
 from ..errors import InvalidRequest
 from ..records import PROTOCOLS, Package
 from ..services import Services
@@ -50,16 +49,7 @@ async def list_firmware(request: Request, services: Services, account: str) -> R
 async def _form(request: Request, max_bytes: int) -> tuple[dict[str, str], UploadFile]:
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise InvalidRequest("the body must be multipart/form-data with a 'file' part", "InvalidContentType")
-    raw = await read_body(request, max_bytes + FORM_OVERHEAD)
-
-    async def replay() -> Any:
-        yield raw
-
-    try:
-        form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=len(FIELDS),
-                                     max_part_size=MAX_FIELD + 1).parse()
-    except MultiPartException as exc:
-        raise InvalidRequest(f"the multipart body cannot be read: {exc.message}", "InvalidMultipart") from None
+    form = await read_multipart(request, max_bytes + FORM_OVERHEAD, len(FIELDS), MAX_FIELD + 1)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("form part 'file' (the image) is required", "MissingField")

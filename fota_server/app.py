@@ -176,7 +176,8 @@ class RunningServer:
             drivers["LWM2M"] = lwm2m_driver
         http_app = build_http_app(self.services)
         self._console = http_app.state.console
-        app = DeviceDispatch(http_app)   # check-in, status and DDI poll before the router
+        app = DeviceDispatch(http_app, self.services.metrics.http_latency.observe)   # check-in, status and DDI
+                                                                                       # poll before the router
         self._watch(app)
         self._http = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=config.access_log,
                                              log_config=None, **uvicorn_limits(config), **self._tls_options()))
@@ -215,6 +216,7 @@ class RunningServer:
             server, firmware = self._lwm2m.server, self._lwm2m.firmware
             sources.registrations = lambda: len(server.book)
             sources.rd_results = server.rd_results
+            server.rd_latency = self.services.metrics.lwm2m_latency.observe
             sources.coap_firmware_bytes = lambda: firmware.bytes_served
 
     def _join(self) -> ClusterMember:

@@ -5,28 +5,63 @@ of (operation, code), the device edge each check-in in one of (route, status), t
 resource its bytes. Nothing there takes a lock or builds a label set. ``Metrics`` reads those counters,
 the live tables (registrations, DTLS sessions) and, at most every ``db_cache_s``, a few grouped counts from
 the database, when Prometheus scrapes ``GET /metrics``; prometheus-client only formats them. The engine's
-tick duration is a prometheus-client histogram (a few observations a second).
+tick duration is a prometheus-client histogram (a few observations a second). Request durations (HTTP by
+surface and route, LwM2M registration interface by operation) are ``Latencies``: fixed buckets of plain
+integers, one bisect and two additions per request, formatted as Prometheus histograms at the scrape.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .peerlog import PEER_LOG
 from .store.database import SqlDatabase
 
-__all__ = ["Metrics", "MetricsSources", "CONTENT_TYPE", "campaign_device_counts"]
+__all__ = ["Latencies", "Metrics", "MetricsSources", "CONTENT_TYPE", "campaign_device_counts"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _PREFIX = "fota_"
+
+
+class Latencies:
+    """Durations in seconds by a tuple of label values, counted in fixed buckets (the upper bounds ``BUCKETS``,
+    then +Inf) with their sum: what a Prometheus histogram holds, without its lock per observation."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self, name: str, doc: str, labels: tuple[str, ...]) -> None:
+        self.name, self.doc, self.labels = _PREFIX + name, doc, labels
+        self._series: dict[tuple[str, ...], list[float]] = {}   # label values -> per-bucket counts, +Inf, sum
+
+    def observe(self, label_values: tuple[str, ...], seconds: float) -> None:
+        series = self._series.get(label_values)
+        if series is None:
+            series = self._series[label_values] = [0.0] * (len(self.BUCKETS) + 2)
+        series[bisect_left(self.BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def count(self, label_values: tuple[str, ...]) -> int:
+        series = self._series.get(label_values)
+        return int(sum(series[:-1])) if series is not None else 0
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for label_values, series in sorted(self._series.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*(str(b) for b in self.BUCKETS), "+Inf"), series[:-1]):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric(list(label_values), buckets, series[-1])
+        return family
 
 
 class _Sized(Protocol):
@@ -60,6 +95,12 @@ class Metrics:
         self.http_firmware_bytes = 0
         self.attempts_started: Counter[str] = Counter()                    # protocol
         self.attempts_ended: Counter[tuple[str, str, str]] = Counter()     # protocol, outcome, reason
+        self.http_latency = Latencies(
+            "http_request_duration_seconds", "HTTP requests from their arrival to the start of the answer, by "
+            "surface (device, management, console) and route", ("surface", "route"))
+        self.lwm2m_latency = Latencies(
+            "lwm2m_request_duration_seconds", "LwM2M Register, Update and De-register, handling time by operation",
+            ("operation",))
         self.engine_tick = Histogram(
             "fota_engine_tick_seconds", "Duration of one campaign engine tick (due campaigns and devices)",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
@@ -146,6 +187,8 @@ class _Collector(Collector):
                            [], [((), s.callback_failures())])
         if s.callback_deliveries is not None:
             yield _counter("callback_deliveries", "Callback events delivered", [], [((), s.callback_deliveries())])
+        yield m.http_latency.family()
+        yield m.lwm2m_latency.family()
         yield from self._database()
         for extra in s.extra:
             yield from extra()

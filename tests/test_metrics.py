@@ -72,3 +72,27 @@ def test_database_counts_are_cached_for_a_few_seconds() -> None:
     now[0] += 2.0
     assert value(parse_metrics(metrics.exposition().decode()), "fota_campaign_devices", state="UpgradeSuccess") == 10
     assert db.queries == 2 * asked
+
+
+def test_latencies_are_cumulative_histograms_per_label() -> None:
+    metrics = Metrics()
+    observe = metrics.http_latency.observe
+    observe(("device", "/http/v1/devices/{device_id}/checkin"), 0.0004)    # in the first bucket
+    observe(("device", "/http/v1/devices/{device_id}/checkin"), 0.001)     # on a bound: that bucket (le)
+    observe(("device", "/http/v1/devices/{device_id}/checkin"), 30.0)      # past the last bound: +Inf only
+    observe(("management", "/api/m2m/v1/devices"), 0.02)
+    metrics.lwm2m_latency.observe(("register",), 0.0002)
+    s = parse_metrics(metrics.exposition().decode())
+    checkin = {"surface": "device", "route": "/http/v1/devices/{device_id}/checkin"}
+    name = "fota_http_request_duration_seconds"
+    assert value(s, name + "_bucket", **checkin, le="0.0005") == 1
+    assert value(s, name + "_bucket", **checkin, le="0.001") == 2
+    assert value(s, name + "_bucket", **checkin, le="10.0") == 2
+    assert value(s, name + "_bucket", **checkin, le="+Inf") == 3
+    assert value(s, name + "_count", **checkin) == 3
+    assert abs(value(s, name + "_sum", **checkin) - 30.0014) < 1e-9
+    management = {"surface": "management", "route": "/api/m2m/v1/devices"}
+    assert value(s, name + "_bucket", **management, le="0.01") == 0
+    assert value(s, name + "_bucket", **management, le="0.025") == 1
+    assert value(s, "fota_lwm2m_request_duration_seconds_count", operation="register") == 1
+    assert metrics.http_latency.count(("device", "/http/v1/devices/{device_id}/checkin")) == 3

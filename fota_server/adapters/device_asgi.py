@@ -22,6 +22,7 @@ exception raised on to uvicorn, as ``ServerErrorMiddleware`` does.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from typing import Awaitable, Callable, Iterable
 
@@ -39,7 +40,7 @@ from ..protocol.errors import PeerError
 from ..protocol.http_fota import manifest
 from ..services import Services
 from .device_trace import DeviceTrace
-from . import ddi_http, fota_http
+from . import ddi_http, fota_http, omadm_http
 from .fota_http import (
     authenticate_device, checkin_answer, peer_error_response, recorder_of, scope_base_url,
     status_answer,
@@ -89,8 +90,10 @@ async def receive_body(receive: Receive, declared: str | None, max_bytes: int) -
 class DeviceDispatch:
     """ASGI: the check-in, the status report and the DDI base poll answered here; everything else by ``app``."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, latency: Callable[[tuple[str, str], float], None] | None = None) -> None:
         self.app = app
+        self._latency = latency   # metrics: (surface, route template), seconds to the start of the answer
+        self._device_routes = {id(r) for r in (*fota_http.routes, *ddi_http.routes, *omadm_http.routes)}
         self.services: Services = app.state.services
         self._checkin = _pattern(fota_http.routes, _CHECKIN, "POST")
         self._status = _pattern(fota_http.routes, _STATUS, "POST")
@@ -112,24 +115,58 @@ class DeviceDispatch:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        if not scope.get("root_path"):
             method, path = scope["method"], scope["path"]
+            answer, route, template = None, "", ""
             if method == "POST" and path.startswith(_DEVICE_PREFIX):
                 match = self._checkin.match(path)
                 if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._checkin_body, "checkin")
-                match = self._status.match(path)
-                if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._status_body, "status")
+                    answer, route, template = self._checkin_body, "checkin", _CHECKIN
+                else:
+                    match = self._status.match(path)
+                    if match is not None:
+                        answer, route, template = self._status_body, "status", _STATUS
             elif method == "GET":
                 match = self._poll.match(path)
                 if match is not None:
-                    return await self._answer(scope, receive, send, match.groupdict(), self._poll_body, "poll")
-        await self.app(scope, receive, send)
+                    answer, route, template = self._poll_body, "poll", ddi_http.BASE
+            if answer is not None and match is not None:
+                return await self._answer(scope, receive, send, match.groupdict(), answer, route, template, started)
+        if self._latency is None:
+            return await self.app(scope, receive, send)
+        answered: list[float] = []
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(time.perf_counter())
+            await send(message)
+        try:
+            await self.app(scope, receive, timed)
+        finally:
+            self._latency(self._labels(scope), (answered[0] if answered else time.perf_counter()) - started)
+
+    def _answered(self, template: str, started: float) -> None:
+        """The answer to a check-in, a status report or a poll is ready: its time for the metrics (counted
+        with ``answered``, so the two agree at any scrape)."""
+        if self._latency is not None:
+            self._latency(("device", template), time.perf_counter() - started)
+
+    def _labels(self, scope: Scope) -> tuple[str, str]:
+        """(surface, route template) of a request Starlette routed; ("none", "unmatched") for one no route took."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            return "none", "unmatched"
+        if id(route) in self._device_routes:
+            return "device", path
+        return ("console" if path.startswith("/ui") else "management"), path
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str],
                       answer: Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]],
-                      route: str = "") -> None:
+                      route: str = "", template: str = "", started: float = 0.0) -> None:
         device_id = params.get("device_id") or params.get("controller_id", "")
         if device_id in self.services.device_trace.devices:   # the console traces it
             receive, answer = _traced(self.services.device_trace, device_id, scope, receive, answer)
@@ -141,15 +178,18 @@ class DeviceDispatch:
             body = await answer(scope, receive, params, headers)
         except PeerError as exc:
             self.answered[(route, str(exc.hint if isinstance(exc.hint, int) and 400 <= exc.hint <= 599 else 400))] += 1
+            self._answered(template, started)
             scope["path_params"] = params
             await peer_error_response(self._request(scope, receive), exc)(scope, receive, send)
             return
         except Exception as exc:
             self.answered[(route, "error")] += 1
+            self._answered(template, started)
             scope["path_params"] = params
             await self._failed(scope, receive, send, exc)
             return
         self.answered[(route, "200")] += 1   # metrics: one increment
+        self._answered(template, started)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", _JSON)]})
         await send({"type": "http.response.body", "body": body})

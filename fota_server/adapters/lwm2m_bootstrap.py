@@ -22,6 +22,7 @@ import aiocoap.resource as resource
 
 from ..bootstrap_config import BootstrapConfigs
 from ..enrolment import Admitted, Enrolment
+from ..logs import context
 from ..peerlog import peer_refused
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.bootstrap import (
@@ -186,10 +187,12 @@ class BootstrapServer:
         self.outcomes[event.endpoint] = event
         while len(self.outcomes) > MAX_OUTCOMES:
             self.outcomes.popitem(last=False)
+        about = context(device=device_id_for_endpoint(event.endpoint)[1][:128])
         if isinstance(event, BootstrapFinished):
-            log.info("bootstrapped %s (writes in content format %d)", event.endpoint[:128], event.content_format)
+            log.info("bootstrapped %s (writes in content format %d)", event.endpoint[:128], event.content_format,
+                     extra=about)
         else:
-            log.warning("bootstrap of %s failed: %s", event.endpoint[:128], event.reason)
+            log.warning("bootstrap of %s failed: %s", event.endpoint[:128], event.reason, extra=about)
 
     async def _send(self, command: SendRequest, remote: Any, timeout_s: float) -> tuple[str, bytes, int | None]:
         if self.context is None or timeout_s <= 0:

@@ -22,6 +22,7 @@ from ..campaign.drivers import (
     InstallPackage, PackageDownloaded, StartAttempt, UpdateFailed, UpdateSucceeded,
 )
 from ..download_tokens import DownloadTokens
+from ..logs import context
 from ..protocol.lwm2m import firmware_messages as fm
 from ..protocol.lwm2m.firmware import FirmwareUpdate
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
@@ -143,7 +144,8 @@ class Lwm2mDriver:
         timeout): two machines must never drive one device's Object 5."""
         for attempt_id, attempt in list(self._attempts.items()):
             if attempt.command.device_id == device_id and attempt.task is not None:
-                log.info("LwM2M attempt %s for %s superseded by a newer one", attempt_id, device_id)
+                log.info("LwM2M attempt %s for %s superseded by a newer one", attempt_id, device_id,
+                         extra=_about(attempt.command))
                 attempt.task.cancel()
                 del self._attempts[attempt_id]
 
@@ -187,7 +189,8 @@ class Lwm2mDriver:
                 try:
                     self.on_device_back(device_id)
                 except Exception:  # e.g. the database refuses writes: the daily retry still comes
-                    log.warning("could not bring the retry of %s forward", device_id, exc_info=True)
+                    log.warning("could not bring the retry of %s forward", device_id, exc_info=True,
+                                extra=context(device=device_id))
         self._tell_sessions(event)
 
     def _tell_sessions(self, event: RegistrationEvent) -> None:
@@ -232,7 +235,8 @@ class Lwm2mDriver:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug must not take the runner down; the attempt is reported as failed
-            log.exception("LwM2M attempt %s failed unexpectedly", command.attempt_id)
+            log.exception("LwM2M attempt %s for %s failed unexpectedly", command.attempt_id, command.device_id,
+                          extra=_about(command))
             self._report(UpdateFailed(command.attempt_id, "internal error in the LwM2M driver"))
         finally:
             self._attempts.pop(command.attempt_id, None)
@@ -309,7 +313,13 @@ class Lwm2mDriver:
         elif isinstance(event, fm.DeliveryChosen):  # the URI carries a download token: named, never reported
             attempt = self._attempts.get(attempt_id)
             log.info("LwM2M attempt %s for %s delivers by %s", attempt_id,
-                     attempt.command.device_id if attempt is not None else "?", event.delivery.value)
+                     attempt.command.device_id if attempt is not None else "?", event.delivery.value,
+                     extra=_about(attempt.command) if attempt is not None else context(attempt=attempt_id))
             self._report(AttemptProgressed(attempt_id, f"LwM2M {event.delivery.value}", via=f"LwM2M {event.delivery.value}"))
         elif isinstance(event, fm.UpdateExecuted):
             self._report(AttemptProgressed(attempt_id, "LwM2M Execute /5/0/2 accepted; device updating"))
+
+
+def _about(command: StartAttempt) -> dict[str, str]:
+    """The ``extra=`` of a line about an attempt (``logs.context``)."""
+    return context(device=command.device_id, campaign=command.campaign_id, attempt=command.attempt_id)

@@ -9,6 +9,9 @@ import logging
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable
 
+from ..logs import context
+from ..protocol.lwm2m.device_data import device_id_for_endpoint
+
 __all__ = ["PacedReads"]
 
 log = logging.getLogger("fota_server.lwm2m")
@@ -90,7 +93,8 @@ class PacedReads:
         try:
             await self._read(endpoint)
         except Exception:
-            log.exception("reading device data from %s failed", endpoint[:128])
+            log.exception("reading device data from %s failed", endpoint[:128],
+                          extra=context(device=device_id_for_endpoint(endpoint)[1][:128]))
         finally:
             self.done += 1
             self._slots.release()

@@ -22,6 +22,7 @@ import aiocoap
 import aiocoap.resource as resource
 
 from ..clock import Clock
+from ..logs import context
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m.content import decode_values
 from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
@@ -99,6 +100,7 @@ class Lwm2mServer:
         self._admit: Admit = admit or (lambda _endpoint, _address, _secured: True)
         self.settings = settings
         self.rd_results: Counter[tuple[str, str]] = Counter()   # metrics: answers by (op, code)
+        self.rd_latency: Callable[[tuple[str], float], None] | None = None   # metrics: handling time by op
         self.book = RegistrationBook(timedelta(seconds=settings.grace_s), settings.max_registrations)
         self.store = store
         self.devices = devices
@@ -192,10 +194,14 @@ class Lwm2mServer:
         return registration.endpoint if registration is not None else None
 
     def handle_rd(self, request: RdRequest) -> RdAnswer:
-        """``_handle_rd``, its answer counted by operation and code in ``rd_results`` (one increment)."""
+        """``_handle_rd``, its answer counted by operation and code in ``rd_results`` (one increment) and its
+        handling time given to ``rd_latency``."""
+        started = time.perf_counter()
         answer = self._handle_rd(request)
         operation = "register" if request.reg_id is None else "deregister" if request.method == "DELETE" else "update"
         self.rd_results[(operation, answer.code)] += 1
+        if self.rd_latency is not None:
+            self.rd_latency((operation,), time.perf_counter() - started)
         return answer
 
     def _handle_rd(self, request: RdRequest) -> RdAnswer:
@@ -257,7 +263,7 @@ class Lwm2mServer:
                 if isinstance(event, Updated) and event.address_changed:
                     # NAT rebinding is normal on cellular links: the Update is accepted, and noted
                     log.info("%s updated its registration from a new address %s", registration.endpoint[:128],
-                             registration.address)
+                             registration.address, extra=_about(registration.endpoint))
                 if isinstance(event, Registered) and event.replaced is not None:
                     self._persist(event.replaced.reg_id, registration.reg_id)
                 self._persist(registration.reg_id, registration)
@@ -535,3 +541,8 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs, services.download_tokens))
     return server
+
+
+def _about(endpoint: str) -> dict[str, str]:
+    """The ``extra=`` of a line about the device of ``endpoint`` (``logs.context``)."""
+    return context(device=device_id_for_endpoint(endpoint)[1][:128])

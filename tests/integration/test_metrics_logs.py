@@ -137,6 +137,26 @@ def test_metrics_agree_with_what_the_devices_did(run: Run) -> None:
         s, "fota_firmware_bytes_served_total", transport="coap")
     assert served >= sum(d.downloads for d in devices) * IMAGE_BYTES > 0
     assert value(s, "fota_engine_tick_seconds_count") >= 1
+    # request durations: every answer the device edge counted is timed once, under its route's template
+    for route, template in (("checkin", "/http/v1/devices/{device_id}/checkin"),
+                            ("status", "/http/v1/devices/{device_id}/status")):
+        answered = sum(v for (name, labels), v in s.items()
+                       if name == "fota_http_device_requests_total" and ("route", route) in labels)
+        timed = value(s, "fota_http_request_duration_seconds_count", surface="device", route=template)
+        assert timed == answered > 0, (route, timed, answered)
+        assert value(s, "fota_http_request_duration_seconds_bucket", surface="device", route=template,
+                     le="+Inf") == timed
+    # the management calls the test made (scheduling, reports) are timed under their own templates
+    management = [labels for (name, labels), v in s.items()
+                  if name == "fota_http_request_duration_seconds_count" and ("surface", "management") in labels]
+    routes = {dict(labels)["route"] for labels in management}
+    assert any(route.startswith("/api/fota/") for route in routes), routes
+    timed_routes = {dict(labels).get("route", "") for (name, labels) in s if name.startswith("fota_http_request_")}
+    assert not [r for r in timed_routes for d in devices if d.device_id in r], timed_routes   # templates, not paths
+    registers = value(s, "fota_lwm2m_request_duration_seconds_count", operation="register")
+    assert registered <= registers <= value(s, "fota_lwm2m_request_duration_seconds_bucket",
+                                                operation="register", le="+Inf")
+    assert value(s, "fota_lwm2m_request_duration_seconds_sum", operation="register") > 0
     assert value(s, "fota_callback_queue_depth") == 0
     assert value(s, "process_resident_memory_bytes") > 0
 
@@ -154,6 +174,10 @@ def test_json_logs_one_object_per_line_with_attempt_fields(run: Run) -> None:
     for record in attempts:
         assert record["attempt"] and record["campaign"] and record["account"] == ACC, record
         assert record["device"] in record["message"] and record["attempt"] in record["message"], record
+    deliveries = [r for r in records if r["logger"] == "fota_server.lwm2m" and "delivers by" in r["message"]]
+    assert {r["device"] for r in deliveries} == {d.device_id for d in run.result.devices if d.protocol == "LWM2M"}
+    for record in deliveries:   # the LwM2M driver's lines carry the attempt they are about
+        assert record["attempt"] in record["message"] and record["campaign"], record
     assert not any(r["logger"].startswith(("httpx", "uvicorn.access")) for r in records)
     refusals = [r for r in records if r.get("device") and "refused" in r["message"] and r["level"] == "WARNING"]
     assert any(r["device"] in r["message"] and "checkin" in r["message"] for r in refusals), refusals

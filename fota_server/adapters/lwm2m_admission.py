@@ -5,7 +5,9 @@ Every Register asks this, so the answer for known devices is kept in memory (``K
 the HTTP device caches are (``store/http_device_cache.py``): this process's credential writes drop the device's
 entry (the database's credential listeners), devices are never deleted, and a commit by another process (SQLite's
 ``PRAGMA data_version``) drops every entry. That version is read at most once per ``recheck_s`` (a millisecond),
-not per Register: reading it costs as much as the lookup it saves.
+not per Register: reading it costs as much as the lookup it saves. A running server fills it at start with one
+statement (``preload``, up to ``PRELOAD_MAX`` devices), so that a storm of Registers after a restart asks the
+store nothing for the devices it knows.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..store.device_cache import PerDeviceCache
 from ..store.ports import CredentialStore
 
-__all__ = ["Admit", "KnownDevices", "admission_for", "admission_of", "known_devices_of"]
+__all__ = ["Admit", "KnownDevices", "PRELOAD_MAX", "admission_for", "admission_of", "known_devices_of"]
 
 log = logging.getLogger("fota_server.lwm2m")
 
 Admit = Callable[[str, str, bool], bool]   # (endpoint, address, over DTLS) -> whether it may register
+PRELOAD_MAX = 250_000   # devices read at start (about 100 bytes each); the rest are looked up at their Register
 
 
 class KnownDevices(PerDeviceCache[bool]):
@@ -57,6 +60,20 @@ class KnownDevices(PerDeviceCache[bool]):
         if known and self._data_version is not None:
             self.keep(generation, device_id, psk)
         return known, psk
+
+
+    def preload(self, limit: int = PRELOAD_MAX) -> int:
+        """Keep the answers for up to ``limit`` devices, read in one statement; how many were kept (none when
+        changes by other processes cannot be seen, as then nothing is kept)."""
+        if self._data_version is None:
+            return 0
+        self.saw_version(self._data_version())   # before the read: a commit after it drops what is read
+        self._recheck_at = self._monotonic() + self._recheck_s
+        generation = self.generation
+        rows = self._credentials.devices_and_credential("psk", min(limit, self.max_entries))
+        for device_id, psk in rows:
+            self.keep(generation, device_id, psk)
+        return len(self)
 
 
 def known_devices_of(db: Any) -> KnownDevices:
@@ -100,4 +117,6 @@ def admission_for(enrolment: Enrolment, known: KnownDevices | None = None, psk_n
 def admission_of(services: Any) -> Admit:
     """The admission of a running server: its enrolment, its database's known devices, the PSK rule while
     CoAPS is on."""
-    return admission_for(services.enrolment, known_devices_of(services.db), bool(services.config.coaps_enabled))
+    known = known_devices_of(services.db)
+    known.preload()
+    return admission_for(services.enrolment, known, bool(services.config.coaps_enabled))

@@ -4,7 +4,8 @@ token check (``DeviceAuthCache``) and the device's HTTP state, its open offer am
 Both are exact for this process: the stores drop a device's entry after every write of this process that changes
 what it holds (a credential; an offer, the device's logging switch or DDI attributes), and drop every entry when
 another connection, another process say, has committed to the database since the last look (SQLite's
-``PRAGMA data_version``, read on every lookup; on PostgreSQL the devices other processes changed are dropped one by
+``PRAGMA data_version``, read at most once a millisecond, as the LwM2M admission does: reading it costs about as
+much as the rest of a lookup; on PostgreSQL the devices other processes changed are dropped one by
 one, as their notifications arrive). A lookup that a write overtook keeps nothing (a generation count).
 """
 
@@ -26,8 +27,18 @@ V = TypeVar("V")
 
 
 class _PerDevice(PerDeviceCache[V]):
+    recheck_s = 0.001   # the longest another process's commit goes unseen
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(max_entries)
+        self._recheck_at = 0.0
+        self.monotonic: Callable[[], float] = time.monotonic
+
     def _current(self, db: SqlDatabase, device_id: str) -> V | None:
-        self.saw_version(db.data_version())
+        now = self.monotonic()
+        if now >= self._recheck_at:
+            self._recheck_at = now + self.recheck_s
+            self.saw_version(db.data_version())
         return self.get(device_id)
 
 

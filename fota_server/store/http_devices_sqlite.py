@@ -27,6 +27,8 @@ __all__ = [
 
 
 _REPORTED = ("firmware_version", "software_version", "make", "model", "serving_cell")
+_CHECKIN_UPDATE = ("UPDATE devices SET last_seen_at = ?" + "".join(f", {c} = COALESCE(NULLIF(?, ''), {c})"
+                                                                   for c in _REPORTED) + " WHERE device_id = ?")
 _DEVICE_FIELDS = tuple(f.name for f in dataclasses.fields(Device))
 _OFFER_FIELDS = tuple(f.name for f in dataclasses.fields(OfferRecord))
 _OFFER_COLUMNS = ", ".join(f"o.{name}" for name in _OFFER_FIELDS)
@@ -61,15 +63,15 @@ class SqliteHttpDeviceStore:
     def record_checkins(self, entries: list[CheckInEntry]) -> None:
         """One transaction for many check-ins: the check-in rows, each device's last-seen time and reports (each
         statement stands alone: no lock across processes)."""
+        stamps = [ts(e.at) for e in entries]
         with self._db.transaction(serialized=False) as conn:
             conn.executemany(
                 "INSERT INTO checkins (device_id, account_name, checked_in_at, client_version, status)"
                 " SELECT ?, ?, ?, COALESCE(?, (SELECT firmware_version FROM devices WHERE device_id = ?), ''), ?",
-                [(e.device_id, e.account_name, ts(e.at), e.client_version, e.device_id, e.status) for e in entries])
-            conn.executemany(
-                "UPDATE devices SET last_seen_at = ?" + "".join(
-                    f", {c} = COALESCE(NULLIF(?, ''), {c})" for c in _REPORTED) + " WHERE device_id = ?",
-                [(ts(e.at), *(getattr(e, c) for c in _REPORTED), e.device_id) for e in entries])
+                [(e.device_id, e.account_name, at, e.client_version, e.device_id, e.status)
+                 for e, at in zip(entries, stamps)])
+            conn.executemany(_CHECKIN_UPDATE, [(at, *(getattr(e, c) for c in _REPORTED), e.device_id)
+                                               for e, at in zip(entries, stamps)])
 
     def record_checkin(self, device_id: str, account_name: str, at: datetime, client_version: str | None,
                        status: str, **reported: str) -> None:

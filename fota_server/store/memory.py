@@ -311,6 +311,9 @@ class MemoryCredentialStore:
     def device_and_credential(self, device_id: str, kind: str) -> tuple[bool, bool]:
         return device_id in self._devices.devices, (device_id, kind) in self.credentials
 
+    def devices_and_credential(self, kind: str, limit: int) -> list[tuple[str, bool]]:
+        return [(d, (d, kind) in self.credentials) for d in list(self._devices.devices)[:max(limit, 0)]]
+
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         return next((c for c in self.credentials.values() if c.kind == kind and c.identity == identity), None)
 

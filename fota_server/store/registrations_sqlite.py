@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from datetime import datetime, timezone
 
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.device_data import device_id_for_endpoint
@@ -87,18 +86,11 @@ class SqliteRegistrationStore:
 
 
 def _row(reg: Registration) -> tuple[object, ...]:
-    updated = _ts(reg.updated_at)
-    registered = updated if reg.registered_at is reg.updated_at else _ts(reg.registered_at)
+    updated = ts(reg.updated_at)
+    registered = updated if reg.registered_at is reg.updated_at else ts(reg.registered_at)
     return (reg.reg_id, reg.endpoint, reg.lifetime_s, reg.version, reg.binding, int(reg.queue_mode), reg.sms,
             _objects_text(reg.objects), reg.address, reg.identity, _attributes_text(reg.attributes), registered,
             updated)
-
-
-def _ts(instant: datetime) -> str:
-    """``ts`` (the store's instant text), without its conversion when the instant is UTC already."""
-    if instant.tzinfo is timezone.utc:
-        return instant.isoformat(timespec="microseconds")
-    return str(ts(instant))
 
 
 @functools.lru_cache(maxsize=256)

@@ -31,7 +31,10 @@ def ts(instant: datetime | None) -> str | None:
     """An aware datetime as fixed-width ISO 8601 UTC text, so that text order is time order."""
     if instant is None:
         return None
-    if instant.tzinfo is None:
+    zone = instant.tzinfo
+    if zone is timezone.utc:   # the usual case (the clock's instants): no conversion
+        return instant.isoformat(timespec="microseconds")
+    if zone is None:
         raise ValueError("naive datetime given to the store")
     return instant.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
@@ -563,6 +566,12 @@ class SqliteCredentialStore:
             " EXISTS (SELECT 1 FROM device_credentials WHERE device_id = ? AND kind = ?)",
             (device_id, device_id, kind)).fetchone()
         return bool(known), bool(holds)
+
+    def devices_and_credential(self, kind: str, limit: int) -> list[tuple[str, bool]]:
+        rows = self._db.execute(
+            "SELECT d.device_id, EXISTS (SELECT 1 FROM device_credentials c WHERE c.device_id = d.device_id"
+            " AND c.kind = ?) FROM devices d LIMIT ?", (kind, max(limit, 0))).fetchall()
+        return [(str(device_id), bool(holds)) for device_id, holds in rows]
 
     def find_by_identity(self, kind: str, identity: str) -> Credential | None:
         row = self._db.execute("SELECT * FROM device_credentials WHERE kind = ? AND identity = ?",

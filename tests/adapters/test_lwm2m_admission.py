@@ -41,6 +41,9 @@ def test_one_lookup_says_whether_a_device_is_known_and_holds_a_credential(db: An
     assert db.credentials.device_and_credential("222", "psk") == (True, True)
     assert db.credentials.device_and_credential("222", "omadm") == (True, False)
     assert db.credentials.device_and_credential("333", "psk") == (False, False)
+    assert sorted(db.credentials.devices_and_credential("psk", 10)) == [("111", False), ("222", True)]
+    assert sorted(db.credentials.devices_and_credential("omadm", 10)) == [("111", False), ("222", False)]
+    assert len(db.credentials.devices_and_credential("psk", 1)) == 1
 
 
 def test_with_coaps_on_a_psk_device_registers_only_over_dtls(db: Any) -> None:
@@ -69,6 +72,9 @@ class CountingCredentials:
     def device_and_credential(self, device_id: str, kind: str) -> tuple[bool, bool]:
         self.lookups += 1
         return self.credentials.device_and_credential(device_id, kind)  # type: ignore[no-any-return]
+
+    def devices_and_credential(self, kind: str, limit: int) -> list[tuple[str, bool]]:
+        return self.credentials.devices_and_credential(kind, limit)  # type: ignore[no-any-return]
 
 
 class Ticks:
@@ -122,3 +128,34 @@ def test_a_running_servers_admission_keeps_known_devices_only_where_changes_are_
     known = known_devices_of(db)
     assert known.lookup("111") == (True, False) and known.lookup("222") == (True, True)
     assert len(known) == (2 if isinstance(db, SqliteDatabase) else 0)   # the memory store tells no other writer
+
+
+def test_a_preload_answers_every_known_device_without_a_lookup_and_changes_still_count(tmp_path: Path) -> None:
+    path = str(tmp_path / "fota.db")
+    db = SqliteDatabase(path)
+    db.accounts.create_account(Account("acme", T0, 10, "test"))
+    for device_id in ("111", "222", "444"):
+        db.devices.add_device(Device(device_id, "acme", created_at=T0))
+    db.credentials.set_credential(Credential("222", "psk", "id-222", "00" * 16, T0))
+    counting, ticks = CountingCredentials(db.credentials), Ticks()
+    known = KnownDevices(counting, db.data_version, monotonic=ticks)  # type: ignore[arg-type]
+    assert known.preload(limit=2) == 2                  # bounded
+    known.clear()
+    assert known.preload() == 3
+    ticks.now += 0.01
+    assert [known.lookup(d) for d in ("111", "222", "444")] == [(True, False), (True, True), (True, False)]
+    assert counting.lookups == 0
+    assert known.lookup("333") == (False, False) and counting.lookups == 1   # unknown: asked every time
+    other = SqliteDatabase(path)                        # another process gives 111 a PSK: every entry goes
+    other.credentials.set_credential(Credential("111", "psk", "id-111", "00" * 16, T0))
+    other.close()
+    ticks.now += 0.01
+    assert known.lookup("111") == (True, True)
+    db.close()
+
+
+def test_without_a_view_of_other_writers_nothing_is_preloaded() -> None:
+    db = MemoryDatabase()
+    db.accounts.create_account(Account("acme", T0, 10, "test"))
+    db.devices.add_device(Device("111", "acme", created_at=T0))
+    assert KnownDevices(db.credentials).preload() == 0

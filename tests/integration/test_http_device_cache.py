@@ -112,19 +112,32 @@ def test_the_device_state_follows_every_write_of_this_process(db: SqliteDatabase
     assert store.poll_offer("d1")[2]
 
 
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_the_device_state_and_token_checks_follow_another_connections_commits(db: SqliteDatabase) -> None:
-    store = SqliteHttpDeviceStore(db)
+    store, ticks = SqliteHttpDeviceStore(db), Ticks()
+    store.auth_cache.monotonic = store.state_cache.monotonic = ticks
     assert store.authenticated_device("d1", token_hash("tok-1")) is not None
     assert store.checkin_offer("d1", T) == (False, None)
     other = SqliteDatabase(db.path)  # another connection, as the CLI has
     try:
         added = SqliteOfferStore(other).add_offer("a1", "c1", "d1", "p1", "2.0", True, "{}", T)
         SqliteHttpDeviceStore(other).set_logging("d1", ACCOUNT, T + timedelta(hours=1))
+        assert store.checkin_offer("d1", T) == (False, None)   # within the millisecond: not looked at yet
+        ticks.now += 0.001
         assert added is not None and store.checkin_offer("d1", T) == (True, added)
         other.credentials.set_credential(Credential("d1", "http_token", "d1", token_hash("tok-2"), T))
+        ticks.now += 0.001
         assert store.authenticated_device("d1", token_hash("tok-1")) is None
         assert store.authenticated_device("d1", token_hash("tok-2")) is not None
         other.credentials.delete_credential("d1", "http_token")
+        ticks.now += 0.001
         assert store.authenticated_device("d1", token_hash("tok-2")) is None
     finally:
         other.close()

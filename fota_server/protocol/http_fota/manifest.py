@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ from ..errors import DecodeError
 __all__ = [
     "MAX_CHECKIN_BYTES", "MAX_REPORT_BYTES", "MAX_LOG_BYTES", "MAX_FIELD_LEN", "MAX_LOG_ENTRIES", "UPDATE_KINDS",
     "CheckIn", "Offer", "CheckInAnswer", "ReportState", "StatusReport", "LogEntry",
-    "decode_json_object", "decode_checkin", "encode_checkin", "decode_answer", "encode_answer",
+    "decode_json_object", "decode_checkin", "encode_checkin", "decode_answer", "encode_answer", "answer_object",
     "decode_report", "encode_report", "decode_logs", "encode_logs", "ResultCode", "result_reason", "utf8_text",
 ]
 
@@ -87,8 +88,11 @@ def _opt_int(obj: dict[str, Any], key: str, high: int = 2**53) -> int | None:
     return None if obj.get(key) is None else _int(obj, key, high=high)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))   # made once: ``json.dumps`` with options makes one per call
+
+
 def _dump(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,22 @@ class CheckInAnswer:
 
 
 def encode_answer(answer: CheckInAnswer) -> bytes:
+    """The answer's JSON: what ``_dump`` makes of ``answer_object(answer)``, with an offer's fields around its URL
+    encoded once per offer (a device is answered with the same offer until it ends; only the URL's download
+    token moves)."""
+    out = _ENCODER.encode({"nextCheckInSeconds": answer.next_checkin_s, "logging": answer.logging})
+    o = answer.offer
+    if o is not None:
+        before, after = _offer_parts(o.update_id, o.kind, o.version, o.size, o.sha256, o.signature,
+                                     o.install_allowed, o.file_name)
+        out = f'{out[:-1]},"update":{before}{_ENCODER.encode(o.url)}{after}}}'
+    if answer.cancel_update_id is not None:
+        out = f'{out[:-1]},"cancelUpdateId":{_ENCODER.encode(answer.cancel_update_id)}}}'
+    return out.encode()
+
+
+def answer_object(answer: CheckInAnswer) -> dict[str, Any]:
+    """The answer as the JSON object ``encode_answer`` writes."""
     out: dict[str, Any] = {"nextCheckInSeconds": answer.next_checkin_s, "logging": answer.logging}
     if answer.offer is not None:
         o = answer.offer
@@ -151,7 +171,17 @@ def encode_answer(answer: CheckInAnswer) -> bytes:
                          "installAllowed": o.install_allowed, "fileName": o.file_name}
     if answer.cancel_update_id is not None:
         out["cancelUpdateId"] = answer.cancel_update_id
-    return _dump(out)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _offer_parts(update_id: int, kind: str, version: str, size: int, sha256: str, signature: str,
+                 install_allowed: bool, file_name: str) -> tuple[str, str]:
+    """An offer's JSON object cut at its URL: the text before the URL's value and the text after it."""
+    head = _ENCODER.encode({"updateId": update_id, "kind": kind, "version": version})
+    tail = _ENCODER.encode({"size": size, "sha256": sha256, "signature": signature, "installAllowed": install_allowed,
+                            "fileName": file_name})
+    return head[:-1] + ',"url":', "," + tail[1:]
 
 
 def _decode_offer(obj: Any) -> Offer:

@@ -4,12 +4,12 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fota_server.protocol.errors import DecodeError
 from fota_server.protocol.http_fota.manifest import (
     MAX_CHECKIN_BYTES, MAX_LOG_ENTRIES, MAX_REPORT_BYTES, CheckIn, CheckInAnswer, LogEntry, Offer, ReportState,
-    ResultCode, StatusReport, decode_answer, decode_checkin, decode_logs, decode_report, encode_answer,
+    ResultCode, StatusReport, decode_answer, decode_checkin, decode_logs, decode_report, encode_answer, answer_object,
     encode_checkin, encode_logs, encode_report, result_reason,
 )
 
@@ -41,6 +41,21 @@ def test_bad_checkins_are_refused_with_a_status_hint(body: bytes, hint: int) -> 
 def test_answer_round_trip() -> None:
     for answer in (CheckInAnswer(300), CheckInAnswer(60, OFFER, True), CheckInAnswer(30, None, False, 9)):
         assert decode_answer(encode_answer(answer)) == answer
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 2**31), st.text(max_size=20), st.text(max_size=20), st.text(max_size=80), st.integers(0, 2**40),
+       st.text(max_size=64), st.text(max_size=100), st.booleans(), st.text(max_size=30), st.integers(0, 10**6),
+       st.booleans(), st.one_of(st.none(), st.integers(0, 2**31)))
+def test_an_answer_is_the_json_of_its_object_byte_for_byte(update_id: int, kind: str, version: str, url: str,
+                                                            size: int, sha256: str, signature: str, install: bool,
+                                                            file_name: str, sleep_s: int, logging: bool,
+                                                            cancel: int | None) -> None:
+    """The offer's fields around the URL are encoded once per offer; the whole must be exactly the JSON of the
+    answer's object, whatever the fields hold (quotes, control characters, non-ASCII)."""
+    for offer in (Offer(update_id, kind, version, url, size, sha256, signature, install, file_name), None):
+        answer = CheckInAnswer(sleep_s, offer, logging, cancel)
+        assert encode_answer(answer) == json.dumps(answer_object(answer), separators=(",", ":")).encode()
 
 
 def test_answer_with_a_bad_hash_is_refused() -> None:

@@ -160,6 +160,9 @@ class RunningServer:
     async def start(self) -> dict[str, int]:
         config = self.services.config
         member = self._join()
+        background = getattr(self.services.db, "checkpoint_in_background", None)   # SQLite: the WAL's copy-back
+        if background is not None:                                                  # off the event loop
+            background()
         sock = listening_socket(config.host, config.http_port, config.reuse_port)
         metrics_sock = listening_socket(config.host, config.metrics_port, config.reuse_port) \
             if config.metrics_port else None

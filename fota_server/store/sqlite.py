@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlite_utils
@@ -16,6 +16,9 @@ import sqlite_utils
 from ..records import Account, ApiClient, Credential, Device, License, Package, Token, User
 from .health import StorageHealth, StorageOpenError, StorageUnavailable
 from .schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from .sqlite_checkpoint import WalCheckpointer
 
 __all__ = [
     "SqliteDatabase", "SqliteAccountStore", "SqliteTokenStore", "SqliteDeviceStore",
@@ -57,6 +60,7 @@ class SqliteDatabase:
         self.lock = threading.RLock()
         # called with a device id after this process changed or deleted one of that device's credentials
         self.credential_listeners: list[Callable[[str], None]] = []
+        self._checkpointer: WalCheckpointer | None = None
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
@@ -163,7 +167,22 @@ class SqliteDatabase:
             applied += 1
         return applied
 
+    def checkpoint_in_background(self, interval_s: float = 0.25, fallback_pages: int = 16384) -> None:
+        """Checkpoint the WAL on a thread of its own from now until ``close`` (``sqlite_checkpoint.py``); this
+        connection checkpoints itself only once the WAL holds ``fallback_pages``."""
+        if self.path == ":memory:" or self._checkpointer is not None:
+            return
+        from .sqlite_checkpoint import WalCheckpointer
+
+        self._checkpointer = WalCheckpointer(self.path, interval_s)
+        with self.lock:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(fallback_pages)}")
+        self._checkpointer.start()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self.lock:
             self.conn.close()
 

@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-__all__ = ["FIELDS", "JsonFormatter", "TEXT_FORMAT", "setup_logging", "context"]
+__all__ = ["FIELDS", "JsonFormatter", "TEXT_FORMAT", "setup_logging", "context", "endpoint_context"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 FIELDS = ("account", "device", "campaign", "attempt")   # the context a line may carry
@@ -49,6 +49,13 @@ def context(account: str = "", device: str = "", campaign: str = "", attempt: st
     """The ``extra=`` of a line about these (empty ones left out)."""
     values = {"account": account, "device": device, "campaign": campaign, "attempt": attempt}
     return {k: v for k, v in values.items() if v}
+
+
+def endpoint_context(endpoint: str) -> dict[str, str]:
+    """The ``extra=`` of a line about the LwM2M device of ``endpoint`` (``urn:imei:<id>`` names ``<id>``)."""
+    from .protocol.lwm2m.device_data import device_id_for_endpoint
+
+    return context(device=device_id_for_endpoint(endpoint)[1][:128])
 
 
 def setup_logging(level: str = "INFO", log_format: str = "text", access_log: bool = False,

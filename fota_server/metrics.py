@@ -49,10 +49,6 @@ class Latencies:
         series[bisect_left(self.BUCKETS, seconds)] += 1
         series[-1] += seconds
 
-    def count(self, label_values: tuple[str, ...]) -> int:
-        series = self._series.get(label_values)
-        return int(sum(series[:-1])) if series is not None else 0
-
     def family(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
         for label_values, series in sorted(self._series.items()):

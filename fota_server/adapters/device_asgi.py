@@ -166,7 +166,7 @@ class DeviceDispatch:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, params: dict[str, str],
                       answer: Callable[[Scope, Receive, dict[str, str], dict[bytes, bytes]], Awaitable[bytes]],
-                      route: str = "", template: str = "", started: float = 0.0) -> None:
+                      route: str, template: str, started: float) -> None:
         device_id = params.get("device_id") or params.get("controller_id", "")
         if device_id in self.services.device_trace.devices:   # the console traces it
             receive, answer = _traced(self.services.device_trace, device_id, scope, receive, answer)

@@ -38,20 +38,14 @@ class KnownDevices(PerDeviceCache[bool]):
     def __init__(self, credentials: CredentialStore, data_version: Callable[[], int] | None = None,
                  recheck_s: float = 0.001, max_entries: int = 1_000_000,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(max_entries)
+        super().__init__(max_entries, recheck_s, monotonic)
         self._credentials = credentials
         self._data_version = data_version
-        self._recheck_s = recheck_s
-        self._monotonic = monotonic
-        self._recheck_at = 0.0
 
     def lookup(self, device_id: str) -> tuple[bool, bool]:
         """(whether the device belongs to an account, whether it holds a PSK)."""
         if self._data_version is not None:
-            now = self._monotonic()
-            if now >= self._recheck_at:
-                self._recheck_at = now + self._recheck_s
-                self.saw_version(self._data_version())
+            self.look_at_version(self._data_version)
             psk = self.get(device_id)
             if psk is not None:
                 return True, psk
@@ -61,14 +55,12 @@ class KnownDevices(PerDeviceCache[bool]):
             self.keep(generation, device_id, psk)
         return known, psk
 
-
     def preload(self, limit: int = PRELOAD_MAX) -> int:
         """Keep the answers for up to ``limit`` devices, read in one statement; how many were kept (none when
         changes by other processes cannot be seen, as then nothing is kept)."""
         if self._data_version is None:
             return 0
-        self.saw_version(self._data_version())   # before the read: a commit after it drops what is read
-        self._recheck_at = self._monotonic() + self._recheck_s
+        self.look_at_version(self._data_version)   # before the read: a commit after it drops what is read
         generation = self.generation
         rows = self._credentials.devices_and_credential("psk", min(limit, self.max_entries))
         for device_id, psk in rows:

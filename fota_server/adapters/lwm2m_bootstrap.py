@@ -22,7 +22,7 @@ import aiocoap.resource as resource
 
 from ..bootstrap_config import BootstrapConfigs
 from ..enrolment import Admitted, Enrolment
-from ..logs import context
+from ..logs import endpoint_context
 from ..peerlog import peer_refused
 from ..protocol.errors import DecodeError
 from ..protocol.lwm2m.bootstrap import (
@@ -187,7 +187,7 @@ class BootstrapServer:
         self.outcomes[event.endpoint] = event
         while len(self.outcomes) > MAX_OUTCOMES:
             self.outcomes.popitem(last=False)
-        about = context(device=device_id_for_endpoint(event.endpoint)[1][:128])
+        about = endpoint_context(event.endpoint)
         if isinstance(event, BootstrapFinished):
             log.info("bootstrapped %s (writes in content format %d)", event.endpoint[:128], event.content_format,
                      extra=about)

@@ -9,8 +9,7 @@ import logging
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable
 
-from ..logs import context
-from ..protocol.lwm2m.device_data import device_id_for_endpoint
+from ..logs import endpoint_context
 
 __all__ = ["PacedReads"]
 
@@ -94,7 +93,7 @@ class PacedReads:
             await self._read(endpoint)
         except Exception:
             log.exception("reading device data from %s failed", endpoint[:128],
-                          extra=context(device=device_id_for_endpoint(endpoint)[1][:128]))
+                          extra=endpoint_context(endpoint))
         finally:
             self.done += 1
             self._slots.release()

@@ -22,7 +22,7 @@ import aiocoap
 import aiocoap.resource as resource
 
 from ..clock import Clock
-from ..logs import context
+from ..logs import endpoint_context
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m.content import decode_values
 from ..protocol.lwm2m.device_data import DEVICE_READS, DeviceReport, device_id_for_endpoint, device_report
@@ -263,7 +263,7 @@ class Lwm2mServer:
                 if isinstance(event, Updated) and event.address_changed:
                     # NAT rebinding is normal on cellular links: the Update is accepted, and noted
                     log.info("%s updated its registration from a new address %s", registration.endpoint[:128],
-                             registration.address, extra=_about(registration.endpoint))
+                             registration.address, extra=endpoint_context(registration.endpoint))
                 if isinstance(event, Registered) and event.replaced is not None:
                     self._persist(event.replaced.reg_id, registration.reg_id)
                 self._persist(registration.reg_id, registration)
@@ -541,8 +541,3 @@ def add_lwm2m_resources(site: resource.Site, services: Any, *, settings: Lwm2mSe
     blobs = FileBlobStore(Path(services.config.resolved_data_dir) / "blobs")
     site.add_resource(["fw"], FirmwareBlockResource(blobs, services.download_tokens))
     return server
-
-
-def _about(endpoint: str) -> dict[str, str]:
-    """The ``extra=`` of a line about the device of ``endpoint`` (``logs.context``)."""
-    return context(device=device_id_for_endpoint(endpoint)[1][:128])

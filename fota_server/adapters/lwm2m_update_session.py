@@ -12,11 +12,10 @@ import time
 from typing import Any, Callable
 
 from ..clock import SystemClock
-from ..logs import context
+from ..logs import endpoint_context
 from ..protocol.errors import PeerError
 from ..protocol.lwm2m import firmware_messages as fm
 from ..protocol.lwm2m.content import decode_values
-from ..protocol.lwm2m.device_data import device_id_for_endpoint
 from ..protocol.lwm2m.firmware import FirmwareUpdate
 from ..protocol.lwm2m.paths import LwM2MPath
 from ..protocol.lwm2m.values import Values
@@ -127,7 +126,7 @@ class UpdateSession:
             machine.device_lost(now)
         elif kind == "cancel" and not machine.cancel(now):
             log.info("cancel of %s came too late: the update was already executed", self.endpoint,
-                     extra=context(device=device_id_for_endpoint(self.endpoint)[1]))
+                     extra=endpoint_context(self.endpoint))
         elif kind == "install":
             machine.install(now)
 

@@ -27,18 +27,8 @@ V = TypeVar("V")
 
 
 class _PerDevice(PerDeviceCache[V]):
-    recheck_s = 0.001   # the longest another process's commit goes unseen
-
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self._recheck_at = 0.0
-        self.monotonic: Callable[[], float] = time.monotonic
-
     def _current(self, db: SqlDatabase, device_id: str) -> V | None:
-        now = self.monotonic()
-        if now >= self._recheck_at:
-            self._recheck_at = now + self.recheck_s
-            self.saw_version(db.data_version())
+        self.look_at_version(db.data_version)
         return self.get(device_id)
 
 

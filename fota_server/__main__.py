@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -233,6 +234,10 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         creds = None
 
     def ready(ports: dict[str, int]) -> None:
+        # what start-up built (modules, the known devices, the restored registrations) lives as long as the
+        # process: the cyclic collector walks it no more (``docs/benchmarks.md``, LwM2M)
+        gc.collect()
+        gc.freeze()
         print(f"fota-server {__version__} listening on {config.host}: "
               + ", ".join(f"{name} port {port}" for name, port in ports.items()), flush=True)
         if creds is not None:

@@ -26,10 +26,12 @@ _COLUMNS = ("reg_id, endpoint, lifetime_s, version, binding, queue_mode, sms, ob
 # written with every row, never read into a Registration: the process holding it and the endpoint's device id
 _ROW_COLUMNS = _COLUMNS + ", node, device_id"
 _VALUES = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# endpoint is UNIQUE: a registration of a known endpoint rewrites that endpoint's row in place (the endpoint's
-# index is left as it is), whatever its id was; a registration saved again (an Update) rewrites its own row
+# endpoint is UNIQUE: a registration of a known endpoint rewrites that endpoint's row in place, whatever its id
+# was; a registration saved again (an Update) rewrites its own row. The endpoint and its device id (a function of
+# the endpoint) stay as they are, and so do their indexes: SQLite rewrites an index only for a column it sets
 _UPSERT = (f"INSERT INTO lwm2m_registrations ({_ROW_COLUMNS}) {_VALUES} ON CONFLICT(endpoint) DO UPDATE SET "
-           + ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _ROW_COLUMNS.split(",")) if c != "endpoint"))
+           + ", ".join(f"{c} = excluded.{c}" for c in (c.strip() for c in _ROW_COLUMNS.split(","))
+                       if c not in ("endpoint", "device_id")))
 # REPLACE removes every row in the way, whichever UNIQUE column it shares (the batch's fallback)
 _REPLACE = f"INSERT OR REPLACE INTO lwm2m_registrations ({_ROW_COLUMNS}) {_VALUES}"
 

@@ -375,3 +375,9 @@ CREATE INDEX lwm2m_registrations_device ON lwm2m_registrations(device_id)
 MIGRATIONS.append("""
 ALTER TABLE omadm_jobs ADD COLUMN holder TEXT NOT NULL DEFAULT ''
 """)
+
+# The registrations' index on updated_at served no query (expiry is kept in memory, ``RegistrationBook``), and
+# every Register and Update rewrote it.
+MIGRATIONS.append("""
+DROP INDEX IF EXISTS lwm2m_registrations_updated
+""")

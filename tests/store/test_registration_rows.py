@@ -89,3 +89,18 @@ def test_the_write_back_deletes_a_replaced_registration_only_when_nothing_takes_
         assert rows(db) == [] and server.unsaved == 0
         await server.stop()
     asyncio.run(scenario())
+
+
+def test_a_row_keeps_its_device_id_when_taken_over_and_no_index_on_updated_at_is_kept(db: SqliteDatabase) -> None:
+    indexes = {r["name"] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'lwm2m_registrations'")}
+    assert "lwm2m_registrations_updated" not in indexes   # no query used it; every save rewrote it
+    assert {"lwm2m_registrations_device", "lwm2m_registrations_node"} <= indexes
+    store, book = SqliteRegistrationStore(db), RegistrationBook()
+    store.apply([registration(book, "urn:imei:42", T0), registration(book, "ep-7", T0)], [])
+    again = registration(book, "urn:imei:42", T0 + timedelta(seconds=5))
+    store.apply([again], [])
+    assert [(r["reg_id"], r["device_id"]) for r in db.execute(
+        "SELECT reg_id, device_id FROM lwm2m_registrations WHERE endpoint = 'urn:imei:42'")] == [(again.reg_id, "42")]
+    assert [r["device_id"] for r in db.execute(
+        "SELECT device_id FROM lwm2m_registrations WHERE endpoint = 'ep-7'")] == ["ep-7"]

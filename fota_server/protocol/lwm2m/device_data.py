@@ -3,6 +3,7 @@ and the Device (3) and Connectivity Monitoring (4) fields it reads after Registe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .paths import LwM2MPath
@@ -15,6 +16,7 @@ DEVICE_READS = (LwM2MPath(3, 0), LwM2MPath(4, 0))
 _URN_KINDS = ("urn:imei:", "urn:imei-imsi:", "urn:imei-msisdn:", "urn:meid:", "urn:esn:", "urn:uuid:")
 
 
+@functools.lru_cache(maxsize=256)   # a Register asks it of the same endpoint several times in a row
 def device_id_for_endpoint(endpoint: str) -> tuple[str, str]:
     """(kind, id): ``urn:imei:490154203237518`` -> ("imei", "490154203237518"); other names stay whole."""
     lowered = endpoint.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from fota_server.protocol.errors import PeerError
 from fota_server.protocol.lwm2m.device_data import device_id_for_endpoint, device_report
 from fota_server.protocol.lwm2m.paths import LwM2MPath as P
-from fota_server.protocol.lwm2m.registration import RegistrationBook, parse_register, parse_update
+from fota_server.protocol.lwm2m.registration import RegistrationBook, _random_id, parse_register, parse_update
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -145,3 +146,23 @@ def test_a_plain_update_from_a_new_address_is_accepted() -> None:
     event = book.next_event()
     assert event is not None and event.registration.address == "10.9.9.9:6000"
     assert getattr(event, "address_changed") is True
+
+
+def test_registration_ids_are_64_random_bits_never_repeated_across_refills_of_the_bits_read_ahead() -> None:
+    ids = [_random_id() for _ in range(2_000)]   # 16,000 bytes: the 4 KiB read ahead is refilled three times
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_forked_child_does_not_hand_out_the_registration_ids_its_parent_hands_out_next() -> None:
+    _random_id()   # bits are read ahead now
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: its next id, then gone
+        os.write(writable, _random_id().encode())
+        os._exit(0)
+    os.close(writable)
+    child_id = os.read(readable, 64).decode()
+    os.close(readable)
+    os.waitpid(pid, 0)
+    assert len(child_id) == 16 and child_id != _random_id()

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import heapq
 import os
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -200,7 +199,7 @@ def _lifetime_and_grace(lifetime_s: int, grace: timedelta) -> timedelta:
 class _RandomIds:
     """A registration's location id: 64 random bits from the operating system's CSPRNG, so that no id is
     guessed or handed out twice (restored registrations keep theirs across restarts). The bits are read 4 KiB
-    at a time rather than with one system call per Register (under a lock: no two threads take the same bits)."""
+    at a time rather than with one system call per Register."""
 
     _ID_BYTES = 8
     _CHUNK = 4096
@@ -208,20 +207,17 @@ class _RandomIds:
     def __init__(self) -> None:
         self._pool = b""
         self._at = 0
-        self._lock = threading.Lock()
 
     def forget(self) -> None:
         """Drop the bits read so far (a forked child must not hand out its parent's next ids)."""
-        self._lock = threading.Lock()   # a fork may have copied it held
         self._pool, self._at = b"", 0
 
     def __call__(self) -> str:
-        with self._lock:
-            at = self._at
-            if at + self._ID_BYTES > len(self._pool):
-                self._pool, at = os.urandom(self._CHUNK), 0
-            self._at = at + self._ID_BYTES
-            return self._pool[at:at + self._ID_BYTES].hex()
+        at = self._at
+        if at + self._ID_BYTES > len(self._pool):
+            self._pool, at = os.urandom(self._CHUNK), 0
+        self._at = at + self._ID_BYTES
+        return self._pool[at:at + self._ID_BYTES].hex()
 
 
 _random_id = _RandomIds()

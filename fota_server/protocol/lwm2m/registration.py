@@ -199,7 +199,8 @@ def _lifetime_and_grace(lifetime_s: int, grace: timedelta) -> timedelta:
 class _RandomIds:
     """A registration's location id: 64 random bits from the operating system's CSPRNG, so that no id is
     guessed or handed out twice (restored registrations keep theirs across restarts). The bits are read 4 KiB
-    at a time rather than with one system call per Register."""
+    at a time rather than with one system call per Register. Like the book that asks for them, single-threaded:
+    the protocol core takes no locks (the event loop's thread is its one caller)."""
 
     _ID_BYTES = 8
     _CHUNK = 4096

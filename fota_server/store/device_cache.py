@@ -3,8 +3,8 @@
 The owner drops a device's entry after every write of this process that changes it (``forget``) and reports the
 database's ``data_version`` (``saw_version``): when another connection, another process say, has committed since
 the last look, every entry goes; ``look_at_version`` reads that version at most once per ``recheck_s`` (reading
-it costs about as much as the lookup it saves, so another process's commit is seen within that). A lookup that an invalidation overtook keeps nothing: take ``generation`` before
-reading the store and hand it to ``keep``.
+it costs about as much as the lookup it saves, so another process's commit is seen within that). A lookup that
+an invalidation overtook keeps nothing: take ``generation`` before reading the store and hand it to ``keep``.
 """
 
 from __future__ import annotations
